@@ -1,0 +1,1 @@
+"""ansinh: an event-sourced payments ledger for monthly social assistance."""

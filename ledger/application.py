@@ -1,0 +1,766 @@
+"""The service layer: one method per operator command. Each reads what it needs in bulk from the
+read models, asks the aggregates and the pure rules, saves the new events in one transaction,
+and brings the read models up to date from the notification log.
+
+One `eventsourcing` Application holds every aggregate, so that the ledger has a single total
+order of events (one notification log) for the hash chain and for Kafka.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from adapters.sql import SQLiteDatabase
+from adapters.store import StoreLocation, StoreUrlError
+from ledger.aggregates import (
+    REFERENCE_DATA_ID,
+    Beneficiary,
+    DeathRecord,
+    PaymentList,
+    ReferenceDataHistory,
+    beneficiary_id,
+    death_record_id,
+    payment_list_id,
+)
+from ledger.inputs import (
+    DeathRow,
+    EnrolmentRow,
+    InputRejected,
+    SettlementRow,
+    read_rows,
+)
+from ledger.months import InvalidMonth, format_month, month_of_iso, parse_month
+from ledger.reference import (
+    default_funeral_multipliers,
+    default_standard_levels,
+    province_codes,
+    reference_data,
+)
+from ledger.rules import (
+    LINE_FIELDS,
+    Account,
+    Credits,
+    DraftList,
+    Entitlement,
+    Issued,
+    Payee,
+    ReferenceData,
+    RuleViolation,
+    draft_list,
+)
+from projections.readmodels import Projector, RecordedEvent
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def _no_progress(what: str, done: int, total: int) -> None:
+    pass
+
+
+class LedgerApplication(Application):  # type: ignore[type-arg]
+    """The event store: aggregates in, events out, one notification log."""
+
+    is_snapshotting_enabled = False
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    period: str
+    province_code: str
+    status: str
+    lines: int
+    total_amount: int
+    bank_amount: int
+    receivable_amount: int
+    drafted_by: str | None
+    approved_by: str | None
+    held: int = 0
+    waiting_for_claimant: int = 0
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    rows: int
+    total_amount: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    applied: int
+    unchanged: int
+
+
+class Ledger:
+    """The ledger as operators use it."""
+
+    NOTIFICATION_BATCH = 500
+    APPLY_BYTES = 16 * 1024 * 1024
+    LINE_CHUNK = 1000
+
+    def __init__(self, store: str | None = None, progress: Progress | None = None) -> None:
+        location = StoreLocation.parse(store)
+        if location.kind != "sqlite" or location.path is None:
+            raise StoreUrlError(
+                f"store {location.url!r}: only the embedded SQLite store is available in this "
+                "version; use sqlite:///PATH"
+            )
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+        self.location = location
+        self.progress = progress or _no_progress
+        self.app = LedgerApplication(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(location.path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        )
+        self.db = SQLiteDatabase(location.path)
+        with self.db.transaction() as cursor:
+            Projector.create_schema(cursor)
+        self.projector = Projector()
+        self._ensure_reference_data()
+        self.catch_up()
+
+    def close(self) -> None:
+        self.db.close()
+        self.app.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Keeping the read models up to date
+
+    def catch_up(self) -> int:
+        """Apply every event recorded since the read models' position; returns how many."""
+        recorder = self.app.recorder
+        transcoder = self.app.mapper.transcoder
+        applied = 0
+        while True:
+            with self.db.transaction() as cursor:
+                position = self.projector.position_in(cursor)
+                notes = recorder.select_notifications(  # type: ignore[attr-defined]
+                    start=position, limit=self.NOTIFICATION_BATCH, inclusive_of_start=False
+                )
+                if not notes:
+                    return applied
+                batch: list[RecordedEvent] = []
+                size = 0
+                for n in notes:
+                    state = transcoder.decode(n.state)
+                    recorded_at = state.pop("timestamp")
+                    batch.append(
+                        RecordedEvent(
+                            notification_id=n.id,
+                            aggregate_id=str(n.originator_id),
+                            version=n.originator_version,
+                            type=n.topic.rsplit(":", 1)[1],
+                            recorded_at=recorded_at.isoformat(),
+                            payload=state,
+                        )
+                    )
+                    size += len(n.state)
+                    if size > self.APPLY_BYTES:
+                        break
+                self.projector.apply(cursor, batch)
+                applied += len(batch)
+
+    def _save(self, *aggregates: Any) -> None:
+        if aggregates:
+            self.app.save(*aggregates)
+        self.catch_up()
+
+    # Reference data
+
+    def _ensure_reference_data(self) -> None:
+        try:
+            self.app.repository.get(REFERENCE_DATA_ID)
+        except AggregateNotFoundError:
+            history = ReferenceDataHistory(
+                standard_levels=default_standard_levels(),
+                funeral_multipliers=default_funeral_multipliers(),
+                actor="ledger",
+                source="reference_data/standard_levels.csv, funeral_multipliers.csv",
+            )
+            self.app.save(history)
+
+    def reference_data(self) -> ReferenceData:
+        return reference_data(self.db.query("SELECT kind, from_month, value FROM reference_levels"))
+
+    def standard_levels(self) -> list[tuple[str, int, str]]:
+        return self.db.query(
+            "SELECT from_month, value, recorded_at FROM reference_levels"
+            " WHERE kind = 'standard_level' ORDER BY from_month"
+        )
+
+    def set_standard_level(self, from_month: str, amount: int, actor: str) -> None:
+        _check_month(from_month, "--from")
+        history: ReferenceDataHistory = self.app.repository.get(REFERENCE_DATA_ID)
+        history.set_standard_level(from_month, amount, actor, "ledger rates set")
+        self._save(history)
+
+    # Beneficiaries
+
+    def enrol(self, path: Path, actor: str) -> int:
+        """Enrol every row of an enrolment file, or none."""
+        rows = read_rows(path, EnrolmentRow)
+        self.catch_up()
+        name = path.name
+        problems: list[str] = []
+        first_row: dict[str, int] = {}
+        for number, row in rows:
+            if row.personal_id in first_row:
+                problems.append(
+                    f"{name}: row {number}: personal_id: {row.personal_id} is "
+                    f"already on row {first_row[row.personal_id]}"
+                )
+            else:
+                first_row[row.personal_id] = number
+        ids = list(first_row)
+        enrolled = self._existing("beneficiaries", "personal_id", ids)
+        dead = self._existing("deaths", "personal_id", ids, "in_force = 1")
+        earliest = min(m for m, _, _ in self.standard_levels())
+        for number, row in rows:
+            pid = row.personal_id
+            if pid in enrolled:
+                problems.append(f"{name}: row {number}: personal_id: {pid} is already enrolled")
+            if pid in dead:
+                problems.append(
+                    f"{name}: row {number}: personal_id: {pid} has a death "
+                    "registration in force and cannot be enrolled"
+                )
+            if row.effective_month < earliest:
+                problems.append(
+                    f"{name}: row {number}: effective_month: no standard level in "
+                    f"force for {row.effective_month} (the first is from {earliest})"
+                )
+        if problems:
+            raise InputRejected(sorted(set(problems), key=_row_key))
+        beneficiaries = [
+            Beneficiary(**row.model_dump(), actor=actor, source=f"{name} row {number}")
+            for number, row in rows
+        ]
+        self._save(*beneficiaries)
+        return len(beneficiaries)
+
+    def _existing(
+        self, table: str, column: str, values: Sequence[str], condition: str = "1 = 1"
+    ) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self.db.query(
+                    f"SELECT {column} FROM {table} WHERE {condition} AND {column} IN ({marks})",
+                    chunk,
+                )
+            )
+        return found
+
+    def _beneficiary(self, personal_id: str) -> Beneficiary:
+        if len(personal_id) != 12 or not personal_id.isdigit():
+            raise InputRejected([f"personal id: must be 12 digits, got {personal_id!r}"])
+        try:
+            return self.app.repository.get(beneficiary_id(personal_id))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            raise RuleViolation(f"{personal_id} is not enrolled") from None
+
+    def hold(self, personal_id: str, reason: str, actor: str) -> None:
+        if not reason.strip():
+            raise InputRejected(["--reason: a reason is required"])
+        b = self._beneficiary(personal_id)
+        b.hold(reason.strip(), actor, "ledger hold")
+        self._save(b)
+
+    def release(self, personal_id: str, actor: str) -> None:
+        b = self._beneficiary(personal_id)
+        b.release(actor, "ledger release")
+        self._save(b)
+
+    def terminate(self, personal_id: str, from_month: str, reason: str, actor: str) -> None:
+        _check_month(from_month, "--from")
+        if not reason.strip():
+            raise InputRejected(["--reason: a reason is required"])
+        b = self._beneficiary(personal_id)
+        b.terminate(from_month, reason.strip(), actor, "ledger terminate")
+        self._save(b)
+
+    def move(self, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
+        problems = []
+        if province_code not in province_codes():
+            problems.append(f"--province: unknown province code {province_code!r}")
+        if len(commune_code) != 5 or not commune_code.isdigit():
+            problems.append(f"--commune: must be 5 digits, got {commune_code!r}")
+        if problems:
+            raise InputRejected(problems)
+        b = self._beneficiary(personal_id)
+        b.move(province_code, commune_code, actor, "ledger move")
+        self._save(b)
+
+    # Death registrations
+
+    def import_deaths(self, path: Path, actor: str) -> ImportResult:
+        """Apply a file of death registrations, in order, all or none. A registration whose
+        event_id was applied before changes nothing."""
+        rows = read_rows(path, DeathRow)
+        self.catch_up()
+        return self.apply_death_registrations(
+            [(f"{path.name} row {n}", f"{path.name}: row {n}", row) for n, row in rows], actor
+        )
+
+    def apply_death_registrations(
+        self, registrations: Sequence[tuple[str, str, DeathRow]], actor: str
+    ) -> ImportResult:
+        """Each registration comes with its source (for the audit trail) and where to point an
+        error (file and row, or topic, partition and offset)."""
+        records: dict[str, DeathRecord | None] = {}
+        for pid in dict.fromkeys(row.personal_id for _, _, row in registrations):
+            try:
+                records[pid] = self.app.repository.get(death_record_id(pid))
+            except AggregateNotFoundError:
+                records[pid] = None
+        problems: list[str] = []
+        applied = unchanged = 0
+        for source, where, row in registrations:
+            record = records[row.personal_id]
+            if record is not None and record.has_applied(row.event_id):
+                unchanged += 1
+                continue
+            try:
+                if row.event_type == "REGISTERED":
+                    if record is None:
+                        record = records[row.personal_id] = DeathRecord(personal_id=row.personal_id)
+                    record.register(
+                        event_id=row.event_id,
+                        registration_number=row.registration_number,
+                        full_name=row.full_name,
+                        date_of_death=row.date_of_death,
+                        registered_at=row.registered_at,
+                        registry_office=row.registry_office,
+                        claimant=row.claimant,
+                        actor=actor,
+                        source=source,
+                    )
+                elif record is None:
+                    raise RuleViolation(
+                        f"{row.event_type.lower()} of unknown registration "
+                        f"{row.registration_number}"
+                    )
+                elif row.event_type == "CORRECTED":
+                    record.correct(
+                        event_id=row.event_id,
+                        registration_number=row.registration_number,
+                        date_of_death=row.date_of_death,
+                        registered_at=row.registered_at,
+                        registry_office=row.registry_office,
+                        claimant=row.claimant,
+                        actor=actor,
+                        source=source,
+                    )
+                else:
+                    record.revoke(
+                        event_id=row.event_id,
+                        registration_number=row.registration_number,
+                        registered_at=row.registered_at,
+                        registry_office=row.registry_office,
+                        actor=actor,
+                        source=source,
+                    )
+                applied += 1
+            except RuleViolation as err:
+                problems.append(f"{where}: registration_number: {err}")
+        if problems:
+            raise InputRejected(problems)
+        self._save(*[r for r in records.values() if r is not None])
+        return ImportResult(applied, unchanged)
+
+    # Payroll
+
+    def _accounts(self, province_code: str) -> Iterator[Account]:
+        coefficients: dict[str, Decimal] = {}
+        for r in self.db.query(_ACCOUNTS_SQL, (province_code,)):
+            (
+                pid,
+                name,
+                province,
+                commune,
+                coefficient,
+                effective,
+                terminated,
+                held,
+                channel,
+                bank,
+                account,
+                death_date,
+                c_pid,
+                c_name,
+                c_channel,
+                c_bank,
+                c_account,
+                through,
+                allowance_credited,
+                funeral_credited,
+                issued,
+                funeral_issued,
+            ) = r
+            coef = coefficients.get(coefficient)
+            if coef is None:
+                coef = coefficients[coefficient] = Decimal(coefficient)
+            dead = death_date is not None
+            yield Account(
+                personal_id=pid,
+                full_name=name,
+                province_code=province,
+                commune_code=commune,
+                entitlement=Entitlement(
+                    effective_month=parse_month(effective),
+                    coefficient=coef,
+                    terminated_from=parse_month(terminated) if terminated else None,
+                    death_month=month_of_iso(death_date) if dead else None,
+                ),
+                payee=Payee(pid, name, channel, bank, account),
+                held=bool(held),
+                dead=dead,
+                funeral_claimant=Payee(c_pid, c_name, c_channel, c_bank or "", c_account or "")
+                if dead and c_pid
+                else None,
+                issued=Issued(issued, funeral_issued),
+                posted=Credits(allowance_credited, funeral_credited),
+                credited_through=parse_month(through) if through else None,
+            )
+
+    def draft(self, period: str, province_code: str) -> DraftList:
+        """The list the current history gives (rule 3); nothing is recorded."""
+        return draft_list(
+            parse_month(period), province_code, self._accounts(province_code), self.reference_data()
+        )
+
+    def _provinces(self, period: str, province_code: str | None) -> list[str]:
+        _check_month(period, "--period")
+        if province_code is not None:
+            if province_code not in province_codes():
+                raise InputRejected([f"--province: unknown province code {province_code!r}"])
+            return [province_code]
+        return [
+            r[0]
+            for r in self.db.query(
+                "SELECT province_code FROM beneficiaries UNION "
+                "SELECT province_code FROM payment_lists WHERE period = ? ORDER BY 1",
+                (period,),
+            )
+        ]
+
+    def _payment_list(self, period: str, province_code: str) -> PaymentList | None:
+        try:
+            return self.app.repository.get(payment_list_id(period, province_code))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
+
+    def run_payroll(self, period: str, province_code: str | None, actor: str) -> list[ListSummary]:
+        """Draft the lists of a period; an approved list is returned as it was approved."""
+        self.catch_up()
+        provinces = self._provinces(period, province_code)
+        ref = self.reference_data()
+        drafted: list[PaymentList] = []
+        counts: dict[str, tuple[int, int]] = {}
+        for done, code in enumerate(provinces):
+            self.progress(f"payroll run {period}", done, len(provinces))
+            payment_list = self._payment_list(period, code)
+            if payment_list is not None and payment_list.is_approved:
+                continue
+            draft = draft_list(parse_month(period), code, self._accounts(code), ref)
+            if payment_list is None:
+                payment_list = PaymentList(period=period, province_code=code)
+            payment_list.draft(
+                draft.digest,
+                len(draft.lines),
+                draft.total_amount,
+                draft.bank_amount,
+                draft.receivable_amount,
+                actor,
+                "ledger payroll run",
+            )
+            drafted.append(payment_list)
+            counts[code] = (
+                sum(a.withheld == "HELD" for a in draft.assessments),
+                sum(a.withheld == "NO_CLAIMANT" for a in draft.assessments),
+            )
+        self.progress(f"payroll run {period}", len(provinces), len(provinces))
+        self._save(*drafted)
+        summaries = self.summaries(period, province_code)
+        return [
+            ListSummary(
+                **{
+                    **s.__dict__,
+                    "held": counts.get(s.province_code, (0, 0))[0],
+                    "waiting_for_claimant": counts.get(s.province_code, (0, 0))[1],
+                }
+            )
+            for s in summaries
+        ]
+
+    def approve_payroll(
+        self, period: str, province_code: str | None, actor: str
+    ) -> list[ListSummary]:
+        """Approve the drafts of a period. Refused for a list its approver drafted, and for a
+        list whose history changed since the draft."""
+        self.catch_up()
+        provinces = self._provinces(period, province_code)
+        marks = ",".join("?" * len(provinces))
+        drafts = (
+            self.db.query(
+                f"SELECT province_code, drafted_by FROM payment_lists WHERE period = ? AND"
+                f" status = 'DRAFT' AND province_code IN ({marks}) ORDER BY province_code",
+                (period, *provinces),
+            )
+            if provinces
+            else []
+        )
+        if not drafts:
+            raise RuleViolation(
+                f"no draft list for {period} to approve: run "
+                f"`ledger payroll run --period {period}` first"
+            )
+        own = [code for code, by in drafts if by == actor]
+        if own:
+            raise InputRejected(
+                [
+                    f"payroll {period} {code}: {actor} drafted this list and cannot approve it; "
+                    "another operator must approve"
+                    for code in own
+                ]
+            )
+        ref = self.reference_data()
+        problems = []
+        for done, (code, _) in enumerate(drafts):
+            self.progress(f"payroll approve {period}", done, len(drafts))
+            payment_list = self._payment_list(period, code)
+            assert payment_list is not None
+            draft = draft_list(parse_month(period), code, self._accounts(code), ref)
+            accruals = [row for a in draft.assessments if (row := a.accrual_row) is not None]
+            try:
+                payment_list.approve(
+                    draft.digest,
+                    [list(line.as_row()) for line in draft.lines],
+                    accruals,
+                    actor,
+                    "ledger payroll approve",
+                    self.LINE_CHUNK,
+                )
+            except RuleViolation as err:
+                problems.append(f"payroll {period} {code}: {err}")
+                continue
+            self.app.save(payment_list)
+        self.progress(f"payroll approve {period}", len(drafts), len(drafts))
+        self.catch_up()
+        if problems:
+            raise InputRejected(problems)
+        return self.summaries(period, province_code)
+
+    def summaries(self, period: str, province_code: str | None = None) -> list[ListSummary]:
+        rows = self.db.query(
+            "SELECT l.period, l.province_code, l.status, l.line_count, l.total_amount,"
+            " l.bank_amount, l.receivable_amount, l.drafted_by, l.approved_by"
+            " FROM payment_lists l WHERE l.period = ? AND (? IS NULL OR l.province_code = ?)"
+            " ORDER BY l.province_code",
+            (period, province_code, province_code),
+        )
+        return [ListSummary(*r) for r in rows]
+
+    def export_payroll(
+        self, period: str, province_code: str | None, out_dir: Path
+    ) -> list[ExportedFile]:
+        """Write the approved lists as they were approved: one CSV per province and channel,
+        ordered by payment_id, each with a manifest."""
+        self.catch_up()
+        _check_month(period, "--period")
+        approved = [s for s in self.summaries(period, province_code) if s.status == "APPROVED"]
+        if not approved:
+            where = f" {province_code}" if province_code else ""
+            raise RuleViolation(
+                f"no approved list for {period}{where} to export: approve it "
+                f"with `ledger payroll approve --period {period} --by USER`"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files: list[ExportedFile] = []
+        for done, summary in enumerate(approved):
+            self.progress(f"payroll export {period}", done, len(approved))
+            by_channel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+            for row in self.db.query(
+                f"SELECT {', '.join(LINE_FIELDS)} FROM payment_lines WHERE period = ? AND"
+                " province_code = ? ORDER BY payment_id",
+                (period, summary.province_code),
+            ):
+                by_channel[row[8]].append(row)
+            for channel, rows in sorted(by_channel.items()):
+                files.append(_write_export(out_dir, period, summary, channel, rows))
+        self.progress(f"payroll export {period}", len(approved), len(approved))
+        return files
+
+    # Settlement
+
+    def settle(self, path: Path, actor: str) -> ImportResult:
+        """Apply a settlement results file: checked whole, then applied whole. Rows already
+        applied (the same file again) change nothing."""
+        rows = read_rows(path, SettlementRow)
+        self.catch_up()
+        name = path.name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        problems: list[str] = []
+        seen: dict[str, int] = {}
+        by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
+        for number, row in rows:
+            if row.payment_id in seen:
+                problems.append(
+                    f"{name}: row {number}: payment_id: {row.payment_id} is already "
+                    f"on row {seen[row.payment_id]}"
+                )
+                continue
+            seen[row.payment_id] = number
+            by_list[(row.payment_id[:7], row.payment_id[8:10])].append((number, row))
+        lists: list[PaymentList] = []
+        applied = unchanged = 0
+        for (period, province), list_rows in by_list.items():
+            payment_list = self._payment_list(period, province)
+            for number, row in list_rows:
+                try:
+                    if payment_list is None:
+                        raise RuleViolation(f"unknown payment {row.payment_id}")
+                    if payment_list.check_settlement(row.payment_id, row.status) is None:
+                        unchanged += 1
+                    else:
+                        applied += 1
+                except RuleViolation as err:
+                    field = "payment_id" if "unknown" in str(err) else "status"
+                    problems.append(f"{name}: row {number}: {field}: {err}")
+            if payment_list is not None:
+                lists.append(payment_list)
+        if problems:
+            raise InputRejected(sorted(problems, key=_row_key))
+        source = f"{name} sha256={digest}"
+        for payment_list in lists:
+            payment_list.settle(
+                [
+                    {**row.model_dump(), "row": number}
+                    for number, row in by_list[(payment_list.period, payment_list.province_code)]
+                ],
+                actor,
+                source,
+            )
+        self._save(*lists)
+        return ImportResult(applied, unchanged)
+
+    # Reports
+
+    def receivables(self) -> list[dict[str, Any]]:
+        """Overpayments to recover: accounts whose issued payments exceed their credits."""
+        rows = self.db.query(
+            "SELECT b.personal_id, b.full_name, b.province_code, bal.credited_through,"
+            " bal.issued_total - bal.allowance_credited - bal.funeral_credited,"
+            " d.date_of_death, d.first_recorded_at"
+            " FROM balances bal JOIN beneficiaries b ON b.personal_id = bal.personal_id"
+            " LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1"
+            " WHERE bal.issued_total > bal.allowance_credited + bal.funeral_credited"
+            " ORDER BY b.province_code, b.personal_id"
+        )
+        keys = (
+            "personal_id",
+            "full_name",
+            "province_code",
+            "credited_through",
+            "amount",
+            "date_of_death",
+            "death_recorded_at",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def general_ledger(self) -> list[tuple[str, int, int]]:
+        return self.db.query("SELECT account, debits, credits FROM general_ledger ORDER BY 1")
+
+
+_ACCOUNTS_SQL = """
+SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficient,
+       b.effective_month, b.terminated_from, b.held, b.channel, b.bank_code, b.account_number,
+       d.date_of_death, d.claimant_personal_id, d.claimant_name, d.claimant_channel,
+       d.claimant_bank_code, d.claimant_account_number,
+       bal.credited_through, bal.allowance_credited, bal.funeral_credited, bal.issued_total,
+       bal.funeral_issued
+FROM beneficiaries b
+JOIN balances bal ON bal.personal_id = b.personal_id
+LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
+WHERE b.province_code = ?
+"""
+
+
+def _check_month(value: str, option: str) -> None:
+    try:
+        parse_month(value)
+    except InvalidMonth:
+        raise InputRejected([f"{option}: must be a month YYYY-MM, got {value!r}"]) from None
+
+
+def _row_key(problem: str) -> tuple[int, str]:
+    try:
+        return int(problem.split(": row ", 1)[1].split(":", 1)[0]), problem
+    except (IndexError, ValueError):
+        return 0, problem
+
+
+def _write_export(
+    out_dir: Path, period: str, summary: ListSummary, channel: str, rows: Iterable[tuple[Any, ...]]
+) -> ExportedFile:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LINE_FIELDS)
+    count = total = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+        total += row[14]
+    data = buffer.getvalue().encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    stem = f"{period}_{summary.province_code}_{channel}"
+    path = out_dir / f"{stem}.csv"
+    _write_atomically(path, data)
+    manifest = {
+        "file": path.name,
+        "period": period,
+        "province_code": summary.province_code,
+        "channel": channel,
+        "rows": count,
+        "total_amount": total,
+        "sha256": digest,
+        "approved_by": summary.approved_by,
+    }
+    _write_atomically(
+        out_dir / f"{stem}.manifest.json",
+        (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
+    )
+    return ExportedFile(path, count, total, digest)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+__all__ = ["Ledger", "ListSummary", "ExportedFile", "ImportResult", "format_month"]

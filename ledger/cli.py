@@ -1,0 +1,351 @@
+"""The `ledger` command. Exit status: 0 done, 1 refused (the message says what and where),
+2 usage error. Errors go to stderr, one line per problem."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adapters.store import StoreUrlError
+from ledger.inputs import InputRejected
+from ledger.rules import RuleViolation
+
+out = Console(highlight=False)
+if not out.is_terminal:
+    out = Console(highlight=False, width=160)  # a log or a pipe: never truncate an amount
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def vnd(amount: int) -> str:
+    return f"{amount:,}"
+
+
+def actor(args: argparse.Namespace) -> str:
+    return str(args.by or os.environ.get("LEDGER_USER") or getpass.getuser())
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield report
+
+
+def open_ledger(
+    args: argparse.Namespace, progress: Callable[[str, int, int], None] | None = None
+) -> Any:
+    from ledger.application import Ledger
+
+    return Ledger(args.store, progress=progress)
+
+
+def summary_table(title: str, summaries: Sequence[Any]) -> Table:
+    from ledger.reference import provinces
+
+    names = provinces()
+    table = Table(title=title)
+    for heading in (
+        "province",
+        "status",
+        "lines",
+        "total VND",
+        "bank share",
+        "receivables VND",
+        "drafted by",
+        "approved by",
+    ):
+        table.add_column(
+            heading,
+            justify="right" if "VND" in heading or heading in ("lines", "bank share") else "left",
+        )
+    lines = total = bank = receivable = 0
+    for s in summaries:
+        share = f"{100 * s.bank_amount / s.total_amount:.1f}%" if s.total_amount else "-"
+        table.add_row(
+            f"{s.province_code} {names.get(s.province_code, '')}",
+            s.status,
+            vnd(s.lines),
+            vnd(s.total_amount),
+            share,
+            vnd(s.receivable_amount),
+            s.drafted_by or "",
+            s.approved_by or "",
+        )
+        lines += s.lines
+        total += s.total_amount
+        bank += s.bank_amount
+        receivable += s.receivable_amount
+    share = f"{100 * bank / total:.1f}%" if total else "-"
+    table.add_row("all", "", vnd(lines), vnd(total), share, vnd(receivable), "", "", style="bold")
+    return table
+
+
+# Commands
+
+
+def cmd_enrol(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        count = ledger.enrol(Path(args.file), actor(args))
+    out.print(f"enrolled {count:,} beneficiaries from {args.file}")
+
+
+def cmd_rates_set(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.set_standard_level(args.from_month, args.amount, actor(args))
+        table = Table(title="standard social-assistance level")
+        table.add_column("from")
+        table.add_column("VND / month", justify="right")
+        table.add_column("recorded at")
+        for month, amount, at in ledger.standard_levels():
+            table.add_row(month, vnd(amount), at)
+    out.print(table)
+
+
+def cmd_deaths_import(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    if path.suffix.lower() == ".avro":
+        raise InputRejected(
+            [f"{path.name}: Avro container files are read from a later version; give the CSV file"]
+        )
+    with open_ledger(args) as ledger:
+        result = ledger.import_deaths(path, actor(args))
+    out.print(
+        f"{args.file}: {result.applied:,} registrations applied, "
+        f"{result.unchanged:,} already applied before (unchanged)"
+    )
+
+
+def cmd_hold(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.hold(args.id, args.reason, actor(args))
+    out.print(f"payments of {args.id} are held: {args.reason}")
+
+
+def cmd_release(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.release(args.id, actor(args))
+    out.print(f"payments of {args.id} are released; the balance is paid on the next list")
+
+
+def cmd_terminate(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.terminate(args.id, args.from_month, args.reason, actor(args))
+    out.print(f"entitlement of {args.id} ends from {args.from_month}")
+
+
+def cmd_move(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.move(args.id, args.province, args.commune, actor(args))
+    out.print(f"{args.id} now lives in province {args.province}, commune {args.commune}")
+
+
+def cmd_payroll_run(args: argparse.Namespace) -> None:
+    with progress_bar() as report, open_ledger(args, report) as ledger:
+        summaries = ledger.run_payroll(args.period, args.province, actor(args))
+    out.print(summary_table(f"payroll {args.period}", summaries))
+    held = sum(s.held for s in summaries)
+    waiting = sum(s.waiting_for_claimant for s in summaries)
+    if held or waiting:
+        out.print(
+            f"no line for {held:,} held accounts and {waiting:,} deaths awaiting a "
+            "funeral claimant; their balances wait"
+        )
+
+
+def cmd_payroll_approve(args: argparse.Namespace) -> None:
+    with progress_bar() as report, open_ledger(args, report) as ledger:
+        summaries = ledger.approve_payroll(args.period, args.province, actor(args))
+    out.print(summary_table(f"payroll {args.period} approved by {actor(args)}", summaries))
+
+
+def cmd_payroll_export(args: argparse.Namespace) -> None:
+    with progress_bar() as report, open_ledger(args, report) as ledger:
+        files = ledger.export_payroll(args.period, args.province, Path(args.out))
+    table = Table(title=f"payroll {args.period} exported to {args.out}")
+    for heading in ("file", "rows", "total VND", "sha256"):
+        table.add_column(heading, justify="right" if heading in ("rows", "total VND") else "left")
+    for f in files:
+        table.add_row(f.path.name, vnd(f.rows), vnd(f.total_amount), f.sha256[:16] + "…")
+    out.print(table)
+
+
+def cmd_settle(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        result = ledger.settle(Path(args.file), actor(args))
+    out.print(
+        f"{args.file}: {result.applied:,} settlements applied, "
+        f"{result.unchanged:,} already applied before (unchanged)"
+    )
+
+
+def cmd_receivables(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        rows = ledger.receivables()
+    table = Table(title="receivables: overpayments to recover")
+    for heading in (
+        "personal id",
+        "name",
+        "province",
+        "credited through",
+        "amount VND",
+        "date of death",
+        "death recorded at",
+    ):
+        table.add_column(heading, justify="right" if "VND" in heading else "left")
+    for r in rows:
+        table.add_row(
+            r["personal_id"],
+            r["full_name"],
+            r["province_code"],
+            r["credited_through"] or "",
+            vnd(r["amount"]),
+            r["date_of_death"] or "",
+            (r["death_recorded_at"] or "")[:19],
+        )
+    table.add_row(
+        "all",
+        f"{len(rows):,} accounts",
+        "",
+        "",
+        vnd(sum(r["amount"] for r in rows)),
+        "",
+        "",
+        style="bold",
+    )
+    out.print(table)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from ledger.demo import run_demo
+
+    run_demo(args, out, err)
+
+
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        help="event store URL (default: $LEDGER_STORE or sqlite:///./.ledger/ledger.sqlite)",
+    )
+    common.add_argument("--by", help="who is acting (default: $LEDGER_USER or the OS user)")
+
+    parser = argparse.ArgumentParser(
+        prog="ledger", description="ansinh: the social-assistance payments ledger"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        parent: Any, name: str, handler: Callable[[argparse.Namespace], None], help_text: str
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
+    p.add_argument("--beneficiaries", type=int, default=20_000)
+    p.add_argument("--months", type=int, default=6)
+    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--out", default="out")
+
+    p = command(commands, "enrol", cmd_enrol, "enrol beneficiaries from an enrolment file")
+    p.add_argument("file")
+
+    rates = commands.add_parser("rates", help="the standard social-assistance level")
+    rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="COMMAND")
+    p = command(rates_commands, "set", cmd_rates_set, "a new standard level from a month on")
+    p.add_argument("--from", dest="from_month", required=True, metavar="YYYY-MM")
+    p.add_argument("--amount", type=int, required=True, metavar="VND")
+
+    deaths = commands.add_parser("deaths", help="death registrations from civil registries")
+    deaths_commands = deaths.add_subparsers(dest="deaths_command", required=True, metavar="COMMAND")
+    p = command(deaths_commands, "import", cmd_deaths_import, "death registrations from a file")
+    p.add_argument("file")
+
+    p = command(commands, "hold", cmd_hold, "hold a beneficiary's payments")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+    p = command(commands, "release", cmd_release, "release a beneficiary's held payments")
+    p.add_argument("id")
+    p = command(commands, "terminate", cmd_terminate, "end entitlement from a month on")
+    p.add_argument("id")
+    p.add_argument("--from", dest="from_month", required=True, metavar="YYYY-MM")
+    p.add_argument("--reason", required=True)
+    p = command(commands, "move", cmd_move, "a change of residence")
+    p.add_argument("id")
+    p.add_argument("--province", required=True)
+    p.add_argument("--commune", required=True)
+
+    payroll = commands.add_parser("payroll", help="monthly payment lists")
+    payroll_commands = payroll.add_subparsers(
+        dest="payroll_command", required=True, metavar="COMMAND"
+    )
+    for name, handler, help_text in (
+        ("run", cmd_payroll_run, "draft the lists of a period"),
+        ("approve", cmd_payroll_approve, "approve drafts (not by who ran them)"),
+        ("export", cmd_payroll_export, "write the approved lists for the post office and banks"),
+    ):
+        p = command(payroll_commands, name, handler, help_text)
+        p.add_argument("--period", required=True, metavar="YYYY-MM")
+        p.add_argument("--province", metavar="CODE")
+        if name == "export":
+            p.add_argument("--out", required=True, metavar="DIR")
+
+    p = command(commands, "settle", cmd_settle, "apply a settlement results file")
+    p.add_argument("file")
+    command(commands, "receivables", cmd_receivables, "overpayments to recover")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "payroll" and args.payroll_command == "approve" and not args.by:
+        parser.error("payroll approve needs --by USER: the approver names themself")
+    try:
+        args.handler(args)
+    except InputRejected as problem:
+        for line in problem.problems:
+            err.print(line, markup=False)
+        err.print(
+            "nothing was changed: correct the problems above and run the command again",
+            markup=False,
+        )
+        return 1
+    except (RuleViolation, StoreUrlError) as problem:
+        err.print(f"refused: {problem}", markup=False)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

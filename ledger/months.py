@@ -1,0 +1,33 @@
+"""Periods are calendar months. Inside the rules a month is an integer index
+(year * 12 + month - 1) so that ranges and comparisons are plain arithmetic."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class InvalidMonth(ValueError):
+    pass
+
+
+def parse_month(text: str) -> int:
+    match = _MONTH.match(text or "")
+    if not match:
+        raise InvalidMonth(f"{text!r} is not a month YYYY-MM")
+    return int(match.group(1)) * 12 + int(match.group(2)) - 1
+
+
+def format_month(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def month_of(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def month_of_iso(day: str) -> int:
+    """Month index of an ISO date string YYYY-MM-DD."""
+    return int(day[0:4]) * 12 + int(day[5:7]) - 1

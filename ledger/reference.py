@@ -1,0 +1,48 @@
+"""Reference data kept as versioned data files in the package, never as constants in code:
+the standard social-assistance level and the funeral multiplier by month (loaded once into the
+store as an event, then changed by events), and the provinces of the 2025 reorganisation."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+
+from ledger.months import parse_month
+from ledger.rules import ReferenceData, Schedule
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    text = resources.files("ledger").joinpath("reference_data", name).read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def default_standard_levels() -> list[list[str | int]]:
+    return [[r["from_month"], int(r["amount"])] for r in _rows("standard_levels.csv")]
+
+
+def default_funeral_multipliers() -> list[list[str | int]]:
+    return [[r["from_month"], int(r["multiplier"])] for r in _rows("funeral_multipliers.csv")]
+
+
+@cache
+def provinces() -> dict[str, str]:
+    """Province code -> name, the 34 provinces in force since the 2025 reorganisation."""
+    return {r["new_code"]: r["new_name"] for r in _rows("provinces-2025.csv")}
+
+
+@cache
+def province_codes() -> frozenset[str]:
+    """Every province code an input may carry: the 34 current and the 63 they replaced."""
+    rows = _rows("provinces-2025.csv")
+    return frozenset(r["old_code"] for r in rows) | frozenset(r["new_code"] for r in rows)
+
+
+def reference_data(levels: Iterable[tuple[str, str, int]]) -> ReferenceData:
+    """Rules' reference data from (kind, from_month, value) rows."""
+    standard: list[tuple[int, int]] = []
+    funeral: list[tuple[int, int]] = []
+    for kind, month, value in levels:
+        (standard if kind == "standard_level" else funeral).append((parse_month(month), value))
+    return ReferenceData(Schedule.of(standard), Schedule.of(funeral))

@@ -1,0 +1,373 @@
+"""The payment rules of DOMAIN.md as pure functions: history in, amounts and lines out.
+
+Nothing here reads a clock, a file or a database, so every rule can be property-tested and
+replayed to any date. Amounts are integer VND; the only decimal is a beneficiary's coefficient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from ledger.months import format_month
+
+REGULAR = "REGULAR"
+FUNERAL = "FUNERAL"
+
+PENDING = "PENDING"
+PAID = "PAID"
+FAILED = "FAILED"
+RETURNED = "RETURNED"
+
+# Rule 7: the only moves a payment line's status may make.
+SETTLEMENT_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({PAID, FAILED, RETURNED}),
+    PAID: frozenset({RETURNED}),
+    FAILED: frozenset(),
+    RETURNED: frozenset(),
+}
+# Statuses whose amount counts as paid out in the balance rule (rule 2).
+COUNTS_AS_ISSUED = frozenset({PENDING, PAID})
+
+
+class RuleViolation(ValueError):
+    """A command that the payment rules refuse."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A value in force from a month on, until the next change (standard level, funeral
+    multiplier). Changes may be back-dated: the schedule is always the whole history."""
+
+    changes: tuple[tuple[int, int], ...]  # (from month index, value), sorted by month
+    _months: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        months = tuple(m for m, _ in self.changes)
+        if list(months) != sorted(set(months)):
+            raise ValueError("schedule changes must have distinct months in order")
+        object.__setattr__(self, "_months", months)
+
+    @classmethod
+    def of(cls, changes: Iterable[tuple[int, int]]) -> Schedule:
+        latest: dict[int, int] = {}
+        for month, value in changes:  # a later change for the same month wins
+            latest[month] = value
+        return cls(tuple(sorted(latest.items())))
+
+    def at(self, month: int) -> int:
+        i = bisect_right(self._months, month) - 1
+        if i < 0:
+            raise RuleViolation(f"no value in force for {format_month(month)}")
+        return self.changes[i][1]
+
+    def segments(self, first: int, last: int) -> Iterable[tuple[int, int, int]]:
+        """(from, to, value) pieces covering months first..last inclusive."""
+        if first <= last and (not self.changes or first < self.changes[0][0]):
+            raise RuleViolation(f"no value in force for {format_month(first)}")
+        for i, (start, value) in enumerate(self.changes):
+            end = self.changes[i + 1][0] - 1 if i + 1 < len(self.changes) else last
+            lo, hi = max(first, start), min(last, end)
+            if lo <= hi:
+                yield lo, hi, value
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    """The reference data the rules need: standard level and funeral multiplier by month."""
+
+    standard_level: Schedule
+    funeral_multiplier: Schedule
+
+    def funeral_allowance(self, month: int) -> int:
+        return self.funeral_multiplier.at(month) * self.standard_level.at(month)
+
+
+@lru_cache(maxsize=4096)
+def allowance(level: int, coefficient: Decimal) -> int:
+    """Monthly allowance: standard level x coefficient, rounded half-up to whole VND."""
+    return int((Decimal(level) * coefficient).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    """What decides the months a beneficiary is entitled to (rule 1)."""
+
+    effective_month: int
+    coefficient: Decimal
+    terminated_from: int | None = None
+    death_month: int | None = None  # of the death registration in force, if any
+
+    @property
+    def last_month(self) -> int | None:
+        """The last entitled month, or None when entitlement is open-ended."""
+        ends = []
+        if self.terminated_from is not None:
+            ends.append(self.terminated_from - 1)
+        if self.death_month is not None:
+            ends.append(self.death_month)
+        return min(ends) if ends else None
+
+    def entitled(self, month: int) -> bool:
+        last = self.last_month
+        return month >= self.effective_month and (last is None or month <= last)
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """What the ledger owes a beneficiary for all months up to a period (rule 2, rule 4)."""
+
+    allowance: int = 0
+    funeral: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.allowance + self.funeral
+
+    def __sub__(self, other: Credits) -> Credits:
+        return Credits(self.allowance - other.allowance, self.funeral - other.funeral)
+
+
+def monthly_allowance(entitlement: Entitlement, month: int, ref: ReferenceData) -> int:
+    if not entitlement.entitled(month):
+        return 0
+    return allowance(ref.standard_level.at(month), entitlement.coefficient)
+
+
+def funeral_credit(entitlement: Entitlement, ref: ReferenceData) -> int:
+    """The funeral allowance the account is credited with once (rule 4): when a death is
+    recorded and the person was entitled in the month of death."""
+    death = entitlement.death_month
+    if death is None or not entitlement.entitled(death):
+        return 0
+    return ref.funeral_allowance(death)
+
+
+def credits_through(entitlement: Entitlement, period: int, ref: ReferenceData) -> Credits:
+    """Allowance of every entitled month m <= period, plus the funeral allowance from the
+    month of death on."""
+    last = entitlement.last_month
+    last = period if last is None else min(last, period)
+    total = 0
+    if last >= entitlement.effective_month:
+        for lo, hi, level in ref.standard_level.segments(entitlement.effective_month, last):
+            total += (hi - lo + 1) * allowance(level, entitlement.coefficient)
+    funeral = 0
+    if entitlement.death_month is not None and entitlement.death_month <= period:
+        funeral = funeral_credit(entitlement, ref)
+    return Credits(total, funeral)
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """Approved lines that are PENDING or PAID, summed for one beneficiary."""
+
+    total: int = 0
+    funeral: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Payee:
+    personal_id: str
+    name: str
+    channel: str  # POST or BANK
+    bank_code: str = ""
+    account_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Everything the payroll needs to know about one beneficiary, as of the run."""
+
+    personal_id: str
+    full_name: str
+    province_code: str
+    commune_code: str
+    entitlement: Entitlement
+    payee: Payee
+    held: bool = False
+    dead: bool = False  # a death registration is in force
+    funeral_claimant: Payee | None = None
+    issued: Issued = field(default_factory=Issued)
+    posted: Credits = field(default_factory=Credits)  # credits already posted to the books
+    credited_through: int | None = None  # the latest period posted
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLine:
+    payment_id: str
+    period: str
+    province_code: str
+    commune_code: str
+    kind: str
+    personal_id: str
+    payee_personal_id: str
+    payee_name: str
+    channel: str
+    bank_code: str
+    account_number: str
+    regular_amount: int
+    funeral_amount: int
+    arrears_amount: int
+    total_amount: int
+
+    def as_row(self) -> tuple[str | int, ...]:
+        return (
+            self.payment_id,
+            self.period,
+            self.province_code,
+            self.commune_code,
+            self.kind,
+            self.personal_id,
+            self.payee_personal_id,
+            self.payee_name,
+            self.channel,
+            self.bank_code,
+            self.account_number,
+            self.regular_amount,
+            self.funeral_amount,
+            self.arrears_amount,
+            self.total_amount,
+        )
+
+
+LINE_FIELDS = tuple(PaymentLine.__dataclass_fields__)
+
+
+def payment_id(period: int, province_code: str, personal_id: str, kind: str) -> str:
+    """Rule 8: derived from period, province and person, `F` appended for a funeral line."""
+    suffix = "F" if kind == FUNERAL else ""
+    return f"{format_month(period)}-{province_code}-{personal_id}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One beneficiary's position for a period: the line to pay, or why there is none."""
+
+    personal_id: str
+    owed: int
+    line: PaymentLine | None
+    withheld: str | None = None  # "HELD" or "NO_CLAIMANT" when owed > 0 but no line
+    accrual: Credits = field(default_factory=Credits)  # to post to the books on approval
+    credited_through: int = 0  # the period the books are credited up to after approval
+    books_current: bool = False  # nothing to post: same credits, same period
+
+    @property
+    def accrual_row(self) -> list[str | int] | None:
+        """The posting to record on approval, None when the books are already up to date."""
+        if self.books_current:
+            return None
+        return [
+            self.personal_id,
+            self.accrual.allowance,
+            self.accrual.funeral,
+            format_month(self.credited_through),
+        ]
+
+    @property
+    def receivable(self) -> int:
+        return -self.owed if self.owed < 0 else 0
+
+
+def assess(account: Account, period: int, ref: ReferenceData) -> Assessment:
+    """Rules 2 to 5 for one beneficiary and one period."""
+    ent = account.entitlement
+    credits = credits_through(ent, period, ref)
+    owed = credits.total - account.issued.total
+
+    # The books are brought up to date with what is owed now, never moved back in time.
+    posting_period = period
+    if account.credited_through is not None and account.credited_through > period:
+        posting_period = account.credited_through
+    target = credits if posting_period == period else credits_through(ent, posting_period, ref)
+    accrual = target - account.posted
+    current = accrual == Credits() and account.credited_through == posting_period
+
+    def no_line(withheld: str | None = None) -> Assessment:
+        return Assessment(
+            account.personal_id, owed, None, withheld, accrual, posting_period, current
+        )
+
+    if owed <= 0:
+        return no_line()
+    if account.held:
+        return no_line("HELD")
+    if account.dead:
+        if account.funeral_claimant is None:
+            return no_line("NO_CLAIMANT")
+        kind, payee = FUNERAL, account.funeral_claimant
+    else:
+        kind, payee = REGULAR, account.payee
+
+    regular = min(monthly_allowance(ent, period, ref), owed)
+    funeral_due = max(credits.funeral - account.issued.funeral, 0)
+    funeral = min(funeral_due, owed - regular)
+    arrears = owed - regular - funeral
+    line = PaymentLine(
+        payment_id=payment_id(period, account.province_code, account.personal_id, kind),
+        period=format_month(period),
+        province_code=account.province_code,
+        commune_code=account.commune_code,
+        kind=kind,
+        personal_id=account.personal_id,
+        payee_personal_id=payee.personal_id,
+        payee_name=payee.name,
+        channel=payee.channel,
+        bank_code=payee.bank_code,
+        account_number=payee.account_number,
+        regular_amount=regular,
+        funeral_amount=funeral,
+        arrears_amount=arrears,
+        total_amount=owed,
+    )
+    return Assessment(account.personal_id, owed, line, None, accrual, posting_period, current)
+
+
+@dataclass(frozen=True)
+class DraftList:
+    """A payment list computed from history: the same history always gives the same list."""
+
+    period: str
+    province_code: str
+    lines: tuple[PaymentLine, ...]
+    assessments: tuple[Assessment, ...]
+
+    @property
+    def total_amount(self) -> int:
+        return sum(line.total_amount for line in self.lines)
+
+    @property
+    def bank_amount(self) -> int:
+        return sum(line.total_amount for line in self.lines if line.channel == "BANK")
+
+    @property
+    def receivable_amount(self) -> int:
+        return sum(a.receivable for a in self.assessments)
+
+    @property
+    def digest(self) -> str:
+        return lines_digest(self.lines)
+
+
+def lines_digest(lines: Sequence[PaymentLine]) -> str:
+    """A fingerprint of a list's lines, so that an approver approves exactly what was drafted."""
+    h = hashlib.sha256()
+    for line in lines:
+        h.update("\x1f".join(str(v) for v in line.as_row()).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def draft_list(
+    period: int, province_code: str, accounts: Iterable[Account], ref: ReferenceData
+) -> DraftList:
+    """Rule 3: one line per beneficiary resident in the province with a positive balance."""
+    assessments = tuple(
+        sorted((assess(a, period, ref) for a in accounts), key=lambda a: a.personal_id)
+    )
+    lines = tuple(sorted((a.line for a in assessments if a.line), key=lambda ln: ln.payment_id))
+    return DraftList(format_month(period), province_code, lines, assessments)

@@ -1,0 +1,450 @@
+"""Read models built from the ledger's events: beneficiaries, deaths, payment lists and lines,
+balances (the payable subledger), the general ledger, reference levels and the audit trail.
+
+The same `Projector` is fed from the event store's notification log in-process (the embedded
+default) and, in later issues, from Kafka into PostgreSQL. It writes portable SQL, applies a
+batch of events in the caller's transaction, and records the position it reached in that same
+transaction, so each event is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.aggregates import issued_delta
+from ledger.books import post, transfers_of
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS projection_position (
+        name TEXT PRIMARY KEY, notification_id BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS beneficiaries (
+        personal_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL UNIQUE,
+        full_name TEXT NOT NULL, date_of_birth TEXT NOT NULL, sex TEXT NOT NULL,
+        province_code TEXT NOT NULL, commune_code TEXT NOT NULL, category TEXT NOT NULL,
+        coefficient TEXT NOT NULL, effective_month TEXT NOT NULL, channel TEXT NOT NULL,
+        bank_code TEXT NOT NULL, account_number TEXT NOT NULL, decision_ref TEXT NOT NULL,
+        terminated_from TEXT, termination_reason TEXT,
+        held INTEGER NOT NULL DEFAULT 0, hold_reason TEXT, enrolled_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS beneficiaries_province ON beneficiaries (province_code)",
+    """CREATE TABLE IF NOT EXISTS deaths (
+        personal_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL UNIQUE,
+        registration_number TEXT, full_name TEXT, date_of_death TEXT, registered_at TEXT,
+        registry_office TEXT, claimant_personal_id TEXT, claimant_name TEXT,
+        claimant_channel TEXT, claimant_bank_code TEXT, claimant_account_number TEXT,
+        in_force INTEGER NOT NULL DEFAULT 0, first_recorded_at TEXT, last_recorded_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS reference_levels (
+        kind TEXT NOT NULL, from_month TEXT NOT NULL, value BIGINT NOT NULL,
+        recorded_at TEXT NOT NULL, PRIMARY KEY (kind, from_month))""",
+    """CREATE TABLE IF NOT EXISTS payment_lists (
+        list_id TEXT PRIMARY KEY, period TEXT NOT NULL, province_code TEXT NOT NULL,
+        status TEXT NOT NULL, digest TEXT, line_count BIGINT NOT NULL DEFAULT 0,
+        total_amount BIGINT NOT NULL DEFAULT 0, bank_amount BIGINT NOT NULL DEFAULT 0,
+        receivable_amount BIGINT NOT NULL DEFAULT 0,
+        drafted_by TEXT, drafted_at TEXT, approved_by TEXT, approved_at TEXT,
+        UNIQUE (period, province_code))""",
+    """CREATE TABLE IF NOT EXISTS payment_lines (
+        payment_id TEXT PRIMARY KEY, list_id TEXT NOT NULL, period TEXT NOT NULL,
+        province_code TEXT NOT NULL, commune_code TEXT NOT NULL, kind TEXT NOT NULL,
+        personal_id TEXT NOT NULL, payee_personal_id TEXT NOT NULL, payee_name TEXT NOT NULL,
+        channel TEXT NOT NULL, bank_code TEXT NOT NULL, account_number TEXT NOT NULL,
+        regular_amount BIGINT NOT NULL, funeral_amount BIGINT NOT NULL,
+        arrears_amount BIGINT NOT NULL, total_amount BIGINT NOT NULL,
+        status TEXT NOT NULL, settled_at TEXT, reference TEXT, reason TEXT)""",
+    "CREATE INDEX IF NOT EXISTS payment_lines_list ON payment_lines (period, province_code)",
+    "CREATE INDEX IF NOT EXISTS payment_lines_person ON payment_lines (personal_id)",
+    """CREATE TABLE IF NOT EXISTS balances (
+        personal_id TEXT PRIMARY KEY, credited_through TEXT,
+        allowance_credited BIGINT NOT NULL DEFAULT 0, funeral_credited BIGINT NOT NULL DEFAULT 0,
+        issued_total BIGINT NOT NULL DEFAULT 0, funeral_issued BIGINT NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS general_ledger (
+        account TEXT PRIMARY KEY, debits BIGINT NOT NULL DEFAULT 0,
+        credits BIGINT NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS audit_trail (
+        notification_id BIGINT PRIMARY KEY, recorded_at TEXT NOT NULL, event_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL, actor TEXT,
+        source TEXT, facts TEXT)""",
+    "CREATE INDEX IF NOT EXISTS audit_trail_aggregate ON audit_trail (aggregate_id)",
+]
+
+LINE_COLUMNS = (
+    "payment_id, period, province_code, commune_code, kind, personal_id, payee_personal_id, "
+    "payee_name, channel, bank_code, account_number, regular_amount, funeral_amount, "
+    "arrears_amount, total_amount"
+)
+
+# Events whose payload is too large to copy into the audit trail (the store keeps them whole).
+_SUMMARISED = {
+    "PaymentList.LinesIssued": "lines",
+    "PaymentList.CreditsAccrued": "accruals",
+    "PaymentList.LinesSettled": "settlements",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A stored event as the projections see it, whatever carried it here."""
+
+    notification_id: int
+    aggregate_id: str
+    version: int
+    type: str  # e.g. "Beneficiary.Enrolled"
+    recorded_at: str  # ISO 8601, UTC
+    payload: dict[str, Any]
+
+
+class _Writes:
+    """Statements to run in order; consecutive uses of one statement go in one executemany."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def add(self, sql: str, *rows: tuple[Any, ...]) -> None:
+        if not rows:
+            return
+        if self.runs and self.runs[-1][0] == sql:
+            self.runs[-1][1].extend(rows)
+        else:
+            self.runs.append((sql, list(rows)))
+
+    def flush(self, cursor: Any) -> None:
+        for sql, rows in self.runs:
+            cursor.executemany(sql, rows)
+        self.runs.clear()
+
+
+class Projector:
+    """Applies recorded events to the read models, in notification order."""
+
+    name = "ledger_read_models"
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Callable[[RecordedEvent, _Writes], None]] = {
+            "Beneficiary.Enrolled": self._enrolled,
+            "Beneficiary.PaymentsHeld": self._held,
+            "Beneficiary.PaymentsReleased": self._released,
+            "Beneficiary.EntitlementTerminated": self._terminated,
+            "Beneficiary.Moved": self._moved,
+            "DeathRecord.Opened": self._death_record_opened,
+            "DeathRecord.Registered": self._death_registered,
+            "DeathRecord.Corrected": self._death_corrected,
+            "DeathRecord.Revoked": self._death_revoked,
+            "ReferenceDataHistory.Loaded": self._reference_loaded,
+            "ReferenceDataHistory.StandardLevelSet": self._standard_level_set,
+            "PaymentList.Opened": self._list_opened,
+            "PaymentList.Drafted": self._list_drafted,
+            "PaymentList.Approved": self._list_approved,
+            "PaymentList.LinesIssued": self._lines_issued,
+            "PaymentList.CreditsAccrued": self._credits_accrued,
+            "PaymentList.LinesSettled": self._lines_settled,
+        }
+
+    @staticmethod
+    def create_schema(cursor: Any) -> None:
+        for statement in SCHEMA:
+            cursor.execute(statement)
+
+    @classmethod
+    def position(cls, db: Any) -> int:
+        rows = db.query(
+            "SELECT notification_id FROM projection_position WHERE name = ?", (cls.name,)
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def apply(self, cursor: Any, events: Iterable[RecordedEvent]) -> int:
+        """Apply events in the caller's transaction and move the position; returns it."""
+        writes = _Writes()
+        ledger_moves: dict[str, list[int]] = {}
+        last = None
+        for e in events:
+            handler = self._handlers.get(e.type)
+            if handler is None:
+                raise ValueError(f"no projection for event type {e.type}")
+            handler(e, writes)
+            post(transfers_of(e.type, e.payload), ledger_moves)
+            writes.add(
+                "INSERT INTO audit_trail VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.notification_id,
+                    e.recorded_at,
+                    e.type,
+                    e.aggregate_id,
+                    e.version,
+                    e.payload.get("actor"),
+                    e.payload.get("source"),
+                    _facts(e),
+                ),
+            )
+            last = e.notification_id
+        if last is None:
+            return self.position_in(cursor)
+        writes.flush(cursor)
+        cursor.executemany(
+            "INSERT INTO general_ledger (account, debits, credits) VALUES (?, ?, ?) "
+            "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
+            " credits = general_ledger.credits + excluded.credits",
+            [(acc, d, c) for acc, (d, c) in sorted(ledger_moves.items())],
+        )
+        cursor.execute(
+            "INSERT INTO projection_position (name, notification_id) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET notification_id = excluded.notification_id",
+            (self.name, last),
+        )
+        return last
+
+    def position_in(self, cursor: Any) -> int:
+        cursor.execute(
+            "SELECT notification_id FROM projection_position WHERE name = ?", (self.name,)
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # Beneficiaries
+
+    def _enrolled(self, e: RecordedEvent, w: _Writes) -> None:
+        p = e.payload
+        w.add(
+            "INSERT INTO beneficiaries (personal_id, aggregate_id, full_name, date_of_birth, sex,"
+            " province_code, commune_code, category, coefficient, effective_month, channel,"
+            " bank_code, account_number, decision_ref, enrolled_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                p["personal_id"],
+                e.aggregate_id,
+                p["full_name"],
+                p["date_of_birth"],
+                p["sex"],
+                p["province_code"],
+                p["commune_code"],
+                p["category"],
+                p["coefficient"],
+                p["effective_month"],
+                p["channel"],
+                p["bank_code"],
+                p["account_number"],
+                p["decision_ref"],
+                e.recorded_at,
+            ),
+        )
+        w.add("INSERT INTO balances (personal_id) VALUES (?)", (p["personal_id"],))
+
+    def _held(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE beneficiaries SET held = 1, hold_reason = ? WHERE aggregate_id = ?",
+            (e.payload["reason"], e.aggregate_id),
+        )
+
+    def _released(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE beneficiaries SET held = 0, hold_reason = NULL WHERE aggregate_id = ?",
+            (e.aggregate_id,),
+        )
+
+    def _terminated(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE beneficiaries SET terminated_from = ?, termination_reason = ?"
+            " WHERE aggregate_id = ?",
+            (e.payload["from_month"], e.payload["reason"], e.aggregate_id),
+        )
+
+    def _moved(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE beneficiaries SET province_code = ?, commune_code = ? WHERE aggregate_id = ?",
+            (e.payload["province_code"], e.payload["commune_code"], e.aggregate_id),
+        )
+
+    # Deaths
+
+    def _death_record_opened(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "INSERT INTO deaths (personal_id, aggregate_id, first_recorded_at) VALUES (?, ?, ?)",
+            (e.payload["personal_id"], e.aggregate_id, e.recorded_at),
+        )
+
+    def _death_registered(self, e: RecordedEvent, w: _Writes) -> None:
+        p = e.payload
+        c = p["claimant"] or {}
+        w.add(
+            "UPDATE deaths SET registration_number = ?, full_name = ?, date_of_death = ?,"
+            " registered_at = ?, registry_office = ?, claimant_personal_id = ?,"
+            " claimant_name = ?, claimant_channel = ?, claimant_bank_code = ?,"
+            " claimant_account_number = ?, in_force = 1, last_recorded_at = ?"
+            " WHERE aggregate_id = ?",
+            (
+                p["registration_number"],
+                p["full_name"],
+                p["date_of_death"],
+                p["registered_at"],
+                p["registry_office"],
+                c.get("personal_id"),
+                c.get("name"),
+                c.get("channel"),
+                c.get("bank_code"),
+                c.get("account_number"),
+                e.recorded_at,
+                e.aggregate_id,
+            ),
+        )
+
+    def _death_corrected(self, e: RecordedEvent, w: _Writes) -> None:
+        p = e.payload
+        w.add(
+            "UPDATE deaths SET date_of_death = ?, registered_at = ?, last_recorded_at = ?"
+            " WHERE aggregate_id = ? AND registration_number = ?",
+            (
+                p["date_of_death"],
+                p["registered_at"],
+                e.recorded_at,
+                e.aggregate_id,
+                p["registration_number"],
+            ),
+        )
+        c = p["claimant"]
+        if c:
+            w.add(
+                "UPDATE deaths SET claimant_personal_id = ?, claimant_name = ?,"
+                " claimant_channel = ?, claimant_bank_code = ?, claimant_account_number = ?"
+                " WHERE aggregate_id = ? AND registration_number = ?",
+                (
+                    c["personal_id"],
+                    c["name"],
+                    c["channel"],
+                    c["bank_code"],
+                    c["account_number"],
+                    e.aggregate_id,
+                    p["registration_number"],
+                ),
+            )
+
+    def _death_revoked(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE deaths SET in_force = 0, last_recorded_at = ?"
+            " WHERE aggregate_id = ? AND registration_number = ?",
+            (e.recorded_at, e.aggregate_id, e.payload["registration_number"]),
+        )
+
+    # Reference data
+
+    def _reference_loaded(self, e: RecordedEvent, w: _Writes) -> None:
+        for kind, key in (
+            ("standard_level", "standard_levels"),
+            ("funeral_multiplier", "funeral_multipliers"),
+        ):
+            for month, value in e.payload[key]:
+                self._upsert_level(w, kind, month, value, e.recorded_at)
+
+    def _standard_level_set(self, e: RecordedEvent, w: _Writes) -> None:
+        self._upsert_level(
+            w, "standard_level", e.payload["from_month"], e.payload["amount"], e.recorded_at
+        )
+
+    @staticmethod
+    def _upsert_level(w: _Writes, kind: str, month: str, value: int, at: str) -> None:
+        w.add(
+            "INSERT INTO reference_levels (kind, from_month, value, recorded_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (kind, from_month) DO UPDATE SET"
+            " value = excluded.value, recorded_at = excluded.recorded_at",
+            (kind, month, value, at),
+        )
+
+    # Payment lists
+
+    def _list_opened(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "INSERT INTO payment_lists (list_id, period, province_code, status)"
+            " VALUES (?, ?, ?, 'OPEN')",
+            (e.aggregate_id, e.payload["period"], e.payload["province_code"]),
+        )
+
+    def _list_drafted(self, e: RecordedEvent, w: _Writes) -> None:
+        p = e.payload
+        w.add(
+            "UPDATE payment_lists SET status = 'DRAFT', digest = ?, line_count = ?,"
+            " total_amount = ?, bank_amount = ?, receivable_amount = ?, drafted_by = ?,"
+            " drafted_at = ? WHERE list_id = ?",
+            (
+                p["digest"],
+                p["line_count"],
+                p["total_amount"],
+                p["bank_amount"],
+                p["receivable_amount"],
+                p["actor"],
+                e.recorded_at,
+                e.aggregate_id,
+            ),
+        )
+
+    def _list_approved(self, e: RecordedEvent, w: _Writes) -> None:
+        p = e.payload
+        w.add(
+            "UPDATE payment_lists SET status = 'APPROVED', digest = ?, line_count = ?,"
+            " total_amount = ?, bank_amount = ?, approved_by = ?, approved_at = ?"
+            " WHERE list_id = ?",
+            (
+                p["digest"],
+                p["line_count"],
+                p["total_amount"],
+                p["bank_amount"],
+                p["actor"],
+                e.recorded_at,
+                e.aggregate_id,
+            ),
+        )
+
+    def _lines_issued(self, e: RecordedEvent, w: _Writes) -> None:
+        lines = e.payload["lines"]
+        w.add(
+            f"INSERT INTO payment_lines (list_id, {LINE_COLUMNS}, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING')",
+            *[(e.aggregate_id, *row) for row in lines],
+        )
+        w.add(
+            "UPDATE balances SET issued_total = issued_total + ?,"
+            " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
+            *[(row[14], row[12], row[5]) for row in lines],
+        )
+
+    def _credits_accrued(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE balances SET allowance_credited = allowance_credited + ?,"
+            " funeral_credited = funeral_credited + ?,"
+            " credited_through = CASE WHEN credited_through IS NULL OR credited_through < ?"
+            " THEN ? ELSE credited_through END WHERE personal_id = ?",
+            *[(a, f, through, through, pid) for pid, a, f, through in e.payload["accruals"]],
+        )
+
+    def _lines_settled(self, e: RecordedEvent, w: _Writes) -> None:
+        settled = e.payload["settlements"]
+        w.add(
+            "UPDATE payment_lines SET status = ?, settled_at = ?, reference = ?, reason = ?"
+            " WHERE payment_id = ?",
+            *[
+                (s["status"], s["settled_at"], s["reference"], s["reason"], s["payment_id"])
+                for s in settled
+            ],
+        )
+        changes = []
+        for s in settled:
+            sign = issued_delta(s["previous_status"], s["status"])
+            if sign:
+                changes.append(
+                    (sign * s["total_amount"], sign * s["funeral_amount"], s["personal_id"])
+                )
+        w.add(
+            "UPDATE balances SET issued_total = issued_total + ?,"
+            " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
+            *changes,
+        )
+
+
+def _facts(e: RecordedEvent) -> str:
+    """The event's facts for the audit trail; bulk events are summarised by their count."""
+    key = _SUMMARISED.get(e.type)
+    if key is None:
+        facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source")}
+    else:
+        facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source", key)}
+        facts[f"{key}_count"] = len(e.payload[key])
+    return json.dumps(facts, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,1 @@
+"""Avro schemas (.avsc): the only place a wire format is defined."""
