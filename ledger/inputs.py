@@ -75,12 +75,10 @@ def _coefficient(v: str) -> str:
 
 def _iso_date(v: str) -> str:
     try:
-        return date.fromisoformat(v).isoformat() if len(v) == 10 else _bad_date(v)
+        if len(v) == 10:
+            return date.fromisoformat(v).isoformat()
     except ValueError:
-        return _bad_date(v)
-
-
-def _bad_date(v: str) -> str:
+        pass
     raise ValueError(f"must be a date YYYY-MM-DD, got {v!r}")
 
 
@@ -134,9 +132,11 @@ class EnrolmentRow(_Row):
 
 def _check_bank_details(channel: str, bank_code: str, account: str, prefix: str) -> None:
     if channel == "BANK" and not (bank_code and account):
-        raise ValueError(f"{prefix}bank_code and {prefix}account_number are required for BANK")
+        missing = f"{prefix}bank_code" if not bank_code else f"{prefix}account_number"
+        raise ValueError(f"{missing}: is required when the channel is BANK")
     if channel == "POST" and (bank_code or account):
-        raise ValueError(f"{prefix}bank_code and {prefix}account_number must be empty for POST")
+        given = f"{prefix}bank_code" if bank_code else f"{prefix}account_number"
+        raise ValueError(f"{given}: must be empty when the channel is POST")
 
 
 class DeathRow(_Row):
@@ -157,18 +157,21 @@ class DeathRow(_Row):
     @model_validator(mode="after")
     def _consistent(self) -> DeathRow:
         if self.event_type != "REVOKED" or self.date_of_death:
-            _iso_date(self.date_of_death)
+            try:
+                _iso_date(self.date_of_death)
+            except ValueError as err:
+                raise ValueError(f"date_of_death: {err}") from None
             if self.date_of_death > self.registered_at[:10]:
-                raise ValueError("date_of_death is after registered_at")
+                raise ValueError("date_of_death: is after registered_at")
         if self.event_type == "REGISTERED" and not self.full_name:
-            raise ValueError("full_name is required for REGISTERED")
+            raise ValueError("full_name: is required for REGISTERED")
         if self.claimant_given:
             if len(self.claimant_personal_id) != 12 or not self.claimant_personal_id.isdigit():
-                raise ValueError("claimant_personal_id must be 12 digits")
+                raise ValueError("claimant_personal_id: must be 12 digits")
             if not self.claimant_name:
-                raise ValueError("claimant_name is required with a claimant")
+                raise ValueError("claimant_name: is required with a claimant")
             if self.claimant_channel not in ("POST", "BANK"):
-                raise ValueError("claimant_channel must be POST or BANK")
+                raise ValueError("claimant_channel: must be POST or BANK")
             _check_bank_details(
                 self.claimant_channel,
                 self.claimant_bank_code,
@@ -176,7 +179,7 @@ class DeathRow(_Row):
                 "claimant_",
             )
             if self.event_type == "REVOKED":
-                raise ValueError("a REVOKED registration names no claimant")
+                raise ValueError("claimant_personal_id: a REVOKED registration names no claimant")
         return self
 
     @property
@@ -234,7 +237,7 @@ class SettlementRow(_Row):
     @model_validator(mode="after")
     def _reason(self) -> SettlementRow:
         if self.status != "PAID" and not self.reason:
-            raise ValueError(f"reason is required for {self.status}")
+            raise ValueError(f"reason: is required for {self.status}")
         return self
 
 
@@ -299,8 +302,11 @@ def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
     except ValidationError as err:
         for e in err.errors(include_url=False):
             index, *where = e["loc"]
-            field = str(where[0]) if where else "row"
             message = e["msg"].removeprefix("Value error, ")
+            if where:
+                field = str(where[0])
+            else:  # a check across fields names the field first: "FIELD: message"
+                field, _, message = message.partition(": ")
             problems.append(f"{name}: row {numbers[int(index)]}: {field}: {message}")
         validated = []
     if problems:

@@ -1,0 +1,114 @@
+"""Payroll at a tenth of the country on the embedded store.
+
+Enrols N beneficiaries (default 380,000; set-up, not measured), then times `ledger payroll run`,
+`payroll approve`, `payroll export` and `settle` (a results file for every line) as an operator
+runs them: each a separate `ledger` process, whose peak resident memory is read from the kernel.
+Prints a table and compares with the targets: the four under 60 s together, each under 2 GiB.
+
+    python bench/payroll_bench.py [--beneficiaries N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger.demo import Story  # noqa: E402
+from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
+
+TARGET_SECONDS = 60.0
+TARGET_MEMORY_MIB = 2048
+PERIOD = "2025-07"
+
+
+def ledger(store: str, *args: str) -> tuple[float, float, str]:
+    """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "ledger.cli", *args, "--store", store],
+                                stdout=out, stderr=err)
+        # wait4 rather than wait: the kernel's account of this one process's peak memory
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"ledger {' '.join(args)} failed:\n{err.read()}")
+        return seconds, usage.ru_maxrss / 1024, out.read()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--beneficiaries", type=int, default=380_000)
+    parser.add_argument("--keep", help="keep the store and files in this directory")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="ansinh-bench-"))
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "inputs").mkdir(parents=True)
+    store = f"sqlite:///{work / 'ledger.sqlite'}"
+    os.environ["LEDGER_USER"] = "bench"
+
+    story = Story(random.Random(7), work / "inputs")
+    chunk = 50_000
+    started = time.perf_counter()
+    for i in range(0, args.beneficiaries, chunk):
+        rows = story.enrolments(min(chunk, args.beneficiaries - i), ["2025-05", PERIOD, PERIOD])
+        path = story.write(f"enrol-{i // chunk:03d}.csv", ENROLMENT_COLUMNS, rows)
+        ledger(store, "enrol", str(path))
+        print(f"set-up: enrolled {i + len(rows):,} beneficiaries "
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
+    steps: list[tuple[str, float, float]] = []
+    s, m, _ = ledger(store, "payroll", "run", "--period", PERIOD, "--by", "maker")
+    steps.append(("payroll run", s, m))
+    s, m, _ = ledger(store, "payroll", "approve", "--period", PERIOD, "--by", "checker")
+    steps.append(("payroll approve", s, m))
+    s, m, _ = ledger(store, "payroll", "export", "--period", PERIOD, "--out", str(work / "out"))
+    steps.append(("payroll export", s, m))
+
+    results = work / "inputs" / "settlement.csv"
+    rows = 0
+    with results.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(SETTLEMENT_COLUMNS)
+        for export in sorted((work / "out").glob("*.csv")):
+            with export.open(encoding="utf-8") as lines:
+                for i, line in enumerate(csv.DictReader(lines)):
+                    status = "FAILED" if i % 50 == 0 else "PAID"
+                    writer.writerow([line["payment_id"], status, "2025-07-25T10:00:00+07:00",
+                                     f"REF{i}", "account closed" if status == "FAILED" else ""])
+                    rows += 1
+    s, m, _ = ledger(store, "settle", str(results))
+    steps.append((f"settle ({rows:,} rows)", s, m))
+
+    total = sum(s for _, s, _ in steps)
+    peak = max(m for _, _, m in steps)
+    width = max(len(name) for name, _, _ in steps) + 2
+    print(f"\npayroll benchmark: {args.beneficiaries:,} beneficiaries, period {PERIOD}, "
+          f"embedded SQLite store, {os.cpu_count()} cores")
+    print(f"{'step':<{width}}{'seconds':>10}{'peak MiB':>12}")
+    for name, s, m in steps:
+        print(f"{name:<{width}}{s:>10.1f}{m:>12.0f}")
+    print(f"{'all four':<{width}}{total:>10.1f}{peak:>12.0f}")
+    ok_time, ok_memory = total < TARGET_SECONDS, peak < TARGET_MEMORY_MIB
+    print(f"\ntarget: under {TARGET_SECONDS:.0f} s together -> {'met' if ok_time else 'MISSED'}; "
+          f"peak under {TARGET_MEMORY_MIB} MiB -> {'met' if ok_memory else 'MISSED'}")
+    if not args.keep:
+        shutil.rmtree(work)
+    sys.exit(0 if ok_time and ok_memory else 1)
+
+
+if __name__ == "__main__":
+    main()
