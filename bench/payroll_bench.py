@@ -36,8 +36,9 @@ def ledger(store: str, *args: str) -> tuple[float, float, str]:
     """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "ledger.cli", *args, "--store", store],
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", *args, "--store", store], stdout=out, stderr=err
+        )
         # wait4 rather than wait: the kernel's account of this one process's peak memory
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
@@ -67,8 +68,11 @@ def main() -> None:
         rows = story.enrolments(min(chunk, args.beneficiaries - i), ["2025-05", PERIOD, PERIOD])
         path = story.write(f"enrol-{i // chunk:03d}.csv", ENROLMENT_COLUMNS, rows)
         ledger(store, "enrol", str(path))
-        print(f"set-up: enrolled {i + len(rows):,} beneficiaries "
-              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        print(
+            f"set-up: enrolled {i + len(rows):,} beneficiaries "
+            f"({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+        )
 
     steps: list[tuple[str, float, float]] = []
     s, m, _ = ledger(store, "payroll", "run", "--period", PERIOD, "--by", "maker")
@@ -87,8 +91,15 @@ def main() -> None:
             with export.open(encoding="utf-8") as lines:
                 for i, line in enumerate(csv.DictReader(lines)):
                     status = "FAILED" if i % 50 == 0 else "PAID"
-                    writer.writerow([line["payment_id"], status, "2025-07-25T10:00:00+07:00",
-                                     f"REF{i}", "account closed" if status == "FAILED" else ""])
+                    writer.writerow(
+                        [
+                            line["payment_id"],
+                            status,
+                            "2025-07-25T10:00:00+07:00",
+                            f"REF{i}",
+                            "account closed" if status == "FAILED" else "",
+                        ]
+                    )
                     rows += 1
     s, m, _ = ledger(store, "settle", str(results))
     steps.append((f"settle ({rows:,} rows)", s, m))
@@ -96,15 +107,19 @@ def main() -> None:
     total = sum(s for _, s, _ in steps)
     peak = max(m for _, _, m in steps)
     width = max(len(name) for name, _, _ in steps) + 2
-    print(f"\npayroll benchmark: {args.beneficiaries:,} beneficiaries, period {PERIOD}, "
-          f"embedded SQLite store, {os.cpu_count()} cores")
+    print(
+        f"\npayroll benchmark: {args.beneficiaries:,} beneficiaries, period {PERIOD}, "
+        f"embedded SQLite store, {os.cpu_count()} cores"
+    )
     print(f"{'step':<{width}}{'seconds':>10}{'peak MiB':>12}")
     for name, s, m in steps:
         print(f"{name:<{width}}{s:>10.1f}{m:>12.0f}")
     print(f"{'all four':<{width}}{total:>10.1f}{peak:>12.0f}")
     ok_time, ok_memory = total < TARGET_SECONDS, peak < TARGET_MEMORY_MIB
-    print(f"\ntarget: under {TARGET_SECONDS:.0f} s together -> {'met' if ok_time else 'MISSED'}; "
-          f"peak under {TARGET_MEMORY_MIB} MiB -> {'met' if ok_memory else 'MISSED'}")
+    print(
+        f"\ntarget: under {TARGET_SECONDS:.0f} s together -> {'met' if ok_time else 'MISSED'}; "
+        f"peak under {TARGET_MEMORY_MIB} MiB -> {'met' if ok_memory else 'MISSED'}"
+    )
     if not args.keep:
         shutil.rmtree(work)
     sys.exit(0 if ok_time and ok_memory else 1)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -343,6 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (RuleViolation, StoreUrlError) as problem:
         err.print(f"refused: {problem}", markup=False)
+        return 1
+    except IntegrityError:
+        # optimistic concurrency: another command recorded events for the same aggregate
+        err.print(
+            "refused: another command changed the same records at the same time; "
+            "nothing was recorded by this one: run it again",
+            markup=False,
+        )
         return 1
     return 0
 

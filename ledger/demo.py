@@ -27,13 +27,42 @@ from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
 from ledger.reference import provinces
 
-FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi",
-          "Đỗ", "Hồ", "Ngô", "Dương", "Lý"]
+FAMILY = [
+    "Nguyễn",
+    "Trần",
+    "Lê",
+    "Phạm",
+    "Hoàng",
+    "Huỳnh",
+    "Phan",
+    "Vũ",
+    "Võ",
+    "Đặng",
+    "Bùi",
+    "Đỗ",
+    "Hồ",
+    "Ngô",
+    "Dương",
+    "Lý",
+]
 MIDDLE = {"M": ["Văn", "Hữu", "Đức", "Minh", "Quang"], "F": ["Thị", "Ngọc", "Thu", "Kim", "Mai"]}
-GIVEN = {"M": ["An", "Bình", "Cường", "Dũng", "Hùng", "Khánh", "Long", "Nam", "Phúc", "Sơn",
-               "Thắng", "Tuấn"],
-         "F": ["Anh", "Chi", "Dung", "Hà", "Hằng", "Hoa", "Lan", "Linh", "Nga", "Phương",
-               "Thảo", "Yến"]}
+GIVEN = {
+    "M": [
+        "An",
+        "Bình",
+        "Cường",
+        "Dũng",
+        "Hùng",
+        "Khánh",
+        "Long",
+        "Nam",
+        "Phúc",
+        "Sơn",
+        "Thắng",
+        "Tuấn",
+    ],
+    "F": ["Anh", "Chi", "Dung", "Hà", "Hằng", "Hoa", "Lan", "Linh", "Nga", "Phương", "Thảo", "Yến"],
+}
 # (category, coefficient, share of beneficiaries, birth years)
 CATEGORIES = [
     ("elderly_80_plus_no_pension", "1.0", 0.40, (1925, 1945)),
@@ -97,17 +126,23 @@ class Story:
             bank = r.random() < 0.5
             person = Person(pid, self.name(sex), province)
             self.people.append(person)
-            rows.append({
-                "personal_id": pid, "full_name": person.name,
-                "date_of_birth": f"{year}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
-                "sex": sex, "province_code": province,
-                "commune_code": f"{r.randrange(1, 33000):05d}", "category": category,
-                "coefficient": coefficient, "effective_month": r.choice(effective_months),
-                "channel": "BANK" if bank else "POST",
-                "bank_code": r.choice(BANKS) if bank else "",
-                "account_number": str(r.randrange(10**9, 10**13)) if bank else "",
-                "decision_ref": f"{r.randint(100, 9999)}/QĐ-UBND",
-            })
+            rows.append(
+                {
+                    "personal_id": pid,
+                    "full_name": person.name,
+                    "date_of_birth": f"{year}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+                    "sex": sex,
+                    "province_code": province,
+                    "commune_code": f"{r.randrange(1, 33000):05d}",
+                    "category": category,
+                    "coefficient": coefficient,
+                    "effective_month": r.choice(effective_months),
+                    "channel": "BANK" if bank else "POST",
+                    "bank_code": r.choice(BANKS) if bank else "",
+                    "account_number": str(r.randrange(10**9, 10**13)) if bank else "",
+                    "decision_ref": f"{r.randint(100, 9999)}/QĐ-UBND",
+                }
+            )
         return rows
 
     def write(self, name: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
@@ -140,8 +175,11 @@ class Story:
         rows: list[dict[str, Any]] = []
         registered_at = f"{format_month(period)}-28T16:30:00+07:00"
         for person, number in self.dead_without_claimant:
-            rows.append(self._death_row(person, "CORRECTED", number, registered_at,
-                                        person.died, self.claimant()))
+            rows.append(
+                self._death_row(
+                    person, "CORRECTED", number, registered_at, person.died, self.claimant()
+                )
+            )
         self.dead_without_claimant = []
         living = [p for p in self.people if p.alive]
         for person in r.sample(living, k=int(len(living) * rate)):
@@ -150,32 +188,61 @@ class Story:
             number = f"{r.randint(1, 999)}/{format_month(period)[:4]}/KT-{person.province}"
             claimant = self.claimant() if r.random() < 0.8 else None
             person.alive, person.registration, person.died = False, number, died
-            rows.append(self._death_row(person, "REGISTERED", number, registered_at, died,
-                                        claimant))
+            rows.append(
+                self._death_row(person, "REGISTERED", number, registered_at, died, claimant)
+            )
             if claimant is None:
                 self.dead_without_claimant.append((person, number))
-        revocable = [p for p in self.people if not p.alive and p.registration
-                     and all(p is not q for q, _ in self.dead_without_claimant)]
+        revocable = [
+            p
+            for p in self.people
+            if not p.alive
+            and p.registration
+            and all(p is not q for q, _ in self.dead_without_claimant)
+        ]
         for person in r.sample(revocable, k=min(len(revocable), max(1, len(rows) // 50))):
-            rows.append(self._death_row(person, "REVOKED", person.registration or "",
-                                        registered_at, "", None))
+            rows.append(
+                self._death_row(
+                    person, "REVOKED", person.registration or "", registered_at, "", None
+                )
+            )
             person.alive, person.registration = True, None
         for _ in range(2):  # deaths of people who are not beneficiaries: recorded, no effect
             sex = r.choice("MF")
             stranger = Person(self.new_id("01", sex, r.randint(1930, 1990)), self.name(sex), "01")
-            rows.append(self._death_row(stranger, "REGISTERED", f"{r.randint(1, 999)}/KT-X",
-                                        registered_at, registered_at[:10], self.claimant()))
+            rows.append(
+                self._death_row(
+                    stranger,
+                    "REGISTERED",
+                    f"{r.randint(1, 999)}/KT-X",
+                    registered_at,
+                    registered_at[:10],
+                    self.claimant(),
+                )
+            )
         # a registry resends part of its batch: duplicates change nothing
         rows += [dict(row) for row in rows[: len(rows) // 20]]
         return rows
 
-    def _death_row(self, person: Person, kind: str, number: str, at: str,
-                   date_of_death: str, claimant: dict[str, str] | None) -> dict[str, Any]:
-        row = {"event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-               "event_type": kind, "registration_number": number,
-               "personal_id": person.personal_id, "full_name": person.name,
-               "date_of_death": date_of_death, "registered_at": at,
-               "registry_office": f"UBND xã {person.province}"}
+    def _death_row(
+        self,
+        person: Person,
+        kind: str,
+        number: str,
+        at: str,
+        date_of_death: str,
+        claimant: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        row = {
+            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "event_type": kind,
+            "registration_number": number,
+            "personal_id": person.personal_id,
+            "full_name": person.name,
+            "date_of_death": date_of_death,
+            "registered_at": at,
+            "registry_office": f"UBND xã {person.province}",
+        }
         row.update(claimant or {})
         return row
 
@@ -190,18 +257,46 @@ class Story:
             roll = r.random()
             if roll < 0.02:
                 reason = "account closed" if channel == "BANK" else "person not found at address"
-                rows.append({"payment_id": payment_id, "status": "FAILED", "settled_at": at,
-                             "reference": "", "reason": reason})
+                rows.append(
+                    {
+                        "payment_id": payment_id,
+                        "status": "FAILED",
+                        "settled_at": at,
+                        "reference": "",
+                        "reason": reason,
+                    }
+                )
             elif roll < 0.03:
-                rows.append({"payment_id": payment_id, "status": "RETURNED", "settled_at": at,
-                             "reference": "", "reason": "refused by payee"})
+                rows.append(
+                    {
+                        "payment_id": payment_id,
+                        "status": "RETURNED",
+                        "settled_at": at,
+                        "reference": "",
+                        "reason": "refused by payee",
+                    }
+                )
             else:
-                rows.append({"payment_id": payment_id, "status": "PAID", "settled_at": at,
-                             "reference": f"{channel}-{r.randrange(10**8):08d}", "reason": ""})
+                rows.append(
+                    {
+                        "payment_id": payment_id,
+                        "status": "PAID",
+                        "settled_at": at,
+                        "reference": f"{channel}-{r.randrange(10**8):08d}",
+                        "reason": "",
+                    }
+                )
                 paid.append(payment_id)
         for payment_id in r.sample(self.paid_last_period, k=len(self.paid_last_period) // 200):
-            rows.append({"payment_id": payment_id, "status": "RETURNED", "settled_at": at,
-                         "reference": "", "reason": "cash not collected within 30 days"})
+            rows.append(
+                {
+                    "payment_id": payment_id,
+                    "status": "RETURNED",
+                    "settled_at": at,
+                    "reference": "",
+                    "reason": "cash not collected within 30 days",
+                }
+            )
         self.paid_last_period = paid
         return rows
 
@@ -228,17 +323,23 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
     def step(text: str) -> None:
         err.print(f"[{time.monotonic() - started:6.1f}s] {text}", markup=False)
 
-    out.print(f"ansinh demo: {args.beneficiaries:,} beneficiaries, {args.months} months from "
-              f"{FIRST_PERIOD}, seed {args.seed}; store {store}; files under {out_dir}/")
+    out.print(
+        f"ansinh demo: {args.beneficiaries:,} beneficiaries, {args.months} months from "
+        f"{FIRST_PERIOD}, seed {args.seed}; store {store}; files under {out_dir}/"
+    )
     with Ledger(store) as ledger:
         if ledger.db.query("SELECT COUNT(*) FROM beneficiaries")[0][0]:
-            raise SystemExit(f"the store {store} already holds beneficiaries; give the demo a "
-                             "new --store")
+            raise SystemExit(
+                f"the store {store} already holds beneficiaries; give the demo a new --store"
+            )
         step(f"enrolling {args.beneficiaries:,} beneficiaries")
         # most carried over from the old system from this month on, some decided late
         history = [format_month(first)] * 8 + [format_month(first - k) for k in (1, 2, 3)]
-        path = story.write("enrolment-initial.csv", ENROLMENT_COLUMNS,
-                           story.enrolments(args.beneficiaries, history))
+        path = story.write(
+            "enrolment-initial.csv",
+            ENROLMENT_COLUMNS,
+            story.enrolments(args.beneficiaries, history),
+        )
         ledger.enrol(path, maker)
         per_period: list[tuple[str, list[ListSummary]]] = []
         for k, period in enumerate(months):
@@ -251,9 +352,12 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             deaths = story.deaths(period, rate=0.004)
             if deaths:
                 result = ledger.import_deaths(
-                    story.write(f"deaths-{p}.csv", DEATH_COLUMNS, deaths), "civil-registry")
-                step(f"{p}: {result.applied} death registrations applied, "
-                     f"{result.unchanged} resent duplicates unchanged")
+                    story.write(f"deaths-{p}.csv", DEATH_COLUMNS, deaths), "civil-registry"
+                )
+                step(
+                    f"{p}: {result.applied} death registrations applied, "
+                    f"{result.unchanged} resent duplicates unchanged"
+                )
             _operator_changes(ledger, story, period, maker)
             if k == 4:
                 level_from = format_month(period - 1)
@@ -264,12 +368,19 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             files = ledger.export_payroll(p, None, out_dir)
             lines = ledger.db.query(
                 "SELECT payment_id, channel FROM payment_lines WHERE period = ? "
-                "ORDER BY payment_id", (p,))
+                "ORDER BY payment_id",
+                (p,),
+            )
             result = ledger.settle(
-                story.write(f"settlement-{p}.csv", SETTLEMENT_COLUMNS,
-                            story.settlements(period, lines)), "settlement.bot")
-            step(f"{p}: {len(lines):,} lines approved, {len(files)} files exported, "
-                 f"{result.applied:,} settlements applied")
+                story.write(
+                    f"settlement-{p}.csv", SETTLEMENT_COLUMNS, story.settlements(period, lines)
+                ),
+                "settlement.bot",
+            )
+            step(
+                f"{p}: {len(lines):,} lines approved, {len(files)} files exported, "
+                f"{result.applied:,} settlements applied"
+            )
             per_period.append((p, ledger.summaries(p)))
         for p, summaries in per_period:
             out.print(_period_table(p, summaries))
@@ -279,8 +390,12 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
 def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> None:
     """A month's casework: holds and releases, moves, terminations."""
     r = story.rng
-    enrolled = {row[0]: row[1] for row in ledger.db.query(
-        "SELECT personal_id, held FROM beneficiaries WHERE terminated_from IS NULL")}
+    enrolled = {
+        row[0]: row[1]
+        for row in ledger.db.query(
+            "SELECT personal_id, held FROM beneficiaries WHERE terminated_from IS NULL"
+        )
+    }
     ids = sorted(enrolled)
     for pid in r.sample(ids, k=max(1, len(ids) // 500)):
         if enrolled[pid]:
@@ -306,18 +421,27 @@ def _period_table(period: str, summaries: list[ListSummary]) -> Table:
     totals = [0, 0, 0, 0]
     for s in summaries:
         share = f"{100 * s.bank_amount / s.total_amount:.1f}%" if s.total_amount else "-"
-        table.add_row(f"{s.province_code} {names.get(s.province_code, '')}", f"{s.lines:,}",
-                      f"{s.total_amount:,}", share, f"{s.receivable_amount:,}")
+        table.add_row(
+            f"{s.province_code} {names.get(s.province_code, '')}",
+            f"{s.lines:,}",
+            f"{s.total_amount:,}",
+            share,
+            f"{s.receivable_amount:,}",
+        )
         for i, v in enumerate((s.lines, s.total_amount, s.bank_amount, s.receivable_amount)):
             totals[i] += v
     share = f"{100 * totals[2] / totals[1]:.1f}%" if totals[1] else "-"
-    table.add_row("all", f"{totals[0]:,}", f"{totals[1]:,}", share, f"{totals[3]:,}",
-                  style="bold")
+    table.add_row("all", f"{totals[0]:,}", f"{totals[1]:,}", share, f"{totals[3]:,}", style="bold")
     return table
 
 
-def _closing(ledger: Ledger, out: Console, per_period: list[tuple[str, list[ListSummary]]],
-             out_dir: Path, seconds: float) -> None:
+def _closing(
+    ledger: Ledger,
+    out: Console,
+    per_period: list[tuple[str, list[ListSummary]]],
+    out_dir: Path,
+    seconds: float,
+) -> None:
     accounts = ledger.general_ledger()
     table = Table(title="general ledger (every amount a balanced transfer)")
     for heading in ("account", "debits VND", "credits VND", "balance VND"):
