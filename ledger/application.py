@@ -58,6 +58,7 @@ from ledger.rules import (
     Payee,
     ReferenceData,
     RuleViolation,
+    credits_through,
     draft_list,
 )
 from projections.readmodels import Projector, RecordedEvent
@@ -394,9 +395,10 @@ class Ledger:
 
     # Payroll
 
-    def _accounts(self, province_code: str) -> Iterator[Account]:
+    def _accounts(self, where: str, params: Sequence[Any]) -> Iterator[Account]:
+        """Beneficiaries as the rules see them, read in one query."""
         coefficients: dict[str, Decimal] = {}
-        for r in self.db.query(_ACCOUNTS_SQL, (province_code,)):
+        for r in self.db.query(f"{_ACCOUNTS_SQL} WHERE {where}", params):
             (
                 pid,
                 name,
@@ -450,7 +452,10 @@ class Ledger:
     def draft(self, period: str, province_code: str) -> DraftList:
         """The list the current history gives (rule 3); nothing is recorded."""
         return draft_list(
-            parse_month(period), province_code, self._accounts(province_code), self.reference_data()
+            parse_month(period),
+            province_code,
+            self._accounts(_IN_PROVINCE, (province_code,)),
+            self.reference_data(),
         )
 
     def _provinces(self, period: str, province_code: str | None) -> list[str]:
@@ -486,7 +491,9 @@ class Ledger:
             payment_list = self._payment_list(period, code)
             if payment_list is not None and payment_list.is_approved:
                 continue
-            draft = draft_list(parse_month(period), code, self._accounts(code), ref)
+            draft = draft_list(
+                parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
+            )
             if payment_list is None:
                 payment_list = PaymentList(period=period, province_code=code)
             payment_list.draft(
@@ -554,7 +561,9 @@ class Ledger:
             self.progress(f"payroll approve {period}", done, len(drafts))
             payment_list = self._payment_list(period, code)
             assert payment_list is not None
-            draft = draft_list(parse_month(period), code, self._accounts(code), ref)
+            draft = draft_list(
+                parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
+            )
             accruals = [row for a in draft.assessments if (row := a.accrual_row) is not None]
             try:
                 payment_list.approve(
@@ -670,27 +679,46 @@ class Ledger:
 
     # Reports
 
-    def receivables(self) -> list[dict[str, Any]]:
-        """Overpayments to recover: accounts whose issued payments exceed their credits."""
-        rows = self.db.query(
-            "SELECT b.personal_id, b.full_name, b.province_code, bal.credited_through,"
-            " bal.issued_total - bal.allowance_credited - bal.funeral_credited,"
-            " d.date_of_death, d.first_recorded_at"
-            " FROM balances bal JOIN beneficiaries b ON b.personal_id = bal.personal_id"
-            " LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1"
-            " WHERE bal.issued_total > bal.allowance_credited + bal.funeral_credited"
-            " ORDER BY b.province_code, b.personal_id"
-        )
-        keys = (
-            "personal_id",
-            "full_name",
-            "province_code",
-            "credited_through",
-            "amount",
-            "date_of_death",
-            "death_recorded_at",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+    def receivables(self, period: str | None = None) -> list[dict[str, Any]]:
+        """Overpayments to recover, as the ledger knows them now: accounts whose approved
+        PENDING or PAID lines exceed their credits through the period (default: the latest
+        approved period). A death learned late shows here at once, before any payroll."""
+        self.catch_up()
+        if period is None:
+            latest = self.db.query(
+                "SELECT MAX(period) FROM payment_lists WHERE status = 'APPROVED'"
+            )[0][0]
+            if latest is None:
+                return []
+            period = str(latest)
+        _check_month(period, "--period")
+        through = parse_month(period)
+        ref = self.reference_data()
+        owing = []
+        for account in self._accounts("bal.issued_total > 0", ()):
+            owed = credits_through(account.entitlement, through, ref).total - account.issued.total
+            if owed < 0:
+                owing.append((account, -owed))
+        deaths = {
+            r[0]: r[1:]
+            for r in self.db.query(
+                "SELECT personal_id, date_of_death, first_recorded_at FROM deaths"
+                " WHERE in_force = 1 AND personal_id IN (SELECT personal_id FROM balances"
+                " WHERE issued_total > 0)"
+            )
+        }
+        return [
+            {
+                "personal_id": a.personal_id,
+                "full_name": a.full_name,
+                "province_code": a.province_code,
+                "through": period,
+                "amount": amount,
+                "date_of_death": deaths.get(a.personal_id, (None, None))[0],
+                "death_recorded_at": deaths.get(a.personal_id, (None, None))[1],
+            }
+            for a, amount in sorted(owing, key=lambda x: (x[0].province_code, x[0].personal_id))
+        ]
 
     def general_ledger(self) -> list[tuple[str, int, int]]:
         return self.db.query("SELECT account, debits, credits FROM general_ledger ORDER BY 1")
@@ -706,8 +734,10 @@ SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficien
 FROM beneficiaries b
 JOIN balances bal ON bal.personal_id = b.personal_id
 LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
-WHERE b.province_code = ?
 """
+
+
+_IN_PROVINCE = "b.province_code = ?"
 
 
 def _check_month(value: str, option: str) -> None:

@@ -206,38 +206,31 @@ def cmd_settle(args: argparse.Namespace) -> None:
 
 def cmd_receivables(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
-        rows = ledger.receivables()
+        rows = ledger.receivables(args.period)
     table = Table(title="receivables: overpayments to recover")
-    for heading in (
+    headings = (
         "personal id",
         "name",
         "province",
-        "credited through",
+        "credits through",
         "amount VND",
         "date of death",
         "death recorded at",
-    ):
+    )
+    for heading in headings:
         table.add_column(heading, justify="right" if "VND" in heading else "left")
     for r in rows:
         table.add_row(
             r["personal_id"],
             r["full_name"],
             r["province_code"],
-            r["credited_through"] or "",
+            r["through"],
             vnd(r["amount"]),
             r["date_of_death"] or "",
             (r["death_recorded_at"] or "")[:19],
         )
-    table.add_row(
-        "all",
-        f"{len(rows):,} accounts",
-        "",
-        "",
-        vnd(sum(r["amount"] for r in rows)),
-        "",
-        "",
-        style="bold",
-    )
+    total = vnd(sum(r["amount"] for r in rows))
+    table.add_row("all", f"{len(rows):,} accounts", "", "", total, "", "", style="bold")
     out.print(table)
 
 
@@ -323,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
-    command(commands, "receivables", cmd_receivables, "overpayments to recover")
+    p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
+    p.add_argument(
+        "--period",
+        metavar="YYYY-MM",
+        help="credits through this period (default: the latest approved)",
+    )
     return parser
 
 
