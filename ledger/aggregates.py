@@ -13,8 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.months import format_month
-from ledger.rules import COUNTS_AS_ISSUED, PENDING, SETTLEMENT_MOVES, RuleViolation
+from ledger.rules import PENDING, SETTLEMENT_MOVES, RuleViolation
 
 _NS = uuid5(NAMESPACE_URL, "https://ansinh.example/ledger")
 
@@ -466,22 +465,3 @@ class PaymentList(Aggregate):
     def _lines_settled(self, settlements: list[dict[str, Any]], actor: str, source: str) -> None:
         for s in settlements:
             self.lines[s["payment_id"]][0] = s["status"]
-
-
-def issued_delta(previous: str | None, status: str) -> int:
-    """+1 when a line starts counting as issued, -1 when it stops (rule 2)."""
-    before = previous in COUNTS_AS_ISSUED if previous else False
-    after = status in COUNTS_AS_ISSUED
-    return int(after) - int(before)
-
-
-__all__ = [
-    "Beneficiary",
-    "DeathRecord",
-    "PaymentList",
-    "ReferenceDataHistory",
-    "beneficiary_id",
-    "death_record_id",
-    "payment_list_id",
-    "format_month",
-]

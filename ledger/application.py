@@ -345,20 +345,23 @@ class Ledger:
             if record is not None and record.has_applied(row.event_id):
                 unchanged += 1
                 continue
+            facts = {
+                "event_id": row.event_id,
+                "registration_number": row.registration_number,
+                "registered_at": row.registered_at,
+                "registry_office": row.registry_office,
+                "actor": actor,
+                "source": source,
+            }
             try:
                 if row.event_type == "REGISTERED":
                     if record is None:
                         record = records[row.personal_id] = DeathRecord(personal_id=row.personal_id)
                     record.register(
-                        event_id=row.event_id,
-                        registration_number=row.registration_number,
+                        **facts,
                         full_name=row.full_name,
                         date_of_death=row.date_of_death,
-                        registered_at=row.registered_at,
-                        registry_office=row.registry_office,
                         claimant=row.claimant,
-                        actor=actor,
-                        source=source,
                     )
                 elif record is None:
                     raise RuleViolation(
@@ -366,25 +369,9 @@ class Ledger:
                         f"{row.registration_number}"
                     )
                 elif row.event_type == "CORRECTED":
-                    record.correct(
-                        event_id=row.event_id,
-                        registration_number=row.registration_number,
-                        date_of_death=row.date_of_death,
-                        registered_at=row.registered_at,
-                        registry_office=row.registry_office,
-                        claimant=row.claimant,
-                        actor=actor,
-                        source=source,
-                    )
+                    record.correct(**facts, date_of_death=row.date_of_death, claimant=row.claimant)
                 else:
-                    record.revoke(
-                        event_id=row.event_id,
-                        registration_number=row.registration_number,
-                        registered_at=row.registered_at,
-                        registry_office=row.registry_office,
-                        actor=actor,
-                        source=source,
-                    )
+                    record.revoke(**facts)
                 applied += 1
             except RuleViolation as err:
                 problems.append(f"{where}: registration_number: {err}")

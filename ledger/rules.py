@@ -34,6 +34,11 @@ SETTLEMENT_MOVES: dict[str, frozenset[str]] = {
 COUNTS_AS_ISSUED = frozenset({PENDING, PAID})
 
 
+def issued_delta(previous: str | None, status: str) -> int:
+    """+1 when a line starts counting as issued, -1 when it stops, else 0 (rule 2)."""
+    return int(status in COUNTS_AS_ISSUED) - int(previous in COUNTS_AS_ISSUED)
+
+
 class RuleViolation(ValueError):
     """A command that the payment rules refuse."""
 

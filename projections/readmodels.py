@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.aggregates import issued_delta
 from ledger.books import post, transfers_of
+from ledger.rules import issued_delta
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS projection_position (
