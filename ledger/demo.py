@@ -402,6 +402,7 @@ def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> 
             ledger.release(pid, actor)
         else:
             ledger.hold(pid, r.choice(["person not found at address", "under review"]), actor)
+        enrolled[pid] = not enrolled[pid]
     held = [pid for pid in ids if enrolled[pid]]
     for pid in r.sample(held, k=len(held) // 2):
         ledger.release(pid, actor)
