@@ -51,3 +51,50 @@ class SQLiteDatabase:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class PostgresDatabase:
+    """Read models in PostgreSQL. The projection's `?` placeholders become psycopg's `%s`;
+    a transaction-scoped advisory lock lets one writer at a time move the read models."""
+
+    LOCK_KEY = 20250701
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresCursor]:
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
+            yield _PostgresCursor(cursor)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _PostgresCursor:
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.cursor.execute(PostgresDatabase._sql(sql), params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self.cursor.executemany(PostgresDatabase._sql(sql), params)
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()  # type: ignore[no-any-return]
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_STORE = "sqlite:///./.ledger/ledger.sqlite"
 
@@ -28,5 +29,29 @@ class StoreLocation:
                 raise StoreUrlError(f"store {url!r}: no file name after sqlite:///")
             return cls(url, "sqlite", path)
         if url.startswith(("postgresql://", "postgres://")):
+            parts = urlsplit(url)
+            if not (parts.hostname and parts.username and parts.path.strip("/")):
+                raise StoreUrlError(f"store {url!r}: use postgresql://USER@HOST:PORT/DB")
             return cls(url, "postgresql")
         raise StoreUrlError(f"store {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment `eventsourcing` builds its recorder from."""
+        if self.kind == "sqlite":
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedSQLiteApplicationRecorder",
+            }
+        parts = urlsplit(self.url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.strip("/"),
+            "POSTGRES_HOST": parts.hostname or "",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or ""),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedPostgresApplicationRecorder",
+        }

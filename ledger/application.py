@@ -22,8 +22,8 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from adapters.sql import SQLiteDatabase
-from adapters.store import StoreLocation, StoreUrlError
+from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
+from adapters.store import StoreLocation
 from ledger.aggregates import (
     REFERENCE_DATA_ID,
     Beneficiary,
@@ -73,6 +73,7 @@ def _no_progress(what: str, done: int, total: int) -> None:
 class LedgerApplication(Application):  # type: ignore[type-arg]
     """The event store: aggregates in, events out, one notification log."""
 
+    name = "Ledger"  # PostgreSQL table ledger_events
     is_snapshotting_enabled = False
 
 
@@ -114,22 +115,15 @@ class Ledger:
 
     def __init__(self, store: str | None = None, progress: Progress | None = None) -> None:
         location = StoreLocation.parse(store)
-        if location.kind != "sqlite" or location.path is None:
-            raise StoreUrlError(
-                f"store {location.url!r}: only the embedded SQLite store is available in this "
-                "version; use sqlite:///PATH"
-            )
-        location.path.parent.mkdir(parents=True, exist_ok=True)
         self.location = location
         self.progress = progress or _no_progress
-        self.app = LedgerApplication(
-            env={
-                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(location.path),
-                "SQLITE_LOCK_TIMEOUT": "30",
-            }
-        )
-        self.db = SQLiteDatabase(location.path)
+        self.db: ReadModelDatabase
+        if location.path is not None:
+            location.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = SQLiteDatabase(location.path)
+        else:
+            self.db = PostgresDatabase(location.url)
+        self.app = LedgerApplication(env=location.eventsourcing_env())
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)
         self.projector = Projector()
@@ -575,7 +569,8 @@ class Ledger:
         rows = self.db.query(
             "SELECT l.period, l.province_code, l.status, l.line_count, l.total_amount,"
             " l.bank_amount, l.receivable_amount, l.drafted_by, l.approved_by"
-            " FROM payment_lists l WHERE l.period = ? AND (? IS NULL OR l.province_code = ?)"
+            " FROM payment_lists l WHERE l.period = ?"
+            " AND (CAST(? AS TEXT) IS NULL OR l.province_code = ?)"
             " ORDER BY l.province_code",
             (period, province_code, province_code),
         )

@@ -1,0 +1,108 @@
+"""The event store as `eventsourcing` records it, with two guarantees added in the database
+itself: stored events (and their chain) cannot be updated or deleted, and every event is
+chained by SHA-256 to the one before in the same transaction that appends it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg.sql import SQL
+
+from adapters.chain import GENESIS, link
+
+CHAIN_TABLE = "event_chain"
+IMMUTABLE = "stored events are immutable"
+
+
+def _chain(
+    previous: bytes, ids: Sequence[int], events: Sequence[StoredEvent]
+) -> list[tuple[int, str]]:
+    rows = []
+    for notification_id, e in zip(ids, events, strict=True):
+        previous = link(
+            previous, notification_id, e.originator_id, e.originator_version, e.topic, e.state
+        )
+        rows.append((notification_id, previous.hex()))
+    return rows
+
+
+class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} ("
+            "notification_id INTEGER PRIMARY KEY, chain_hash TEXT NOT NULL)"
+        )
+        for table in (self.events_table_name, CHAIN_TABLE):
+            for operation in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{operation.lower()} "
+                    f"BEFORE {operation} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{IMMUTABLE}: {operation} refused'); END"
+                )
+        return statements
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if ids:
+            # the insert above holds the write lock: nobody appends between read and write
+            c.execute(f"SELECT chain_hash FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1")
+            row = c.fetchone()
+            previous = bytes.fromhex(row[0]) if row else GENESIS
+            c.executemany(
+                f"INSERT INTO {CHAIN_TABLE} VALUES (?, ?)", _chain(previous, ids, stored_events)
+            )
+        return ids
+
+
+class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        schema = self.datastore.schema
+        events = f'"{schema}"."{self.events_table_name}"'
+        chain = f'"{schema}"."{CHAIN_TABLE}"'
+        refuse = f'"{schema}".ledger_refuse_change()'
+        self.sql_create_statements.extend(
+            SQL(x)
+            for x in [
+                f"CREATE TABLE IF NOT EXISTS {chain} ("
+                "notification_id BIGINT PRIMARY KEY, chain_hash TEXT NOT NULL)",
+                f'CREATE OR REPLACE FUNCTION "{schema}".ledger_refuse_change() RETURNS trigger '
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{IMMUTABLE}: % refused on %', TG_OP, TG_TABLE_NAME; END $$",
+            ]
+        )
+        for name, table in (("events", events), ("chain", chain)):
+            self.sql_create_statements.extend(
+                SQL(x)
+                for x in [
+                    f"CREATE OR REPLACE TRIGGER ledger_{name}_immutable BEFORE UPDATE OR DELETE "
+                    f"ON {table} FOR EACH ROW EXECUTE FUNCTION {refuse}",
+                    f"CREATE OR REPLACE TRIGGER ledger_{name}_no_truncate BEFORE TRUNCATE "
+                    f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {refuse}",
+                ]
+            )
+        self.chain_table = chain
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if ids:
+            # the recorder holds an EXCLUSIVE lock on the events table: appends are serial
+            curs.execute(
+                f"SELECT chain_hash FROM {self.chain_table} ORDER BY notification_id DESC LIMIT 1"
+            )
+            row = curs.fetchone()
+            previous = bytes.fromhex(row["chain_hash"]) if row else GENESIS
+            curs.executemany(
+                f"INSERT INTO {self.chain_table} VALUES (%s, %s)",
+                _chain(previous, ids, stored_events),
+            )
+        return ids
