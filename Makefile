@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench services-up services-down clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,23 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy ledger
 
-test: lint  ## lint, type checks and the whole test suite
-	$(BIN)/pytest
+# The whole suite against the real PostgreSQL server and Kafka broker, started by the project
+# itself (scripts/services) and stopped afterwards whatever the result.
+test: lint  ## lint, type checks and the whole test suite, services included
+	@mkdir -p .state
+	scripts/services up > .state/services.env
+	@set -a; . ./.state/services.env; set +a; status=0; \
+	  $(BIN)/pytest || status=$$?; \
+	  scripts/services down; exit $$status
+
+services-up:  ## PostgreSQL and Kafka on loopback, for running pytest by hand
+	@scripts/services up
+
+services-down:
+	@scripts/services down
 
 bench: $(BIN)/.installed  ## payroll at a tenth of the country (380,000 beneficiaries)
 	$(BIN)/python bench/payroll_bench.py
 
-clean:
-	rm -rf $(VENV) .ledger out .pytest_cache .mypy_cache .ruff_cache
+clean: services-down
+	rm -rf $(VENV) .ledger .state out .pytest_cache .mypy_cache .ruff_cache

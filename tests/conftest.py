@@ -1,8 +1,11 @@
-"""Shared fixtures: a ledger on a fresh embedded store, and writers for the contract's files."""
+"""Shared fixtures: a ledger on a fresh store of each kind (the embedded SQLite file and a new
+database on the real PostgreSQL server), the real Kafka broker, and writers for the contract's
+files. Where the services come from is tests/services.py's business."""
 
 from __future__ import annotations
 
 import csv
+import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,11 +15,59 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
+from tests import services
+
+STORE_KINDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a database on the real PostgreSQL server, to create test databases from."""
+    with services.postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of the real Kafka broker."""
+    with services.kafka() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Tests that use a store run once on each kind of store."""
+    return str(request.param)
+
+
+def new_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store of the given kind."""
+    if kind == "sqlite":
+        return f"sqlite:///{directory / 'store' / 'ledger.sqlite'}"
+    return services.new_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"
+def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return new_store(store_kind, tmp_path, request)
+
+
+def query_store(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read a store's tables directly, as an auditor's SQL client would (`?` placeholders)."""
+    if url.startswith("sqlite:///"):
+        con = sqlite3.connect(f"file:{url[len('sqlite:///') :]}?mode=ro", uri=True)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        return con.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+def events_table(url: str) -> str:
+    return "stored_events" if url.startswith("sqlite:") else "ledger_events"
 
 
 @pytest.fixture

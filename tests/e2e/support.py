@@ -8,12 +8,13 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import events_table, query_store
 
 _SCRIPT = Path(sys.executable).with_name("ledger")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ledger.cli"]
@@ -63,12 +64,11 @@ class Run:
 
 
 class Cli:
-    """The `ledger` command on one embedded store, run from `root`."""
+    """The `ledger` command on one store (embedded by default), run from `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: str | None = None) -> None:
         self.root = root
-        self.db = root / "store" / "ledger.sqlite"
-        self.store = f"sqlite:///{self.db}"
+        self.store = store or f"sqlite:///{root / 'store' / 'ledger.sqlite'}"
         env = {
             k: v
             for k, v in os.environ.items()
@@ -95,16 +95,12 @@ class Cli:
     # What the store holds
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        try:
-            return con.execute(sql, params).fetchall()
-        finally:
-            con.close()
+        return query_store(self.store, sql, params)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything stored: the event count and every read-model table, row by row."""
         state: dict[str, Any] = {
-            "stored_events": self.query("SELECT COUNT(*) FROM stored_events")[0][0]
+            "stored_events": self.query(f"SELECT COUNT(*) FROM {events_table(self.store)}")[0][0]
         }
         for table in TABLES:
             state[table] = sorted(self.query(f"SELECT * FROM {table}"), key=repr)
@@ -115,7 +111,8 @@ class Cli:
 
     def statuses(self, period: str | None = None) -> dict[str, str]:
         rows = self.query(
-            "SELECT payment_id, status FROM payment_lines WHERE ? IS NULL OR period = ?",
+            "SELECT payment_id, status FROM payment_lines"
+            " WHERE CAST(? AS TEXT) IS NULL OR period = ?",
             (period, period),
         )
         return dict(rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Files, death, enrolment, settlement
+from tests.conftest import Files, death, enrolment, new_store, settlement
 from tests.e2e.support import Cli, Run, write_text
 
 pytestmark = pytest.mark.e2e
@@ -27,9 +27,9 @@ ENROLMENT_HEADER = (
 
 
 class Setup:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: str) -> None:
         self.root = root
-        self.cli = Cli(root)
+        self.cli = Cli(root, store)
         self.files = Files(root)
         f = self.files
         self.enrolment_file = f.enrolments(
@@ -73,8 +73,11 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    return Setup(tmp_path_factory.mktemp("refusals"))
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, store_kind: str, request: pytest.FixtureRequest
+) -> Setup:
+    root = tmp_path_factory.mktemp("refusals")
+    return Setup(root, new_store(store_kind, root, request))
 
 
 def write_rows(path: Path, header: str, rows: list[list[str]]) -> Path:

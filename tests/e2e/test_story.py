@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Files, death, enrolment, settlement
+from tests.conftest import Files, death, enrolment, new_store, settlement
 from tests.e2e.support import (
     EXPORT_HEADER,
     Cli,
@@ -172,9 +172,9 @@ def totals(expected: dict[str, list[tuple[Any, ...]]], province: str) -> tuple[i
 
 
 class Story:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store: str) -> None:
         self.root = root
-        self.cli = Cli(root)
+        self.cli = Cli(root, store)
         self.files = Files(root)
         self.runs: dict[str, Run] = {}
         self.out = root / "exports"
@@ -264,8 +264,11 @@ class Story:
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
-    s = Story(tmp_path_factory.mktemp("story"))
+def story(
+    tmp_path_factory: pytest.TempPathFactory, store_kind: str, request: pytest.FixtureRequest
+) -> Story:
+    root = tmp_path_factory.mktemp("story")
+    s = Story(root, new_store(store_kind, root, request))
     s.play()
     return s
 

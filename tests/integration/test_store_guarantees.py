@@ -1,0 +1,109 @@
+"""The store's guarantees, held by the database itself on both kinds of store: stored events
+cannot be altered or removed, and each carries a SHA-256 chained to the one before."""
+
+from __future__ import annotations
+
+import sqlite3
+from uuid import UUID
+
+import pytest
+
+from adapters.chain import GENESIS, link
+from ledger.application import Ledger
+from tests.conftest import Files, death, enrolment, events_table, query_store
+from tests.services import new_database
+
+pytestmark = pytest.mark.integration
+
+
+def fill(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(f"00100000000{i}") for i in range(5)]), "maker")
+    ledger.import_deaths(files.deaths([death("001000000003")]), "registry")
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.approve_payroll("2025-07", None, "checker")
+
+
+def stored(url: str) -> list[tuple[int, UUID, int, str, bytes]]:
+    if url.startswith("sqlite:"):
+        rows = query_store(
+            url,
+            "SELECT rowid, originator_id, originator_version, topic, state"
+            " FROM stored_events ORDER BY rowid",
+        )
+    else:
+        rows = query_store(
+            url,
+            "SELECT notification_id, originator_id, originator_version,"
+            " topic, state FROM ledger_events ORDER BY notification_id",
+        )
+    return [(n, UUID(str(o)), v, t, bytes(s)) for n, o, v, t, s in rows]
+
+
+def tamper(url: str, sql: str) -> str:
+    """Run an attacker's statement; the database's error message, or '' if it went through."""
+    if url.startswith("sqlite:"):
+        con = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            con.execute(sql)
+            con.commit()
+        except sqlite3.DatabaseError as err:
+            return str(err)
+        finally:
+            con.close()
+        return ""
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as con:
+            con.execute(sql)
+    except psycopg.Error as err:
+        return str(err)
+    return ""
+
+
+def test_every_stored_event_is_chained_to_the_one_before(
+    ledger: Ledger, files: Files, store_url: str
+) -> None:
+    fill(ledger, files)
+    events = stored(store_url)
+    chain = dict(query_store(store_url, "SELECT notification_id, chain_hash FROM event_chain"))
+    assert len(events) > 10
+    assert sorted(chain) == [n for n, *_ in events]
+    previous = GENESIS
+    for notification_id, originator_id, version, topic, state in events:
+        previous = link(previous, notification_id, originator_id, version, topic, state)
+        assert chain[notification_id] == previous.hex(), f"link {notification_id}"
+    # a change of one byte anywhere changes its link and so every link after it
+    first = events[0]
+    altered = link(GENESIS, first[0], first[1], first[2], first[3], first[4] + b" ")
+    assert altered.hex() != chain[first[0]]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {events} SET state = state",
+        "DELETE FROM {events}",
+        "UPDATE event_chain SET chain_hash = 'x'",
+        "DELETE FROM event_chain",
+    ],
+)
+def test_the_database_refuses_to_alter_or_remove_stored_events(
+    ledger: Ledger, files: Files, store_url: str, statement: str
+) -> None:
+    fill(ledger, files)
+    before = stored(store_url)
+    chain = query_store(store_url, "SELECT * FROM event_chain ORDER BY 1")
+    error = tamper(store_url, statement.format(events=events_table(store_url)))
+    assert "stored events are immutable" in error
+    assert stored(store_url) == before
+    assert query_store(store_url, "SELECT * FROM event_chain ORDER BY 1") == chain
+
+
+def test_postgresql_refuses_truncate(postgres_server: str, files: Files) -> None:
+    url = new_database(postgres_server)
+    with Ledger(url) as ledger:
+        fill(ledger, files)
+    assert "stored events are immutable" in tamper(url, "TRUNCATE ledger_events")
+    assert "stored events are immutable" in tamper(url, "TRUNCATE event_chain")
+    assert len(stored(url)) > 10
