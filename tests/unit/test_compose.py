@@ -1,0 +1,61 @@
+"""docker-compose.yml must stay usable as is: it is checked here against what the code reads,
+since no Docker engine runs on our machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from adapters.store import StoreLocation
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def env(service: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in service["environment"].items()}
+
+
+def test_services_have_health_checks_and_named_volumes() -> None:
+    c = compose()
+    assert {"postgres", "kafka", "ledger"} <= set(c["services"])
+    for name in ("postgres", "kafka"):
+        service = c["services"][name]
+        assert service["healthcheck"]["test"], name
+        for volume in service["volumes"]:
+            assert volume.split(":")[0] in c["volumes"], f"{name}: {volume} is not a named volume"
+    for dependency in c["services"]["ledger"]["depends_on"].values():
+        assert dependency["condition"] == "service_healthy"
+
+
+def test_kafka_runs_in_kraft_mode_and_keeps_events_forever() -> None:
+    kafka = env(compose()["services"]["kafka"])
+    assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert not any("ZOOKEEPER" in k for k in kafka)
+    assert kafka["KAFKA_LOG_RETENTION_MS"] == "-1"
+    assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_the_ledger_reads_the_variables_the_code_reads() -> None:
+    c = compose()
+    ledger = env(c["services"]["ledger"])
+    assert set(ledger) == {"LEDGER_STORE", "LEDGER_KAFKA", "LEDGER_USER"}
+    store = StoreLocation.parse(ledger["LEDGER_STORE"])
+    assert store.kind == "postgresql"
+    url = urlsplit(ledger["LEDGER_STORE"])
+    postgres = env(c["services"]["postgres"])
+    assert url.hostname == "postgres" and url.port == 5432
+    assert url.username == postgres["POSTGRES_USER"]
+    assert url.password == postgres["POSTGRES_PASSWORD"]
+    assert url.path.strip("/") == postgres["POSTGRES_DB"]
+    eventsourcing = store.eventsourcing_env()
+    assert eventsourcing["POSTGRES_HOST"] == "postgres"
+    assert eventsourcing["POSTGRES_DBNAME"] == "ledger"
+    advertised = env(c["services"]["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"PLAINTEXT://{ledger['LEDGER_KAFKA']}" in advertised.split(",")
+    assert (ROOT / c["services"]["ledger"]["build"] / "Dockerfile").exists()
