@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger.demo import Story  # noqa: E402
+from ledger.demo import Story, claim_directory  # noqa: E402
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
 
 TARGET_SECONDS = 60.0
@@ -55,8 +55,7 @@ def main() -> None:
     parser.add_argument("--keep", help="keep the store and files in this directory")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="ansinh-bench-"))
-    if work.exists():
-        shutil.rmtree(work)
+    claim_directory(work, "the payroll benchmark")
     (work / "inputs").mkdir(parents=True)
     store = f"sqlite:///{work / 'ledger.sqlite'}"
     os.environ["LEDGER_USER"] = "bench"

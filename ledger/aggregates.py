@@ -13,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.rules import PENDING, SETTLEMENT_MOVES, RuleViolation
+from ledger.rules import ACCRUAL_FIELDS, LINE, LINE_FIELDS, PENDING, SETTLEMENT_MOVES, RuleViolation
 
 _NS = uuid5(NAMESPACE_URL, "https://ansinh.example/ledger")
 
@@ -31,6 +31,7 @@ def payment_list_id(period: str, province_code: str) -> UUID:
 
 
 REFERENCE_DATA_ID = uuid5(_NS, "reference-data")
+PAYROLL_REGISTER_ID = uuid5(_NS, "payroll-register")
 
 
 class Beneficiary(Aggregate):
@@ -119,11 +120,11 @@ class DeathRecord(Aggregate):
     correction and revocation, applied once each by `event_id`."""
 
     @staticmethod
-    def create_id(personal_id: str) -> UUID:
+    def create_id(personal_id: str, **_: Any) -> UUID:
         return death_record_id(personal_id)
 
     @event("Opened")
-    def __init__(self, personal_id: str) -> None:
+    def __init__(self, personal_id: str, actor: str, source: str) -> None:
         self.personal_id = personal_id
         self.applied_event_ids: set[str] = set()
         # registration number -> its current facts; at most one is in force at a time
@@ -277,6 +278,11 @@ class DeathRecord(Aggregate):
 class ReferenceDataHistory(Aggregate):
     """The standard level and funeral multiplier by month, as loaded and as changed since."""
 
+    # Far above any real level (the 2024 level is 500,000 VND), low enough that no sum of
+    # allowances over a lifetime can overflow a 64-bit integer in any store.
+    MAX_STANDARD_LEVEL = 100_000_000
+    MAX_FUNERAL_MULTIPLIER = 1_000
+
     @staticmethod
     def create_id(**_: Any) -> UUID:
         return REFERENCE_DATA_ID
@@ -292,32 +298,104 @@ class ReferenceDataHistory(Aggregate):
         self.standard_levels = {m: a for m, a in standard_levels}
         self.funeral_multipliers = {m: x for m, x in funeral_multipliers}
 
-    def set_standard_level(self, from_month: str, amount: int, actor: str, source: str) -> None:
-        if amount <= 0:
-            raise RuleViolation("a standard level must be a positive amount of VND")
-        if self.standard_levels.get(from_month) == amount:
-            raise RuleViolation(f"the standard level from {from_month} is already {amount}")
-        self._standard_level_set(from_month=from_month, amount=amount, actor=actor, source=source)
+    def change(
+        self,
+        from_month: str,
+        actor: str,
+        source: str,
+        amount: int | None = None,
+        multiplier: int | None = None,
+    ) -> None:
+        """A new standard level and/or funeral multiplier from a month on (may be back-dated).
+        Every month with a standard level must have a funeral multiplier, or a death in that
+        month could not be paid: the change is refused when it would leave such a month."""
+        if amount is not None and not 0 < amount <= self.MAX_STANDARD_LEVEL:
+            raise RuleViolation(
+                "a standard level must be a positive amount of VND, "
+                f"at most {self.MAX_STANDARD_LEVEL:,}"
+            )
+        if multiplier is not None and not 0 < multiplier <= self.MAX_FUNERAL_MULTIPLIER:
+            raise RuleViolation(
+                "a funeral multiplier must be a positive whole number, "
+                f"at most {self.MAX_FUNERAL_MULTIPLIER}"
+            )
+        levels = {**self.standard_levels, **({from_month: amount} if amount else {})}
+        multipliers = {
+            **self.funeral_multipliers,
+            **({from_month: multiplier} if multiplier else {}),
+        }
+        if (levels, multipliers) == (self.standard_levels, self.funeral_multipliers):
+            raise RuleViolation(f"the reference data from {from_month} is already so")
+        if min(multipliers) > min(levels):
+            raise RuleViolation(
+                f"no funeral multiplier would be in force from {min(levels)} to "
+                f"{min(multipliers)}: give --funeral-multiplier from {min(levels)} too"
+            )
+        if amount is not None and self.standard_levels.get(from_month) != amount:
+            self._standard_level_set(
+                from_month=from_month, amount=amount, actor=actor, source=source
+            )
+        if multiplier is not None and self.funeral_multipliers.get(from_month) != multiplier:
+            self._funeral_multiplier_set(
+                from_month=from_month, multiplier=multiplier, actor=actor, source=source
+            )
 
     @event("StandardLevelSet")
     def _standard_level_set(self, from_month: str, amount: int, actor: str, source: str) -> None:
         self.standard_levels[from_month] = amount
 
+    @event("FuneralMultiplierSet")
+    def _funeral_multiplier_set(
+        self, from_month: str, multiplier: int, actor: str, source: str
+    ) -> None:
+        self.funeral_multipliers[from_month] = multiplier
 
-class PaymentList(Aggregate):
-    """The payment list of one period and province: drafted, approved by someone other than
-    who drafted it, then settled line by line. Approved lines are facts: never changed."""
+
+class PayrollRegister(Aggregate):
+    """Every approval of a payment list, one after the other. Each approval records itself
+    here in the same transaction as the list, so two approvals can never both compute from
+    the same balances (which would pay the same months twice: the second would fail on this
+    aggregate's version), and a province's periods are approved in order."""
 
     @staticmethod
-    def create_id(period: str, province_code: str) -> UUID:
+    def create_id(**_: Any) -> UUID:
+        return PAYROLL_REGISTER_ID
+
+    @event("Opened")
+    def __init__(self, actor: str, source: str) -> None:
+        self.latest: dict[str, str] = {}  # province -> latest approved period
+
+    def check_order(self, period: str, province_code: str) -> None:
+        latest = self.latest.get(province_code)
+        if latest is not None and period < latest:
+            raise RuleViolation(
+                f"{latest} is already approved in province {province_code}: periods are "
+                f"paid in order, so {period} can no longer be drawn up there"
+            )
+
+    def record_approval(self, period: str, province_code: str, actor: str, source: str) -> None:
+        self.check_order(period, province_code)
+        self._list_approved(period=period, province_code=province_code, actor=actor, source=source)
+
+    @event("ListApproved")
+    def _list_approved(self, period: str, province_code: str, actor: str, source: str) -> None:
+        self.latest[province_code] = max(period, self.latest.get(province_code, period))
+
+
+class PaymentList(Aggregate):
+    """The payment list of one period and province: drafted, approved by someone who did not
+    draft it, then settled line by line. Approved lines are facts: never changed."""
+
+    @staticmethod
+    def create_id(period: str, province_code: str, **_: Any) -> UUID:
         return payment_list_id(period, province_code)
 
     @event("Opened")
-    def __init__(self, period: str, province_code: str) -> None:
+    def __init__(self, period: str, province_code: str, actor: str, source: str) -> None:
         self.period = period
         self.province_code = province_code
-        self.drafted_by: str | None = None
         self.draft_digest: str | None = None
+        self.drafted_by: set[str] = set()  # everyone who drew up the current draft
         self.approved_by: str | None = None
         # payment_id -> [status, personal_id, channel, total_amount, funeral_amount]
         self.lines: dict[str, list[Any]] = {}
@@ -359,8 +437,18 @@ class PaymentList(Aggregate):
         actor: str,
         source: str,
     ) -> None:
-        self.drafted_by = actor
+        if digest != self.draft_digest:
+            self.drafted_by = set()
+        self.drafted_by.add(actor)
         self.draft_digest = digest
+
+    def check_approver(self, actor: str) -> None:
+        """Maker is never checker: whoever drew up these very lines may not approve them."""
+        if actor in self.drafted_by:
+            raise RuleViolation(
+                f"{actor} drafted the list {self.period} {self.province_code} and cannot "
+                "approve it: another operator must approve"
+            )
 
     def approve(
         self,
@@ -369,27 +457,25 @@ class PaymentList(Aggregate):
         accruals: list[list[Any]],
         actor: str,
         source: str,
-        chunk_size: int = 2000,
+        chunk_size: int,
     ) -> None:
         """Freeze the list. `lines` are rows in LINE_FIELDS order; `accruals` are
         [personal_id, allowance_delta, funeral_delta, credited_through] postings that bring
         each resident's credits in the books up to date."""
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is already approved")
-        if self.drafted_by is None:
+        if self.draft_digest is None:
             raise RuleViolation(f"the list {self.period} {self.province_code} has no draft")
-        if actor == self.drafted_by:
-            raise RuleViolation(
-                f"{actor} drafted the list {self.period} {self.province_code} and cannot approve "
-                "it: another operator must approve"
-            )
+        self.check_approver(actor)
         if digest != self.draft_digest:
             raise RuleViolation(
                 f"the list {self.period} {self.province_code} changed since it was drafted "
                 "(new events arrived): run the payroll again and have the new draft approved"
             )
-        total = sum(int(row[14]) for row in lines)
-        bank = sum(int(row[14]) for row in lines if row[8] == "BANK")
+        total = sum(int(row[LINE["total_amount"]]) for row in lines)
+        bank = sum(
+            int(row[LINE["total_amount"]]) for row in lines if row[LINE["channel"]] == "BANK"
+        )
         self._approved(
             digest=digest,
             line_count=len(lines),
@@ -399,9 +485,19 @@ class PaymentList(Aggregate):
             source=source,
         )
         for i in range(0, len(lines), chunk_size):
-            self._lines_issued(lines=lines[i : i + chunk_size])
+            self._lines_issued(
+                columns=list(LINE_FIELDS),
+                lines=lines[i : i + chunk_size],
+                actor=actor,
+                source=source,
+            )
         for i in range(0, len(accruals), chunk_size):
-            self._credits_accrued(accruals=accruals[i : i + chunk_size])
+            self._credits_accrued(
+                columns=list(ACCRUAL_FIELDS),
+                accruals=accruals[i : i + chunk_size],
+                actor=actor,
+                source=source,
+            )
 
     @event("Approved")
     def _approved(
@@ -416,14 +512,19 @@ class PaymentList(Aggregate):
         self.approved_by = actor
 
     @event("LinesIssued")
-    def _lines_issued(self, lines: list[list[Any]]) -> None:
+    def _lines_issued(
+        self, columns: list[str], lines: list[list[Any]], actor: str, source: str
+    ) -> None:
+        at = {name: i for i, name in enumerate(columns)}
+        pid, person, channel = at["payment_id"], at["personal_id"], at["channel"]
+        total, funeral = at["total_amount"], at["funeral_amount"]
         for row in lines:
-            # row: LINE_FIELDS order; [0] payment_id, [5] personal_id, [8] channel,
-            # [12] funeral_amount, [14] total_amount
-            self.lines[row[0]] = [PENDING, row[5], row[8], row[14], row[12]]
+            self.lines[row[pid]] = [PENDING, row[person], row[channel], row[total], row[funeral]]
 
     @event("CreditsAccrued")
-    def _credits_accrued(self, accruals: list[list[Any]]) -> None:  # noqa: ARG002
+    def _credits_accrued(
+        self, columns: list[str], accruals: list[list[Any]], actor: str, source: str
+    ) -> None:
         pass  # postings to the books; the list's own state does not change
 
     def check_settlement(self, payment_id: str, status: str) -> str | None:
@@ -431,7 +532,7 @@ class PaymentList(Aggregate):
         already has that status (a repeated file), else RuleViolation."""
         line = self.lines.get(payment_id)
         if line is None:
-            raise RuleViolation(f"unknown payment {payment_id}")
+            raise UnknownPayment(f"unknown payment {payment_id}")
         current = line[0]
         if current == status:
             return None
@@ -439,9 +540,11 @@ class PaymentList(Aggregate):
             raise RuleViolation(f"payment {payment_id} is {current} and cannot become {status}")
         return str(current)
 
-    def settle(self, settlements: list[dict[str, Any]], actor: str, source: str) -> None:
-        """Each settlement: payment_id, status, settled_at, reference, reason (checked first
-        with check_settlement). The event carries what the books need to post it."""
+    def settle(
+        self, settlements: list[dict[str, Any]], file_sha256: str, actor: str, source: str
+    ) -> None:
+        """Each settlement: payment_id, status, settled_at, reference, reason, row (checked
+        first with check_settlement). The event carries what the books need to post it."""
         records = []
         for s in settlements:
             previous = self.check_settlement(s["payment_id"], s["status"])
@@ -459,9 +562,17 @@ class PaymentList(Aggregate):
                 }
             )
         if records:
-            self._lines_settled(settlements=records, actor=actor, source=source)
+            self._lines_settled(
+                settlements=records, file_sha256=file_sha256, actor=actor, source=source
+            )
 
     @event("LinesSettled")
-    def _lines_settled(self, settlements: list[dict[str, Any]], actor: str, source: str) -> None:
+    def _lines_settled(
+        self, settlements: list[dict[str, Any]], file_sha256: str, actor: str, source: str
+    ) -> None:
         for s in settlements:
             self.lines[s["payment_id"]][0] = s["status"]
+
+
+class UnknownPayment(RuleViolation):
+    """A settlement names a payment that no approved list holds."""

@@ -16,20 +16,25 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
 
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation
 from ledger.aggregates import (
+    PAYROLL_REGISTER_ID,
     REFERENCE_DATA_ID,
     Beneficiary,
     DeathRecord,
     PaymentList,
+    PayrollRegister,
     ReferenceDataHistory,
+    UnknownPayment,
     beneficiary_id,
     death_record_id,
     payment_list_id,
@@ -41,7 +46,7 @@ from ledger.inputs import (
     SettlementRow,
     read_rows,
 )
-from ledger.months import InvalidMonth, format_month, month_of_iso, parse_month
+from ledger.months import InvalidMonth, format_month, month_of, month_of_iso, parse_month
 from ledger.reference import (
     default_funeral_multipliers,
     default_standard_levels,
@@ -113,8 +118,14 @@ class Ledger:
     APPLY_BYTES = 16 * 1024 * 1024
     LINE_CHUNK = 1000
 
-    def __init__(self, store: str | None = None, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        store: str | None = None,
+        progress: Progress | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         location = StoreLocation.parse(store)
+        self.today = today
         self.location = location
         self.progress = progress or _no_progress
         self.db: ReadModelDatabase
@@ -204,11 +215,23 @@ class Ledger:
             " WHERE kind = 'standard_level' ORDER BY from_month"
         )
 
-    def set_standard_level(self, from_month: str, amount: int, actor: str) -> None:
+    def set_reference_data(
+        self, from_month: str, actor: str, amount: int | None = None, multiplier: int | None = None
+    ) -> None:
+        """A new standard level and/or funeral multiplier from a month on."""
         _check_month(from_month, "--from")
         history: ReferenceDataHistory = self.app.repository.get(REFERENCE_DATA_ID)
-        history.set_standard_level(from_month, amount, actor, "ledger rates set")
+        history.change(from_month, actor, "ledger rates set", amount, multiplier)
         self._save(history)
+
+    def set_standard_level(self, from_month: str, amount: int, actor: str) -> None:
+        self.set_reference_data(from_month, actor, amount=amount)
+
+    def funeral_multipliers(self) -> list[tuple[str, int, str]]:
+        return self.db.query(
+            "SELECT from_month, value, recorded_at FROM reference_levels"
+            " WHERE kind = 'funeral_multiplier' ORDER BY from_month"
+        )
 
     # Beneficiaries
 
@@ -230,7 +253,13 @@ class Ledger:
         ids = list(first_row)
         enrolled = self._existing("beneficiaries", "personal_id", ids)
         dead = self._existing("deaths", "personal_id", ids, "in_force = 1")
-        earliest = min(m for m, _, _ in self.standard_levels())
+        # the first month both a standard level and a funeral multiplier are in force
+        earliest = max(  # the first month both a level and a multiplier are in force
+            str(first)
+            for _, first in self.db.query(
+                "SELECT kind, MIN(from_month) FROM reference_levels GROUP BY kind"
+            )
+        )
         for number, row in rows:
             pid = row.personal_id
             if pid in enrolled:
@@ -325,7 +354,11 @@ class Ledger:
         self, registrations: Sequence[tuple[str, str, DeathRow]], actor: str
     ) -> ImportResult:
         """Each registration comes with its source (for the audit trail) and where to point an
-        error (file and row, or topic, partition and offset)."""
+        error (file and row, or topic, partition and offset). An event_id already applied,
+        for whichever person, changes nothing."""
+        seen = self._existing(
+            "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
+        )
         records: dict[str, DeathRecord | None] = {}
         for pid in dict.fromkeys(row.personal_id for _, _, row in registrations):
             try:
@@ -336,9 +369,10 @@ class Ledger:
         applied = unchanged = 0
         for source, where, row in registrations:
             record = records[row.personal_id]
-            if record is not None and record.has_applied(row.event_id):
+            if row.event_id in seen:
                 unchanged += 1
                 continue
+            seen.add(row.event_id)
             facts = {
                 "event_id": row.event_id,
                 "registration_number": row.registration_number,
@@ -350,7 +384,9 @@ class Ledger:
             try:
                 if row.event_type == "REGISTERED":
                     if record is None:
-                        record = records[row.personal_id] = DeathRecord(personal_id=row.personal_id)
+                        record = records[row.personal_id] = DeathRecord(
+                            personal_id=row.personal_id, actor=actor, source=source
+                        )
                     record.register(
                         **facts,
                         full_name=row.full_name,
@@ -460,10 +496,26 @@ class Ledger:
         except AggregateNotFoundError:
             return None
 
+    def _register(self, actor: str) -> PayrollRegister:
+        try:
+            return self.app.repository.get(PAYROLL_REGISTER_ID)  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return PayrollRegister(actor=actor, source="ledger payroll approve")
+
+    def _check_not_future(self, period: str) -> None:
+        current = month_of(self.today())
+        if parse_month(period) > current:
+            raise RuleViolation(
+                f"{period} is in the future: a list is drawn up for {format_month(current)} "
+                "or an earlier month"
+            )
+
     def run_payroll(self, period: str, province_code: str | None, actor: str) -> list[ListSummary]:
         """Draft the lists of a period; an approved list is returned as it was approved."""
-        self.catch_up()
         provinces = self._provinces(period, province_code)
+        self._check_not_future(period)
+        register = self._register(actor)
+        self.catch_up()
         ref = self.reference_data()
         drafted: list[PaymentList] = []
         counts: dict[str, tuple[int, int]] = {}
@@ -472,11 +524,19 @@ class Ledger:
             payment_list = self._payment_list(period, code)
             if payment_list is not None and payment_list.is_approved:
                 continue
+            try:
+                register.check_order(period, code)
+            except RuleViolation:
+                if province_code is not None:
+                    raise
+                continue  # a later period is already paid there: nothing to draw up
             draft = draft_list(
                 parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
             )
             if payment_list is None:
-                payment_list = PaymentList(period=period, province_code=code)
+                payment_list = PaymentList(
+                    period=period, province_code=code, actor=actor, source="ledger payroll run"
+                )
             payment_list.draft(
                 draft.digest,
                 len(draft.lines),
@@ -508,45 +568,59 @@ class Ledger:
     def approve_payroll(
         self, period: str, province_code: str | None, actor: str
     ) -> list[ListSummary]:
-        """Approve the drafts of a period. Refused for a list its approver drafted, and for a
-        list whose history changed since the draft."""
-        self.catch_up()
+        """Approve the drafts of a period, list by list. Refused, for all of them, when the
+        approver drafted any; a list whose history changed since its draft is refused and the
+        others are approved. Every approval goes through the payroll register, so two
+        approvals running at once can never both pay from the same balances."""
         provinces = self._provinces(period, province_code)
+        self._check_not_future(period)
+        # the register is read before the read models are caught up: any approval recorded
+        # after this read makes our save fail on the register's version
+        register = self._register(actor)
+        self.catch_up()
         marks = ",".join("?" * len(provinces))
-        drafts = (
-            self.db.query(
-                f"SELECT province_code, drafted_by FROM payment_lists WHERE period = ? AND"
-                f" status = 'DRAFT' AND province_code IN ({marks}) ORDER BY province_code",
-                (period, *provinces),
-            )
+        codes = (
+            [
+                r[0]
+                for r in self.db.query(
+                    f"SELECT province_code FROM payment_lists WHERE period = ? AND status = 'DRAFT'"
+                    f" AND province_code IN ({marks}) ORDER BY province_code",
+                    (period, *provinces),
+                )
+            ]
             if provinces
             else []
         )
-        if not drafts:
+        if not codes:
             raise RuleViolation(
                 f"no draft list for {period} to approve: run "
                 f"`ledger payroll run --period {period}` first"
             )
-        own = [code for code, by in drafts if by == actor]
-        if own:
-            raise InputRejected(
-                [
-                    f"payroll {period} {code}: {actor} drafted this list and cannot approve it; "
-                    "another operator must approve"
-                    for code in own
-                ]
-            )
-        ref = self.reference_data()
-        problems = []
-        for done, (code, _) in enumerate(drafts):
-            self.progress(f"payroll approve {period}", done, len(drafts))
+        lists: list[PaymentList] = []
+        problems: list[str] = []
+        for code in codes:
             payment_list = self._payment_list(period, code)
             assert payment_list is not None
+            try:
+                payment_list.check_approver(actor)
+                register.check_order(period, code)
+            except RuleViolation as err:
+                problems.append(f"payroll {period} {code}: {err}")
+            lists.append(payment_list)
+        if problems:
+            raise InputRejected(problems)
+        ref = self.reference_data()
+        approved: list[str] = []
+        refused: list[str] = []
+        for done, payment_list in enumerate(lists):
+            code = payment_list.province_code
+            self.progress(f"payroll approve {period}", done, len(lists))
             draft = draft_list(
                 parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
             )
             accruals = [row for a in draft.assessments if (row := a.accrual_row) is not None]
             try:
+                register.record_approval(period, code, actor, "ledger payroll approve")
                 payment_list.approve(
                     draft.digest,
                     [list(line.as_row()) for line in draft.lines],
@@ -555,14 +629,28 @@ class Ledger:
                     "ledger payroll approve",
                     self.LINE_CHUNK,
                 )
+                self.app.save(payment_list, register)
             except RuleViolation as err:
-                problems.append(f"payroll {period} {code}: {err}")
+                refused.append(f"payroll {period} {code}: {err}")
+                register = self._register(actor)  # drop the approval recorded in memory
                 continue
-            self.app.save(payment_list)
-        self.progress(f"payroll approve {period}", len(drafts), len(drafts))
+            except IntegrityError:
+                refused.append(
+                    f"payroll {period} {code}: another approval was recorded at the same "
+                    "time; run `payroll approve` again for the lists still in draft"
+                )
+                break
+            approved.append(code)
+            self.catch_up()  # the next list must see this one's lines (a person who moved)
+        self.progress(f"payroll approve {period}", len(lists), len(lists))
         self.catch_up()
-        if problems:
-            raise InputRejected(problems)
+        if refused:
+            done_text = (
+                f"approved {period} for {', '.join(approved)}; "
+                if approved
+                else "no list was approved; "
+            )
+            raise RuleViolation(done_text + "; ".join(refused))
         return self.summaries(period, province_code)
 
     def summaries(self, period: str, province_code: str | None = None) -> list[ListSummary]:
@@ -609,12 +697,14 @@ class Ledger:
     # Settlement
 
     def settle(self, path: Path, actor: str) -> ImportResult:
-        """Apply a settlement results file: checked whole, then applied whole. Rows already
-        applied (the same file again) change nothing."""
+        """Apply a settlement results file: checked whole, then applied whole. The same file
+        again (recognised by its SHA-256), or rows already applied, change nothing."""
         rows = read_rows(path, SettlementRow)
         self.catch_up()
         name = path.name
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if self.db.query("SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)):
+            return ImportResult(0, len(rows))
         problems: list[str] = []
         seen: dict[str, int] = {}
         by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
@@ -634,27 +724,28 @@ class Ledger:
             for number, row in list_rows:
                 try:
                     if payment_list is None:
-                        raise RuleViolation(f"unknown payment {row.payment_id}")
+                        raise UnknownPayment(f"unknown payment {row.payment_id}")
                     if payment_list.check_settlement(row.payment_id, row.status) is None:
                         unchanged += 1
                     else:
                         applied += 1
+                except UnknownPayment as err:
+                    problems.append(f"{name}: row {number}: payment_id: {err}")
                 except RuleViolation as err:
-                    field = "payment_id" if "unknown" in str(err) else "status"
-                    problems.append(f"{name}: row {number}: {field}: {err}")
+                    problems.append(f"{name}: row {number}: status: {err}")
             if payment_list is not None:
                 lists.append(payment_list)
         if problems:
             raise InputRejected(sorted(problems, key=_row_key))
-        source = f"{name} sha256={digest}"
         for payment_list in lists:
             payment_list.settle(
                 [
                     {**row.model_dump(), "row": number}
                     for number, row in by_list[(payment_list.period, payment_list.province_code)]
                 ],
+                digest,
                 actor,
-                source,
+                name,
             )
         self._save(*lists)
         return ImportResult(applied, unchanged)

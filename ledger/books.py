@@ -55,12 +55,16 @@ def transfers_of(event_type: str, payload: Mapping[str, Any]) -> list[Transfer]:
     """The transfers a recorded event makes; most events move no money."""
     out: list[Transfer] = []
     if event_type == "PaymentList.CreditsAccrued":
-        for personal_id, allowance_delta, funeral_delta, _ in payload["accruals"]:
-            out += _move(ALLOWANCE_EXPENSE, PAYABLE, allowance_delta, personal_id)
-            out += _move(FUNERAL_EXPENSE, PAYABLE, funeral_delta, personal_id)
+        at = {name: i for i, name in enumerate(payload["columns"])}
+        pid, allowance, funeral = at["personal_id"], at["allowance_delta"], at["funeral_delta"]
+        for row in payload["accruals"]:
+            out += _move(ALLOWANCE_EXPENSE, PAYABLE, row[allowance], row[pid])
+            out += _move(FUNERAL_EXPENSE, PAYABLE, row[funeral], row[pid])
     elif event_type == "PaymentList.LinesIssued":
+        at = {name: i for i, name in enumerate(payload["columns"])}
+        pid, channel, total = at["personal_id"], at["channel"], at["total_amount"]
         for row in payload["lines"]:
-            out += _move(PAYABLE, clearing(row[8]), row[14], row[5])
+            out += _move(PAYABLE, clearing(row[channel]), row[total], row[pid])
     elif event_type == "PaymentList.LinesSettled":
         for s in payload["settlements"]:
             out += settlement_transfers(

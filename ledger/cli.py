@@ -117,14 +117,21 @@ def cmd_enrol(args: argparse.Namespace) -> None:
 
 def cmd_rates_set(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
-        ledger.set_standard_level(args.from_month, args.amount, actor(args))
-        table = Table(title="standard social-assistance level")
+        ledger.set_reference_data(
+            args.from_month, actor(args), amount=args.amount, multiplier=args.funeral_multiplier
+        )
+        multipliers = {m: x for m, x, _ in ledger.funeral_multipliers()}
+        table = Table(title="reference data: the standard social-assistance level")
         table.add_column("from")
         table.add_column("VND / month", justify="right")
         table.add_column("recorded at")
         for month, amount, at in ledger.standard_levels():
             table.add_row(month, vnd(amount), at)
     out.print(table)
+    out.print(
+        "funeral allowance = standard level in the month of death x "
+        + ", ".join(f"{x} from {m}" for m, x in sorted(multipliers.items()))
+    )
 
 
 def cmd_deaths_import(args: argparse.Namespace) -> None:
@@ -278,7 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="COMMAND")
     p = command(rates_commands, "set", cmd_rates_set, "a new standard level from a month on")
     p.add_argument("--from", dest="from_month", required=True, metavar="YYYY-MM")
-    p.add_argument("--amount", type=int, required=True, metavar="VND")
+    p.add_argument("--amount", type=int, metavar="VND", help="the standard level")
+    p.add_argument(
+        "--funeral-multiplier",
+        type=int,
+        metavar="N",
+        help="funeral allowance = N x the standard level in the month of death",
+    )
 
     deaths = commands.add_parser("deaths", help="death registrations from civil registries")
     deaths_commands = deaths.add_subparsers(dest="deaths_command", required=True, metavar="COMMAND")
@@ -328,8 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "payroll" and args.payroll_command == "approve" and not args.by:
-        parser.error("payroll approve needs --by USER: the approver names themself")
+    if (
+        args.command == "payroll"
+        and args.payroll_command == "approve"
+        and not (args.by or os.environ.get("LEDGER_USER"))
+    ):
+        parser.error(
+            "payroll approve needs --by USER (or LEDGER_USER): the approver names themself"
+        )
+    if args.command == "rates" and args.amount is None and args.funeral_multiplier is None:
+        parser.error("rates set needs --amount VND, --funeral-multiplier N, or both")
     try:
         args.handler(args)
     except InputRejected as problem:

@@ -301,6 +301,23 @@ class Story:
         return rows
 
 
+MARKER = ".made-by-ansinh"
+
+
+def claim_directory(directory: Path, owner: str) -> None:
+    """Empty a directory that an earlier run of `owner` made, or make a new one. A directory
+    with anything else in it is refused: never delete what someone else put there."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / MARKER).exists():
+            raise SystemExit(
+                f"{directory} is not empty and was not made by {owner}: "
+                "give an empty or new directory"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text(f"made by {owner}; it empties this directory when run again\n")
+
+
 def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
     started = time.monotonic()
     rng = random.Random(args.seed)
@@ -312,8 +329,7 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             stale.unlink()
         store = f"sqlite:///{db}"
     inputs = out_dir / "inputs"
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    claim_directory(out_dir, "ledger demo")
     inputs.mkdir(parents=True)
     story = Story(rng, inputs)
     first = parse_month(FIRST_PERIOD)

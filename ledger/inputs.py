@@ -4,6 +4,7 @@ and field, naming the file and the row as a spreadsheet shows it (the header is 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -262,11 +263,16 @@ def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputRejected([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise InputRejected([f"{path}: is a directory; give the CSV file"]) from None
+    except PermissionError:
+        raise InputRejected([f"{path}: cannot be read (permission denied)"]) from None
     except UnicodeDecodeError as err:
         raise InputRejected(
             [f"{name}: not UTF-8 text ({err.reason} at byte {err.start})"]
         ) from None
-    reader = csv.reader(text.splitlines())
+    # newline="" keeps line breaks inside quoted fields as they are (csv module's rule)
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
         raise InputRejected([f"{name}: empty file; expected the header {','.join(columns)}"])

@@ -34,9 +34,9 @@ def provinces() -> dict[str, str]:
 
 @cache
 def province_codes() -> frozenset[str]:
-    """Every province code an input may carry: the 34 current and the 63 they replaced."""
-    rows = _rows("provinces-2025.csv")
-    return frozenset(r["old_code"] for r in rows) | frozenset(r["new_code"] for r in rows)
+    """The province codes an input may carry: the 34 in force since the 2025 reorganisation.
+    (Old codes wait for the reorganisation mapping: rule 9.)"""
+    return frozenset(provinces())
 
 
 def reference_data(levels: Iterable[tuple[str, str, int]]) -> ReferenceData:

@@ -241,6 +241,8 @@ class PaymentLine:
 
 
 LINE_FIELDS = tuple(PaymentLine.__dataclass_fields__)
+LINE = {name: i for i, name in enumerate(LINE_FIELDS)}  # position of each field in a row
+ACCRUAL_FIELDS = ("personal_id", "allowance_delta", "funeral_delta", "credited_through")
 
 
 def payment_id(period: int, province_code: str, personal_id: str, kind: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.books import post, transfers_of
-from ledger.rules import issued_delta
+from ledger.rules import LINE, LINE_FIELDS, issued_delta
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS projection_position (
@@ -35,6 +35,10 @@ SCHEMA = [
         registry_office TEXT, claimant_personal_id TEXT, claimant_name TEXT,
         claimant_channel TEXT, claimant_bank_code TEXT, claimant_account_number TEXT,
         in_force INTEGER NOT NULL DEFAULT 0, first_recorded_at TEXT, last_recorded_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS death_registration_events (
+        event_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL, event_type TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS settlement_files (
+        file_sha256 TEXT PRIMARY KEY, source TEXT NOT NULL, first_applied_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS reference_levels (
         kind TEXT NOT NULL, from_month TEXT NOT NULL, value BIGINT NOT NULL,
         recorded_at TEXT NOT NULL, PRIMARY KEY (kind, from_month))""",
@@ -69,11 +73,6 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS audit_trail_aggregate ON audit_trail (aggregate_id)",
 ]
 
-LINE_COLUMNS = (
-    "payment_id, period, province_code, commune_code, kind, personal_id, payee_personal_id, "
-    "payee_name, channel, bank_code, account_number, regular_amount, funeral_amount, "
-    "arrears_amount, total_amount"
-)
 
 # Events whose payload is too large to copy into the audit trail (the store keeps them whole).
 _SUMMARISED = {
@@ -133,6 +132,9 @@ class Projector:
             "DeathRecord.Revoked": self._death_revoked,
             "ReferenceDataHistory.Loaded": self._reference_loaded,
             "ReferenceDataHistory.StandardLevelSet": self._standard_level_set,
+            "ReferenceDataHistory.FuneralMultiplierSet": self._funeral_multiplier_set,
+            "PayrollRegister.Opened": _audit_only,
+            "PayrollRegister.ListApproved": _audit_only,
             "PaymentList.Opened": self._list_opened,
             "PaymentList.Drafted": self._list_drafted,
             "PaymentList.Approved": self._list_approved,
@@ -263,7 +265,16 @@ class Projector:
             (e.payload["personal_id"], e.aggregate_id, e.recorded_at),
         )
 
+    @staticmethod
+    def _registration_applied(e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "INSERT INTO death_registration_events (event_id, aggregate_id, event_type)"
+            " VALUES (?, ?, ?)",
+            (e.payload["event_id"], e.aggregate_id, e.type.rsplit(".", 1)[1]),
+        )
+
     def _death_registered(self, e: RecordedEvent, w: _Writes) -> None:
+        self._registration_applied(e, w)
         p = e.payload
         c = p["claimant"] or {}
         w.add(
@@ -289,6 +300,7 @@ class Projector:
         )
 
     def _death_corrected(self, e: RecordedEvent, w: _Writes) -> None:
+        self._registration_applied(e, w)
         p = e.payload
         w.add(
             "UPDATE deaths SET date_of_death = ?, registered_at = ?, last_recorded_at = ?"
@@ -319,6 +331,7 @@ class Projector:
             )
 
     def _death_revoked(self, e: RecordedEvent, w: _Writes) -> None:
+        self._registration_applied(e, w)
         w.add(
             "UPDATE deaths SET in_force = 0, last_recorded_at = ?"
             " WHERE aggregate_id = ? AND registration_number = ?",
@@ -334,6 +347,15 @@ class Projector:
         ):
             for month, value in e.payload[key]:
                 self._upsert_level(w, kind, month, value, e.recorded_at)
+
+    def _funeral_multiplier_set(self, e: RecordedEvent, w: _Writes) -> None:
+        self._upsert_level(
+            w,
+            "funeral_multiplier",
+            e.payload["from_month"],
+            e.payload["multiplier"],
+            e.recorded_at,
+        )
 
     def _standard_level_set(self, e: RecordedEvent, w: _Writes) -> None:
         self._upsert_level(
@@ -394,29 +416,43 @@ class Projector:
         )
 
     def _lines_issued(self, e: RecordedEvent, w: _Writes) -> None:
-        lines = e.payload["lines"]
+        at = {name: i for i, name in enumerate(e.payload["columns"])}
+        order = [at[name] for name in LINE_FIELDS]
+        rows = [[row[i] for i in order] for row in e.payload["lines"]]
         w.add(
-            f"INSERT INTO payment_lines (list_id, {LINE_COLUMNS}, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING')",
-            *[(e.aggregate_id, *row) for row in lines],
+            f"INSERT INTO payment_lines (list_id, {', '.join(LINE_FIELDS)}, status)"
+            f" VALUES (?, {', '.join('?' * len(LINE_FIELDS))}, 'PENDING')",
+            *[(e.aggregate_id, *row) for row in rows],
         )
+        total, funeral, person = LINE["total_amount"], LINE["funeral_amount"], LINE["personal_id"]
         w.add(
             "UPDATE balances SET issued_total = issued_total + ?,"
             " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
-            *[(row[14], row[12], row[5]) for row in lines],
+            *[(row[total], row[funeral], row[person]) for row in rows],
         )
 
     def _credits_accrued(self, e: RecordedEvent, w: _Writes) -> None:
+        at = {name: i for i, name in enumerate(e.payload["columns"])}
+        pid, through = at["personal_id"], at["credited_through"]
+        allowance, funeral = at["allowance_delta"], at["funeral_delta"]
         w.add(
             "UPDATE balances SET allowance_credited = allowance_credited + ?,"
             " funeral_credited = funeral_credited + ?,"
             " credited_through = CASE WHEN credited_through IS NULL OR credited_through < ?"
             " THEN ? ELSE credited_through END WHERE personal_id = ?",
-            *[(a, f, through, through, pid) for pid, a, f, through in e.payload["accruals"]],
+            *[
+                (r[allowance], r[funeral], r[through], r[through], r[pid])
+                for r in e.payload["accruals"]
+            ],
         )
 
     def _lines_settled(self, e: RecordedEvent, w: _Writes) -> None:
         settled = e.payload["settlements"]
+        w.add(
+            "INSERT INTO settlement_files (file_sha256, source, first_applied_at)"
+            " VALUES (?, ?, ?) ON CONFLICT (file_sha256) DO NOTHING",
+            (e.payload["file_sha256"], e.payload["source"], e.recorded_at),
+        )
         w.add(
             "UPDATE payment_lines SET status = ?, settled_at = ?, reference = ?, reason = ?"
             " WHERE payment_id = ?",
@@ -437,6 +473,10 @@ class Projector:
             " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
             *changes,
         )
+
+
+def _audit_only(e: RecordedEvent, w: _Writes) -> None:
+    """Events that change no read model but the audit trail."""
 
 
 def _facts(e: RecordedEvent) -> str:

@@ -545,7 +545,7 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
         stale = [c for c in pending if [ln.as_row() for ln in drafts[c].lines] != expected[c]]
         issued_before = {p.pid: model.issued(p.pid)[0] for p in model.enrolled()}
         if stale:  # a list whose history changed since the draft is refused, others go on
-            with pytest.raises(InputRejected):
+            with pytest.raises(RuleViolation, match="changed since it was drafted"):
                 ledger.approve_payroll(text, None, CHECKER)
         else:
             ledger.approve_payroll(text, None, CHECKER)
