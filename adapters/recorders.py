@@ -69,7 +69,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         chain = f'"{schema}"."{CHAIN_TABLE}"'
         refuse = f'"{schema}".ledger_refuse_change()'
         self.sql_create_statements.extend(
-            SQL(x)
+            SQL(x).format()  # Composed, as the recorder keeps its statements
             for x in [
                 f"CREATE TABLE IF NOT EXISTS {chain} ("
                 "notification_id BIGINT PRIMARY KEY, chain_hash TEXT NOT NULL)",
@@ -80,7 +80,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         )
         for name, table in (("events", events), ("chain", chain)):
             self.sql_create_statements.extend(
-                SQL(x)
+                SQL(x).format()  # Composed, as the recorder keeps its statements
                 for x in [
                     f"CREATE OR REPLACE TRIGGER ledger_{name}_immutable BEFORE UPDATE OR DELETE "
                     f"ON {table} FOR EACH ROW EXECUTE FUNCTION {refuse}",

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.application import Ledger, ListSummary
+from ledger.books import PAYABLE
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
 from ledger.reference import provinces
@@ -472,8 +473,16 @@ def _closing(
     out.print(table)
     receivables = ledger.receivables()
     exports = sorted(out_dir.glob("*.csv"))
+    # two projections kept apart, reconciled: the per-person subledger and the control account
+    subledger = ledger.db.query(
+        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
+        " FROM balances"
+    )[0][0]
+    control = next((c - d for a, d, c in accounts if a == PAYABLE), 0)
     out.print(
-        f"books balance: {'yes' if debits == credits else 'NO'}; "
+        f"books balance: {'yes' if debits == credits else 'NO'}; payable subledger "
+        f"{subledger:,} VND reconciles with the control account: "
+        f"{'yes' if subledger == control else 'NO'}; "
         f"{len(receivables):,} overpayments to recover "
         f"({sum(r['amount'] for r in receivables):,} VND, see `ledger receivables`); "
         f"{len(exports)} payment files with manifests in {out_dir}/; "

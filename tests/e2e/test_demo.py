@@ -38,6 +38,7 @@ def test_demo_runs_six_cycles_and_its_exports_match_their_manifests(
     for period in ("2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"):
         assert f"payroll {period}" in run.stdout
     assert "books balance: yes" in run.stdout
+    assert "reconciles with the control account: yes" in run.stdout
     assert "raised to 550,000 VND back-dated" in run.stderr
 
     manifests = sorted((tmp_path / "out").glob("*.manifest.json"))

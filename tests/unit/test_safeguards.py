@@ -1,0 +1,148 @@
+"""Safeguards an operator or an auditor relies on beyond the payment rules themselves: no two
+approvals pay from the same balances, maker is never checker, periods in order and never in
+the future, sane reference data, inputs kept byte for byte, every event traceable."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.inputs import InputRejected
+from ledger.rules import RuleViolation
+from tests.conftest import Files, death, enrolment, settlement
+
+A, B = "001000000001", "001000000002"
+
+
+def lines(ledger: Ledger, period: str) -> list[tuple[str, int, int]]:
+    return ledger.db.query(
+        "SELECT payment_id, regular_amount, arrears_amount FROM payment_lines"
+        " WHERE period = ? ORDER BY payment_id",
+        (period,),
+    )
+
+
+def test_two_approvals_at_once_cannot_both_pay(
+    ledger: Ledger, files: Files, store_url: str
+) -> None:
+    ledger.enrol(files.enrolments([enrolment(A, effective_month="2025-07")]), "maker")
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.run_payroll("2025-08", None, "maker")
+    with Ledger(store_url) as other:
+        # the other approver read the register and the balances before this approval was
+        # recorded: it would pay July again as arrears in August
+        stale_register = other._register("checker")
+        stale_accounts = list(other._accounts("b.province_code = ?", ("01",)))
+        ledger.approve_payroll("2025-07", None, "checker")
+        other._register = lambda actor: stale_register  # type: ignore[method-assign]
+        other._accounts = lambda where, params: iter(stale_accounts)  # type: ignore[method-assign]
+        with pytest.raises(RuleViolation, match="another approval was recorded at the same time"):
+            other.approve_payroll("2025-08", None, "checker")
+    ledger.catch_up()
+    assert lines(ledger, "2025-08") == []
+    # run again, August pays August only: July is not paid a second time as arrears
+    ledger.run_payroll("2025-08", None, "maker")
+    ledger.approve_payroll("2025-08", None, "checker")
+    assert lines(ledger, "2025-07") == [("2025-07-01-001000000001", 500_000, 0)]
+    assert lines(ledger, "2025-08") == [("2025-08-01-001000000001", 500_000, 0)]
+
+
+def test_whoever_drew_up_the_lines_cannot_approve_them(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    ledger.run_payroll("2025-07", None, "alice")
+    ledger.run_payroll("2025-07", None, "bob")  # the same lines drafted again
+    for drafter in ("alice", "bob"):
+        with pytest.raises(InputRejected, match=f"{drafter} drafted the list"):
+            ledger.approve_payroll("2025-07", None, drafter)
+    ledger.approve_payroll("2025-07", None, "carol")
+    assert ledger.summaries("2025-07")[0].approved_by == "carol"
+
+
+def test_a_future_period_is_refused(store_url: str, files: Files) -> None:
+    with Ledger(store_url, today=lambda: date(2025, 7, 31)) as ledger:
+        ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+        with pytest.raises(RuleViolation, match="2025-08 is in the future"):
+            ledger.run_payroll("2025-08", None, "maker")
+        ledger.run_payroll("2025-07", None, "maker")
+        assert [s.lines for s in ledger.summaries("2025-07")] == [1]
+
+
+def test_periods_are_paid_in_order(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    ledger.run_payroll("2025-08", None, "maker")
+    ledger.approve_payroll("2025-08", None, "checker")
+    with pytest.raises(RuleViolation, match="2025-08 is already approved in province 01"):
+        ledger.run_payroll("2025-07", "01", "maker")
+    # over all provinces, the earlier period is simply not drawn up where it is too late
+    assert ledger.run_payroll("2025-07", None, "maker") == []
+
+
+def test_reference_data_is_bounded_and_covers_every_month(ledger: Ledger) -> None:
+    with pytest.raises(RuleViolation, match="positive amount of VND"):
+        ledger.set_standard_level("2025-01", 10**20, "ministry")
+    with pytest.raises(RuleViolation, match="no funeral multiplier would be in force"):
+        ledger.set_standard_level("2020-01", 300_000, "ministry")
+    ledger.set_reference_data("2020-01", "ministry", amount=300_000, multiplier=20)
+    ref = ledger.reference_data()
+    assert ref.funeral_allowance(2020 * 12) == 6_000_000
+    ledger.set_reference_data("2025-01", "ministry", multiplier=25)
+    assert ledger.reference_data().funeral_allowance(2025 * 12 + 6) == 25 * 500_000
+
+
+def test_a_line_break_inside_a_quoted_field_is_kept(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(A, full_name="Nguyễn\nVăn An")]), "maker")
+    assert ledger.db.query("SELECT full_name FROM beneficiaries") == [("Nguyễn\nVăn An",)]
+
+
+def test_an_event_id_already_applied_changes_nothing_whoever_it_names(
+    ledger: Ledger, files: Files
+) -> None:
+    ledger.enrol(files.enrolments([enrolment(A), enrolment(B)]), "maker")
+    first = death(A)
+    assert ledger.import_deaths(files.deaths([first]), "registry").applied == 1
+    again = death(B, event_id=first["event_id"], registration_number="KT-OTHER")
+    result = ledger.import_deaths(files.deaths([again]), "registry")
+    assert (result.applied, result.unchanged) == (0, 1)
+    assert ledger.db.query("SELECT personal_id FROM deaths WHERE in_force = 1") == [(A,)]
+
+
+def test_a_settlement_file_applied_before_changes_nothing_later(
+    ledger: Ledger, files: Files
+) -> None:
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.approve_payroll("2025-07", None, "checker")
+    payment = "2025-07-01-001000000001"
+    paid = files.settlements([settlement(payment, "PAID")])
+    assert ledger.settle(paid, "bank").applied == 1
+    returned = files.settlements([settlement(payment, "RETURNED", reason="unclaimed")])
+    assert ledger.settle(returned, "post").applied == 1
+    # the PAID file again: PAID after RETURNED would be illegal, but this very file was applied
+    again = ledger.settle(paid, "bank")
+    assert (again.applied, again.unchanged) == (0, 1)
+    status = ledger.db.query("SELECT status FROM payment_lines WHERE payment_id = ?", (payment,))
+    assert status == [("RETURNED",)]
+
+
+def test_every_event_names_who_caused_it_and_from_what(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(A), enrolment(B)]), "maker")
+    ledger.import_deaths(files.deaths([death(B)]), "registry")
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.approve_payroll("2025-07", None, "checker")
+    ledger.settle(files.settlements([settlement("2025-07-01-001000000001")]), "bank")
+    trail = ledger.db.query("SELECT event_type, actor, source FROM audit_trail")
+    assert {t for t, _, _ in trail} >= {
+        "Beneficiary.Enrolled",
+        "DeathRecord.Opened",
+        "DeathRecord.Registered",
+        "PaymentList.Opened",
+        "PaymentList.LinesIssued",
+        "PaymentList.CreditsAccrued",
+        "PaymentList.LinesSettled",
+        "PayrollRegister.ListApproved",
+    }
+    assert [(t, a, s) for t, a, s in trail if not a or not s] == []
+    enrolled = {s for t, _, s in trail if t == "Beneficiary.Enrolled"}
+    assert enrolled == {"enrol-1.csv row 2", "enrol-1.csv row 3"}
