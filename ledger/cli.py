@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from adapters.kafka_log import TopicMisconfigured
 from adapters.store import StoreUrlError
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
@@ -241,6 +242,31 @@ def cmd_receivables(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from adapters.kafka_log import Publisher
+
+    bootstrap = os.environ.get("LEDGER_KAFKA")
+    if not bootstrap:
+        raise RuleViolation("publish needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    with open_ledger(args) as ledger:
+        publisher = Publisher(ledger, bootstrap)
+        try:
+            if not args.once:
+                err.print(
+                    f"publishing to {publisher.settings.name} on {bootstrap}; Ctrl-C stops",
+                    markup=False,
+                )
+            sent = publisher.run(once=args.once)
+        except KeyboardInterrupt:
+            sent = 0
+        finally:
+            publisher.close()
+        out.print(
+            f"{publisher.settings.name}: {sent:,} events published, "
+            f"up to notification {publisher.position():,}"
+        )
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ledger.demo import run_demo
 
@@ -327,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             p.add_argument("--out", required=True, metavar="DIR")
 
+    p = command(
+        commands,
+        "publish",
+        cmd_publish,
+        "produce every stored event to Kafka ledger.events, in order",
+    )
+    p.add_argument("--once", action="store_true", help="stop when caught up")
+
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
     p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
@@ -362,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except (RuleViolation, StoreUrlError) as problem:
+        err.print(f"refused: {problem}", markup=False)
+        return 1
+    except TopicMisconfigured as problem:
         err.print(f"refused: {problem}", markup=False)
         return 1
     except IntegrityError:

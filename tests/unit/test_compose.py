@@ -59,3 +59,19 @@ def test_the_ledger_reads_the_variables_the_code_reads() -> None:
     advertised = env(c["services"]["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
     assert f"PLAINTEXT://{ledger['LEDGER_KAFKA']}" in advertised.split(",")
     assert (ROOT / c["services"]["ledger"]["build"] / "Dockerfile").exists()
+
+
+def test_the_ledgers_own_processes_run_commands_the_cli_has() -> None:
+    from ledger.cli import build_parser
+
+    c = compose()
+    parser = build_parser()
+    for name, service in c["services"].items():
+        if not name.startswith("ledger-"):
+            continue
+        assert env(service) == env(c["services"]["ledger"]) | {
+            "LEDGER_USER": env(service)["LEDGER_USER"]
+        }
+        args = parser.parse_args(service["command"])
+        assert callable(args.handler), name
+        assert service["restart"] == "unless-stopped"

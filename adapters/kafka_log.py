@@ -1,0 +1,202 @@
+"""`ledger.events`: Kafka's immutable, replicated copy of every stored ledger event.
+
+The publisher follows the store's notification log and produces each event in notification
+order, keyed by aggregate id (so one aggregate stays in order within its partition), with an
+idempotent producer and the notification id in a header. It records how far Kafka has
+acknowledged only after a flush, so a kill -9 at any point leaves no gap: at worst the events
+after the last recorded position are sent again, and a consumer recognises them by their
+notification id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters import avro
+
+SUBJECT = "ledger.events-value"
+
+
+class TopicMisconfigured(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """How `ledger.events` must be set up: kept forever, partitioned by aggregate."""
+
+    name: str = "ledger.events"
+    partitions: int = 12
+    replication_factor: int = 1
+
+    @classmethod
+    def from_env(cls) -> TopicSettings:
+        return cls(
+            name=os.environ.get("LEDGER_EVENTS_TOPIC", cls.name),
+            partitions=int(os.environ.get("LEDGER_EVENTS_PARTITIONS", cls.partitions)),
+            replication_factor=int(os.environ.get("LEDGER_KAFKA_REPLICATION", "1")),
+        )
+
+    @property
+    def configs(self) -> dict[str, str]:
+        return {
+            "retention.ms": "-1",
+            "retention.bytes": "-1",
+            "cleanup.policy": "delete",
+            "min.insync.replicas": str(min(2, self.replication_factor)),
+        }
+
+
+def ensure_topic(bootstrap: str, settings: TopicSettings) -> None:
+    """Create the topic if it is missing; refuse to run on one set up otherwise."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        if settings.name not in admin.list_topics():
+            # another process may create it a moment before us: then check it as any other
+            with contextlib.suppress(TopicAlreadyExistsError):
+                topic = NewTopic(
+                    settings.name,
+                    settings.partitions,
+                    settings.replication_factor,
+                    topic_configs=settings.configs,
+                )
+                admin.create_topics([topic])
+        described = admin.describe_topics([settings.name])[0]
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.name)])[
+            "topic"
+        ][settings.name]
+    finally:
+        admin.close()
+    problems = []
+    for key in ("retention.ms", "cleanup.policy"):
+        value = found.get(key, {}).get("value")
+        if value != settings.configs[key]:
+            problems.append(
+                f"{key} is {value or 'the broker default'}, must be {settings.configs[key]}"
+            )
+    if len(described["partitions"]) < 1:
+        problems.append("it has no partitions")
+    replicas = min(len(p["replica_nodes"]) for p in described["partitions"])
+    if replicas < settings.replication_factor:
+        problems.append(f"replication factor {replicas}, expected {settings.replication_factor}")
+    if problems:
+        raise TopicMisconfigured(
+            f"topic {settings.name} cannot hold the ledger's events: " + "; ".join(problems)
+        )
+
+
+def event_record(notification: Any, state: dict[str, Any], chain_hash: str | None) -> dict:
+    """A stored event as the LedgerEvent Avro record."""
+    payload = dict(state)
+    recorded_at: datetime = payload.pop("timestamp")
+    return {
+        "notification_id": notification.id,
+        "aggregate_id": str(notification.originator_id),
+        "aggregate_version": notification.originator_version,
+        "event_type": notification.topic.rsplit(":", 1)[1],
+        "recorded_at": recorded_at,
+        "payload": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        "chain_hash": chain_hash,
+    }
+
+
+class Publisher:
+    """Produces the ledger's notification log to Kafka, from where it last got to."""
+
+    BATCH = 1000
+
+    def __init__(
+        self,
+        ledger: Any,
+        bootstrap: str,
+        settings: TopicSettings | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        from kafka import KafkaProducer
+
+        self.ledger = ledger
+        self.settings = settings or TopicSettings.from_env()
+        ensure_topic(bootstrap, self.settings)
+        self.progress = progress or (lambda sent: None)
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,  # no duplicate or reordering from the producer's retries
+            acks="all",
+            linger_ms=5,
+            compression_type="gzip",
+            max_request_size=16 * 1024 * 1024,
+        )
+        with ledger.db.transaction() as cursor:
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS publisher_position ("
+                "topic TEXT PRIMARY KEY, notification_id BIGINT NOT NULL)"
+            )
+
+    def position(self) -> int:
+        rows = self.ledger.db.query(
+            "SELECT notification_id FROM publisher_position WHERE topic = ?",
+            (self.settings.name,),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def _record_position(self, notification_id: int) -> None:
+        with self.ledger.db.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO publisher_position (topic, notification_id) VALUES (?, ?)"
+                " ON CONFLICT (topic) DO UPDATE SET notification_id = excluded.notification_id",
+                (self.settings.name, notification_id),
+            )
+
+    def publish_available(self) -> int:
+        """Send every event recorded after the position; returns how many were sent."""
+        app = self.ledger.app
+        sent = 0
+        position = self.position()
+        while True:
+            notes = app.recorder.select_notifications(
+                start=position, limit=self.BATCH, inclusive_of_start=False
+            )
+            if not notes:
+                return sent
+            chain = dict(
+                self.ledger.db.query(
+                    "SELECT notification_id, chain_hash FROM event_chain"
+                    " WHERE notification_id >= ? AND notification_id <= ?",
+                    (notes[0].id, notes[-1].id),
+                )
+            )
+            for n in notes:
+                state = app.mapper.transcoder.decode(n.state)
+                value = avro.encode(SUBJECT, event_record(n, state, chain.get(n.id)))
+                self.producer.send(
+                    self.settings.name,
+                    key=str(n.originator_id).encode(),
+                    value=value,
+                    headers=[("notification_id", str(n.id).encode())],
+                )
+            self.producer.flush()  # everything up to here is acknowledged by the brokers...
+            position = notes[-1].id
+            self._record_position(position)  # ...before the position says so
+            sent += len(notes)
+            self.progress(sent)
+
+    def run(self, once: bool = False, poll_seconds: float = 0.5) -> int:
+        sent = 0
+        while True:
+            sent += self.publish_available()
+            if once:
+                return sent
+            time.sleep(poll_seconds)
+
+    def close(self) -> None:
+        self.producer.close()
