@@ -74,6 +74,16 @@ SCHEMA = [
 ]
 
 
+# Amounts added to a beneficiary's balance as an upsert, so that the read models come out
+# the same whatever order events of different aggregates arrive in (Kafka keeps order only
+# within an aggregate's partition).
+_ISSUED = (
+    "INSERT INTO balances (personal_id, issued_total, funeral_issued) VALUES (?, ?, ?)"
+    " ON CONFLICT (personal_id) DO UPDATE SET"
+    " issued_total = balances.issued_total + excluded.issued_total,"
+    " funeral_issued = balances.funeral_issued + excluded.funeral_issued"
+)
+
 # Events whose payload is too large to copy into the audit trail (the store keeps them whole).
 _SUMMARISED = {
     "PaymentList.LinesIssued": "lines",
@@ -230,7 +240,10 @@ class Projector:
                 e.recorded_at,
             ),
         )
-        w.add("INSERT INTO balances (personal_id) VALUES (?)", (p["personal_id"],))
+        w.add(
+            "INSERT INTO balances (personal_id) VALUES (?) ON CONFLICT (personal_id) DO NOTHING",
+            (p["personal_id"],),
+        )
 
     def _held(self, e: RecordedEvent, w: _Writes) -> None:
         w.add(
@@ -425,25 +438,21 @@ class Projector:
             *[(e.aggregate_id, *row) for row in rows],
         )
         total, funeral, person = LINE["total_amount"], LINE["funeral_amount"], LINE["personal_id"]
-        w.add(
-            "UPDATE balances SET issued_total = issued_total + ?,"
-            " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
-            *[(row[total], row[funeral], row[person]) for row in rows],
-        )
+        w.add(_ISSUED, *[(row[person], row[total], row[funeral]) for row in rows])
 
     def _credits_accrued(self, e: RecordedEvent, w: _Writes) -> None:
         at = {name: i for i, name in enumerate(e.payload["columns"])}
         pid, through = at["personal_id"], at["credited_through"]
         allowance, funeral = at["allowance_delta"], at["funeral_delta"]
         w.add(
-            "UPDATE balances SET allowance_credited = allowance_credited + ?,"
-            " funeral_credited = funeral_credited + ?,"
-            " credited_through = CASE WHEN credited_through IS NULL OR credited_through < ?"
-            " THEN ? ELSE credited_through END WHERE personal_id = ?",
-            *[
-                (r[allowance], r[funeral], r[through], r[through], r[pid])
-                for r in e.payload["accruals"]
-            ],
+            "INSERT INTO balances (personal_id, allowance_credited, funeral_credited,"
+            " credited_through) VALUES (?, ?, ?, ?) ON CONFLICT (personal_id) DO UPDATE SET"
+            " allowance_credited = balances.allowance_credited + excluded.allowance_credited,"
+            " funeral_credited = balances.funeral_credited + excluded.funeral_credited,"
+            " credited_through = CASE WHEN balances.credited_through IS NULL"
+            " OR balances.credited_through < excluded.credited_through"
+            " THEN excluded.credited_through ELSE balances.credited_through END",
+            *[(r[pid], r[allowance], r[funeral], r[through]) for r in e.payload["accruals"]],
         )
 
     def _lines_settled(self, e: RecordedEvent, w: _Writes) -> None:
@@ -466,13 +475,9 @@ class Projector:
             sign = issued_delta(s["previous_status"], s["status"])
             if sign:
                 changes.append(
-                    (sign * s["total_amount"], sign * s["funeral_amount"], s["personal_id"])
+                    (s["personal_id"], sign * s["total_amount"], sign * s["funeral_amount"])
                 )
-        w.add(
-            "UPDATE balances SET issued_total = issued_total + ?,"
-            " funeral_issued = funeral_issued + ? WHERE personal_id = ?",
-            *changes,
-        )
+        w.add(_ISSUED, *changes)
 
 
 def _audit_only(e: RecordedEvent, w: _Writes) -> None:
