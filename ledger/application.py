@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
-from adapters.store import StoreLocation
+from adapters.store import StoreLocation, StoreUrlError
 from ledger.aggregates import (
     PAYROLL_REGISTER_ID,
     REFERENCE_DATA_ID,
@@ -123,8 +124,18 @@ class Ledger:
         store: str | None = None,
         progress: Progress | None = None,
         today: Callable[[], date] = date.today,
+        read_models: str = "in-process",
     ) -> None:
+        """`read_models`: "in-process" (kept up to date here from the notification log, the
+        embedded default), "kafka" (kept by `ledger project` from ledger.events: commands
+        wait until they see their own writes), or "none" (the publisher: not touched)."""
         location = StoreLocation.parse(store)
+        if read_models == "kafka" and location.kind != "postgresql":
+            raise StoreUrlError(
+                "with LEDGER_KAFKA set the read models are kept in PostgreSQL by `ledger "
+                "project`: give a postgresql:// store, or unset LEDGER_KAFKA"
+            )
+        self.read_models = read_models
         self.today = today
         self.location = location
         self.progress = progress or _no_progress
@@ -154,7 +165,13 @@ class Ledger:
     # Keeping the read models up to date
 
     def catch_up(self) -> int:
-        """Apply every event recorded since the read models' position; returns how many."""
+        """Bring the read models up to every event recorded so far; returns how many events
+        were applied here."""
+        if self.read_models == "kafka":
+            self._wait_for_kafka_read_models()
+            return 0
+        if self.read_models == "none":
+            return 0
         recorder = self.app.recorder
         transcoder = self.app.mapper.transcoder
         applied = 0
@@ -186,6 +203,31 @@ class Ledger:
                         break
                 self.projector.apply(cursor, batch)
                 applied += len(batch)
+
+    READ_MODEL_TIMEOUT = float(os.environ.get("LEDGER_READ_TIMEOUT", "60"))
+
+    def _wait_for_kafka_read_models(self) -> None:
+        """Read-your-writes: wait, bounded, until `ledger project` has applied every event
+        stored so far (the audit trail holds one row per applied event)."""
+        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+        latest = self.db.query(f"SELECT COALESCE(MAX(notification_id), 0) FROM {table}")[0][0]
+        deadline = time.monotonic() + self.READ_MODEL_TIMEOUT
+        while True:
+            missing = self.db.query(
+                f"SELECT (SELECT COUNT(*) FROM {table} WHERE notification_id <= ?)"
+                " - (SELECT COUNT(*) FROM audit_trail WHERE notification_id <= ?)",
+                (latest, latest),
+            )[0][0]
+            if missing == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuleViolation(
+                    f"the read models still miss {missing:,} of the events up to notification "
+                    f"{latest:,} after {self.READ_MODEL_TIMEOUT:.0f} s: check that `ledger "
+                    "publish` and `ledger project` are running (nothing was lost: the events "
+                    "are stored; run the command again once they have caught up)"
+                )
+            time.sleep(0.05)
 
     def _save(self, *aggregates: Any) -> None:
         if aggregates:

@@ -59,11 +59,15 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def open_ledger(
-    args: argparse.Namespace, progress: Callable[[str, int, int], None] | None = None
+    args: argparse.Namespace,
+    progress: Callable[[str, int, int], None] | None = None,
+    read_models: str | None = None,
 ) -> Any:
     from ledger.application import Ledger
 
-    return Ledger(args.store, progress=progress)
+    if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
+        read_models = "kafka" if os.environ.get("LEDGER_KAFKA") else "in-process"
+    return Ledger(args.store, progress=progress, read_models=read_models)
 
 
 def summary_table(title: str, summaries: Sequence[Any]) -> Table:
@@ -248,7 +252,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
     bootstrap = os.environ.get("LEDGER_KAFKA")
     if not bootstrap:
         raise RuleViolation("publish needs LEDGER_KAFKA, the Kafka bootstrap servers")
-    with open_ledger(args) as ledger:
+    with open_ledger(args, read_models="none") as ledger:
         publisher = Publisher(ledger, bootstrap)
         try:
             if not args.once:
@@ -265,6 +269,37 @@ def cmd_publish(args: argparse.Namespace) -> None:
             f"{publisher.settings.name}: {sent:,} events published, "
             f"up to notification {publisher.position():,}"
         )
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    from adapters.kafka_projection import ProjectionWorker
+    from adapters.sql import PostgresDatabase
+    from adapters.store import StoreLocation
+
+    bootstrap = os.environ.get("LEDGER_KAFKA")
+    if not bootstrap:
+        raise RuleViolation("project needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    location = StoreLocation.parse(args.store)
+    if location.kind != "postgresql":
+        raise RuleViolation(
+            "project keeps the read models in PostgreSQL: give a "
+            "postgresql:// store (LEDGER_STORE or --store)"
+        )
+    db = PostgresDatabase(location.url)
+    worker = ProjectionWorker(db, bootstrap)
+    try:
+        if not args.once:
+            err.print(
+                f"projecting {worker.settings.name} into the read models; Ctrl-C stops",
+                markup=False,
+            )
+        applied = worker.run(once=args.once)
+    except KeyboardInterrupt:
+        applied = 0
+    finally:
+        worker.close()
+        db.close()
+    out.print(f"{worker.settings.name}: {applied:,} events applied to the read models")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -358,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         cmd_publish,
         "produce every stored event to Kafka ledger.events, in order",
+    )
+    p.add_argument("--once", action="store_true", help="stop when caught up")
+
+    p = command(
+        commands,
+        "project",
+        cmd_project,
+        "maintain the read models in PostgreSQL from Kafka ledger.events",
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
 

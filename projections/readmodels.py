@@ -165,8 +165,11 @@ class Projector:
         )
         return int(rows[0][0]) if rows else 0
 
-    def apply(self, cursor: Any, events: Iterable[RecordedEvent]) -> int:
-        """Apply events in the caller's transaction and move the position; returns it."""
+    def apply(
+        self, cursor: Any, events: Iterable[RecordedEvent], move_position: bool = True
+    ) -> int:
+        """Apply events in the caller's transaction and move the position (the notification
+        log's, for the in-process path; a Kafka consumer keeps its offsets instead)."""
         writes = _Writes()
         ledger_moves: dict[str, list[int]] = {}
         last = None
@@ -199,6 +202,8 @@ class Projector:
             " credits = general_ledger.credits + excluded.credits",
             [(acc, d, c) for acc, (d, c) in sorted(ledger_moves.items())],
         )
+        if not move_position:
+            return last
         cursor.execute(
             "INSERT INTO projection_position (name, notification_id) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET notification_id = excluded.notification_id",

@@ -1,0 +1,181 @@
+"""`ledger project`: the read models maintained from Kafka `ledger.events`, exactly once.
+
+A consumer group shares the topic's partitions among workers. Each poll is applied in one
+database transaction together with the next offset of every partition it read, so after a
+crash, a restart or a rebalance a worker starts where the database says, not where Kafka's
+committed offsets say. An event the publisher sent twice is recognised by its notification id
+(the audit trail's key) and skipped. The same `Projector` as the embedded path writes the rows;
+it gives the same result whatever order different aggregates' events arrive in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from adapters import avro
+from adapters.kafka_log import SUBJECT, TopicSettings, ensure_topic
+from projections.readmodels import Projector, RecordedEvent
+
+GROUP = "ledger-read-models"
+
+OFFSETS_TABLE = """CREATE TABLE IF NOT EXISTS projection_offsets (
+    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, kafka_partition))"""
+
+
+class PoisonEvent(RuntimeError):
+    """A message on ledger.events that cannot be applied: the read models stop rather than
+    skip it, since skipping would leave them wrong without anyone knowing."""
+
+
+def recorded_event(record: Any) -> RecordedEvent:
+    try:
+        event = avro.decode(SUBJECT, record.value)
+    except avro.UndecodableMessage as err:
+        raise PoisonEvent(
+            f"{record.topic} partition {record.partition} offset {record.offset}: {err}"
+        ) from None
+    return RecordedEvent(
+        notification_id=event["notification_id"],
+        aggregate_id=str(event["aggregate_id"]),
+        version=event["aggregate_version"],
+        type=event["event_type"],
+        recorded_at=event["recorded_at"].isoformat(),
+        payload=json.loads(event["payload"]),
+    )
+
+
+class ProjectionWorker:
+    def __init__(
+        self,
+        db: Any,
+        bootstrap: str,
+        settings: TopicSettings | None = None,
+        group: str = GROUP,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        from kafka import KafkaConsumer
+
+        self.db = db
+        self.settings = settings or TopicSettings.from_env()
+        self.group = group
+        self.projector = Projector()
+        self.progress = progress or (lambda applied: None)
+        ensure_topic(bootstrap, self.settings)
+        with db.transaction() as cursor:
+            Projector.create_schema(cursor)
+            cursor.execute(OFFSETS_TABLE)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=2000,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self.consumer.subscribe([self.settings.name])
+        self.positioned: set[Any] = set()
+
+    def stored_offsets(self, cursor: Any | None = None) -> dict[int, int]:
+        sql = (
+            "SELECT kafka_partition, next_offset FROM projection_offsets"
+            " WHERE consumer_group = ? AND topic = ?"
+        )
+        params = (self.group, self.settings.name)
+        if cursor is None:
+            return dict(self.db.query(sql, params))
+        cursor.execute(sql, params)
+        return dict(cursor.fetchall())
+
+    def _position_new_partitions(self) -> bool:
+        """Seek newly assigned partitions to the offsets the database holds. Done here, after
+        a poll, and never inside the rebalance callback (which must not do database work)."""
+        assigned = set(self.consumer.assignment())
+        self.positioned &= assigned
+        fresh = assigned - self.positioned
+        if not fresh:
+            return False
+        stored = self.stored_offsets()
+        for tp in fresh:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                self.consumer.seek_to_beginning(tp)
+        self.positioned |= fresh
+        return True
+
+    def poll_once(self, timeout_ms: int = 1000) -> int:
+        """Apply one poll's worth of events; returns how many were new."""
+        batch = self.consumer.poll(timeout_ms=timeout_ms)
+        if self._position_new_partitions():
+            return 0  # what was fetched before the seek is fetched again from the right place
+        if not batch:
+            return 0
+        applied = 0
+        with self.db.transaction() as cursor:
+            stored = self.stored_offsets(cursor)
+            events: list[RecordedEvent] = []
+            next_offsets: dict[int, int] = {}
+            for tp, records in batch.items():
+                start = stored.get(tp.partition, 0)
+                for record in records:
+                    if record.offset < start:
+                        continue  # applied before, by this worker or another
+                    events.append(recorded_event(record))
+                    next_offsets[tp.partition] = record.offset + 1
+            ids = [e.notification_id for e in events]
+            already: set[int] = set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                cursor.execute(
+                    "SELECT notification_id FROM audit_trail WHERE notification_id IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                already.update(r[0] for r in cursor.fetchall())
+            seen: set[int] = set()
+            new = []
+            for e in events:  # a re-sent event: the same notification id, applied once
+                if e.notification_id not in already and e.notification_id not in seen:
+                    seen.add(e.notification_id)
+                    new.append(e)
+            if new:
+                self.projector.apply(cursor, new, move_position=False)
+            cursor.executemany(
+                "INSERT INTO projection_offsets (consumer_group, topic, kafka_partition,"
+                " next_offset) VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, topic,"
+                " kafka_partition) DO UPDATE SET next_offset = excluded.next_offset",
+                [(self.group, self.settings.name, p, o) for p, o in next_offsets.items()],
+            )
+            applied = len(new)
+        self.consumer.commit_async()  # for monitoring only: the database is the truth
+        self.progress(applied)
+        return applied
+
+    def caught_up(self) -> bool:
+        assigned = list(self.consumer.assignment())
+        if not assigned or set(assigned) - self.positioned:
+            return False
+        ends = self.consumer.end_offsets(assigned)
+        return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
+
+    def run(self, once: bool = False, idle_polls: int = 3) -> int:
+        """Apply events until stopped; with `once`, until every assigned partition is read
+        to its end."""
+        applied = 0
+        quiet = 0
+        while True:
+            n = self.poll_once()
+            applied += n
+            if once:
+                quiet = quiet + 1 if n == 0 and self.caught_up() else 0
+                if quiet >= idle_polls:
+                    return applied
+            elif n == 0:
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
