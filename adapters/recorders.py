@@ -4,11 +4,12 @@ chained by SHA-256 to the one before in the same transaction that appends it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.sql import SQL
 
@@ -89,11 +90,30 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 ]
             )
         self.chain_table = chain
+        self._inserted = threading.local()
+
+    INSERT_CHUNK = 500
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # One INSERT of a whole enrolment file's events (tens of megabytes in one statement)
+        # stalls the pipelined connection; several statements in the same transaction do not.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        ids: list[int] = []
+        for i in range(0, len(stored_events), self.INSERT_CHUNK):
+            chunk = stored_events[i : i + self.INSERT_CHUNK]
+            PostgresAggregateRecorder._insert_stored_events(self, curs, chunk, **kwargs)
+            ids.extend(row["notification_id"] for row in curs.fetchall())
+        self._inserted.ids = ids
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        ids = self._inserted.ids
+        if len(ids) != len(stored_events):
+            raise ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)}")
         if ids:
             # the recorder holds an EXCLUSIVE lock on the events table: appends are serial
             curs.execute(

@@ -194,7 +194,7 @@ def test_read_models_are_applied_exactly_once_by_workers_that_come_and_go(
 ) -> None:
     url = new_database(postgres_server)
     with Ledger(url) as ledger:  # history made on the embedded path's code...
-        people = [f"0020000{i:05d}" for i in range(3000)]
+        people = [f"0020000{i:05d}" for i in range(20000)]
         ledger.enrol(files.enrolments([enrolment(p) for p in people]), "maker")
         ledger.import_deaths(files.deaths([death(people[0])]), "registry")
         ledger.run_payroll("2025-07", None, "maker")
@@ -213,10 +213,16 @@ def test_read_models_are_applied_exactly_once_by_workers_that_come_and_go(
         con.execute("DELETE FROM publisher_position")
     assert ledger_cli(env, "publish", "--once").returncode == 0
 
-    with background(env, "project", "project") as (first, second):
-        time.sleep(3)
-        first.send_signal(signal.SIGKILL)  # its partitions go to the other worker
-        wait_until_applied(url)
+    stored = query_store(url, "SELECT COUNT(*) FROM ledger_events")[0][0]
+    with background(env, "project") as (first,):
+        while query_store(url, "SELECT COUNT(*) FROM audit_trail")[0][0] == 0:
+            time.sleep(0.05)
+        with background(env, "project"):  # a second worker joins: the partitions are shared
+            time.sleep(1.0)
+            first.send_signal(signal.SIGKILL)  # its partitions go to the other worker
+            applied_at_kill = query_store(url, "SELECT COUNT(*) FROM audit_trail")[0][0]
+            wait_until_applied(url)
+    assert applied_at_kill < stored, "the work was over before the kill: use more events"
     assert tables(url) == expected
     # and a rebuild by the embedded path's code from the same events gives the same
     assert rebuilt_in_process(url) == expected
