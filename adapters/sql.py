@@ -66,7 +66,7 @@ class PostgresDatabase:
 
     @staticmethod
     def _sql(sql: str) -> str:
-        return sql.replace("?", "%s")
+        return sql.replace("%", "%%").replace("?", "%s")  # a literal % stays one
 
     @contextmanager
     def transaction(self) -> Iterator[_PostgresCursor]:

@@ -384,12 +384,20 @@ class Ledger:
     # Death registrations
 
     def import_deaths(self, path: Path, actor: str) -> ImportResult:
-        """Apply a file of death registrations, in order, all or none. A registration whose
-        event_id was applied before changes nothing."""
-        rows = read_rows(path, DeathRow)
+        """Apply a file of death registrations (CSV, or an Avro container file), in order,
+        all or none. A registration whose event_id was applied before changes nothing."""
+        from adapters.civil_registry import is_container, read_container
+
+        if is_container(path):
+            records = read_container(path)
+            unit = "record"
+        else:
+            records = read_rows(path, DeathRow)
+            unit = "row"
         self.catch_up()
         return self.apply_death_registrations(
-            [(f"{path.name} row {n}", f"{path.name}: row {n}", row) for n, row in rows], actor
+            [(f"{path.name} {unit} {n}", f"{path.name}: {unit} {n}", row) for n, row in records],
+            actor,
         )
 
     def apply_death_registrations(

@@ -141,16 +141,23 @@ def cmd_rates_set(args: argparse.Namespace) -> None:
 
 def cmd_deaths_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
-    if path.suffix.lower() == ".avro":
-        raise InputRejected(
-            [f"{path.name}: Avro container files are read from a later version; give the CSV file"]
-        )
     with open_ledger(args) as ledger:
         result = ledger.import_deaths(path, actor(args))
     out.print(
         f"{args.file}: {result.applied:,} registrations applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
     )
+
+
+def cmd_deaths_publish(args: argparse.Namespace) -> None:
+    from adapters.civil_registry import TOPIC, publish
+
+    bootstrap = os.environ.get("LEDGER_KAFKA")
+    if not bootstrap:
+        raise RuleViolation("deaths publish needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
+    sent = publish(Path(args.file), bootstrap, topic)
+    out.print(f"{args.file}: {sent:,} registrations published to {topic}")
 
 
 def cmd_hold(args: argparse.Namespace) -> None:
@@ -356,7 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     deaths = commands.add_parser("deaths", help="death registrations from civil registries")
     deaths_commands = deaths.add_subparsers(dest="deaths_command", required=True, metavar="COMMAND")
-    p = command(deaths_commands, "import", cmd_deaths_import, "death registrations from a file")
+    p = command(
+        deaths_commands,
+        "import",
+        cmd_deaths_import,
+        "death registrations from a CSV file or an Avro container file",
+    )
+    p.add_argument("file")
+    p = command(
+        deaths_commands,
+        "publish",
+        cmd_deaths_publish,
+        "the registry side: a CSV or Avro container file's registrations to Kafka",
+    )
     p.add_argument("file")
 
     p = command(commands, "hold", cmd_hold, "hold a beneficiary's payments")

@@ -303,6 +303,21 @@ def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
             continue
         numbers.append(number)
         records.append(dict(zip(columns, cells, strict=True)))
+    validated = validate(name, numbers, records, model, problems)
+    return list(zip(numbers, validated, strict=True))
+
+
+def validate(
+    name: str,
+    numbers: Sequence[int],
+    records: list[dict[str, Any]],
+    model: type[RowModel],
+    problems: list[str] | None = None,
+    unit: str = "row",
+) -> list[RowModel]:
+    """Validate records (numbered as the source numbers them: a file's rows, a container
+    file's records); InputRejected lists every problem with its number and field."""
+    problems = list(problems or [])
     try:
         validated = _adapter(model).validate_python(records)
     except ValidationError as err:
@@ -313,15 +328,20 @@ def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
                 field = str(where[0])
             else:  # a check across fields names the field first: "FIELD: message"
                 field, _, message = message.partition(": ")
-            problems.append(f"{name}: row {numbers[int(index)]}: {field}: {message}")
+            problems.append(f"{name}: {unit} {numbers[int(index)]}: {field}: {message}")
         validated = []
     if problems:
         raise InputRejected(sorted(problems, key=_row_order))
-    return list(zip(numbers, validated, strict=True))
+    return validated
 
 
 def _row_order(problem: str) -> tuple[int, str]:
     try:
-        return int(problem.split(": row ", 1)[1].split(":", 1)[0]), problem
+        rest = (
+            problem.split(": row ", 1)[1]
+            if ": row " in problem
+            else problem.split(": record ", 1)[1]
+        )
+        return int(rest.split(":", 1)[0]), problem
     except (IndexError, ValueError):
         return 0, problem

@@ -63,7 +63,7 @@ def query_store(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[An
     import psycopg
 
     with psycopg.connect(url) as con:
-        return con.execute(sql.replace("?", "%s"), params).fetchall()
+        return con.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()
 
 
 def events_table(url: str) -> str:
