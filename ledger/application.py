@@ -8,6 +8,7 @@ order of events (one notification log) for the hash chain and for Kafka.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation, StoreUrlError
@@ -145,7 +146,7 @@ class Ledger:
             self.db = SQLiteDatabase(location.path)
         else:
             self.db = PostgresDatabase(location.url)
-        self.app = LedgerApplication(env=location.eventsourcing_env())
+        self.app = _open_store(location.eventsourcing_env())
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)
         self.projector = Projector()
@@ -246,7 +247,9 @@ class Ledger:
                 actor="ledger",
                 source="reference_data/standard_levels.csv, funeral_multipliers.csv",
             )
-            self.app.save(history)
+            # several processes may open a new store at once: one of them loads it
+            with contextlib.suppress(IntegrityError):
+                self.app.save(history)
 
     def reference_data(self) -> ReferenceData:
         return reference_data(self.db.query("SELECT kind, from_month, value FROM reference_levels"))
@@ -861,6 +864,19 @@ LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
 
 
 _IN_PROVINCE = "b.province_code = ?"
+
+
+def _open_store(env: dict[str, str], attempts: int = 5) -> LedgerApplication:
+    """The event store, its tables created if missing. Processes that open a new PostgreSQL
+    store at the same moment can trip over each other's CREATE statements: try again."""
+    for attempt in range(attempts):
+        try:
+            return LedgerApplication(env=env)
+        except PersistenceError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _check_month(value: str, option: str) -> None:

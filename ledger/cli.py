@@ -152,9 +152,7 @@ def cmd_deaths_import(args: argparse.Namespace) -> None:
 def cmd_deaths_publish(args: argparse.Namespace) -> None:
     from adapters.civil_registry import TOPIC, publish
 
-    bootstrap = os.environ.get("LEDGER_KAFKA")
-    if not bootstrap:
-        raise RuleViolation("deaths publish needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    bootstrap = kafka_bootstrap("deaths publish")
     topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
     sent = publish(Path(args.file), bootstrap, topic)
     out.print(f"{args.file}: {sent:,} registrations published to {topic}")
@@ -253,12 +251,17 @@ def cmd_receivables(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def kafka_bootstrap(command: str) -> str:
+    bootstrap = os.environ.get("LEDGER_KAFKA")
+    if not bootstrap:
+        raise RuleViolation(f"{command} needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    return bootstrap
+
+
 def cmd_publish(args: argparse.Namespace) -> None:
     from adapters.kafka_log import Publisher
 
-    bootstrap = os.environ.get("LEDGER_KAFKA")
-    if not bootstrap:
-        raise RuleViolation("publish needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    bootstrap = kafka_bootstrap("publish")
     with open_ledger(args, read_models="none") as ledger:
         publisher = Publisher(ledger, bootstrap)
         try:
@@ -283,9 +286,7 @@ def cmd_project(args: argparse.Namespace) -> None:
     from adapters.sql import PostgresDatabase
     from adapters.store import StoreLocation
 
-    bootstrap = os.environ.get("LEDGER_KAFKA")
-    if not bootstrap:
-        raise RuleViolation("project needs LEDGER_KAFKA, the Kafka bootstrap servers")
+    bootstrap = kafka_bootstrap("project")
     location = StoreLocation.parse(args.store)
     if location.kind != "postgresql":
         raise RuleViolation(

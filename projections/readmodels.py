@@ -10,6 +10,7 @@ transaction, so each event is applied exactly once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,14 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS audit_trail_aggregate ON audit_trail (aggregate_id)",
 ]
 
+
+# Every read-model table (not the in-process position): what a rebuild must reproduce.
+READ_MODEL_TABLES = tuple(
+    m.group(1)
+    for statement in SCHEMA
+    if (m := re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement))
+    and m.group(1) != "projection_position"
+)
 
 # Amounts added to a beneficiary's balance as an upsert, so that the read models come out
 # the same whatever order events of different aggregates arrive in (Kafka keeps order only

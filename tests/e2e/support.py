@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from projections.readmodels import READ_MODEL_TABLES
 from tests.conftest import events_table, query_store
 
 _SCRIPT = Path(sys.executable).with_name("ledger")
@@ -27,17 +28,7 @@ EXPORT_HEADER = (
 NOTHING_CHANGED = "nothing was changed"
 
 # Every table the ledger writes: a refused command must leave all of them as they were.
-TABLES = (
-    "beneficiaries",
-    "deaths",
-    "reference_levels",
-    "payment_lists",
-    "payment_lines",
-    "balances",
-    "general_ledger",
-    "audit_trail",
-    "projection_position",
-)
+TABLES = (*READ_MODEL_TABLES, "projection_position")
 
 
 @dataclass(frozen=True, repr=False)

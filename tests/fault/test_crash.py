@@ -17,18 +17,9 @@ import pytest
 from ledger.application import Ledger
 from ledger.demo import Story
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
+from projections.readmodels import READ_MODEL_TABLES
 from tests.conftest import settlement, write_csv
 
-READ_MODEL_TABLES = (
-    "beneficiaries",
-    "deaths",
-    "reference_levels",
-    "payment_lists",
-    "payment_lines",
-    "balances",
-    "general_ledger",
-    "audit_trail",
-)
 PERIOD = "2025-07"
 
 

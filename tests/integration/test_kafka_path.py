@@ -19,23 +19,13 @@ from typing import Any
 import pytest
 
 from ledger.application import Ledger
+from projections.readmodels import READ_MODEL_TABLES
 from tests.conftest import Files, death, enrolment, query_store, settlement
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration
 
-READ_MODELS = (
-    "beneficiaries",
-    "deaths",
-    "reference_levels",
-    "payment_lists",
-    "payment_lines",
-    "balances",
-    "general_ledger",
-    "audit_trail",
-    "death_registration_events",
-    "settlement_files",
-)
+READ_MODELS = READ_MODEL_TABLES
 
 
 def kafka_env(kafka: str, store: str, topic: str, **extra: str) -> dict[str, str]:
