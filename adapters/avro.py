@@ -79,19 +79,19 @@ def decode(subject: str, data: bytes) -> dict[str, Any]:
     return record  # type: ignore[return-value]
 
 
-def samples(schema: Any) -> list[Any]:
-    """Records that exercise every field of a parsed schema: one taking the first non-null
-    branch of each union, one taking the last branch (null where it is allowed)."""
-    return [_sample(schema, branch) for branch in (0, -1)]
+def samples(schema: Any, variants: int = 8) -> list[Any]:
+    """Records that exercise every field of a parsed schema: each takes another branch of
+    every union and another symbol of every enum, so that all of them are written once
+    (for unions and enums of up to `variants` members)."""
+    return [_sample(schema, k) for k in range(variants)]
 
 
 def _sample(schema: Any, branch: int) -> Any:
     import datetime
     import uuid
 
-    if isinstance(schema, list):  # a union
-        options = [s for s in schema if s != "null"] if branch == 0 else schema
-        return _sample(options[branch] if options else "null", branch)
+    if isinstance(schema, list):  # a union: the k-th branch
+        return _sample(schema[branch % len(schema)], branch)
     if isinstance(schema, str):
         return {
             "null": None,
@@ -114,7 +114,7 @@ def _sample(schema: Any, branch: int) -> Any:
     if kind == "record":
         return {f["name"]: _sample(f["type"], branch) for f in schema["fields"]}
     if kind == "enum":
-        return schema["symbols"][branch]
+        return schema["symbols"][branch % len(schema["symbols"])]
     if kind == "array":
         return [_sample(schema["items"], branch)]
     if kind == "map":

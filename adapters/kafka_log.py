@@ -78,8 +78,9 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> None:
     finally:
         admin.close()
     problems = []
-    for key in ("retention.ms", "cleanup.policy"):
-        value = found.get(key, {}).get("value")
+    broker_defaults = {"cleanup.policy": "delete", "retention.bytes": "-1"}
+    for key in ("retention.ms", "retention.bytes", "cleanup.policy"):
+        value = found.get(key, {}).get("value", broker_defaults.get(key))
         if value != settings.configs[key]:
             problems.append(
                 f"{key} is {value or 'the broker default'}, must be {settings.configs[key]}"
@@ -114,6 +115,7 @@ class Publisher:
     """Produces the ledger's notification log to Kafka, from where it last got to."""
 
     BATCH = 1000
+    ACK_TIMEOUT = 120.0  # seconds to wait for the brokers before giving up (and stopping)
 
     def __init__(
         self,
@@ -175,18 +177,24 @@ class Publisher:
                     (notes[0].id, notes[-1].id),
                 )
             )
+            futures = []
             for n in notes:
                 state = app.mapper.transcoder.decode(n.state)
                 value = avro.encode(SUBJECT, event_record(n, state, chain.get(n.id)))
-                self.producer.send(
-                    self.settings.name,
-                    key=str(n.originator_id).encode(),
-                    value=value,
-                    headers=[("notification_id", str(n.id).encode())],
+                futures.append(
+                    self.producer.send(
+                        self.settings.name,
+                        key=str(n.originator_id).encode(),
+                        value=value,
+                        headers=[("notification_id", str(n.id).encode())],
+                    )
                 )
-            self.producer.flush()  # everything up to here is acknowledged by the brokers...
+            self.producer.flush(timeout=self.ACK_TIMEOUT)
+            for future in futures:  # flush does not raise: each send is checked, or we stop
+                future.get(timeout=self.ACK_TIMEOUT)  # raises KafkaError: nothing recorded
+            # everything up to here is acknowledged by the brokers, before the position says so
             position = notes[-1].id
-            self._record_position(position)  # ...before the position says so
+            self._record_position(position)
             sent += len(notes)
             self.progress(sent)
 

@@ -91,27 +91,27 @@ class ProjectionWorker:
         return dict(cursor.fetchall())
 
     def _position_new_partitions(self) -> bool:
-        """Seek newly assigned partitions to the offsets the database holds. Done here, after
-        a poll, and never inside the rebalance callback (which must not do database work)."""
+        """After any change of assignment, seek every assigned partition to the offset the
+        database holds, and drop what the poll fetched: records fetched for a partition this
+        worker kept would otherwise be skipped over. Done here, after a poll, and never inside
+        the rebalance callback (which must not do database work)."""
         assigned = set(self.consumer.assignment())
-        self.positioned &= assigned
-        fresh = assigned - self.positioned
-        if not fresh:
+        if assigned == self.positioned:
             return False
         stored = self.stored_offsets()
-        for tp in fresh:
+        for tp in assigned:
             if tp.partition in stored:
                 self.consumer.seek(tp, stored[tp.partition])
             else:
                 self.consumer.seek_to_beginning(tp)
-        self.positioned |= fresh
+        self.positioned = assigned
         return True
 
     def poll_once(self, timeout_ms: int = 1000) -> int:
         """Apply one poll's worth of events; returns how many were new."""
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         if self._position_new_partitions():
-            return 0  # what was fetched before the seek is fetched again from the right place
+            return 0  # what was fetched is fetched again, from the right place
         if not batch:
             return 0
         applied = 0

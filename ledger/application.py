@@ -77,6 +77,14 @@ def _no_progress(what: str, done: int, total: int) -> None:
     pass
 
 
+class ReadModelsBehind(RuleViolation):
+    """The read models (kept by `ledger project`) did not catch up in time."""
+
+
+class RecordedButNotVisible(Exception):
+    """The command's events are stored; only the read models lag behind."""
+
+
 class LedgerApplication(Application):  # type: ignore[type-arg]
     """The event store: aggregates in, events out, one notification log."""
 
@@ -222,7 +230,7 @@ class Ledger:
             if missing == 0:
                 return
             if time.monotonic() > deadline:
-                raise RuleViolation(
+                raise ReadModelsBehind(
                     f"the read models still miss {missing:,} of the events up to notification "
                     f"{latest:,} after {self.READ_MODEL_TIMEOUT:.0f} s: check that `ledger "
                     "publish` and `ledger project` are running (nothing was lost: the events "
@@ -233,7 +241,13 @@ class Ledger:
     def _save(self, *aggregates: Any) -> None:
         if aggregates:
             self.app.save(*aggregates)
-        self.catch_up()
+        try:
+            self.catch_up()
+        except ReadModelsBehind as behind:
+            raise RecordedButNotVisible(
+                "recorded, but the read models do not show it yet: do NOT run the command "
+                f"again. {behind}"
+            ) from None
 
     # Reference data
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from adapters.kafka_log import TopicMisconfigured
 from adapters.store import StoreUrlError
+from ledger.application import RecordedButNotVisible
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
 
@@ -461,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuleViolation, StoreUrlError) as problem:
         err.print(f"refused: {problem}", markup=False)
         return 1
+    except RecordedButNotVisible as warning:
+        err.print(f"warning: {warning}", markup=False)
+        return 0
     except TopicMisconfigured as problem:
         err.print(f"refused: {problem}", markup=False)
         return 1

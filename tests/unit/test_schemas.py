@@ -52,6 +52,9 @@ def test_the_check_catches_a_change_that_strands_old_readers() -> None:
     fewer_symbols = copy.deepcopy(v1)
     fewer_symbols["fields"][1]["type"]["symbols"] = ["REGISTERED", "CORRECTED"]
     assert avro.incompatibility(v1, fewer_symbols) is not None
+    middle_gone = copy.deepcopy(v1)
+    middle_gone["fields"][1]["type"]["symbols"] = ["REGISTERED", "REVOKED"]
+    assert avro.incompatibility(v1, middle_gone) is not None
     with_default = copy.deepcopy(v1)
     with_default["fields"].append(
         {"name": "registry_code", "type": ["null", "string"], "default": None}
