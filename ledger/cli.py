@@ -259,6 +259,16 @@ def kafka_bootstrap(command: str) -> str:
     return bootstrap
 
 
+def follow(what: str, run: Callable[..., int], once: bool) -> int:
+    """Run a log follower until caught up (`once`) or until Ctrl-C; how many it handled."""
+    if not once:
+        err.print(f"{what}; Ctrl-C stops", markup=False)
+    try:
+        return run(once=once)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> None:
     from adapters.kafka_log import Publisher
 
@@ -266,14 +276,9 @@ def cmd_publish(args: argparse.Namespace) -> None:
     with open_ledger(args, read_models="none") as ledger:
         publisher = Publisher(ledger, bootstrap)
         try:
-            if not args.once:
-                err.print(
-                    f"publishing to {publisher.settings.name} on {bootstrap}; Ctrl-C stops",
-                    markup=False,
-                )
-            sent = publisher.run(once=args.once)
-        except KeyboardInterrupt:
-            sent = 0
+            sent = follow(
+                f"publishing to {publisher.settings.name} on {bootstrap}", publisher.run, args.once
+            )
         finally:
             publisher.close()
         out.print(
@@ -297,14 +302,9 @@ def cmd_project(args: argparse.Namespace) -> None:
     db = PostgresDatabase(location.url)
     worker = ProjectionWorker(db, bootstrap)
     try:
-        if not args.once:
-            err.print(
-                f"projecting {worker.settings.name} into the read models; Ctrl-C stops",
-                markup=False,
-            )
-        applied = worker.run(once=args.once)
-    except KeyboardInterrupt:
-        applied = 0
+        applied = follow(
+            f"projecting {worker.settings.name} into the read models", worker.run, args.once
+        )
     finally:
         worker.close()
         db.close()
