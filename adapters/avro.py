@@ -17,7 +17,16 @@ MAGIC = 0
 
 
 class UndecodableMessage(ValueError):
-    """Bytes that are not a message this ledger can read; the reason says why."""
+    """Bytes that are not a message this ledger can read; the message says why."""
+
+    reason = "undecodable"
+
+
+class UnknownSchemaId(UndecodableMessage):
+    """Well-formed bytes whose schema id the registry does not hold for the subject: a
+    registry ahead of this ledger, or a message sent to the wrong topic."""
+
+    reason = "unknown-schema-id"
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ def decode(subject: str, data: bytes) -> dict[str, Any]:
     (schema_id,) = struct.unpack(">I", data[1:5])
     writer = registry().get(schema_id)
     if writer is None or writer.subject != subject:
-        raise UndecodableMessage(f"unknown schema id {schema_id} for {subject}")
+        raise UnknownSchemaId(f"unknown schema id {schema_id} for {subject}")
     try:
         record = fastavro.schemaless_reader(
             io.BytesIO(data[5:]), writer.schema, latest(subject).schema

@@ -5,6 +5,8 @@ that every way in is validated by the same pydantic model."""
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -86,17 +88,9 @@ def publish(path: Path, bootstrap: str, topic: str = TOPIC, partitions: int = 6)
     """The registry side: every registration of a file as a message keyed by personal id, in
     the file's order, in the wire format; returns how many."""
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
 
     rows = read_registrations(path)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        if topic not in admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
+    ensure_topics(bootstrap, [topic], partitions)
     producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     try:
         for _, row in rows:
@@ -107,6 +101,26 @@ def publish(path: Path, bootstrap: str, topic: str = TOPIC, partitions: int = 6)
     finally:
         producer.close()
     return len(rows)
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) -> None:
+    """Create the registry's topics if the broker does not have them yet (a new installation).
+    Their retention is the broker's: the ledger keeps what it applied, and the rejected topic
+    is for people to read and act on."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    replication = int(os.environ.get("LEDGER_KAFKA_REPLICATION", "1"))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        existing = set(admin.list_topics())
+        for topic in topics:
+            if topic not in existing:
+                # another process may create it a moment before us
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(topic, partitions, replication)])
+    finally:
+        admin.close()
 
 
 def read_container(path: Path) -> list[tuple[int, DeathRow]]:

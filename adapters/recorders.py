@@ -1,6 +1,10 @@
 """The event store as `eventsourcing` records it, with two guarantees added in the database
 itself: stored events (and their chain) cannot be updated or deleted, and every event is
-chained by SHA-256 to the one before in the same transaction that appends it."""
+chained by SHA-256 to the one before in the same transaction that appends it.
+
+They are the library's *process* recorders: a save may carry a tracking record (a Kafka
+topic-partition and the next offset to read) that is written in the same transaction as the
+events it caused, and refused when that position was already recorded."""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import ProgrammingError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg.sql import SQL
 
 from adapters.chain import GENESIS, link
 
 CHAIN_TABLE = "event_chain"
+TRACKING_TABLE = "ledger_tracking"  # SQLite's recorder names its own "tracking"
 IMMUTABLE = "stored events are immutable"
 
 
@@ -31,7 +36,7 @@ def _chain(
     return rows
 
 
-class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
@@ -62,8 +67,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         return ids
 
 
-class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("tracking_table_name", TRACKING_TABLE)
         super().__init__(*args, **kwargs)
         schema = self.datastore.schema
         events = f'"{schema}"."{self.events_table_name}"'

@@ -115,6 +115,15 @@ class Beneficiary(Aggregate):
         self.commune_code = commune_code
 
 
+class RegistrationRefused(RuleViolation):
+    """A death registration the record cannot take, with a short code for machines (the
+    reason header of a rejected Kafka message) beside the sentence for people."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DeathRecord(Aggregate):
     """What the civil registries told the ledger about one person's death: every registration,
     correction and revocation, applied once each by `event_id`."""
@@ -148,13 +157,15 @@ class DeathRecord(Aggregate):
         source: str,
     ) -> None:
         if self.in_force is not None and self.in_force != registration_number:
-            raise RuleViolation(
+            raise RegistrationRefused(
+                "already-registered",
                 f"{self.personal_id}: a death is already registered under "
-                f"{self.in_force}; correct or revoke it first"
+                f"{self.in_force}; correct or revoke it first",
             )
         if registration_number in self.registrations:
-            raise RuleViolation(
-                f"registration {registration_number} already exists; send CORRECTED to change it"
+            raise RegistrationRefused(
+                "registration-number-taken",
+                f"registration {registration_number} already exists; send CORRECTED to change it",
             )
         self._registered(
             event_id=event_id,
@@ -192,9 +203,13 @@ class DeathRecord(Aggregate):
     def _known(self, registration_number: str, what: str) -> dict[str, Any]:
         reg = self.registrations.get(registration_number)
         if reg is None:
-            raise RuleViolation(f"{what} of unknown registration {registration_number}")
+            raise RegistrationRefused(
+                "unknown-registration", f"{what} of unknown registration {registration_number}"
+            )
         if reg["revoked"]:
-            raise RuleViolation(f"{what} of revoked registration {registration_number}")
+            raise RegistrationRefused(
+                "revoked-registration", f"{what} of revoked registration {registration_number}"
+            )
         return reg
 
     def correct(

@@ -22,9 +22,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
 
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation, StoreUrlError
@@ -36,6 +37,7 @@ from ledger.aggregates import (
     PaymentList,
     PayrollRegister,
     ReferenceDataHistory,
+    RegistrationRefused,
     UnknownPayment,
     beneficiary_id,
     death_record_id,
@@ -119,6 +121,29 @@ class ExportedFile:
 class ImportResult:
     applied: int
     unchanged: int
+
+
+APPLIED, UNCHANGED, REFUSED = "applied", "unchanged", "refused"
+
+
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """What became of one death registration: applied (it caused events), unchanged (its
+    event_id was applied before) or refused, with a reason code and a sentence."""
+
+    where: str
+    outcome: str
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeathDecision:
+    records: list[DeathRecord]  # with their new events pending
+    outcomes: list[RegistrationOutcome]  # one per registration, in order
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
 
 
 class Ledger:
@@ -420,26 +445,36 @@ class Ledger:
     def apply_death_registrations(
         self, registrations: Sequence[tuple[str, str, DeathRow]], actor: str
     ) -> ImportResult:
-        """Each registration comes with its source (for the audit trail) and where to point an
-        error (file and row, or topic, partition and offset). An event_id already applied,
-        for whichever person, changes nothing."""
+        """A file's registrations, all or none. Each comes with its source (for the audit
+        trail) and where to point an error (file and row). An event_id already applied, for
+        whichever person, changes nothing."""
+        decision = self.decide_death_registrations(registrations, actor)
+        refused = [o for o in decision.outcomes if o.outcome == REFUSED]
+        if refused:
+            raise InputRejected([f"{o.where}: registration_number: {o.detail}" for o in refused])
+        self._save(*decision.records)
+        return ImportResult(decision.count(APPLIED), decision.count(UNCHANGED))
+
+    def decide_death_registrations(
+        self, registrations: Sequence[tuple[str, str, DeathRow]], actor: str
+    ) -> DeathDecision:
+        """What each registration, in order, does to the death records; nothing is saved.
+        The records are read in bulk and are the truth for what a person's registrations
+        are; the `death_registration_events` read model adds event ids applied to another
+        person's record (a registry that reused an id)."""
         seen = self._existing(
             "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
         )
-        records: dict[str, DeathRecord | None] = {}
-        for pid in dict.fromkeys(row.personal_id for _, _, row in registrations):
-            try:
-                records[pid] = self.app.repository.get(death_record_id(pid))
-            except AggregateNotFoundError:
-                records[pid] = None
-        problems: list[str] = []
-        applied = unchanged = 0
+        pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
+        loaded = self._load_aggregates([death_record_id(p) for p in pids])
+        records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
+        changed: dict[str, DeathRecord] = {}
+        outcomes: list[RegistrationOutcome] = []
         for source, where, row in registrations:
             record = records[row.personal_id]
-            if row.event_id in seen:
-                unchanged += 1
+            if row.event_id in seen or (record is not None and record.has_applied(row.event_id)):
+                outcomes.append(RegistrationOutcome(where, UNCHANGED))
                 continue
-            seen.add(row.event_id)
             facts = {
                 "event_id": row.event_id,
                 "registration_number": row.registration_number,
@@ -451,7 +486,7 @@ class Ledger:
             try:
                 if row.event_type == "REGISTERED":
                     if record is None:
-                        record = records[row.personal_id] = DeathRecord(
+                        record = DeathRecord(
                             personal_id=row.personal_id, actor=actor, source=source
                         )
                     record.register(
@@ -461,21 +496,66 @@ class Ledger:
                         claimant=row.claimant,
                     )
                 elif record is None:
-                    raise RuleViolation(
+                    raise RegistrationRefused(
+                        "unknown-registration",
                         f"{row.event_type.lower()} of unknown registration "
-                        f"{row.registration_number}"
+                        f"{row.registration_number}",
                     )
                 elif row.event_type == "CORRECTED":
                     record.correct(**facts, date_of_death=row.date_of_death, claimant=row.claimant)
                 else:
                     record.revoke(**facts)
-                applied += 1
-            except RuleViolation as err:
-                problems.append(f"{where}: registration_number: {err}")
-        if problems:
-            raise InputRejected(problems)
-        self._save(*[r for r in records.values() if r is not None])
-        return ImportResult(applied, unchanged)
+            except RegistrationRefused as refused:
+                outcomes.append(RegistrationOutcome(where, REFUSED, refused.reason, str(refused)))
+                continue
+            # a refused registration triggers no event, so the record holds only applied ones
+            records[row.personal_id] = changed[row.personal_id] = record
+            seen.add(row.event_id)
+            outcomes.append(RegistrationOutcome(where, APPLIED))
+        return DeathDecision(list(changed.values()), outcomes)
+
+    def record_death_registrations(self, decision: DeathDecision, tracking: Tracking) -> None:
+        """Save a decision's events together with the position of the messages it came from,
+        in one transaction. The store refuses a position it already holds (IntegrityError):
+        those messages were applied before, by this consumer or another. Does not wait for
+        read models kept by Kafka: the decisions read the records themselves."""
+        processing = ProcessingEvent(tracking=tracking)  # type: ignore[var-annotated]
+        processing.collect_events(*decision.records)
+        self.app.events.put(processing.events, tracking=tracking)
+        if self.read_models == "in-process":
+            self.catch_up()
+
+    def tracked_position(self, name: str) -> int | None:
+        """The position recorded with the last save tracked under `name`, if any."""
+        return self.app.recorder.max_tracking_id(name)  # type: ignore[attr-defined, no-any-return]
+
+    def _load_aggregates(self, ids: Sequence[UUID]) -> dict[UUID, Any]:
+        """Aggregates by id, read in a few queries rather than one round trip each (a stream
+        of death registrations touches thousands of records a second)."""
+        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+        as_text = self.location.kind == "sqlite"  # SQLite keeps ids as hex text
+        mapper = self.app.mapper
+        aggregates: dict[UUID, Any] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self.db.query(
+                f"SELECT originator_id, originator_version, topic, state FROM {table}"
+                f" WHERE originator_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY originator_id, originator_version",
+                [u.hex if as_text else u for u in chunk],
+            )
+            for originator_id, version, topic, state in rows:
+                event = mapper.to_domain_event(
+                    StoredEvent(
+                        originator_id=UUID(str(originator_id)),
+                        originator_version=version,
+                        topic=topic,
+                        state=bytes(state),
+                    )
+                )
+                previous = aggregates.get(event.originator_id)
+                aggregates[event.originator_id] = event.mutate(previous)  # type: ignore[attr-defined]
+        return aggregates
 
     # Payroll
 

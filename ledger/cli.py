@@ -159,6 +159,58 @@ def cmd_deaths_publish(args: argparse.Namespace) -> None:
     out.print(f"{args.file}: {sent:,} registrations published to {topic}")
 
 
+def cmd_deaths_consume(args: argparse.Namespace) -> None:
+    import time
+
+    from adapters.civil_registry import TOPIC
+    from adapters.death_consumer import DeathRegistrationConsumer, Tally
+
+    bootstrap = kafka_bootstrap("deaths consume")
+    topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
+    last = [time.monotonic()]
+
+    def report(tally: Tally) -> None:  # a line now and then for logs and terminals alike
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            err.print(
+                f"{tally.messages:,} messages: {tally.applied:,} applied, "
+                f"{tally.unchanged:,} unchanged, {sum(tally.rejected.values()):,} rejected",
+                markup=False,
+            )
+
+    # the decisions read the death records themselves, never a read model that may lag:
+    # on PostgreSQL `ledger project` keeps the read models, on SQLite the next command does
+    from adapters.store import StoreLocation
+
+    location = StoreLocation.parse(args.store)
+    read_models = "none" if location.kind == "postgresql" else "in-process"
+    with open_ledger(args, read_models=read_models) as ledger:
+        consumer = DeathRegistrationConsumer(ledger, bootstrap, actor(args), topic, progress=report)
+        try:
+            follow(
+                f"consuming death registrations from {topic} on {bootstrap}",
+                lambda once: consumer.run(once=once).messages,
+                args.once,
+            )
+        finally:
+            consumer.close()
+    tally = consumer.tally
+    table = Table(title=f"death registrations from {topic}")
+    table.add_column("outcome")
+    table.add_column("messages", justify="right")
+    table.add_row("applied", vnd(tally.applied))
+    table.add_row("unchanged (event_id applied before)", vnd(tally.unchanged))
+    for reason, count in sorted(tally.rejected.items()):
+        table.add_row(f"rejected: {reason}", vnd(count))
+    table.add_row("all", vnd(tally.messages), style="bold")
+    out.print(table)
+    if tally.rejected:
+        out.print(f"rejected messages are on {consumer.rejected_topic}, with their reason")
+    positions = ", ".join(f"{p}: {o:,}" for p, o in sorted(tally.next_offsets.items()))
+    if positions:
+        out.print(f"next offsets by partition (recorded in the store): {positions}")
+
+
 def cmd_hold(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         ledger.hold(args.id, args.reason, actor(args))
@@ -261,6 +313,12 @@ def kafka_bootstrap(command: str) -> str:
 
 def follow(what: str, run: Callable[..., int], once: bool) -> int:
     """Run a log follower until caught up (`once`) or until Ctrl-C; how many it handled."""
+    import signal
+
+    def stop(*_: object) -> None:  # `docker stop` and service managers send SIGTERM
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     if not once:
         err.print(f"{what}; Ctrl-C stops", markup=False)
     try:
@@ -372,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
         "death registrations from a CSV file or an Avro container file",
     )
     p.add_argument("file")
+    p = command(
+        deaths_commands,
+        "consume",
+        cmd_deaths_consume,
+        "apply death registrations from Kafka civil-registry.deaths, each exactly once",
+    )
+    p.add_argument("--once", action="store_true", help="stop when caught up")
     p = command(
         deaths_commands,
         "publish",

@@ -321,18 +321,34 @@ def validate(
     try:
         validated = _adapter(model).validate_python(records)
     except ValidationError as err:
-        for e in err.errors(include_url=False):
-            index, *where = e["loc"]
-            message = e["msg"].removeprefix("Value error, ")
-            if where:
-                field = str(where[0])
-            else:  # a check across fields names the field first: "FIELD: message"
-                field, _, message = message.partition(": ")
+        for index, field, message in _field_problems(err):
             problems.append(f"{name}: {unit} {numbers[int(index)]}: {field}: {message}")
         validated = []
     if problems:
         raise InputRejected(sorted(problems, key=_row_order))
     return validated
+
+
+def validate_one(model: type[RowModel], record: dict[str, Any]) -> RowModel | list[tuple[str, str]]:
+    """One record (a Kafka message): the validated row, or its problems as (field, message)."""
+    try:
+        return model.model_validate(record)
+    except ValidationError as err:
+        return [(field, message) for _, field, message in _field_problems(err, indexed=False)]
+
+
+def _field_problems(err: ValidationError, indexed: bool = True) -> list[tuple[Any, str, str]]:
+    """(index, field, message) of each error; index is None when a single record failed."""
+    found = []
+    for e in err.errors(include_url=False):
+        index, *where = e["loc"] if indexed else (None, *e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        if where:
+            field = str(where[0])
+        else:  # a check across fields names the field first: "FIELD: message"
+            field, _, message = message.partition(": ")
+        found.append((index, field, message))
+    return found
 
 
 def _row_order(problem: str) -> tuple[int, str]:
