@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench services-up services-down clean
+.PHONY: demo test lint bench bench-deaths services-up services-down clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ services-down:
 
 bench: $(BIN)/.installed  ## payroll at a tenth of the country (380,000 beneficiaries)
 	$(BIN)/python bench/payroll_bench.py
+
+bench-deaths: $(BIN)/.installed  ## 200,000 death registrations through Kafka into PostgreSQL
+	eval "$$(scripts/services up)" && $(BIN)/python bench/deaths_bench.py
 
 clean: services-down
 	rm -rf $(VENV) .ledger .state out .pytest_cache .mypy_cache .ruff_cache

@@ -130,6 +130,7 @@ class DeathRegistrationConsumer:
             auto_offset_reset="earliest",
             max_poll_records=max_records,
             fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         self.consumer.subscribe([self.topic])
         self.producer = KafkaProducer(

@@ -127,8 +127,10 @@ class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
             )
             row = curs.fetchone()
             previous = bytes.fromhex(row["chain_hash"]) if row else GENESIS
-            curs.executemany(
-                f"INSERT INTO {self.chain_table} VALUES (%s, %s)",
-                _chain(previous, ids, stored_events),
+            rows = _chain(previous, ids, stored_events)
+            # one statement for the batch: executemany costs a round of query handling per row
+            curs.execute(
+                f"INSERT INTO {self.chain_table} SELECT * FROM unnest(%s::bigint[], %s::text[])",
+                ([n for n, _ in rows], [h for _, h in rows]),
             )
         return ids

@@ -132,13 +132,43 @@ class DeathRecord(Aggregate):
     def create_id(personal_id: str, **_: Any) -> UUID:
         return death_record_id(personal_id)
 
-    @event("Opened")
-    def __init__(self, personal_id: str, actor: str, source: str) -> None:
+    @event("Registered")
+    def __init__(
+        self,
+        personal_id: str,
+        event_id: str,
+        registration_number: str,
+        full_name: str,
+        date_of_death: str,
+        registered_at: str,
+        registry_office: str,
+        claimant: dict[str, str] | None,
+        actor: str,
+        source: str,
+    ) -> None:
+        """The first registration of a person's death opens the record (one event, not two:
+        a day of registrations is mostly first ones)."""
         self.personal_id = personal_id
         self.applied_event_ids: set[str] = set()
         # registration number -> its current facts; at most one is in force at a time
         self.registrations: dict[str, dict[str, Any]] = {}
         self.in_force: str | None = None
+        self._put_in_force(event_id, registration_number, date_of_death, claimant)
+
+    def _put_in_force(
+        self,
+        event_id: str,
+        registration_number: str,
+        date_of_death: str,
+        claimant: dict[str, str] | None,
+    ) -> None:
+        self.applied_event_ids.add(event_id)
+        self.registrations[registration_number] = {
+            "date_of_death": date_of_death,
+            "claimant": claimant,
+            "revoked": False,
+        }
+        self.in_force = registration_number
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied_event_ids
@@ -179,7 +209,7 @@ class DeathRecord(Aggregate):
             source=source,
         )
 
-    @event("Registered")
+    @event("RegisteredAgain")  # after the registration in force was revoked
     def _registered(
         self,
         event_id: str,
@@ -192,13 +222,7 @@ class DeathRecord(Aggregate):
         actor: str,
         source: str,
     ) -> None:
-        self.applied_event_ids.add(event_id)
-        self.registrations[registration_number] = {
-            "date_of_death": date_of_death,
-            "claimant": claimant,
-            "revoked": False,
-        }
-        self.in_force = registration_number
+        self._put_in_force(event_id, registration_number, date_of_death, claimant)
 
     def _known(self, registration_number: str, what: str) -> dict[str, Any]:
         reg = self.registrations.get(registration_number)

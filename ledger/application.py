@@ -485,16 +485,16 @@ class Ledger:
             }
             try:
                 if row.event_type == "REGISTERED":
-                    if record is None:
-                        record = DeathRecord(
-                            personal_id=row.personal_id, actor=actor, source=source
-                        )
-                    record.register(
+                    registration: dict[str, Any] = {
                         **facts,
-                        full_name=row.full_name,
-                        date_of_death=row.date_of_death,
-                        claimant=row.claimant,
-                    )
+                        "full_name": row.full_name,
+                        "date_of_death": row.date_of_death,
+                        "claimant": row.claimant,
+                    }
+                    if record is None:
+                        record = DeathRecord(personal_id=row.personal_id, **registration)
+                    else:
+                        record.register(**registration)
                 elif record is None:
                     raise RegistrationRefused(
                         "unknown-registration",

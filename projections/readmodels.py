@@ -145,8 +145,8 @@ class Projector:
             "Beneficiary.PaymentsReleased": self._released,
             "Beneficiary.EntitlementTerminated": self._terminated,
             "Beneficiary.Moved": self._moved,
-            "DeathRecord.Opened": self._death_record_opened,
-            "DeathRecord.Registered": self._death_registered,
+            "DeathRecord.Registered": self._death_record_opened,
+            "DeathRecord.RegisteredAgain": self._death_registered,
             "DeathRecord.Corrected": self._death_corrected,
             "DeathRecord.Revoked": self._death_revoked,
             "ReferenceDataHistory.Loaded": self._reference_loaded,
@@ -291,6 +291,7 @@ class Projector:
             "INSERT INTO deaths (personal_id, aggregate_id, first_recorded_at) VALUES (?, ?, ?)",
             (e.payload["personal_id"], e.aggregate_id, e.recorded_at),
         )
+        self._death_registered(e, w)
 
     @staticmethod
     def _registration_applied(e: RecordedEvent, w: _Writes) -> None:

@@ -135,7 +135,6 @@ def test_every_event_names_who_caused_it_and_from_what(ledger: Ledger, files: Fi
     trail = ledger.db.query("SELECT event_type, actor, source FROM audit_trail")
     assert {t for t, _, _ in trail} >= {
         "Beneficiary.Enrolled",
-        "DeathRecord.Opened",
         "DeathRecord.Registered",
         "PaymentList.Opened",
         "PaymentList.LinesIssued",
