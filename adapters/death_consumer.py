@@ -23,13 +23,16 @@ offsets are written too, for monitoring only: the store is the truth.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Tracking
+import psycopg
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
+from kafka.errors import KafkaError
 
 from adapters import avro
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
@@ -38,6 +41,15 @@ from ledger.inputs import DeathRow, validate_one
 from ledger.rules import RuleViolation
 
 GROUP = "ledger-deaths"
+
+# what a long-running consumer waits out rather than dies of
+OUTAGES: tuple[type[Exception], ...] = (
+    KafkaError,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    sqlite3.OperationalError,
+)
 REJECTED_SUFFIX = ".rejected"
 
 # headers added to a rejected message; the received ones are kept before them
@@ -112,6 +124,7 @@ class DeathRegistrationConsumer:
         group: str = GROUP,
         max_records: int = 5000,
         progress: Callable[[Tally], None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         from kafka import KafkaConsumer, KafkaProducer
 
@@ -121,6 +134,7 @@ class DeathRegistrationConsumer:
         self.rejected_topic = topic + REJECTED_SUFFIX
         self.group = group
         self.progress = progress or (lambda tally: None)
+        self.notice = notice or (lambda text: None)
         self.tally = Tally()
         ensure_topics(bootstrap, [self.topic, self.rejected_topic])
         self.consumer = KafkaConsumer(
@@ -138,7 +152,6 @@ class DeathRegistrationConsumer:
         )
         self.positioned: set[Any] = set()
         self.next_offsets: dict[Any, int] = {}
-        self.last_error = ""
 
     # Where to read from: the store says
 
@@ -250,26 +263,41 @@ class DeathRegistrationConsumer:
         return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
 
     def run(
-        self, once: bool = False, idle_polls: int = 2, assignment_timeout: float = 60.0
+        self,
+        once: bool = False,
+        idle_polls: int = 2,
+        assignment_timeout: float = 60.0,
+        outage_timeout: float = 120.0,
     ) -> Tally:
         """Consume until stopped; with `once`, until every assigned partition is read to its
-        end. Broker outages are waited out: nothing is recorded until the broker has
-        confirmed every rejection."""
-        from kafka.errors import KafkaError
-
+        end. Outages of the broker or the store are waited out (with `once`, for at most
+        `outage_timeout` seconds): nothing is recorded until the broker has confirmed every
+        rejection."""
         quiet = 0
         started = time.monotonic()
+        outage_since: float | None = None
         while True:
             try:
                 n = self.poll_once()
-            except KafkaError as err:
-                # the broker went away while sending rejections: nothing was recorded;
-                # read again from the store's position once it is back
-                self.progress(self.tally)
+                done = once and n == 0 and self.consumer.assignment() and self.caught_up()
+            except OUTAGES as err:
+                # the broker did not confirm the rejections, or the store could not be
+                # reached: nothing was recorded; read again from the store's position
                 self.reposition()
-                self.last_error = f"{type(err).__name__}: {err}"
+                now = time.monotonic()
+                if outage_since is None:
+                    outage_since = now
+                    self.notice(f"waiting for {type(err).__name__}: {err}")
+                if once and now - outage_since > outage_timeout:
+                    raise RuleViolation(
+                        f"gave up after {outage_timeout:.0f} s of {type(err).__name__}: {err}; "
+                        "nothing was lost: run it again once the broker and the store answer"
+                    ) from None
                 time.sleep(1.0)
                 continue
+            if outage_since is not None:
+                outage_since = None
+                self.notice("the outage is over: reading again from the stored position")
             if once:
                 if not self.consumer.assignment():
                     if time.monotonic() - started > assignment_timeout:
@@ -279,7 +307,7 @@ class DeathRegistrationConsumer:
                             f"{self.group} holding them all?"
                         )
                     continue
-                quiet = quiet + 1 if n == 0 and self.caught_up() else 0
+                quiet = quiet + 1 if done else 0
                 if quiet >= idle_polls:
                     return self.tally
 

@@ -185,7 +185,14 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     location = StoreLocation.parse(args.store)
     read_models = "none" if location.kind == "postgresql" else "in-process"
     with open_ledger(args, read_models=read_models) as ledger:
-        consumer = DeathRegistrationConsumer(ledger, bootstrap, actor(args), topic, progress=report)
+        consumer = DeathRegistrationConsumer(
+            ledger,
+            bootstrap,
+            actor(args),
+            topic,
+            progress=report,
+            notice=lambda text: err.print(text, markup=False),
+        )
         try:
             follow(
                 f"consuming death registrations from {topic} on {bootstrap}",
