@@ -17,6 +17,7 @@ from typing import Any
 
 from adapters import avro
 from adapters.kafka_log import SUBJECT, TopicSettings, ensure_topic
+from ledger.rules import RuleViolation
 from projections.readmodels import Projector, RecordedEvent
 
 GROUP = "ledger-read-models"
@@ -167,10 +168,16 @@ class ProjectionWorker:
         to its end."""
         applied = 0
         quiet = 0
+        started = time.monotonic()
         while True:
             n = self.poll_once()
             applied += n
             if once:
+                if not self.consumer.assignment() and time.monotonic() - started > 60:
+                    raise RuleViolation(
+                        f"no partition of {self.settings.name} was assigned to this worker in "
+                        f"60 s: are other workers of group {self.group} holding them all?"
+                    )
                 quiet = quiet + 1 if n == 0 and self.caught_up() else 0
                 if quiet >= idle_polls:
                     return applied
