@@ -26,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
+from eventsourcing.utils import Environment
 
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation, StoreUrlError
@@ -92,6 +93,12 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
 
     name = "Ledger"  # PostgreSQL table ledger_events
     is_snapshotting_enabled = False
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        """Only what the store URL says. The library would also take its keys from the
+        process environment, where one stray variable (POSTGRES_ENABLE_DB_FUNCTIONS=y, or
+        LEDGER_APPLICATION_RECORDER_TOPIC) would bypass the hash chain and the table lock."""
+        return Environment(name, dict(env or {}))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
-from tests.conftest import Files, death, enrolment, settlement
+from tests.conftest import Files, death, enrolment, events_table, settlement
 
 A, B = "001000000001", "001000000002"
 
@@ -145,3 +145,22 @@ def test_every_event_names_who_caused_it_and_from_what(ledger: Ledger, files: Fi
     assert [(t, a, s) for t, a, s in trail if not a or not s] == []
     enrolled = {s for t, _, s in trail if t == "Beneficiary.Enrolled"}
     assert enrolled == {"enrol-1.csv row 2", "enrol-1.csv row 3"}
+
+
+def test_the_process_environment_cannot_swap_the_recorder(
+    store_url: str, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eventsourcing reads its settings from the environment too: a stray variable must not
+    put the stock recorder (no hash chain, no immutability) under the ledger."""
+    stock = {
+        "sqlite": "eventsourcing.sqlite:SQLiteApplicationRecorder",
+        "postgresql": "eventsourcing.postgres:PostgresApplicationRecorder",
+    }["postgresql" if store_url.startswith("postgres") else "sqlite"]
+    monkeypatch.setenv("APPLICATION_RECORDER_TOPIC", stock)
+    monkeypatch.setenv("LEDGER_APPLICATION_RECORDER_TOPIC", stock)
+    monkeypatch.setenv("POSTGRES_ENABLE_DB_FUNCTIONS", "y")
+    with Ledger(store_url) as ledger:
+        ledger.enrol(files.enrolments([enrolment(A), enrolment(B)]), "maker")
+        events = ledger.db.query(f"SELECT COUNT(*) FROM {events_table(store_url)}")[0][0]
+        chained = ledger.db.query("SELECT COUNT(*) FROM event_chain")[0][0]
+    assert events == chained >= 3
