@@ -19,13 +19,15 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy ledger projections adapters
 
 # The whole suite against the real PostgreSQL server and Kafka broker, started by the project
-# itself (scripts/services) and stopped afterwards whatever the result.
+# itself (scripts/services) and stopped afterwards whatever the result, unless they were
+# already running before.
 test: lint  ## lint, type checks and the whole test suite, services included
 	@mkdir -p .state
+	@scripts/services status 2>&1 | grep -c ': up' > .state/was-up || true
 	scripts/services up > .state/services.env
 	@set -a; . ./.state/services.env; set +a; status=0; \
 	  $(BIN)/pytest || status=$$?; \
-	  scripts/services down; exit $$status
+	  if [ "$$(cat .state/was-up)" != 2 ]; then scripts/services down; fi; exit $$status
 
 services-up:  ## PostgreSQL and Kafka on loopback, for running pytest by hand
 	@scripts/services up
