@@ -40,7 +40,7 @@ from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, validate_one
 from ledger.rules import RuleViolation
 
-GROUP = "ledger-deaths"
+GROUP = "ledger-deaths"  # LEDGER_DEATHS_GROUP: one group per store that consumes the topic
 
 # what a long-running consumer waits out rather than dies of
 OUTAGES: tuple[type[Exception], ...] = (
@@ -145,6 +145,9 @@ class DeathRegistrationConsumer:
             max_poll_records=max_records,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            # a consumer killed without leaving its group holds its partitions this long
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
         self.consumer.subscribe([self.topic])
         self.producer = KafkaProducer(
@@ -254,6 +257,13 @@ class DeathRegistrationConsumer:
             future.get(timeout=60)  # raises if the broker did not take it
 
     # Running
+
+    @property
+    def unassigned(self) -> list[int]:
+        """Partitions of the topic that another consumer of the group holds."""
+        every = self.consumer.partitions_for_topic(self.topic) or set()
+        mine = {tp.partition for tp in self.consumer.assignment()}
+        return sorted(every - mine)
 
     def caught_up(self) -> bool:
         assigned = list(self.consumer.assignment())

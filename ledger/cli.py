@@ -163,7 +163,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     import time
 
     from adapters.civil_registry import TOPIC
-    from adapters.death_consumer import DeathRegistrationConsumer, Tally
+    from adapters.death_consumer import GROUP, DeathRegistrationConsumer, Tally
 
     bootstrap = kafka_bootstrap("deaths consume")
     topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
@@ -190,6 +190,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
             bootstrap,
             actor(args),
             topic,
+            group=os.environ.get("LEDGER_DEATHS_GROUP", GROUP),
             progress=report,
             notice=lambda text: err.print(text, markup=False),
         )
@@ -199,6 +200,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
                 lambda once: consumer.run(once=once).messages,
                 args.once,
             )
+            unassigned = consumer.unassigned if args.once else []
         finally:
             consumer.close()
     tally = consumer.tally
@@ -216,6 +218,11 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     positions = ", ".join(f"{p}: {o:,}" for p, o in sorted(tally.next_offsets.items()))
     if positions:
         out.print(f"next offsets by partition (recorded in the store): {positions}")
+    if unassigned:
+        out.print(
+            f"partitions {', '.join(map(str, unassigned))} of {topic} went to another "
+            f"consumer of group {consumer.group}, not read here"
+        )
 
 
 def cmd_hold(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ files. Where the services come from is tests/services.py's business."""
 from __future__ import annotations
 
 import csv
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -125,6 +126,19 @@ def death(personal_id: str, **overrides: Any) -> dict[str, Any]:
     }
     row.update(overrides)
     return row
+
+
+# the overrides that make a `death` row a revocation (no date, no claimant)
+REVOKE = {
+    "event_type": "REVOKED",
+    "date_of_death": "",
+    "claimant_personal_id": "",
+    "claimant_name": "",
+    "claimant_channel": "",
+}
+
+# the audit trail's source of an event caused by a consumed Kafka message
+SOURCE = re.compile(r"^(?P<topic>\S+) partition (?P<partition>\d+) offset (?P<offset>\d+)")
 
 
 def settlement(payment_id: str, status: str = "PAID", **overrides: Any) -> dict[str, Any]:

@@ -26,19 +26,10 @@ from adapters.civil_registry import SUBJECT, avro_record, ensure_topics
 from adapters.death_consumer import REJECTED_SUFFIX, tracking_name
 from ledger.application import Ledger
 from ledger.inputs import DeathRow
-from tests.conftest import Files, death, enrolment, query_store
+from tests.conftest import REVOKE, SOURCE, Files, death, enrolment, query_store
 from tests.integration.test_publish import consume_all
 
 pytestmark = pytest.mark.integration
-
-SOURCE = re.compile(r"^(?P<topic>\S+) partition (?P<partition>\d+) offset (?P<offset>\d+)")
-REVOKE = {
-    "event_type": "REVOKED",
-    "date_of_death": "",
-    "claimant_personal_id": "",
-    "claimant_name": "",
-    "claimant_channel": "",
-}
 
 
 def v1_bytes(row: dict[str, Any]) -> bytes:

@@ -21,7 +21,7 @@ from adapters.civil_registry import SUBJECT, avro_record
 from adapters.death_consumer import Rejection, registration_of, tracking_name
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, InputRejected
-from tests.conftest import Files, death, enrolment, query_store
+from tests.conftest import REVOKE, Files, death, enrolment, query_store
 
 TOPIC = "civil-registry.deaths"
 
@@ -141,25 +141,9 @@ def test_each_registration_is_decided_in_order(ledger: Ledger) -> None:
         dict(first),  # the same event again: unchanged
         death(pid, registration_number="KT-2"),  # a second death while KT-1 is in force
         death(pid, event_type="CORRECTED", registration_number="KT-9"),  # unknown number
-        death(
-            "001000000002",
-            event_type="REVOKED",
-            registration_number="KT-3",
-            date_of_death="",
-            claimant_personal_id="",
-            claimant_name="",
-            claimant_channel="",
-        ),
+        death("001000000002", registration_number="KT-3") | REVOKE,
         death(pid, event_type="CORRECTED", registration_number="KT-1", date_of_death="2025-07-10"),
-        death(
-            pid,
-            event_type="REVOKED",
-            registration_number="KT-1",
-            date_of_death="",
-            claimant_personal_id="",
-            claimant_name="",
-            claimant_channel="",
-        ),
+        death(pid, registration_number="KT-1") | REVOKE,
         death(pid, event_type="CORRECTED", registration_number="KT-1"),  # revoked
         death(pid, registration_number="KT-1"),  # a revoked number is not used again
         death(pid, registration_number="KT-4"),  # after a revocation a new one is valid
