@@ -16,7 +16,7 @@ demo: $(BIN)/.installed  ## the whole story on a synthetic data set, embedded st
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy ledger projections adapters
+	$(BIN)/mypy ledger projections adapters replay
 
 # The whole suite against the real PostgreSQL server and Kafka broker, started by the project
 # itself (scripts/services) and stopped afterwards whatever the result, unless they were

@@ -50,6 +50,19 @@ class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
                     f"BEFORE {operation} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, '{IMMUTABLE}: {operation} refused'); END"
                 )
+        # INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger
+        statements.append(
+            f"CREATE TRIGGER IF NOT EXISTS {CHAIN_TABLE}_no_replace BEFORE INSERT ON "
+            f"{CHAIN_TABLE} WHEN EXISTS (SELECT 1 FROM {CHAIN_TABLE} WHERE notification_id = "
+            f"NEW.notification_id) BEGIN SELECT RAISE(ABORT, '{IMMUTABLE}: REPLACE refused'); END"
+        )
+        statements.append(
+            f"CREATE TRIGGER IF NOT EXISTS {self.events_table_name}_no_replace BEFORE INSERT ON "
+            f"{self.events_table_name} WHEN EXISTS (SELECT 1 FROM {self.events_table_name} "
+            "WHERE originator_id = NEW.originator_id AND originator_version = "
+            f"NEW.originator_version) BEGIN SELECT RAISE(ABORT, '{IMMUTABLE}: REPLACE refused'); "
+            "END"
+        )
         return statements
 
     def _insert_events(

@@ -213,37 +213,41 @@ class Ledger:
             return 0
         if self.read_models == "none":
             return 0
-        recorder = self.app.recorder
-        transcoder = self.app.mapper.transcoder
         applied = 0
         while True:
             with self.db.transaction() as cursor:
-                position = self.projector.position_in(cursor)
-                notes = recorder.select_notifications(  # type: ignore[attr-defined]
-                    start=position, limit=self.NOTIFICATION_BATCH, inclusive_of_start=False
-                )
-                if not notes:
+                batch = self.recorded_events(self.projector.position_in(cursor))
+                if not batch:
                     return applied
-                batch: list[RecordedEvent] = []
-                size = 0
-                for n in notes:
-                    state = transcoder.decode(n.state)
-                    recorded_at = state.pop("timestamp")
-                    batch.append(
-                        RecordedEvent(
-                            notification_id=n.id,
-                            aggregate_id=str(n.originator_id),
-                            version=n.originator_version,
-                            type=n.topic.rsplit(":", 1)[1],
-                            recorded_at=recorded_at.isoformat(),
-                            payload=state,
-                        )
-                    )
-                    size += len(n.state)
-                    if size > self.APPLY_BYTES:
-                        break
                 self.projector.apply(cursor, batch)
                 applied += len(batch)
+
+    def recorded_events(self, after: int) -> list[RecordedEvent]:
+        """The next stored events after a notification id, as the projections see them: a
+        batch bounded in count and bytes; empty at the end of the log."""
+        transcoder = self.app.mapper.transcoder
+        notes = self.app.recorder.select_notifications(  # type: ignore[attr-defined]
+            start=after, limit=self.NOTIFICATION_BATCH, inclusive_of_start=False
+        )
+        batch: list[RecordedEvent] = []
+        size = 0
+        for n in notes:
+            state = transcoder.decode(n.state)
+            recorded_at = state.pop("timestamp")
+            batch.append(
+                RecordedEvent(
+                    notification_id=n.id,
+                    aggregate_id=str(n.originator_id),
+                    version=n.originator_version,
+                    type=n.topic.rsplit(":", 1)[1],
+                    recorded_at=recorded_at.isoformat(),
+                    payload=state,
+                )
+            )
+            size += len(n.state)
+            if size > self.APPLY_BYTES:
+                break
+        return batch
 
     READ_MODEL_TIMEOUT = float(os.environ.get("LEDGER_READ_TIMEOUT", "60"))
 

@@ -318,6 +318,31 @@ def cmd_receivables(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    from replay.verify import dumps, verify
+
+    with open_ledger(args) as ledger:
+        report = verify(ledger)
+    if args.json:
+        out.print_json(dumps(report))
+    else:
+        table = Table(title="verify: the stored history and what is derived from it")
+        for heading in ("check", "result", "what was checked or found"):
+            table.add_column(heading)
+        for check in report.checks:
+            result = "ok" if check.ok else f"FAILED ({len(check.findings)})"
+            table.add_row(check.name, result, check.summary if check.ok else check.findings[0])
+            for finding in check.findings[1:]:
+                table.add_row("", "", finding)
+        out.print(table)
+    if not report.ok:
+        raise RuleViolation(
+            "verify found the problems above: keep the store as it is (do not run commands "
+            "that write) and compare it with a backup and with Kafka ledger.events"
+        )
+    out.print("the history is intact and everything derived from it agrees")
+
+
 def kafka_bootstrap(command: str) -> str:
     bootstrap = os.environ.get("LEDGER_KAFKA")
     if not bootstrap:
@@ -506,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
+    p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
     p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
     p.add_argument(
         "--period",

@@ -1,0 +1,63 @@
+"""Read models rebuilt from the stored events by the same `Projector` that keeps the live ones,
+into a database of their own: what `verify` compares the live read models with, and what
+`replay` shows an auditor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ledger.application import Ledger
+from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
+
+
+def stored_events(ledger: Ledger) -> Iterator[list[RecordedEvent]]:
+    """Every stored event in notification order, in batches."""
+    after = 0
+    while batch := ledger.recorded_events(after):
+        yield batch
+        after = batch[-1].notification_id
+
+
+def rebuild(
+    target: Any,
+    batches: Iterable[list[RecordedEvent]],
+    keep: Callable[[RecordedEvent], bool] = lambda e: True,
+    progress: Callable[[int], None] = lambda applied: None,
+) -> int:
+    """Project the events `keep` accepts into `target` (a read-model database with no read
+    models yet); returns how many were applied."""
+    projector = Projector()
+    with target.transaction() as cursor:
+        Projector.create_schema(cursor)
+    applied = 0
+    for batch in batches:
+        kept = [e for e in batch if keep(e)]
+        if kept:
+            with target.transaction() as cursor:
+                projector.apply(cursor, kept, move_position=False)
+            applied += len(kept)
+            progress(applied)
+    return applied
+
+
+def table_rows(db: Any, table: str) -> list[tuple[Any, ...]]:
+    """A table's rows in a stable order, whatever order the projection wrote them in."""
+    return sorted((tuple(r) for r in db.query(f"SELECT * FROM {table}")), key=repr)
+
+
+def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]:
+    """Per read-model table, the rows that are in one and not the other (a few of each)."""
+    found: dict[str, list[str]] = {}
+    for table in READ_MODEL_TABLES:
+        a, b = table_rows(live, table), table_rows(rebuilt, table)
+        if a == b:
+            continue
+        in_a, in_b = set(a), set(b)
+        only_live = [r for r in a if r not in in_b]
+        only_rebuilt = [r for r in b if r not in in_a]
+        lines = [f"{len(a):,} rows kept, {len(b):,} from the events"]
+        lines += [f"kept, not from the events: {r}" for r in only_live[:limit]]
+        lines += [f"from the events, not kept: {r}" for r in only_rebuilt[:limit]]
+        found[table] = lines
+    return found

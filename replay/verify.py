@@ -1,0 +1,296 @@
+"""`ledger verify`: prove that the stored history is intact and that everything derived from it
+agrees with it.
+
+1. **The hash chain.** Every stored event is hashed with its notification id, aggregate,
+   version, type and bytes, chained to the previous event's hash (adapters/chain.py), and
+   compared with the chain the recorder wrote in the append transaction. The first altered,
+   missing, inserted or reordered record is named; each link is checked against the stored
+   previous link, so one altered event is one finding, not every event after it.
+2. **The guards.** The triggers that refuse UPDATE, DELETE and TRUNCATE are in place and on.
+3. **The books.** Every transfer recomputed from the events: debits equal credits overall and
+   the recomputed accounts equal the general ledger kept; the payable subledger (per person)
+   reconciles with its control account.
+4. **The read models.** Rebuilt from the events into a scratch database by the same projection
+   code and compared table by table with the ones kept.
+
+What the chain cannot prove alone: someone able to rewrite both the events and the whole chain
+after them. The chain hash of every event is also on Kafka `ledger.events`; comparing the head
+with it is the external anchor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from adapters.chain import GENESIS, link
+from adapters.recorders import CHAIN_TABLE
+from adapters.sql import SQLiteDatabase
+from ledger.application import Ledger
+from ledger.books import PAYABLE, post, transfers_of
+from replay.rebuild import differences, rebuild, stored_events
+
+MAX_FINDINGS = 20
+
+
+@dataclass
+class Check:
+    name: str
+    findings: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def verify(ledger: Ledger, scratch: Path | None = None) -> Report:
+    return Report(
+        [
+            check_chain(ledger),
+            check_guards(ledger),
+            check_books(ledger),
+            check_read_models(ledger, scratch),
+        ]
+    )
+
+
+# 1. The hash chain
+
+
+@dataclass(frozen=True)
+class _Stored:
+    notification_id: int
+    originator_id: str
+    version: int
+    topic: str
+    state: bytes
+
+
+def _events(ledger: Ledger) -> Iterator[_Stored]:
+    """The events table as stored, in notification order, read in pages by id (the read-
+    model connection, not the recorder: what is on disk, whatever the library would do)."""
+    sqlite = ledger.location.kind == "sqlite"
+    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
+    nid = "rowid" if sqlite else "notification_id"
+    after = 0
+    while True:
+        rows = ledger.db.query(
+            f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
+            f" WHERE {nid} > ? ORDER BY {nid} LIMIT 5000",
+            (after,),
+        )
+        if not rows:
+            return
+        for n, oid, version, topic, state in rows:
+            yield _Stored(int(n), str(UUID(str(oid))), int(version), topic, bytes(state))
+        after = int(rows[-1][0])
+
+
+def _links(ledger: Ledger) -> Iterator[tuple[int, str]]:
+    after = 0
+    while True:
+        rows = ledger.db.query(
+            f"SELECT notification_id, chain_hash FROM {CHAIN_TABLE}"
+            " WHERE notification_id > ? ORDER BY notification_id LIMIT 5000",
+            (after,),
+        )
+        if not rows:
+            return
+        for n, h in rows:
+            yield int(n), str(h)
+        after = int(rows[-1][0])
+
+
+def _hash(previous: bytes, e: _Stored, at: int | None = None) -> str:
+    n = e.notification_id if at is None else at
+    return link(previous, n, e.originator_id, e.version, e.topic, e.state).hex()
+
+
+def check_chain(ledger: Ledger) -> Check:
+    check = Check("hash chain")
+    events, links = _events(ledger), _links(ledger)
+    e, c = next(events, None), next(links, None)
+    previous = GENESIS
+    checked = 0
+    mismatched: list[tuple[_Stored, bytes, str]] = []  # (event, previous link, its link)
+    while e is not None or c is not None:
+        if c is None or (e is not None and e.notification_id < c[0]):
+            assert e is not None
+            check.findings.append(
+                f"notification {e.notification_id}: an event with no chain link: it was "
+                "added outside the ledger"
+            )
+            e = next(events, None)
+            continue
+        if e is None or c[0] < e.notification_id:
+            check.findings.append(
+                f"notification {c[0]}: missing: the chain has its link, the events table has "
+                "no event (deleted)"
+            )
+            previous = bytes.fromhex(c[1])
+            c = next(links, None)
+            continue
+        checked += 1
+        if _hash(previous, e) != c[1]:
+            mismatched.append((e, previous, c[1]))
+        previous = bytes.fromhex(c[1])
+        e, c = next(events, None), next(links, None)
+    check.findings.extend(_explain_mismatches(mismatched))
+    check.findings.sort(key=lambda f: int(re.match(r"notification (\d+)", f)[1]))  # type: ignore[index]
+    del check.findings[MAX_FINDINGS:]
+    check.summary = f"{checked:,} events, each linked to the one before"
+    return check
+
+
+def _explain_mismatches(mismatched: list[tuple[_Stored, bytes, str]]) -> list[str]:
+    """An event whose bytes do not give its link: altered, or moved from another place (two
+    events swapped: each gives the link of the other's place), or its link was altered, or
+    an event before it was removed with its link."""
+    findings: list[str] = []
+    paired: set[int] = set()
+    for i, (a, prev_a, link_a) in enumerate(mismatched):
+        if a.notification_id in paired:
+            continue
+        for b, prev_b, link_b in mismatched[i + 1 :]:
+            if _hash(prev_b, a, b.notification_id) == link_b and (
+                _hash(prev_a, b, a.notification_id) == link_a
+            ):
+                findings.append(
+                    f"notification {a.notification_id}, {b.notification_id}: reordered: the "
+                    "two events were swapped"
+                )
+                paired |= {a.notification_id, b.notification_id}
+                break
+        else:
+            findings.append(
+                f"notification {a.notification_id}: altered: its stored bytes (aggregate "
+                f"{a.originator_id} version {a.version}, {a.topic.rsplit(':', 1)[-1]}) do "
+                "not give the chain link recorded with it, or an event just before it was "
+                "removed together with its link"
+            )
+    return findings
+
+
+# 2. The guards
+
+
+def check_guards(ledger: Ledger) -> Check:
+    check = Check("immutability guards")
+    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
+    if ledger.location.kind == "sqlite":
+        found = {
+            r[0] for r in ledger.db.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        }
+        wanted = {f"{t}_no_{op}" for t in (table, CHAIN_TABLE) for op in ("update", "delete")}
+        for name in sorted(wanted - found):
+            check.findings.append(f"trigger {name} is missing: the table can be changed")
+    else:
+        rows = ledger.db.query(
+            "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname LIKE 'ledger_%'"
+        )
+        state = {(r[0], r[1]): r[2] for r in rows}
+        for relation, name in (
+            (table, "ledger_events_immutable"),
+            (table, "ledger_events_no_truncate"),
+            (CHAIN_TABLE, "ledger_chain_immutable"),
+            (CHAIN_TABLE, "ledger_chain_no_truncate"),
+        ):
+            enabled = state.get((relation, name))
+            if enabled is None:
+                check.findings.append(f"trigger {name} on {relation} is missing")
+            elif enabled == "D":
+                check.findings.append(f"trigger {name} on {relation} is disabled")
+    check.summary = "UPDATE, DELETE and TRUNCATE refused on the events and the chain"
+    return check
+
+
+# 3. The books
+
+
+def check_books(ledger: Ledger) -> Check:
+    check = Check("books")
+    accounts: dict[str, list[int]] = {}
+    for batch in stored_events(ledger):
+        for e in batch:
+            post(transfers_of(e.type, e.payload), accounts)
+    debits = sum(d for d, _ in accounts.values())
+    credits = sum(c for _, c in accounts.values())
+    if debits != credits:
+        check.findings.append(f"debits {debits:,} VND and credits {credits:,} VND differ")
+    kept = {a: [d, c] for a, d, c in ledger.general_ledger()}
+    for account in sorted(set(accounts) | set(kept)):
+        want, got = accounts.get(account, [0, 0]), kept.get(account, [0, 0])
+        if want != got:
+            check.findings.append(
+                f"account {account}: the general ledger keeps debits {got[0]:,} and credits "
+                f"{got[1]:,} VND; the events give {want[0]:,} and {want[1]:,}"
+            )
+    by_class: dict[str, list[int]] = {}
+    for account, (d, c) in accounts.items():
+        totals = by_class.setdefault(account.split(":", 1)[0], [0, 0])
+        totals[0] += d
+        totals[1] += c
+    subledger = ledger.db.query(
+        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
+        " FROM balances"
+    )[0][0]
+    control = accounts.get(PAYABLE, [0, 0])
+    if subledger != control[1] - control[0]:
+        check.findings.append(
+            f"the payable subledger sums to {subledger:,} VND, its control account to "
+            f"{control[1] - control[0]:,} VND"
+        )
+    classes = ", ".join(f"{k} {d - c:,}" for k, (d, c) in sorted(by_class.items()))
+    check.summary = (
+        f"debits = credits = {debits:,} VND; balances by class: {classes}; "
+        f"payable subledger {subledger:,} VND = control account"
+    )
+    return check
+
+
+# 4. The read models
+
+
+def check_read_models(ledger: Ledger, scratch: Path | None = None) -> Check:
+    check = Check("read models")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite")
+        try:
+            applied = rebuild(target, stored_events(ledger))
+            for table, lines in differences(ledger.db, target).items():
+                check.findings.append(f"{table}: " + "; ".join(lines))
+        finally:
+            target.close()
+    check.summary = f"rebuilt from {applied:,} events: every table equal"
+    return check
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "checks": [
+            {"check": c.name, "ok": c.ok, "summary": c.summary, "findings": c.findings}
+            for c in report.checks
+        ],
+    }
+
+
+def dumps(report: Report) -> str:
+    return json.dumps(as_json(report), ensure_ascii=False, indent=2)

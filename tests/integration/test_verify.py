@@ -1,0 +1,164 @@
+"""`ledger verify` against an attacker who can run SQL on the store, on both kinds of store:
+with the guards switched off they change, remove and swap stored events and change a read
+model; verify names each, and passes an untouched store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger
+from replay.verify import verify
+from tests.conftest import Files, query_store
+from tests.integration.test_store_guarantees import fill, stored, tamper
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def filled(store_url: str, files: Files) -> str:
+    with Ledger(store_url) as ledger:
+        fill(ledger, files)
+    return store_url
+
+
+def sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def guards_off(url: str) -> None:
+    """What an attacker with the database owner's rights does first."""
+    if sqlite(url):
+        for table in ("stored_events", "event_chain"):
+            for op in ("update", "delete"):
+                assert tamper(url, f"DROP TRIGGER {table}_no_{op}") == ""
+    else:
+        for table, name in (("ledger_events", "events"), ("event_chain", "chain")):
+            assert tamper(url, f"ALTER TABLE {table} DISABLE TRIGGER ledger_{name}_immutable") == ""
+
+
+def findings(url: str) -> dict[str, list[str]]:
+    with Ledger(url, read_models="none") as ledger:
+        report = verify(ledger)
+    return {c.name: c.findings for c in report.checks}
+
+
+def test_an_untouched_store_verifies(filled: str) -> None:
+    assert findings(filled) == {
+        "hash chain": [],
+        "immutability guards": [],
+        "books": [],
+        "read models": [],
+    }
+
+
+def test_an_altered_event_is_named(filled: str) -> None:
+    n, *_ = stored(filled)[5]
+    guards_off(filled)
+    events = "stored_events" if sqlite(filled) else "ledger_events"
+    nid = "rowid" if sqlite(filled) else "notification_id"
+    text = "CAST(state AS TEXT)" if sqlite(filled) else "convert_from(state, 'UTF8')"
+    edited = f"replace({text}, '2025', '2024')"
+    as_bytes = f"CAST({edited} AS BLOB)" if sqlite(filled) else f"convert_to({edited}, 'UTF8')"
+    change = f"UPDATE {events} SET state = {as_bytes}"
+    assert tamper(filled, f"{change} WHERE {nid} = {n}") == ""
+    found = findings(filled)
+    assert found["hash chain"][0].startswith(f"notification {n}: altered")
+    assert len(found["hash chain"]) == 1  # one altered event is one finding
+
+
+def test_switched_off_guards_are_named(filled: str) -> None:
+    with Ledger(filled, read_models="none") as ledger:  # opening puts missing guards back
+        guards_off(filled)
+        found = verify(ledger).checks[1].findings
+    assert len(found) == (4 if sqlite(filled) else 2)
+    assert all(("missing" if sqlite(filled) else "disabled") in f for f in found)
+
+
+def test_a_deleted_event_is_named(filled: str) -> None:
+    n, *_ = stored(filled)[7]
+    guards_off(filled)
+    events, nid = (
+        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
+    )
+    assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
+    assert findings(filled)["hash chain"][0].startswith(f"notification {n}: missing")
+
+
+def test_an_event_deleted_with_its_link_is_found_at_the_next(filled: str) -> None:
+    rows = stored(filled)
+    n, after = rows[7][0], rows[8][0]
+    guards_off(filled)
+    events, nid = (
+        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
+    )
+    assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
+    assert tamper(filled, f"DELETE FROM event_chain WHERE notification_id = {n}") == ""
+    assert findings(filled)["hash chain"][0].startswith(f"notification {after}: ")
+
+
+def test_two_swapped_events_are_named(filled: str) -> None:
+    rows = stored(filled)
+    a, b = rows[3][0], rows[9][0]
+    guards_off(filled)
+    events, nid = (
+        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
+    )
+    for step in ((a, -1), (b, a), (-1, b)):  # one statement would trip the unique index
+        assert (
+            tamper(filled, f"UPDATE {events} SET {nid} = {step[1]} WHERE {nid} = {step[0]}") == ""
+        )
+    assert findings(filled)["hash chain"] == [
+        f"notification {a}, {b}: reordered: the two events were swapped"
+    ]
+
+
+def test_a_changed_read_model_is_named(filled: str) -> None:
+    assert tamper(filled, "UPDATE balances SET allowance_credited = allowance_credited + 1") == ""
+    found = findings(filled)
+    assert found["hash chain"] == []
+    assert any(f.startswith("balances: ") for f in found["read models"])
+    assert any("subledger" in f for f in found["books"])
+
+
+def test_insert_or_replace_cannot_rewrite_a_stored_event(tmp_path: Path, files: Files) -> None:
+    filled = f"sqlite:///{tmp_path / 'ledger.sqlite'}"  # INSERT OR REPLACE is SQLite's
+    with Ledger(filled) as ledger:
+        fill(ledger, files)
+    refused = tamper(
+        filled,
+        "INSERT OR REPLACE INTO stored_events SELECT originator_id, originator_version, topic,"
+        " x'00' FROM stored_events LIMIT 1",
+    )
+    assert "immutable" in refused
+    assert findings(filled)["hash chain"] == []
+
+
+def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path) -> None:
+    env = {**os.environ, "LEDGER_STORE": filled}
+    env.pop("LEDGER_KAFKA", None)
+    ok = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "the history is intact" in ok.stdout
+    n, *_ = stored(filled)[2]
+    guards_off(filled)
+    events, nid = (
+        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
+    )
+    assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
+    bad = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert re.search(rf"notification {n}: missing", bad.stdout), bad.stdout
+    assert "FAILED" in bad.stdout
+    assert "keep the store as it is" in bad.stderr
+    counted = query_store(filled, "SELECT COUNT(*) FROM event_chain")[0][0]
+    assert counted == len(stored(filled)) + 1
