@@ -301,8 +301,10 @@ class Ledger:
             with contextlib.suppress(IntegrityError):
                 self.app.save(history)
 
-    def reference_data(self) -> ReferenceData:
-        return reference_data(self.db.query("SELECT kind, from_month, value FROM reference_levels"))
+    def reference_data(self, db: ReadModelDatabase | None = None) -> ReferenceData:
+        return reference_data(
+            (db or self.db).query("SELECT kind, from_month, value FROM reference_levels")
+        )
 
     def standard_levels(self) -> list[tuple[str, int, str]]:
         return self.db.query(
@@ -570,10 +572,12 @@ class Ledger:
 
     # Payroll
 
-    def _accounts(self, where: str, params: Sequence[Any]) -> Iterator[Account]:
+    def _accounts(
+        self, where: str, params: Sequence[Any], db: ReadModelDatabase | None = None
+    ) -> Iterator[Account]:
         """Beneficiaries as the rules see them, read in one query."""
         coefficients: dict[str, Decimal] = {}
-        for r in self.db.query(f"{_ACCOUNTS_SQL} WHERE {where}", params):
+        for r in (db or self.db).query(f"{_ACCOUNTS_SQL} WHERE {where}", params):
             (
                 pid,
                 name,
@@ -624,13 +628,16 @@ class Ledger:
                 credited_through=parse_month(through) if through else None,
             )
 
-    def draft(self, period: str, province_code: str) -> DraftList:
-        """The list the current history gives (rule 3); nothing is recorded."""
+    def draft(
+        self, period: str, province_code: str, db: ReadModelDatabase | None = None
+    ) -> DraftList:
+        """The list the current history gives (rule 3); nothing is recorded. With `db`, the
+        list that read models rebuilt elsewhere give (an auditor's replay)."""
         return draft_list(
             parse_month(period),
             province_code,
-            self._accounts(_IN_PROVINCE, (province_code,)),
-            self.reference_data(),
+            self._accounts(_IN_PROVINCE, (province_code,), db),
+            self.reference_data(db),
         )
 
     def _provinces(self, period: str, province_code: str | None) -> list[str]:
@@ -998,9 +1005,9 @@ def _row_key(problem: str) -> tuple[int, str]:
         return 0, problem
 
 
-def _write_export(
-    out_dir: Path, period: str, summary: ListSummary, channel: str, rows: Iterable[tuple[Any, ...]]
-) -> ExportedFile:
+def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
+    """A payment file as the contract gives it, from lines ordered by payment_id: its bytes,
+    its row count and its total amount."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(LINE_FIELDS)
@@ -1009,7 +1016,13 @@ def _write_export(
         writer.writerow(row)
         count += 1
         total += row[14]
-    data = buffer.getvalue().encode("utf-8")
+    return buffer.getvalue().encode("utf-8"), count, total
+
+
+def _write_export(
+    out_dir: Path, period: str, summary: ListSummary, channel: str, rows: Iterable[tuple[Any, ...]]
+) -> ExportedFile:
+    data, count, total = export_bytes(rows)
     digest = hashlib.sha256(data).hexdigest()
     stem = f"{period}_{summary.province_code}_{channel}"
     path = out_dir / f"{stem}.csv"

@@ -343,6 +343,88 @@ def cmd_verify(args: argparse.Namespace) -> None:
     out.print("the history is intact and everything derived from it agrees")
 
 
+_REPLAY_FIGURES = (
+    ("beneficiaries", "SELECT COUNT(*) FROM beneficiaries"),
+    ("deaths recorded", "SELECT COUNT(*) FROM deaths WHERE in_force = 1"),
+    ("lists approved", "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'"),
+    ("lines issued", "SELECT COUNT(*) FROM payment_lines"),
+    ("lines paid", "SELECT COUNT(*) FROM payment_lines WHERE status = 'PAID'"),
+    ("credits VND", "SELECT COALESCE(SUM(allowance_credited + funeral_credited), 0) FROM balances"),
+    ("issued VND", "SELECT COALESCE(SUM(issued_total), 0) FROM balances"),
+    (
+        "owed VND",
+        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
+        " FROM balances",
+    ),
+)
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from adapters.sql import SQLiteDatabase
+    from replay.as_of import Cut, check_issued, parse_date, parse_moment, replay_into
+
+    cut = Cut.of(parse_date(args.as_of), parse_moment(args.known_at) if args.known_at else None)
+    known = cut.known_at.isoformat(timespec="seconds")
+    with open_ledger(args) as ledger, progress_bar() as report:
+        if args.check_issued:
+            checks = check_issued(
+                ledger,
+                cut,
+                Path(args.exports) if args.exports else None,
+                lambda done, total: report("lists recomputed", done, total),
+            )
+            table = Table(title="approved lists recomputed from what was known at approval")
+            for heading in ("period", "province", "channel", "rows", "sha256 issued", "result"):
+                table.add_column(heading, justify="right" if heading == "rows" else "left")
+            for c in checks:
+                result = "equal" if c.ok else "DIFFERENT"
+                if c.manifest_sha256 is not None and c.manifest_sha256 != c.issued_sha256:
+                    result = "DIFFERENT from the manifest"
+                table.add_row(
+                    c.period, c.province_code, c.channel, vnd(c.rows), c.issued_sha256[:16], result
+                )
+            out.print(table)
+            bad = [c for c in checks if not c.ok]
+            if bad:
+                raise RuleViolation(
+                    f"{len(bad)} of {len(checks)} payment files differ from what the rules give "
+                    "from what was known at approval: run `ledger verify` and keep the store "
+                    "as it is"
+                )
+            out.print(
+                f"{len(checks):,} payment files approved by {known}: each equals, byte for "
+                "byte, the file the rules give from what was known when it was approved"
+            )
+            return
+        path = Path(args.out or f"replay-{args.as_of}.sqlite")
+        source = None
+        if args.from_kafka:
+            from adapters.kafka_log import TopicSettings
+            from replay.rebuild import kafka_events
+
+            source = kafka_events(
+                kafka_bootstrap("replay --from-kafka"), TopicSettings.from_env().name
+            )
+        applied = replay_into(ledger, path, cut, lambda n: report("events replayed", n, 0), source)
+        replayed = SQLiteDatabase(path)
+        try:
+            table = Table(
+                title=f"the read models on {args.as_of}, knowing what was recorded by {known}"
+            )
+            for heading in ("", "then", "now"):
+                table.add_column(heading, justify="left" if not heading else "right")
+            for name, sql in _REPLAY_FIGURES:
+                table.add_row(name, vnd(replayed.query(sql)[0][0]), vnd(ledger.db.query(sql)[0][0]))
+        finally:
+            replayed.close()
+    out.print(table)
+    source_name = "Kafka ledger.events" if args.from_kafka else "the store"
+    out.print(
+        f"{applied:,} events from {source_name} replayed into {path} (the same read-model "
+        "tables, for SQL); nothing in the store was changed"
+    )
+
+
 def kafka_bootstrap(command: str) -> str:
     bootstrap = os.environ.get("LEDGER_KAFKA")
     if not bootstrap:
@@ -531,6 +613,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
+    p = command(commands, "replay", cmd_replay, "the read models as they were on a date")
+    p.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="the day to see")
+    p.add_argument(
+        "--known-at",
+        metavar="TIMESTAMP",
+        help="only what was recorded by then (default: the end of --as-of, Vietnam time)",
+    )
+    p.add_argument("--out", help="the SQLite file to write (default replay-DATE.sqlite)")
+    p.add_argument(
+        "--check-issued",
+        action="store_true",
+        help="prove every approved list equals what the rules give from what was known then",
+    )
+    p.add_argument("--exports", metavar="DIR", help="with --check-issued: compare the manifests")
+    p.add_argument(
+        "--from-kafka",
+        action="store_true",
+        help="replay Kafka's copy (ledger.events from offset 0) instead of the store's",
+    )
     p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p = command(commands, "receivables", cmd_receivables, "overpayments to recover")

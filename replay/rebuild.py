@@ -61,3 +61,32 @@ def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]
         lines += [f"from the events, not kept: {r}" for r in only_rebuilt[:limit]]
         found[table] = lines
     return found
+
+
+def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list[RecordedEvent]]:
+    """Every event on Kafka `ledger.events` from offset 0, each once (a re-sent message has
+    the same notification id), in notification order: the second copy of the history."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from adapters.kafka_projection import recorded_event
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            raise ValueError(f"Kafka has no topic {topic}")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        events: dict[int, RecordedEvent] = {}
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+                        e = recorded_event(record)
+                        events.setdefault(e.notification_id, e)
+    finally:
+        consumer.close()
+    ordered = [events[n] for n in sorted(events)]
+    for i in range(0, len(ordered), batch):
+        yield ordered[i : i + batch]

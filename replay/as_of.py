@@ -1,0 +1,239 @@
+"""`ledger replay`: the read models as they were on a date, knowing only what was recorded by a
+moment, rebuilt by the same projection code into a file of their own; and the proof that every
+approved list is what the rules gave from what was known when it was approved.
+
+Two times (DOMAIN.md): when a fact was *effective* and when the ledger *learned* it.
+- `known_at` (default: the end of DATE, Vietnam time): only events recorded by then count.
+- `as_of` DATE: the world on that day. Acts take effect when they are recorded (approving a
+  list, settling a line, a hold, a release, a move), so only those recorded by the end of DATE
+  count. Facts carry their own effective date: an enrolment effective after DATE's month is
+  left out, and a death after DATE had not happened yet (its record is left out of `deaths`).
+  Rates and terminations are decisions about months: known ones are kept, and the rules use
+  them month by month.
+With the default `known_at` this is the ledger as it stood at the end of DATE; with a later
+one, that day as the ledger knows it now (a death registered late shows in its month).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from adapters.sql import SQLiteDatabase
+from ledger.application import Ledger, export_bytes
+from ledger.rules import LINE, LINE_FIELDS, RuleViolation
+from projections.readmodels import Projector, RecordedEvent
+from replay.rebuild import rebuild, stored_events
+
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+
+# acts: effective when recorded
+_ACTS = ("PaymentList.", "PayrollRegister.", "Beneficiary.PaymentsHeld",
+         "Beneficiary.PaymentsReleased", "Beneficiary.Moved")  # fmt: skip
+
+
+def parse_date(text: str, option: str = "--as-of") -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RuleViolation(f"{option}: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def parse_moment(text: str, option: str = "--known-at") -> datetime:
+    """An ISO 8601 timestamp; without an offset it is Vietnam time; a bare date means the end
+    of that day."""
+    try:
+        if len(text) == 10:
+            return end_of(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise RuleViolation(
+            f"{option}: expected a timestamp such as 2025-09-30T17:00:00+07:00, got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=VIETNAM)
+
+
+def end_of(day: date) -> datetime:
+    return datetime.combine(day, time.max, VIETNAM)
+
+
+@dataclass
+class Cut:
+    """Which events a replay keeps."""
+
+    as_of: date
+    known_at: datetime
+
+    @classmethod
+    def of(cls, as_of: date, known_at: datetime | None = None) -> Cut:
+        return cls(as_of, known_at or end_of(as_of))
+
+    def __post_init__(self) -> None:
+        self.as_of_end = end_of(self.as_of)
+        self.month = self.as_of.strftime("%Y-%m")
+
+    def keep(self, e: RecordedEvent) -> bool:
+        recorded = datetime.fromisoformat(e.recorded_at)
+        if recorded > self.known_at:
+            return False
+        if e.type.startswith(_ACTS):
+            return recorded <= self.as_of_end
+        if e.type == "Beneficiary.Enrolled":
+            return str(e.payload["effective_month"]) <= self.month
+        return True
+
+    def keep_approval(self, approved_at: datetime) -> bool:
+        return approved_at <= min(self.known_at, self.as_of_end)
+
+    def settle(self, db: Any) -> None:
+        """What the events leave that had not happened on DATE."""
+        with db.transaction() as cursor:
+            cursor.execute("DELETE FROM deaths WHERE date_of_death > ?", (self.as_of.isoformat(),))
+
+
+def replay_into(
+    ledger: Ledger,
+    path: Path,
+    cut: Cut,
+    progress: Callable[[int], None] = lambda n: None,
+    events: Iterable[list[RecordedEvent]] | None = None,
+) -> int:
+    """The read models as the cut sees them, in a new SQLite file; how many events. The
+    events come from the store unless given (Kafka's copy)."""
+    if path.exists():
+        raise RuleViolation(f"{path} exists: give another --out, or remove it first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = SQLiteDatabase(path)
+    try:
+        source = stored_events(ledger) if events is None else events
+        applied = rebuild(db, source, cut.keep, progress)
+        cut.settle(db)
+    finally:
+        db.close()
+    return applied
+
+
+# The proof that the approved lists are what the rules gave
+
+
+@dataclass(frozen=True)
+class IssuedCheck:
+    period: str
+    province_code: str
+    channel: str
+    rows: int
+    issued_sha256: str  # of the export file made from the recorded lines
+    recomputed_sha256: str  # of the file the rules give from what was known at approval
+    manifest_sha256: str | None  # of the export on disk, when an exports folder is given
+
+    @property
+    def ok(self) -> bool:
+        return self.issued_sha256 == self.recomputed_sha256 and self.manifest_sha256 in (
+            None,
+            self.issued_sha256,
+        )
+
+
+def check_issued(
+    ledger: Ledger,
+    cut: Cut,
+    exports: Path | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> list[IssuedCheck]:
+    """Every list approved within the cut, recomputed by the rules from the read models as
+    they stood just before its approval (one pass over the events, a scratch database), and
+    its export file compared byte for byte (by SHA-256) with the one the recorded lines give."""
+    approvals = [
+        (int(n), str(list_id), str(period), str(province))
+        for n, list_id, period, province in ledger.db.query(
+            "SELECT a.notification_id, l.list_id, l.period, l.province_code FROM audit_trail a"
+            " JOIN payment_lists l ON l.list_id = a.aggregate_id"
+            " WHERE a.event_type = 'PaymentList.Approved' ORDER BY a.notification_id"
+        )
+    ]
+    checks: list[IssuedCheck] = []
+    projector = Projector()
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = SQLiteDatabase(Path(tmp) / "known-then.sqlite")
+        try:
+            with scratch.transaction() as cursor:
+                Projector.create_schema(cursor)
+            events = _one_by_one(ledger)
+            pending = next(events, None)
+            for done, (at, _list_id, period, province) in enumerate(approvals):
+                progress(done, len(approvals))
+                batch: list[RecordedEvent] = []
+                while pending is not None and pending.notification_id < at:
+                    batch.append(pending)
+                    pending = next(events, None)
+                if batch:
+                    with scratch.transaction() as cursor:
+                        projector.apply(cursor, batch, move_position=False)
+                approved_at = datetime.fromisoformat(
+                    ledger.db.query(
+                        "SELECT recorded_at FROM audit_trail WHERE notification_id = ?", (at,)
+                    )[0][0]
+                )
+                if not cut.keep_approval(approved_at):
+                    continue
+                draft = ledger.draft(period, province, db=scratch)
+                checks.extend(
+                    _compare(ledger, period, province, [ln.as_row() for ln in draft.lines], exports)
+                )
+        finally:
+            scratch.close()
+    return checks
+
+
+def _one_by_one(ledger: Ledger) -> Iterator[RecordedEvent]:
+    for batch in stored_events(ledger):
+        yield from batch
+
+
+def _compare(
+    ledger: Ledger,
+    period: str,
+    province: str,
+    recomputed: list[tuple[Any, ...]],
+    exports: Path | None,
+) -> list[IssuedCheck]:
+    issued = ledger.db.query(
+        f"SELECT {', '.join(LINE_FIELDS)} FROM payment_lines WHERE period = ? AND"
+        " province_code = ? ORDER BY payment_id",
+        (period, province),
+    )
+    by_channel: dict[str, dict[str, list[tuple[Any, ...]]]] = defaultdict(
+        lambda: {"issued": [], "recomputed": []}
+    )
+    for row in issued:
+        by_channel[row[LINE["channel"]]]["issued"].append(tuple(row))
+    for row in sorted(recomputed, key=lambda r: str(r[LINE["payment_id"]])):
+        by_channel[str(row[LINE["channel"]])]["recomputed"].append(row)
+    out = []
+    for channel, rows in sorted(by_channel.items()):
+        issued_bytes, count, _ = export_bytes(rows["issued"])
+        recomputed_bytes, _, _ = export_bytes(rows["recomputed"])
+        manifest = None
+        if exports is not None:
+            path = exports / f"{period}_{province}_{channel}.manifest.json"
+            if path.exists():
+                manifest = str(json.loads(path.read_text("utf-8"))["sha256"])
+        out.append(
+            IssuedCheck(
+                period,
+                province,
+                channel,
+                count,
+                hashlib.sha256(issued_bytes).hexdigest(),
+                hashlib.sha256(recomputed_bytes).hexdigest(),
+                manifest,
+            )
+        )
+    return out

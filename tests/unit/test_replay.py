@@ -1,0 +1,171 @@
+"""`ledger replay`: the read models as they were on a date, knowing what was recorded by a
+moment, on both stores; and `--check-issued`, the proof that every approved list is what the
+rules gave from what was known at its approval. The recording clock is set by the test, so
+that the ledger learns each fact on a known day."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import eventsourcing.domain
+import pytest
+
+from adapters.sql import SQLiteDatabase
+from ledger.application import Ledger
+from replay.as_of import Cut, check_issued, parse_moment, replay_into
+from tests.conftest import Files, death, enrolment, query_store
+
+A, B = "001000000001", "001000000002"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)  # the store is set up
+
+    def set(self, day: str) -> None:
+        self.now = datetime.fromisoformat(f"{day}T02:00:00+00:00")  # 09:00 in Vietnam
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", lambda: c.now)
+    return c
+
+
+@pytest.fixture
+def history(clock: Clock, ledger: Ledger, files: Files) -> Iterator[Ledger]:
+    """A and B from July; July and August paid; B's death on 10 July learned on 5 September,
+    after August was paid; September approved after that."""
+    clock.set("2025-07-01")
+    ledger.enrol(
+        files.enrolments(
+            [enrolment(A, effective_month="2025-07"), enrolment(B, effective_month="2025-07")]
+        ),
+        "officer",
+    )
+    for period, drafted, approved in (
+        ("2025-07", "2025-07-24", "2025-07-25"),
+        ("2025-08", "2025-08-24", "2025-08-25"),
+    ):
+        clock.set(drafted)
+        ledger.run_payroll(period, None, "maker")
+        clock.set(approved)
+        ledger.approve_payroll(period, None, "checker")
+    clock.set("2025-09-05")
+    ledger.import_deaths(files.deaths([death(B, date_of_death="2025-07-10")]), "registry")
+    clock.set("2025-09-24")
+    ledger.run_payroll("2025-09", None, "maker")
+    clock.set("2025-09-25")
+    ledger.approve_payroll("2025-09", None, "checker")
+    yield ledger
+
+
+def replayed(ledger: Ledger, tmp_path: Path, as_of: str, known_at: str | None = None) -> Path:
+    path = tmp_path / f"replay-{as_of}-{known_at}.sqlite"
+    cut = Cut.of(date.fromisoformat(as_of), parse_moment(known_at) if known_at else None)
+    replay_into(ledger, path, cut)
+    return path
+
+
+def one(path: Path, sql: str) -> object:
+    db = SQLiteDatabase(path)
+    try:
+        return db.query(sql)[0][0]
+    finally:
+        db.close()
+
+
+def test_the_ledger_as_it_stood_at_the_end_of_a_day(history: Ledger, tmp_path: Path) -> None:
+    path = replayed(history, tmp_path, "2025-08-31")
+    assert one(path, "SELECT COUNT(*) FROM deaths") == 0  # not learned yet
+    assert one(path, "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'") == 2
+    assert one(path, "SELECT COUNT(*) FROM payment_lines") == 4
+    # B was credited and paid July and August: nothing owed, nothing to recover
+    owed = f"SELECT allowance_credited - issued_total FROM balances WHERE personal_id = '{B}'"
+    assert one(path, owed) == 0
+    assert one(path, "SELECT MAX(recorded_at) FROM audit_trail") < "2025-08-31T17"
+
+
+def test_that_day_as_known_later_shows_the_late_death(history: Ledger, tmp_path: Path) -> None:
+    path = replayed(history, tmp_path, "2025-08-31", "2025-09-30T23:00:00+07:00")
+    assert one(path, "SELECT date_of_death FROM deaths") == "2025-07-10"
+    # acts still count only up to the day: the September list was not approved on 31 August
+    assert one(path, "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'") == 2
+
+
+def test_facts_effective_after_the_day_are_left_out(history: Ledger, tmp_path: Path) -> None:
+    early = replayed(history, tmp_path, "2025-07-05", "2025-12-31")
+    assert one(early, "SELECT COUNT(*) FROM beneficiaries") == 2
+    assert one(early, "SELECT COUNT(*) FROM deaths") == 0  # died on 10 July
+    assert one(early, "SELECT COUNT(*) FROM payment_lists") == 0
+    before = replayed(history, tmp_path, "2025-06-30", "2025-12-31")
+    assert one(before, "SELECT COUNT(*) FROM beneficiaries") == 0  # entitled from July
+
+
+def test_the_latest_day_gives_the_read_models_kept(history: Ledger, tmp_path: Path) -> None:
+    from replay.rebuild import differences
+
+    path = replayed(history, tmp_path, "2025-12-31")
+    db = SQLiteDatabase(path)
+    try:
+        assert differences(history.db, db) == {}
+    finally:
+        db.close()
+
+
+def test_every_approved_list_is_what_the_rules_gave_then(history: Ledger) -> None:
+    checks = check_issued(history, Cut.of(date(2025, 12, 31)))
+    assert [(c.period, c.channel, c.rows) for c in checks] == [
+        ("2025-07", "POST", 2),
+        ("2025-08", "POST", 2),
+        ("2025-09", "POST", 2),  # A's, and B's funeral line less August paid after death
+    ]
+    assert all(c.ok for c in checks)
+    # a cut before September's approval checks only what was approved by then
+    assert len(check_issued(history, Cut.of(date(2025, 9, 1)))) == 2
+
+
+def test_a_list_that_differs_from_the_rules_is_found(history: Ledger, store_url: str) -> None:
+    with history.db.transaction() as cursor:  # the kept lines, as an attacker changes them
+        cursor.execute(
+            "UPDATE payment_lines SET total_amount = total_amount + 1 WHERE period = '2025-08'"
+            " AND personal_id = ?",
+            (A,),
+        )
+    checks = {c.period: c.ok for c in check_issued(history, Cut.of(date(2025, 12, 31)))}
+    assert checks == {"2025-07": True, "2025-08": False, "2025-09": True}
+
+
+def test_the_command_writes_a_file_and_checks_the_lists(
+    history: Ledger, store_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_KAFKA"}
+    out = tmp_path / "then.sqlite"
+    run = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-08-31",
+         "--out", str(out), "--store", store_url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "events from the store replayed" in run.stdout
+    assert one(out, "SELECT COUNT(*) FROM payment_lists") == 2
+    again = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-08-31",
+         "--out", str(out), "--store", store_url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 1 and "exists" in again.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-12-31",
+         "--check-issued", "--store", store_url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert "3 payment files approved by" in check.stdout
+    assert query_store(store_url, "SELECT COUNT(*) FROM payment_lists")[0][0] == 3
