@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -937,26 +937,81 @@ class Ledger:
             owed = credits_through(account.entitlement, through, ref).total - account.issued.total
             if owed < 0:
                 owing.append((account, -owed))
-        deaths = {
-            r[0]: r[1:]
+        people = [a.personal_id for a, _ in owing]
+        deaths: dict[str, tuple[Any, ...]] = {}
+        paid: dict[str, list[str]] = defaultdict(list)
+        for i in range(0, len(people), 500):
+            chunk = people[i : i + 500]
+            marks = ",".join("?" * len(chunk))
             for r in self.db.query(
-                "SELECT personal_id, date_of_death, first_recorded_at FROM deaths"
-                " WHERE in_force = 1 AND personal_id IN (SELECT personal_id FROM balances"
-                " WHERE issued_total > 0)"
-            )
-        }
-        return [
-            {
+                "SELECT personal_id, date_of_death, registration_number, registry_office,"
+                " in_force, last_recorded_at, aggregate_id FROM deaths"
+                f" WHERE personal_id IN ({marks})",
+                chunk,
+            ):
+                deaths[r[0]] = r[1:]
+            for pid, line_period in self.db.query(
+                "SELECT personal_id, period FROM payment_lines WHERE regular_amount > 0"
+                f" AND status IN ('PENDING', 'PAID') AND personal_id IN ({marks})"
+                " ORDER BY period",
+                chunk,
+            ):
+                paid[pid].append(line_period)
+        learned = self._death_learned_at([str(d[-1]) for d in deaths.values()])
+        out = []
+        for a, amount in sorted(owing, key=lambda x: (x[0].province_code, x[0].personal_id)):
+            died = deaths.get(a.personal_id)
+            row: dict[str, Any] = {
                 "personal_id": a.personal_id,
                 "full_name": a.full_name,
                 "province_code": a.province_code,
                 "through": period,
                 "amount": amount,
-                "date_of_death": deaths.get(a.personal_id, (None, None))[0],
-                "death_recorded_at": deaths.get(a.personal_id, (None, None))[1],
+                # the months paid for which the person was not entitled: what the amount covers
+                "months": [
+                    m for m in paid[a.personal_id] if not a.entitlement.entitled(parse_month(m))
+                ],
+                "date_of_death": None,
+                "registration_number": None,
+                "registry_office": None,
+                "death_recorded_at": None,
+                "learned_after_days": None,
             }
-            for a, amount in sorted(owing, key=lambda x: (x[0].province_code, x[0].personal_id))
-        ]
+            if died is not None:
+                date_of_death, number, office, in_force, last_recorded, aggregate = died
+                recorded = learned.get(str(aggregate), last_recorded)
+                row |= {
+                    "date_of_death": date_of_death,
+                    # a revoked death behind an overpayment: the funeral allowance was paid
+                    "registration_number": number if in_force else f"{number} (revoked)",
+                    "registry_office": office,
+                    "death_recorded_at": recorded,
+                    "learned_after_days": (
+                        datetime.fromisoformat(recorded).date() - date.fromisoformat(date_of_death)
+                    ).days,
+                }
+            out.append(row)
+        return out
+
+    def _death_learned_at(self, aggregate_ids: list[str]) -> dict[str, str]:
+        """When the ledger learned the date of death now in force, by death record: the
+        registration that gave it, or the correction that last moved it."""
+        learned: dict[str, str] = {}
+        dates: dict[str, str | None] = {}
+        for i in range(0, len(aggregate_ids), 500):
+            chunk = aggregate_ids[i : i + 500]
+            for aggregate, kind, recorded_at, facts in self.db.query(
+                "SELECT aggregate_id, event_type, recorded_at, facts FROM audit_trail"
+                f" WHERE aggregate_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY aggregate_id, aggregate_version",
+                chunk,
+            ):
+                told = json.loads(facts).get("date_of_death")
+                if kind == "DeathRecord.Revoked":
+                    dates[aggregate] = None
+                elif told != dates.get(aggregate):
+                    dates[aggregate], learned[aggregate] = told, recorded_at
+        return learned
 
     def general_ledger(self) -> list[tuple[str, int, int]]:
         return self.db.query("SELECT account, debits, credits FROM general_ledger ORDER BY 1")

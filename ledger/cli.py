@@ -291,30 +291,40 @@ def cmd_settle(args: argparse.Namespace) -> None:
 def cmd_receivables(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         rows = ledger.receivables(args.period)
-    table = Table(title="receivables: overpayments to recover")
+    if args.json:
+        out.print_json(data=rows)
+        return
+    through = rows[0]["through"] if rows else args.period or "the latest approved period"
+    table = Table(title=f"receivables: overpayments to recover, credits through {through}")
     headings = (
         "personal id",
         "name",
         "province",
-        "credits through",
         "amount VND",
+        "months paid, not owed",
         "date of death",
-        "death recorded at",
+        "registration",
+        "ledger learned it",
+        "days after",
     )
     for heading in headings:
-        table.add_column(heading, justify="right" if "VND" in heading else "left")
+        table.add_column(
+            heading, justify="right" if heading in ("amount VND", "days after") else "left"
+        )
     for r in rows:
         table.add_row(
             r["personal_id"],
             r["full_name"],
             r["province_code"],
-            r["through"],
             vnd(r["amount"]),
+            ", ".join(r["months"]),
             r["date_of_death"] or "",
-            (r["death_recorded_at"] or "")[:19],
+            r["registration_number"] or "",
+            (r["death_recorded_at"] or "")[:10],
+            "" if r["learned_after_days"] is None else vnd(r["learned_after_days"]),
         )
     total = vnd(sum(r["amount"] for r in rows))
-    table.add_row("all", f"{len(rows):,} accounts", "", "", total, "", "", style="bold")
+    table.add_row("all", f"{len(rows):,} accounts", "", total, *[""] * 5, style="bold")
     out.print(table)
 
 
@@ -635,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
+    p.add_argument("--json", action="store_true", help="the list as JSON")
     p.add_argument(
         "--period",
         metavar="YYYY-MM",

@@ -169,3 +169,45 @@ def test_the_command_writes_a_file_and_checks_the_lists(
     assert check.returncode == 0, check.stderr
     assert "3 payment files approved by" in check.stdout
     assert query_store(store_url, "SELECT COUNT(*) FROM payment_lists")[0][0] == 3
+
+
+def test_a_receivable_names_its_months_its_death_and_how_late_it_was_learned(
+    clock: Clock, ledger: Ledger, files: Files
+) -> None:
+    clock.set("2025-07-01")
+    ledger.enrol(files.enrolments([enrolment(B, effective_month="2025-07")]), "officer")
+    for period, day in (("2025-07", "2025-07-25"), ("2025-08", "2025-08-25")):
+        clock.set(day)
+        ledger.run_payroll(period, None, "maker")
+        ledger.approve_payroll(period, None, "checker")
+    clock.set("2025-09-05")
+    # died before the first entitled month: no funeral allowance, July and August not owed
+    ledger.import_deaths(
+        files.deaths([death(B, date_of_death="2025-06-20", registration_number="KT-9")]),
+        "registry",
+    )
+    (row,) = ledger.receivables()
+    assert row["amount"] == 1_000_000
+    assert row["months"] == ["2025-07", "2025-08"]
+    assert (row["date_of_death"], row["registration_number"]) == ("2025-06-20", "KT-9")
+    assert row["death_recorded_at"].startswith("2025-09-05")
+    assert row["learned_after_days"] == 77
+    # a correction that moves the date is when the ledger learned the date in force
+    clock.set("2025-09-20")
+    ledger.import_deaths(
+        files.deaths(
+            [
+                death(
+                    B,
+                    event_type="CORRECTED",
+                    registration_number="KT-9",
+                    date_of_death="2025-06-01",
+                )
+            ]
+        ),
+        "registry",
+    )
+    (row,) = ledger.receivables()
+    assert row["months"] == ["2025-07", "2025-08"]
+    assert row["death_recorded_at"].startswith("2025-09-20")
+    assert row["learned_after_days"] == 111
