@@ -4,10 +4,12 @@ into a database of their own: what `verify` compares the live read models with, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ledger.application import Ledger
+from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
 
 
@@ -74,13 +76,19 @@ def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         if not partitions:
-            raise ValueError(f"Kafka has no topic {topic}")
+            raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
         events: dict[int, RecordedEvent] = {}
+        progress_at = time.monotonic()
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=1000).values():
+            if time.monotonic() - progress_at > 120:
+                raise RuleViolation(f"{topic}: no message could be read for 120 s; is Kafka up?")
+            polled = consumer.poll(timeout_ms=1000)
+            if polled:
+                progress_at = time.monotonic()
+            for records in polled.values():
                 for record in records:
                     if record.offset < ends[TopicPartition(record.topic, record.partition)]:
                         e = recorded_event(record)
