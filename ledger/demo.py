@@ -401,7 +401,34 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             per_period.append((p, ledger.summaries(p)))
         for p, summaries in per_period:
             out.print(_period_table(p, summaries))
+        step("auditing: verify, and every approved list replayed from what was known then")
+        audit = _audit(ledger, out_dir)
         _closing(ledger, out, per_period, out_dir, time.monotonic() - started)
+        out.print(audit)
+
+
+def _audit(ledger: Ledger, out_dir: Path) -> str:
+    """What an auditor would run first: `ledger verify` and `ledger replay --check-issued`."""
+    from datetime import datetime
+
+    from replay.as_of import VIETNAM, Cut, check_issued
+    from replay.verify import verify
+
+    report = verify(ledger)
+    chain = report.checks[0]
+    problems = [f for c in report.checks for f in c.findings]
+    checks = check_issued(ledger, Cut.of(datetime.now(VIETNAM).date()), out_dir)
+    equal = sum(1 for c in checks if c.ok)
+    verdict = (
+        f"verify: {chain.summary}, books balanced, read models equal a rebuild from the events"
+        if report.ok
+        else f"verify FOUND PROBLEMS: {'; '.join(problems[:3])}"
+    )
+    return (
+        f"{verdict}; replay: {equal:,} of {len(checks):,} payment files equal, byte for byte, "
+        "what the rules gave from what was known at approval (`ledger verify`, "
+        "`ledger replay --check-issued`)"
+    )
 
 
 def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> None:
