@@ -331,8 +331,13 @@ def cmd_receivables(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     from replay.verify import dumps, verify
 
+    kafka = None
+    if os.environ.get("LEDGER_KAFKA"):  # the copy of the chain out of the store's reach
+        from adapters.kafka_log import TopicSettings
+
+        kafka = (os.environ["LEDGER_KAFKA"], TopicSettings.from_env().name)
     with open_ledger(args) as ledger:
-        report = verify(ledger)
+        report = verify(ledger, kafka=kafka)
     if args.json:
         out.print_json(dumps(report))
     else:

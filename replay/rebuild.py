@@ -68,9 +68,20 @@ def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]
 def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list[RecordedEvent]]:
     """Every event on Kafka `ledger.events` from offset 0, each once (a re-sent message has
     the same notification id), in notification order: the second copy of the history."""
-    from kafka import KafkaConsumer, TopicPartition
-
     from adapters.kafka_projection import recorded_event
+
+    events: dict[int, RecordedEvent] = {}
+    for record in whole_topic(bootstrap, topic):
+        e = recorded_event(record)
+        events.setdefault(e.notification_id, e)
+    ordered = [events[n] for n in sorted(events)]
+    for i in range(0, len(ordered), batch):
+        yield ordered[i : i + batch]
+
+
+def whole_topic(bootstrap: str, topic: str) -> Iterator[Any]:
+    """Every record of a topic from offset 0 to its end as of now."""
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
@@ -80,7 +91,6 @@ def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        events: dict[int, RecordedEvent] = {}
         progress_at = time.monotonic()
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             if time.monotonic() - progress_at > 120:
@@ -88,13 +98,7 @@ def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list
             polled = consumer.poll(timeout_ms=1000)
             if polled:
                 progress_at = time.monotonic()
-            for records in polled.values():
-                for record in records:
-                    if record.offset < ends[TopicPartition(record.topic, record.partition)]:
-                        e = recorded_event(record)
-                        events.setdefault(e.notification_id, e)
+            for tp, records in polled.items():
+                yield from (r for r in records if r.offset < ends[tp])
     finally:
         consumer.close()
-    ordered = [events[n] for n in sorted(events)]
-    for i in range(0, len(ordered), batch):
-        yield ordered[i : i + batch]

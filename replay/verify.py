@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from adapters import avro
 from adapters.chain import GENESIS, link
 from adapters.recorders import CHAIN_TABLE
 from adapters.sql import SQLiteDatabase
@@ -59,15 +60,25 @@ class Report:
         return all(c.ok for c in self.checks)
 
 
-def verify(ledger: Ledger, scratch: Path | None = None) -> Report:
-    return Report(
-        [
-            check_chain(ledger),
-            check_guards(ledger),
-            check_books(ledger),
-            check_read_models(ledger, scratch),
-        ]
-    )
+def verify(
+    ledger: Ledger, scratch: Path | None = None, kafka: tuple[str, str] | None = None
+) -> Report:
+    """`kafka`: (bootstrap servers, topic) of `ledger.events`, to compare the chain with."""
+    runs: list[tuple[str, Callable[[], Check]]] = [
+        ("hash chain", lambda: check_chain(ledger)),
+        ("immutability guards", lambda: check_guards(ledger)),
+        ("books", lambda: check_books(ledger)),
+        ("read models", lambda: check_read_models(ledger, scratch)),
+    ]
+    if kafka is not None:
+        runs.append(("chain published on Kafka", lambda: check_published_chain(ledger, *kafka)))
+    checks = []
+    for name, run in runs:
+        try:
+            checks.append(run())
+        except Exception as err:  # an event too damaged to read is a finding, not a crash
+            checks.append(Check(name, [f"could not be checked: {type(err).__name__}: {err}"]))
+    return Report(checks)
 
 
 # 1. The hash chain
@@ -185,6 +196,40 @@ def _explain_mismatches(mismatched: list[tuple[_Stored, bytes, str]]) -> list[st
                 "removed together with its link"
             )
     return findings
+
+
+def check_published_chain(ledger: Ledger, bootstrap: str, topic: str) -> Check:
+    """The chain links published on Kafka, a copy out of the store's reach: someone who
+    rewrote events and recomputed the chain after them still differs from it."""
+    from adapters.kafka_log import SUBJECT
+    from replay.rebuild import whole_topic
+
+    check = Check("chain published on Kafka")
+    published: dict[int, str] = {}
+    for record in whole_topic(bootstrap, topic):
+        event = avro.decode(SUBJECT, record.value)
+        if event.get("chain_hash"):
+            published[int(event["notification_id"])] = str(event["chain_hash"])
+    stored = dict(_links(ledger))
+    for n in sorted(published):
+        if n not in stored:
+            check.findings.append(
+                f"notification {n}: published on {topic}, but the store has no chain link "
+                "for it (removed)"
+            )
+        elif stored[n] != published[n]:
+            check.findings.append(
+                f"notification {n}: the store's chain link differs from the one published on "
+                f"{topic}: the store's history was rewritten from here"
+            )
+        if len(check.findings) >= MAX_FINDINGS:
+            break
+    head = max(published, default=0)
+    check.summary = (
+        f"{len(published):,} links published on {topic}, up to notification {head:,}, "
+        "equal to the store's"
+    )
+    return check
 
 
 # 2. The guards

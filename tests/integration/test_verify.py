@@ -162,3 +162,45 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     assert "keep the store as it is" in bad.stderr
     counted = query_store(filled, "SELECT COUNT(*) FROM event_chain")[0][0]
     assert counted == len(stored(filled)) + 1
+
+
+def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
+    filled: str, kafka_bootstrap: str
+) -> None:
+    """The attacker alters an event and recomputes every link after it: the store's own chain
+    is consistent again, but Kafka holds the links as they were published."""
+    from adapters.chain import link
+    from adapters.kafka_log import Publisher
+    from tests.integration.test_publish import unique_topic
+
+    settings = unique_topic()
+    with Ledger(filled, read_models="none") as ledger:
+        publisher = Publisher(ledger, kafka_bootstrap, settings)
+        try:
+            publisher.run(once=True)
+        finally:
+            publisher.close()
+    rows = stored(filled)
+    n = rows[4][0]
+    guards_off(filled)
+    events, nid = (
+        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
+    )
+    text = "CAST(state AS TEXT)" if sqlite(filled) else "convert_from(state, 'UTF8')"
+    edited = f"replace({text}, '2025', '2024')"
+    as_bytes = f"CAST({edited} AS BLOB)" if sqlite(filled) else f"convert_to({edited}, 'UTF8')"
+    assert tamper(filled, f"UPDATE {events} SET state = {as_bytes} WHERE {nid} = {n}") == ""
+    previous = bytes.fromhex(
+        query_store(
+            filled, "SELECT chain_hash FROM event_chain WHERE notification_id = ?", (rows[3][0],)
+        )[0][0]
+    )
+    for m, originator, version, topic, state in stored(filled)[4:]:
+        previous = link(previous, m, originator, version, topic, state)
+        rewrite = f"UPDATE event_chain SET chain_hash = '{previous.hex()}'"
+        assert tamper(filled, f"{rewrite} WHERE notification_id = {m}") == ""
+    with Ledger(filled, read_models="none") as ledger:
+        report = verify(ledger, kafka=(kafka_bootstrap, settings.name))
+    found = {c.name: c.findings for c in report.checks}
+    assert found["hash chain"] == []  # consistent with itself
+    assert found["chain published on Kafka"][0].startswith(f"notification {n}: the store's chain")
