@@ -7,7 +7,7 @@ them refused: enrolling the dead or the enrolled, bad settlement moves), and kee
 a small model of DOMAIN.md written here month by month. After every step it checks that the
 books balance, that nothing is paid twice or more than owed, that drafts are reproducible and
 are what approval froze, and that rebuilding the read models from the events gives the same
-tables.
+tables; at the end, that verify passes and every approved list replays to its issued file.
 """
 
 from __future__ import annotations
@@ -639,6 +639,23 @@ def drive(plan: dict[str, Any]) -> None:
             check_books(ledger, model)
             check_rebuild(ledger)
             check_books(ledger, model)
+        check_audit(ledger)
+
+
+def check_audit(ledger: Ledger) -> None:
+    """(e) for any history, an auditor's verify passes, and every approved list is what the
+    rules give from what was known at its approval (a replay gives the same result)."""
+    from datetime import datetime
+
+    from replay.as_of import VIETNAM, Cut, check_issued
+    from replay.verify import verify
+
+    report = verify(ledger)
+    assert report.ok, [f for c in report.checks for f in c.findings]
+    checks = check_issued(ledger, Cut.of(datetime.now(VIETNAM).date()))
+    approved = ledger.db.query("SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'")
+    assert len({(c.period, c.province_code) for c in checks}) <= approved[0][0]
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
 
 
 @SERVICE
