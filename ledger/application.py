@@ -216,11 +216,24 @@ class Ledger:
         applied = 0
         while True:
             with self.db.transaction() as cursor:
-                batch = self.recorded_events(self.projector.position_in(cursor))
+                position = self.projector.position_in(cursor)
+                batch = self.recorded_events(position)
                 if not batch:
                     return applied
+                if applied == 0:
+                    self._check_read_models_are_kept_here(cursor, position)
                 self.projector.apply(cursor, batch)
                 applied += len(batch)
+
+    def _check_read_models_are_kept_here(self, cursor: Any, position: int) -> None:
+        """Events past this path's position already in the audit trail: `ledger project`
+        keeps these read models from Kafka, and applying them again here would clash."""
+        cursor.execute("SELECT COUNT(*) FROM audit_trail WHERE notification_id > ?", (position,))
+        if cursor.fetchone()[0]:
+            raise StoreUrlError(
+                "the read models of this store are kept by `ledger project` from Kafka: set "
+                "LEDGER_KAFKA (the commands then wait for them), or run against another store"
+            )
 
     def recorded_events(self, after: int) -> list[RecordedEvent]:
         """The next stored events after a notification id, as the projections see them: a

@@ -328,6 +328,18 @@ def cmd_receivables(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from replay.explain import as_json, explain, render
+
+    with open_ledger(args) as ledger:
+        explanation = explain(ledger, args.id, args.period)
+    if args.json:
+        out.print_json(data=as_json(explanation))
+        return
+    for table in render(explanation):
+        out.print(table)
+
+
 def cmd_verify(args: argparse.Namespace) -> None:
     from replay.verify import dumps, verify
 
@@ -628,6 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
+    p = command(commands, "explain", cmd_explain, "every amount of a person, with its events")
+    p.add_argument("id", help="the personal id")
+    p.add_argument("--period", metavar="YYYY-MM", help="up to this period (default: the latest)")
+    p.add_argument("--json", action="store_true", help="the explanation as JSON")
     p = command(commands, "replay", cmd_replay, "the read models as they were on a date")
     p.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="the day to see")
     p.add_argument(

@@ -36,6 +36,7 @@ from ledger.rules import (
     COUNTS_AS_ISSUED,
     LINE_FIELDS,
     PENDING,
+    Credits,
     Entitlement,
     Issued,
     ReferenceData,
@@ -182,14 +183,18 @@ class Posting:
 
 @dataclass(frozen=True)
 class Overpayment:
-    """Months paid for after the entitlement ended, by lines approved before the ledger
-    learned of the end (a back-dated death or termination)."""
+    """What the lines paid beyond what is due, and why: months paid after entitlement ended
+    (by lines approved before the ledger learned of a back-dated death or termination), and a
+    funeral allowance paid that is no longer due (the death revoked, or moved to a month the
+    person was not entitled in). Amounts at the levels in force now."""
 
-    months: tuple[str, ...]
-    nominal: int  # what those months would carry at the levels in force now
     outstanding: int  # the receivable: what the credits not yet paid did not absorb
-    cause: EventRef | None
-    cause_text: str
+    months: tuple[str, ...]
+    months_amount: int
+    months_cause: EventRef | None
+    funeral_paid: int  # funeral allowance on PENDING or PAID lines beyond the funeral credit
+    funeral_cause: EventRef | None
+    explanation: str
 
 
 @dataclass(frozen=True)
@@ -420,24 +425,19 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
         dataclasses.replace(account, issued=issued, entitlement=entitlement), through, ref
     )
     checks.append(_check("balance = rules' assess (rule 2)", owed, assessment.owed))
-    books = ledger.db.query(
-        "SELECT credited_through, allowance_credited, funeral_credited, issued_total,"
-        " funeral_issued FROM balances WHERE personal_id = ?",
-        (personal_id,),
-    )[0]
     counting = [ln for ln in lines if ln.counts]
     checks.append(
         _check(
             "PENDING and PAID lines = balances read model (issued, funeral issued)",
             (sum(ln.total_amount for ln in counting), sum(ln.funeral_amount for ln in counting)),
-            (int(books[3]), int(books[4])),
+            (account.issued.total, account.issued.funeral),
         )
     )
     checks.append(
         _check(
             "postings = balances read model (allowance, funeral credited)",
             (sum(p.allowance_delta for p in postings), sum(p.funeral_delta for p in postings)),
-            (int(books[1]), int(books[2])),
+            (account.posted.allowance, account.posted.funeral),
         )
     )
     later = [ln.payment_id for ln in counting if parse_month(ln.period) > through]
@@ -482,10 +482,12 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
         receivable=-owed if owed < 0 else 0,
         state="RECEIVABLE" if owed < 0 else "TO_PAY" if owed > 0 else "NOTHING_DUE",
         withheld=assessment.withheld,
-        books_credited_through=books[0],
-        books_allowance_credited=int(books[1]),
-        books_funeral_credited=int(books[2]),
-        books_issued_total=int(books[3]),
+        books_credited_through=(
+            format_month(account.credited_through) if account.credited_through is not None else None
+        ),
+        books_allowance_credited=account.posted.allowance,
+        books_funeral_credited=account.posted.funeral,
+        books_issued_total=account.issued.total,
     )
     return Explanation(
         personal_id=personal_id,
@@ -498,7 +500,7 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
         lines=tuple(lines),
         postings=postings,
         balance=balance,
-        overpayment=_overpayment(entitlement, in_balance, owed, ref, cause),
+        overpayment=_overpayment(entitlement, history, in_balance, owed, credits, ref, cause),
         notes=tuple(notes),
         checks=tuple(checks),
     )
@@ -946,14 +948,17 @@ def _postings(
 
 def _overpayment(
     entitlement: Entitlement,
+    history: tuple[PersonEvent, ...],
     in_balance: list[Line],
     owed: int,
+    credits: Credits,
     ref: ReferenceData,
     cause: tuple[EventRef, str] | None,
 ) -> Overpayment | None:
-    """The months a receivable (or an overpayment absorbed by credits not yet paid) covers:
-    a line of period P paid the balance through P, so a line approved before the ledger
-    learned that entitlement ended paid every month up to P as if it had not."""
+    """Why the lines paid more than is due now. A line of period P paid the balance through
+    P, so a line approved before the ledger learned that entitlement ended paid every month
+    up to P as if it had not; a funeral line paid the funeral allowance of the death then
+    in force."""
     last = entitlement.last_month
     months: list[int] = []
     if last is not None and cause is not None:
@@ -963,29 +968,47 @@ def _overpayment(
             if ln.approval.notification_id < cause[0].notification_id
         ]
         if believed:
-            first = max(last + 1, entitlement.effective_month)
-            months = list(range(first, max(believed) + 1))
-    if not months and owed >= 0:
+            months = list(range(max(last + 1, entitlement.effective_month), max(believed) + 1))
+    funeral_lines = [ln for ln in in_balance if ln.funeral_amount > 0]
+    funeral_paid = max(sum(ln.funeral_amount for ln in funeral_lines) - credits.funeral, 0)
+    if not months and not funeral_paid and owed >= 0:
         return None
+
+    reasons: list[str] = []
     # what the months would carry had entitlement gone on (same rules, open-ended entitlement)
     open_ended = Entitlement(entitlement.effective_month, entitlement.coefficient)
-    nominal = sum(monthly_allowance(open_ended, m, ref) for m in months)
-    if months and cause is not None:
-        return Overpayment(
-            tuple(format_month(m) for m in months),
-            nominal,
-            -owed if owed < 0 else 0,
-            cause[0],
-            f"paid for {len(months)} month(s) after the {cause[1]}, learned at "
-            f"{cause[0].recorded_at}",
+    months_amount = sum(monthly_allowance(open_ended, m, ref) for m in months)
+    months_cause = cause[0] if months and cause is not None else None
+    if months_cause is not None and cause is not None:
+        reasons.append(
+            f"paid for {len(months)} month(s) after the {cause[1]}, which the ledger learned "
+            f"at {months_cause.recorded_at} (#{months_cause.notification_id})"
+        )
+    funeral_cause: EventRef | None = None
+    if funeral_paid:
+        paid_at = max(ln.approval.notification_id for ln in funeral_lines)
+        later = [
+            h for h in history if h.what.startswith("death") and h.event.notification_id > paid_at
+        ]
+        funeral_cause = later[-1].event if later else None
+        since = f", then {later[-1].what} (#{later[-1].event.notification_id})" if later else ""
+        reasons.append(
+            f"a funeral allowance of {funeral_paid:,} was paid "
+            f"({', '.join(ln.payment_id for ln in funeral_lines)}) and is no longer due{since}"
+        )
+    if not reasons:
+        reasons.append(
+            "the lines paid exceed the credits, though no month was paid after entitlement "
+            "ended (a lower standard level back-dated?)"
         )
     return Overpayment(
-        (),
-        0,
-        -owed,
-        None,
-        "the lines paid exceed the credits (a lower standard level back-dated, or a "
-        "correction of the rules' inputs): no month is paid after entitlement ended",
+        outstanding=-owed if owed < 0 else 0,
+        months=tuple(format_month(m) for m in months),
+        months_amount=months_amount,
+        months_cause=months_cause,
+        funeral_paid=funeral_paid,
+        funeral_cause=funeral_cause,
+        explanation="; ".join(reasons),
     )
 
 
@@ -1166,11 +1189,16 @@ def render(explanation: Explanation) -> list[Table]:
     balance.add_row("state", state or "")
     if x.overpayment:
         o = x.overpayment
-        balance.add_row("overpayment", o.cause_text)
+        balance.add_row("overpayment", o.explanation)
         if o.months:
             balance.add_row(
                 "months paid after entitlement ended",
-                f"{', '.join(o.months)} ({_vnd(o.nominal)}; {_ref(o.cause)})",
+                f"{', '.join(o.months)}: {_vnd(o.months_amount)} ({_ref(o.months_cause)})",
+            )
+        if o.funeral_paid:
+            balance.add_row(
+                "funeral allowance no longer due",
+                f"{_vnd(o.funeral_paid)} ({_ref(o.funeral_cause)})",
             )
         balance.add_row("outstanding (receivable)", _vnd(o.outstanding))
     balance.add_row(
