@@ -945,9 +945,18 @@ class Ledger:
         _check_month(period, "--period")
         through = parse_month(period)
         ref = self.reference_data()
+        # rule 2 for period M counts the lines of periods up to M, not those approved since
+        later = dict(
+            self.db.query(
+                "SELECT personal_id, SUM(total_amount) FROM payment_lines WHERE period > ?"
+                " AND status IN ('PENDING', 'PAID') GROUP BY personal_id",
+                (period,),
+            )
+        )
         owing = []
         for account in self._accounts("bal.issued_total > 0", ()):
-            owed = credits_through(account.entitlement, through, ref).total - account.issued.total
+            issued = account.issued.total - int(later.get(account.personal_id, 0))
+            owed = credits_through(account.entitlement, through, ref).total - issued
             if owed < 0:
                 owing.append((account, -owed))
         people = [a.personal_id for a, _ in owing]
@@ -965,9 +974,9 @@ class Ledger:
                 deaths[r[0]] = r[1:]
             for pid, line_period in self.db.query(
                 "SELECT personal_id, period FROM payment_lines WHERE regular_amount > 0"
-                f" AND status IN ('PENDING', 'PAID') AND personal_id IN ({marks})"
+                f" AND status IN ('PENDING', 'PAID') AND period <= ? AND personal_id IN ({marks})"
                 " ORDER BY period",
-                chunk,
+                [period, *chunk],
             ):
                 paid[pid].append(line_period)
         learned = self._death_learned_at([str(d[-1]) for d in deaths.values()])

@@ -211,3 +211,18 @@ def test_a_receivable_names_its_months_its_death_and_how_late_it_was_learned(
     assert row["months"] == ["2025-07", "2025-08"]
     assert row["death_recorded_at"].startswith("2025-09-20")
     assert row["learned_after_days"] == 111
+
+
+def test_receivables_for_an_earlier_period_count_only_the_lines_up_to_it(
+    clock: Clock, ledger: Ledger, files: Files
+) -> None:
+    """Rule 2 for period M: credits up to M less the lines of periods up to M. Someone paid
+    correctly for July and August owes nothing through July."""
+    clock.set("2025-07-01")
+    ledger.enrol(files.enrolments([enrolment(A, effective_month="2025-07")]), "officer")
+    for period, day in (("2025-07", "2025-07-25"), ("2025-08", "2025-08-25")):
+        clock.set(day)
+        ledger.run_payroll(period, None, "maker")
+        ledger.approve_payroll(period, None, "checker")
+    assert ledger.receivables("2025-07") == []
+    assert ledger.receivables() == []
