@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,14 @@ class Story:
         self.month("2025-09")
         self("receivables", "receivables")
 
+        # the auditor
+        self("verify", "verify")
+        self("explain_i", "explain", I.pid, "--json")
+        self("explain_stranger", "explain", STRANGER)
+        self("check_issued", "replay", "--as-of", "2099-12-31", "--check-issued",
+             "--exports", self.out / "2025-09")  # fmt: skip
+        self("replay_july", "replay", "--as-of", "2025-07-31", "--out", "july.sqlite")
+
     def month(self, period: str) -> None:
         p = period[-2:]
         self(f"run_{p}", "payroll", "run", "--period", period, "--by", "maker")
@@ -454,10 +464,13 @@ def test_back_dated_death_makes_a_receivable(story: Story) -> None:
     run = story["receivables"]
     assert run.code == 0, run
     rows = table_rows(run.stdout)
-    assert [(r[0], r[1], r[2], vnd(r[4]), r[5]) for r in rows[:-1]] == [
-        (I.pid, I.name, "01", 1_000_000, "2025-06-20")
+    # the months paid and not owed, the death behind them, and when the ledger learned it
+    assert [(r[0], r[1], r[2], vnd(r[3]), r[4], r[5]) for r in rows[:-1]] == [
+        (I.pid, I.name, "01", 1_000_000, "2025-07, 2025-08", "2025-06-20")
     ]
-    assert (rows[-1][0], rows[-1][1], vnd(rows[-1][4])) == ("all", "1 accounts", 1_000_000)
+    learned = date.fromisoformat(rows[0][7])
+    assert vnd(rows[0][8]) == (learned - date(2025, 6, 20)).days
+    assert (rows[-1][0], rows[-1][1], vnd(rows[-1][3])) == ("all", "1 accounts", 1_000_000)
 
 
 def test_receivables_show_the_overpayment_as_soon_as_the_death_is_known(story: Story) -> None:
@@ -465,4 +478,48 @@ def test_receivables_show_the_overpayment_as_soon_as_the_death_is_known(story: S
     run = story["receivables_at_once"]
     assert run.code == 0, run
     rows = table_rows(run.stdout)
-    assert [(r[0], vnd(r[4])) for r in rows[:-1]] == [(I.pid, 1_000_000)], run
+    assert [(r[0], vnd(r[3])) for r in rows[:-1]] == [(I.pid, 1_000_000)], run
+
+
+def test_the_auditor_finds_the_history_intact(story: Story) -> None:
+    run = story["verify"]
+    assert run.code == 0, run
+    assert "the history is intact" in run.stdout
+    assert [r[1] for r in table_rows(run.stdout) if r[1]] == ["ok", "ok", "ok", "ok"]
+
+
+def test_explain_decomposes_a_receivable_into_its_months_and_death(story: Story) -> None:
+    run = story["explain_i"]
+    assert run.code == 0, run
+    told = json.loads(run.stdout)
+    assert told["ok"] is True  # every cross-check inside the explanation holds
+    assert told["person"]["death"]["date_of_death"] == "2025-06-20"
+    assert told["balance"]["receivable"] == 1_000_000
+    assert told["overpayment"]["months"] == ["2025-07", "2025-08"]
+    assert {line["period"] for line in told["lines"]} == {"2025-07", "2025-08"}
+    assert all(isinstance(line["total_amount"], int) for line in told["lines"])
+    assert told["person"]["death"]["event"]["source"] == f"{story.back_dated_death.name} row 2"
+
+
+def test_explain_refuses_someone_never_enrolled(story: Story) -> None:
+    run = story["explain_stranger"]
+    assert run.code == 1
+    assert "not enrolled" in run.stderr and "death" in run.stderr
+
+
+def test_every_issued_file_is_what_the_rules_gave_then(story: Story) -> None:
+    run = story["check_issued"]
+    assert run.code == 0, run
+    rows = [r for r in table_rows(run.stdout) if r[0].startswith("2025-")]
+    issued = sorted(p.stem for d in story.out.iterdir() for p in d.glob("*.csv"))
+    assert sorted(f"{r[0]}_{r[1]}_{r[2]}" for r in rows) == issued
+    assert {r[-1] for r in rows} == {"equal"}
+
+
+def test_a_replay_shows_the_ledger_as_it_stood_then(story: Story) -> None:
+    run = story["replay_july"]
+    assert run.code == 0, run
+    figures = {r[0]: r[1:] for r in table_rows(run.stdout)}
+    # nothing was recorded by the end of 31 July 2025: the story is recorded today
+    assert figures["lists approved"] == ["0", "6"]  # two provinces, three months
+    assert (story.root / "july.sqlite").exists()
