@@ -36,6 +36,7 @@ from kafka.errors import KafkaError
 
 from adapters import avro
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
+from adapters.kafka_log import caught_up
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, validate_one
 from ledger.rules import RuleViolation
@@ -266,11 +267,7 @@ class DeathRegistrationConsumer:
         return sorted(every - mine)
 
     def caught_up(self) -> bool:
-        assigned = list(self.consumer.assignment())
-        if not assigned or set(assigned) - self.positioned:
-            return False
-        ends = self.consumer.end_offsets(assigned)
-        return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
+        return caught_up(self.consumer, self.positioned)
 
     def run(
         self,

@@ -54,6 +54,16 @@ class TopicSettings:
         }
 
 
+def caught_up(consumer: Any, positioned: set[Any]) -> bool:
+    """Every partition assigned to a consumer is positioned from the database and read to
+    the end the broker has now."""
+    assigned = list(consumer.assignment())
+    if not assigned or set(assigned) - positioned:
+        return False
+    ends = consumer.end_offsets(assigned)
+    return all(consumer.position(tp) >= ends[tp] for tp in assigned)
+
+
 def ensure_topic(bootstrap: str, settings: TopicSettings) -> None:
     """Create the topic if it is missing; refuse to run on one set up otherwise."""
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters import avro
-from adapters.kafka_log import SUBJECT, TopicSettings, ensure_topic
+from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
 from ledger.rules import RuleViolation
 from projections.readmodels import Projector, RecordedEvent
 
@@ -157,11 +157,7 @@ class ProjectionWorker:
         return applied
 
     def caught_up(self) -> bool:
-        assigned = list(self.consumer.assignment())
-        if not assigned or set(assigned) - self.positioned:
-            return False
-        ends = self.consumer.end_offsets(assigned)
-        return all(self.consumer.position(tp) >= ends[tp] for tp in assigned)
+        return caught_up(self.consumer, self.positioned)
 
     def run(self, once: bool = False, idle_polls: int = 3) -> int:
         """Apply events until stopped; with `once`, until every assigned partition is read

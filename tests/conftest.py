@@ -128,6 +128,15 @@ def death(personal_id: str, **overrides: Any) -> dict[str, Any]:
     return row
 
 
+# the overrides of a `death` row that names no funeral claimant
+NO_CLAIMANT = {
+    "claimant_personal_id": "",
+    "claimant_name": "",
+    "claimant_channel": "",
+    "claimant_bank_code": "",
+    "claimant_account_number": "",
+}
+
 # the overrides that make a `death` row a revocation (no date, no claimant)
 REVOKE = {
     "event_type": "REVOKED",

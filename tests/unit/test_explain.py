@@ -15,19 +15,12 @@ from ledger.inputs import InputRejected
 from ledger.months import parse_month
 from ledger.rules import RuleViolation, credits_through
 from replay.explain import EventRef, Explanation, as_json, explain, render
-from tests.conftest import REVOKE, Files, death, enrolment, settlement
+from tests.conftest import NO_CLAIMANT, REVOKE, Files, death, enrolment, settlement
 
 MAKER = "maker"
 CHECKER = "checker"
 PID = "001234567890"
 CLAIMANT = "009999999999"
-NO_CLAIMANT = {
-    "claimant_personal_id": "",
-    "claimant_name": "",
-    "claimant_channel": "",
-    "claimant_bank_code": "",
-    "claimant_account_number": "",
-}
 
 
 def pay(ledger: Ledger, *periods: str) -> None:

@@ -15,20 +15,13 @@ import pytest
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
-from tests.conftest import Files, death, enrolment, settlement
+from tests.conftest import NO_CLAIMANT, Files, death, enrolment, settlement
 
 MAKER = "maker"
 CHECKER = "checker"
 PID = "001234567890"
 OTHER = "001234500001"
 CLAIMANT = "009999999999"
-NO_CLAIMANT = {
-    "claimant_personal_id": "",
-    "claimant_name": "",
-    "claimant_channel": "",
-    "claimant_bank_code": "",
-    "claimant_account_number": "",
-}
 LINE_SQL = (
     "SELECT payment_id, kind, payee_personal_id, regular_amount, funeral_amount,"
     " arrears_amount, total_amount, status FROM payment_lines"
