@@ -21,6 +21,7 @@ class Cursor(Protocol):
 class ReadModelDatabase(Protocol):
     def transaction(self) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]: ...
     def close(self) -> None: ...
 
 
@@ -48,6 +49,10 @@ class SQLiteDatabase:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, params).fetchall()
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows one at a time, for tables too large to hold."""
+        yield from self.conn.execute(sql, params)
 
     def close(self) -> None:
         self.conn.close()
@@ -78,6 +83,13 @@ class PostgresDatabase:
         with self.conn.cursor() as cursor:
             cursor.execute(self._sql(sql), params)
             return cursor.fetchall()
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows one at a time through a server-side cursor, for tables too large to hold."""
+        with self.conn.transaction(), self.conn.cursor(name="ledger_stream") as cursor:
+            cursor.itersize = 5000
+            cursor.execute(self._sql(sql), params)
+            yield from cursor
 
     def close(self) -> None:
         self.conn.close()

@@ -173,9 +173,10 @@ def check_issued(
                 while pending is not None and pending.notification_id < at:
                     batch.append(pending)
                     pending = next(events, None)
-                if batch:
-                    with scratch.transaction() as cursor:
-                        projector.apply(cursor, batch, move_position=False)
+                    if len(batch) >= 2000 or pending is None or pending.notification_id >= at:
+                        with scratch.transaction() as cursor:  # a bounded batch at a time
+                            projector.apply(cursor, batch, move_position=False)
+                        batch = []
                 approved_at = datetime.fromisoformat(
                     ledger.db.query(
                         "SELECT recorded_at FROM audit_trail WHERE notification_id = ?", (at,)
