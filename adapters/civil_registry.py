@@ -15,6 +15,7 @@ import fastavro
 
 from adapters import avro
 from ledger.inputs import DeathRow, InputRejected, validate
+from ledger.months import VIETNAM
 
 SUBJECT = "civil-registry.deaths-value"
 TOPIC = "civil-registry.deaths"
@@ -32,7 +33,11 @@ def row_fields(record: dict[str, Any]) -> dict[str, str]:
         "personal_id": record.get("personal_id") or "",
         "full_name": record.get("full_name") or "",
         "date_of_death": died.isoformat() if isinstance(died, date) else str(died or ""),
-        "registered_at": at.isoformat() if isinstance(at, datetime) else str(at or ""),
+        # Avro keeps the instant in UTC; the registry's day is Vietnam's (a death registered
+        # at 06:30 on 1 July is not registered on 30 June)
+        "registered_at": at.astimezone(VIETNAM).isoformat()
+        if isinstance(at, datetime)
+        else str(at or ""),
         "registry_office": record.get("registry_office") or "",
         "claimant_personal_id": claimant.get("personal_id") or "",
         "claimant_name": claimant.get("name") or "",

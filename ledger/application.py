@@ -51,7 +51,7 @@ from ledger.inputs import (
     SettlementRow,
     read_rows,
 )
-from ledger.months import InvalidMonth, format_month, month_of, month_of_iso, parse_month
+from ledger.months import VIETNAM, InvalidMonth, format_month, month_of, month_of_iso, parse_month
 from ledger.reference import (
     default_funeral_multipliers,
     default_standard_levels,
@@ -1009,7 +1009,8 @@ class Ledger:
                     "registry_office": office,
                     "death_recorded_at": recorded,
                     "learned_after_days": (
-                        datetime.fromisoformat(recorded).date() - date.fromisoformat(date_of_death)
+                        datetime.fromisoformat(recorded).astimezone(VIETNAM).date()
+                        - date.fromisoformat(date_of_death)
                     ).days,
                 }
             out.append(row)

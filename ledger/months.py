@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta, timezone
+
+# The country's time (no daylight saving): a day, a month and "the end of DATE" are Vietnam's.
+VIETNAM = timezone(timedelta(hours=7), "ICT")
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 

@@ -22,17 +22,16 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger, export_bytes
+from ledger.months import VIETNAM
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from projections.readmodels import Projector, RecordedEvent
 from replay.rebuild import rebuild, stored_events
-
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 
 # acts: effective when recorded
 _ACTS = ("PaymentList.", "PayrollRegister.", "Beneficiary.PaymentsHeld",

@@ -232,3 +232,14 @@ def test_a_record_changed_by_an_import_since_the_decision_is_not_overwritten(
     assert ledger.tracked_position(tracking_name(TOPIC, 0)) is None
     date = query_store(ledger.location.url, "SELECT date_of_death FROM deaths")[0][0]
     assert date == "2025-07-01"
+
+
+def test_a_death_registered_early_in_the_morning_on_its_day_is_accepted() -> None:
+    """Avro carries the instant in UTC: 06:30 on 1 July in Vietnam is 30 June in UTC, and the
+    death on 1 July is not 'after registered_at'."""
+    row = death(
+        "001000000001", date_of_death="2025-07-01", registered_at="2025-07-01T06:30:00+07:00"
+    )
+    got = registration_of(message(row))
+    assert not isinstance(got, Rejection), got
+    assert got[0].registered_at == "2025-07-01T06:30:00+07:00"
