@@ -166,11 +166,16 @@ class Ledger:
         progress: Progress | None = None,
         today: Callable[[], date] = date.today,
         read_models: str = "in-process",
+        existing: bool = False,
     ) -> None:
         """`read_models`: "in-process" (kept up to date here from the notification log, the
         embedded default), "kafka" (kept by `ledger project` from ledger.events: commands
-        wait until they see their own writes), or "none" (the publisher: not touched)."""
+        wait until they see their own writes), or "none" (the publisher: not touched).
+        `existing`: open a store that must already exist, as it is: no table, trigger or
+        reference data is created or put back (what `verify` inspects)."""
         location = StoreLocation.parse(store)
+        if existing and location.path is not None and not location.path.exists():
+            raise StoreUrlError(f"no ledger store at {location.path}")
         if read_models == "kafka" and location.kind != "postgresql":
             raise StoreUrlError(
                 "with LEDGER_KAFKA set the read models are kept in PostgreSQL by `ledger "
@@ -186,11 +191,21 @@ class Ledger:
             self.db = SQLiteDatabase(location.path)
         else:
             self.db = PostgresDatabase(location.url)
-        self.app = _open_store(location.eventsourcing_env())
+        env = location.eventsourcing_env()
+        if existing:
+            env["CREATE_TABLE"] = "n"
+        self.app = _open_store(env)
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)
         self.projector = Projector()
-        self._ensure_reference_data()
+        if existing:
+            table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
+            try:
+                self.db.query(f"SELECT 1 FROM {table} LIMIT 1")
+            except Exception:
+                raise StoreUrlError(f"no ledger store at {location.url}") from None
+        else:
+            self._ensure_reference_data()
         self.catch_up()
 
     def close(self) -> None:

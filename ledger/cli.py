@@ -63,12 +63,13 @@ def open_ledger(
     args: argparse.Namespace,
     progress: Callable[[str, int, int], None] | None = None,
     read_models: str | None = None,
+    existing: bool = False,
 ) -> Any:
     from ledger.application import Ledger
 
     if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
         read_models = "kafka" if os.environ.get("LEDGER_KAFKA") else "in-process"
-    return Ledger(args.store, progress=progress, read_models=read_models)
+    return Ledger(args.store, progress=progress, read_models=read_models, existing=existing)
 
 
 def summary_table(title: str, summaries: Sequence[Any]) -> Table:
@@ -348,7 +349,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
         from adapters.kafka_log import TopicSettings
 
         kafka = (os.environ["LEDGER_KAFKA"], TopicSettings.from_env().name)
-    with open_ledger(args) as ledger:
+    # as it is: opening a store normally would put back a guard an attacker removed
+    with open_ledger(args, existing=True) as ledger:
         report = verify(ledger, kafka=kafka)
     if args.json:
         out.print_json(dumps(report))

@@ -245,32 +245,44 @@ def check_published_chain(ledger: Ledger, bootstrap: str, topic: str) -> Check:
 
 
 def check_guards(ledger: Ledger) -> Check:
+    """Every trigger the recorder creates, present, as written, and on. Open the store with
+    `existing=True` first: a normal open would put a removed trigger back."""
     check = Check("immutability guards")
-    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
+    recorder: Any = ledger.app.recorder
     if ledger.location.kind == "sqlite":
-        found = {
-            r[0] for r in ledger.db.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        }
-        wanted = {f"{t}_no_{op}" for t in (table, CHAIN_TABLE) for op in ("update", "delete")}
-        for name in sorted(wanted - found):
-            check.findings.append(f"trigger {name} is missing: the table can be changed")
+        found = dict(ledger.db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        for statement in recorder.construct_create_table_statements():
+            if not statement.startswith("CREATE TRIGGER"):
+                continue
+            expected = statement.replace("IF NOT EXISTS ", "")
+            name = expected.split()[2]
+            if name not in found:
+                check.findings.append(f"trigger {name} is missing: the table can be changed")
+            elif " ".join(str(found[name]).split()) != " ".join(expected.split()):
+                check.findings.append(f"trigger {name} was rewritten: {found[name]}")
     else:
+        table = recorder.events_table_name
         rows = ledger.db.query(
-            "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t"
-            " JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname LIKE 'ledger_%'"
+            "SELECT c.relname, t.tgname, t.tgenabled, p.prosrc FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgname LIKE 'ledger_%'"
         )
-        state = {(r[0], r[1]): r[2] for r in rows}
+        state = {(r[0], r[1]): (r[2], r[3]) for r in rows}
         for relation, name in (
             (table, "ledger_events_immutable"),
             (table, "ledger_events_no_truncate"),
             (CHAIN_TABLE, "ledger_chain_immutable"),
             (CHAIN_TABLE, "ledger_chain_no_truncate"),
         ):
-            enabled = state.get((relation, name))
-            if enabled is None:
+            found_state = state.get((relation, name))
+            if found_state is None:
                 check.findings.append(f"trigger {name} on {relation} is missing")
-            elif enabled == "D":
-                check.findings.append(f"trigger {name} on {relation} is disabled")
+                continue
+            enabled, source = found_state
+            if enabled not in ("O", "A"):  # D: disabled; R: only for replication sessions
+                check.findings.append(f"trigger {name} on {relation} is off ({enabled})")
+            if "RAISE EXCEPTION" not in str(source):
+                check.findings.append(f"trigger {name} on {relation} no longer refuses: {source}")
     check.summary = "UPDATE, DELETE and TRUNCATE refused on the events and the chain"
     return check
 

@@ -43,7 +43,7 @@ def guards_off(url: str) -> None:
 
 
 def findings(url: str) -> dict[str, list[str]]:
-    with Ledger(url, read_models="none") as ledger:
+    with Ledger(url, read_models="none", existing=True) as ledger:  # as `ledger verify` opens
         report = verify(ledger)
     return {c.name: c.findings for c in report.checks}
 
@@ -72,12 +72,31 @@ def test_an_altered_event_is_named(filled: str) -> None:
     assert len(found["hash chain"]) == 1  # one altered event is one finding
 
 
-def test_switched_off_guards_are_named(filled: str) -> None:
-    with Ledger(filled, read_models="none") as ledger:  # opening puts missing guards back
-        guards_off(filled)
-        found = verify(ledger).checks[1].findings
+def test_switched_off_guards_are_named_and_not_put_back(filled: str) -> None:
+    guards_off(filled)
+    found = findings(filled)["immutability guards"]
     assert len(found) == (4 if sqlite(filled) else 2)
-    assert all(("missing" if sqlite(filled) else "disabled") in f for f in found)
+    assert all(("missing" if sqlite(filled) else "is off (D)") in f for f in found)
+    assert findings(filled)["immutability guards"] == found  # verify did not repair them
+
+
+def test_a_guard_that_no_longer_refuses_is_named(filled: str) -> None:
+    if sqlite(filled):  # the same name, a body that lets the UPDATE through
+        assert tamper(filled, "DROP TRIGGER stored_events_no_update") == ""
+        assert (
+            tamper(
+                filled,
+                "CREATE TRIGGER stored_events_no_update BEFORE UPDATE ON stored_events"
+                " BEGIN SELECT 1; END",
+            )
+            == ""
+        )
+        expected = "trigger stored_events_no_update was rewritten"
+    else:  # on only for replication sessions, which an attacker can open
+        change = "ALTER TABLE ledger_events ENABLE REPLICA TRIGGER ledger_events_immutable"
+        assert tamper(filled, change) == ""
+        expected = "trigger ledger_events_immutable on ledger_events is off (R)"
+    assert any(f.startswith(expected) for f in findings(filled)["immutability guards"])
 
 
 def test_a_deleted_event_is_named(filled: str) -> None:
@@ -157,6 +176,7 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
         [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 1
+    assert "immutability guards" in bad.stdout and "FAILED" in bad.stdout  # not put back
     assert re.search(rf"notification {n}: missing", bad.stdout), bad.stdout
     assert "FAILED" in bad.stdout
     assert "keep the store as it is" in bad.stderr
@@ -204,3 +224,15 @@ def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
     found = {c.name: c.findings for c in report.checks}
     assert found["hash chain"] == []  # consistent with itself
     assert found["chain published on Kafka"][0].startswith(f"notification {n}: the store's chain")
+
+
+def test_verify_of_a_store_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_KAFKA", "LEDGER_STORE")}
+    missing = tmp_path / "nowhere" / "ledger.sqlite"
+    run = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "verify", "--store", f"sqlite:///{missing}"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "no ledger store" in run.stderr
+    assert not missing.exists()  # verify creates nothing
