@@ -166,14 +166,27 @@ class DeathRegistrationConsumer:
         assigned = set(self.consumer.assignment())
         if assigned == self.positioned:
             return False
+        first = self.consumer.beginning_offsets(list(assigned)) if assigned else {}
+        ends = self.consumer.end_offsets(list(assigned)) if assigned else {}
         for tp in assigned:
             stored = self.ledger.tracked_position(tracking_name(tp.topic, tp.partition))
-            if stored is None:
-                self.consumer.seek_to_beginning(tp)
-                self.next_offsets[tp] = 0
-            else:
-                self.consumer.seek(tp, stored)
-                self.next_offsets[tp] = stored
+            if stored is None:  # this store's first read of the partition
+                stored = first[tp]
+                if stored:
+                    self.notice(
+                        f"{tp.topic} partition {tp.partition}: starting at offset {stored:,}, "
+                        "the oldest Kafka still holds (earlier messages have expired)"
+                    )
+            if not first[tp] <= stored <= ends[tp]:
+                # the log no longer holds the stored position: messages would be skipped
+                raise RuleViolation(
+                    f"{tp.topic} partition {tp.partition}: the store has applied up to offset "
+                    f"{stored:,}, but Kafka holds offsets {first[tp]:,} to {ends[tp]:,} (the "
+                    "topic was recreated, or messages expired before they were applied); "
+                    "nothing was applied: find the missing registrations before going on"
+                )
+            self.consumer.seek(tp, stored)
+            self.next_offsets[tp] = stored
         self.positioned = assigned
         return True
 

@@ -248,3 +248,25 @@ def test_a_consumed_death_reaches_the_payroll(consumed: dict[str, Any], tmp_path
         (account,) = ledger._accounts("b.personal_id = ?", ["002000000004"])
     assert account.dead
     assert account.entitlement.death_month is not None
+
+
+def test_a_topic_that_no_longer_holds_the_stored_position_stops_the_consumer(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The store applied up to offset 100 of partition 0, but the topic (recreated) has only
+    a few messages: reading them would skip or re-apply registrations silently."""
+    from eventsourcing.persistence import Tracking
+
+    store = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    topic = f"civil-registry.deaths.test-{uuid.uuid4().hex[:8]}"
+    sent = Sent()
+    sent.good(death("002000000001"))
+    publish(kafka_bootstrap, topic, sent)
+    with Ledger(store) as ledger:
+        nothing = ledger.decide_death_registrations([], "test")
+        for p in range(3):
+            ledger.record_death_registrations(nothing, Tracking(tracking_name(topic, p), 100))
+    run = consume_once(store, kafka_bootstrap, topic)
+    assert run.returncode == 1, run.stdout
+    assert "the store has applied up to offset 100" in run.stderr
+    assert query_store(store, "SELECT COUNT(*) FROM deaths")[0][0] == 0
