@@ -130,14 +130,28 @@ class IssuedCheck:
     rows: int
     issued_sha256: str  # of the export file made from the recorded lines
     recomputed_sha256: str  # of the file the rules give from what was known at approval
-    manifest_sha256: str | None  # of the export on disk, when an exports folder is given
+    # with an exports folder: the manifest's sha256 and the file's own ("" when missing)
+    manifest_sha256: str | None = None
+    file_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.issued_sha256 == self.recomputed_sha256 and self.manifest_sha256 in (
-            None,
-            self.issued_sha256,
+        return self.issued_sha256 == self.recomputed_sha256 and all(
+            found in (None, self.issued_sha256)
+            for found in (self.manifest_sha256, self.file_sha256)
         )
+
+    @property
+    def verdict(self) -> str:
+        if self.issued_sha256 != self.recomputed_sha256:
+            return "DIFFERENT from what the rules give"
+        if self.manifest_sha256 == "" or self.file_sha256 == "":
+            return "MISSING from the exports"
+        if self.manifest_sha256 not in (None, self.issued_sha256):
+            return "DIFFERENT from the manifest"
+        if self.file_sha256 not in (None, self.issued_sha256):
+            return "the exported FILE DIFFERS"
+        return "equal"
 
 
 def check_issued(
@@ -192,6 +206,14 @@ def check_issued(
     return checks
 
 
+def _find(folder: Path, name: str) -> Path | None:
+    """A file of the exports, in the folder or any folder below it (one per period, say)."""
+    direct = folder / name
+    if direct.exists():
+        return direct
+    return next(iter(sorted(folder.rglob(name))), None)
+
+
 def _one_by_one(ledger: Ledger) -> Iterator[RecordedEvent]:
     for batch in stored_events(ledger):
         yield from batch
@@ -220,11 +242,15 @@ def _compare(
     for channel, rows in sorted(by_channel.items()):
         issued_bytes, count, _ = export_bytes(rows["issued"])
         recomputed_bytes, _, _ = export_bytes(rows["recomputed"])
-        manifest = None
+        manifest = on_disk = None
         if exports is not None:
-            path = exports / f"{period}_{province}_{channel}.manifest.json"
-            if path.exists():
-                manifest = str(json.loads(path.read_text("utf-8"))["sha256"])
+            stem = f"{period}_{province}_{channel}"
+            manifest_path = _find(exports, f"{stem}.manifest.json")
+            csv_path = _find(exports, f"{stem}.csv")
+            manifest = (
+                str(json.loads(manifest_path.read_text("utf-8"))["sha256"]) if manifest_path else ""
+            )
+            on_disk = hashlib.sha256(csv_path.read_bytes()).hexdigest() if csv_path else ""
         out.append(
             IssuedCheck(
                 period,
@@ -234,6 +260,7 @@ def _compare(
                 hashlib.sha256(issued_bytes).hexdigest(),
                 hashlib.sha256(recomputed_bytes).hexdigest(),
                 manifest,
+                on_disk,
             )
         )
     return out

@@ -263,7 +263,7 @@ class Story:
         self("explain_i", "explain", I.pid, "--json")
         self("explain_stranger", "explain", STRANGER)
         self("check_issued", "replay", "--as-of", "2099-12-31", "--check-issued",
-             "--exports", self.out / "2025-09")  # fmt: skip
+             "--exports", self.out)  # fmt: skip
         self("replay_july", "replay", "--as-of", "2025-07-31", "--out", "july.sqlite")
 
     def month(self, period: str) -> None:

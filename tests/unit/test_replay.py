@@ -226,3 +226,22 @@ def test_receivables_for_an_earlier_period_count_only_the_lines_up_to_it(
         ledger.approve_payroll(period, None, "checker")
     assert ledger.receivables("2025-07") == []
     assert ledger.receivables() == []
+
+
+def test_the_exported_files_are_checked_against_their_manifests(
+    history: Ledger, tmp_path: Path
+) -> None:
+    out = tmp_path / "exports"
+    for period in ("2025-07", "2025-08", "2025-09"):
+        history.export_payroll(period, None, out / period)  # one folder per period
+    cut = Cut.of(date(2025, 12, 31))
+    assert [c.verdict for c in check_issued(history, cut, out)] == ["equal"] * 3
+    august = out / "2025-08" / "2025-08_01_POST.csv"
+    august.write_text(august.read_text("utf-8").replace("500000", "500001"), "utf-8")
+    (out / "2025-09" / "2025-09_01_POST.manifest.json").unlink()
+    verdicts = {c.period: c.verdict for c in check_issued(history, cut, out)}
+    assert verdicts == {
+        "2025-07": "equal",
+        "2025-08": "the exported FILE DIFFERS",
+        "2025-09": "MISSING from the exports",
+    }
