@@ -497,10 +497,12 @@ class PaymentList(Aggregate):
         actor: str,
         source: str,
         chunk_size: int,
+        known_through: int,
     ) -> None:
         """Freeze the list. `lines` are rows in LINE_FIELDS order; `accruals` are
         [personal_id, allowance_delta, funeral_delta, credited_through] postings that bring
-        each resident's credits in the books up to date."""
+        each resident's credits in the books up to date. `known_through`: the last event the
+        read models showed when the lines were computed (an auditor recomputes from there)."""
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is already approved")
         if self.draft_digest is None:
@@ -520,6 +522,7 @@ class PaymentList(Aggregate):
             line_count=len(lines),
             total_amount=total,
             bank_amount=bank,
+            known_through=known_through,
             actor=actor,
             source=source,
         )
@@ -545,6 +548,7 @@ class PaymentList(Aggregate):
         line_count: int,
         total_amount: int,
         bank_amount: int,
+        known_through: int,
         actor: str,
         source: str,
     ) -> None:

@@ -808,6 +808,7 @@ class Ledger:
         for done, payment_list in enumerate(lists):
             code = payment_list.province_code
             self.progress(f"payroll approve {period}", done, len(lists))
+            known_through = self._read_models_through()
             draft = draft_list(
                 parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
             )
@@ -821,6 +822,7 @@ class Ledger:
                     actor,
                     "ledger payroll approve",
                     self.LINE_CHUNK,
+                    known_through,
                 )
                 self.app.save(payment_list, register)
             except RuleViolation as err:
@@ -845,6 +847,12 @@ class Ledger:
             )
             raise RuleViolation(done_text + "; ".join(refused))
         return self.summaries(period, province_code)
+
+    def _read_models_through(self) -> int:
+        """The last event the read models show: what a list computed now is based on."""
+        if self.read_models == "in-process":
+            return Projector.position(self.db)
+        return int(self.db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0])
 
     def summaries(self, period: str, province_code: str | None = None) -> list[ListSummary]:
         rows = self.db.query(

@@ -163,14 +163,21 @@ def check_issued(
     """Every list approved within the cut, recomputed by the rules from the read models as
     they stood just before its approval (one pass over the events, a scratch database), and
     its export file compared byte for byte (by SHA-256) with the one the recorded lines give."""
-    approvals = [
-        (int(n), str(list_id), str(period), str(province))
-        for n, list_id, period, province in ledger.db.query(
-            "SELECT a.notification_id, l.list_id, l.period, l.province_code FROM audit_trail a"
-            " JOIN payment_lists l ON l.list_id = a.aggregate_id"
-            " WHERE a.event_type = 'PaymentList.Approved' ORDER BY a.notification_id"
+    # each list is recomputed from the events its approval says the read models showed
+    # (events recorded meanwhile by other processes were not in it)
+    approvals = sorted(
+        (
+            int(json.loads(facts).get("known_through") or int(n) - 1),
+            int(n),
+            str(period),
+            str(province),
         )
-    ]
+        for n, facts, period, province in ledger.db.query(
+            "SELECT a.notification_id, a.facts, l.period, l.province_code FROM audit_trail a"
+            " JOIN payment_lists l ON l.list_id = a.aggregate_id"
+            " WHERE a.event_type = 'PaymentList.Approved'"
+        )
+    )
     checks: list[IssuedCheck] = []
     projector = Projector()
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,13 +187,13 @@ def check_issued(
                 Projector.create_schema(cursor)
             events = _one_by_one(ledger)
             pending = next(events, None)
-            for done, (at, _list_id, period, province) in enumerate(approvals):
+            for done, (through, at, period, province) in enumerate(approvals):
                 progress(done, len(approvals))
                 batch: list[RecordedEvent] = []
-                while pending is not None and pending.notification_id < at:
+                while pending is not None and pending.notification_id <= through:
                     batch.append(pending)
                     pending = next(events, None)
-                    if len(batch) >= 2000 or pending is None or pending.notification_id >= at:
+                    if len(batch) >= 2000 or pending is None or pending.notification_id > through:
                         with scratch.transaction() as cursor:  # a bounded batch at a time
                             projector.apply(cursor, batch, move_position=False)
                         batch = []

@@ -245,3 +245,28 @@ def test_the_exported_files_are_checked_against_their_manifests(
         "2025-08": "the exported FILE DIFFERS",
         "2025-09": "MISSING from the exports",
     }
+
+
+def test_a_death_recorded_while_a_list_was_being_approved_is_not_held_against_it(
+    ledger: Ledger, store_url: str, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (the deaths consumer) records a death after the approval computed its
+    lines and before it saved them: the approved list did not know it, and the auditor's
+    recomputation must start from what the approval knew, not from everything before it."""
+    ledger.enrol(files.enrolments([enrolment(A), enrolment(B)]), "officer")
+    ledger.run_payroll("2025-07", None, "maker")
+    registry = Ledger(store_url)
+    save = ledger.app.save
+
+    def save_after_a_death(*aggregates: object, **kwargs: object) -> object:
+        if not registry.db.query("SELECT 1 FROM deaths"):
+            registry.import_deaths(files.deaths([death(A, date_of_death="2025-07-10")]), "bot")
+        return save(*aggregates, **kwargs)
+
+    monkeypatch.setattr(ledger.app, "save", save_after_a_death)
+    ledger.approve_payroll("2025-07", None, "checker")
+    registry.close()
+    kinds = dict(ledger.db.query("SELECT personal_id, kind FROM payment_lines"))
+    assert kinds == {A: "REGULAR", B: "REGULAR"}  # as approved, without the death
+    checks = check_issued(ledger, Cut.of(date(2099, 12, 31)))
+    assert [(c.period, c.verdict) for c in checks] == [("2025-07", "equal")]
