@@ -243,8 +243,8 @@ class Ledger:
     def _check_read_models_are_kept_here(self, cursor: Any, position: int) -> None:
         """Events past this path's position already in the audit trail: `ledger project`
         keeps these read models from Kafka, and applying them again here would clash."""
-        cursor.execute("SELECT COUNT(*) FROM audit_trail WHERE notification_id > ?", (position,))
-        if cursor.fetchone()[0]:
+        cursor.execute("SELECT 1 FROM audit_trail WHERE notification_id > ? LIMIT 1", (position,))
+        if cursor.fetchone() is not None:
             raise StoreUrlError(
                 "the read models of this store are kept by `ledger project` from Kafka: set "
                 "LEDGER_KAFKA (the commands then wait for them), or run against another store"

@@ -22,6 +22,7 @@ from adapters.store import StoreUrlError
 from ledger.application import RecordedButNotVisible
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
 out = Console(highlight=False)
 if not out.is_terminal:
@@ -380,11 +381,7 @@ _REPLAY_FIGURES = (
     ("lines paid", "SELECT COUNT(*) FROM payment_lines WHERE status = 'PAID'"),
     ("credits VND", "SELECT COALESCE(SUM(allowance_credited + funeral_credited), 0) FROM balances"),
     ("issued VND", "SELECT COALESCE(SUM(issued_total), 0) FROM balances"),
-    (
-        "owed VND",
-        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
-        " FROM balances",
-    ),
+    ("owed VND", PAYABLE_SUBLEDGER_SQL),
 )
 
 

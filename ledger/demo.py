@@ -27,6 +27,7 @@ from ledger.books import PAYABLE
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
 from ledger.reference import provinces
+from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
 FAMILY = [
     "Nguyễn",
@@ -501,10 +502,7 @@ def _closing(
     receivables = ledger.receivables()
     exports = sorted(out_dir.glob("*.csv"))
     # two projections kept apart, reconciled: the per-person subledger and the control account
-    subledger = ledger.db.query(
-        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
-        " FROM balances"
-    )[0][0]
+    subledger = ledger.db.query(PAYABLE_SUBLEDGER_SQL)[0][0]
     control = next((c - d for a, d, c in accounts if a == PAYABLE), 0)
     out.print(
         f"books balance: {'yes' if debits == credits else 'NO'}; payable subledger "

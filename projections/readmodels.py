@@ -83,6 +83,12 @@ READ_MODEL_TABLES = tuple(
     and m.group(1) != "projection_position"
 )
 
+# What the ledger owes all beneficiaries together, from the per-person subledger (`balances`):
+# reconciled with the payable control account of the general ledger.
+PAYABLE_SUBLEDGER_SQL = (
+    "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0) FROM balances"
+)
+
 # Amounts added to a beneficiary's balance as an upsert, so that the read models come out
 # the same whatever order events of different aggregates arrive in (Kafka keeps order only
 # within an aggregate's partition).

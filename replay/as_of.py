@@ -74,9 +74,13 @@ class Cut:
     def of(cls, as_of: date, known_at: datetime | None = None) -> Cut:
         return cls(as_of, known_at or end_of(as_of))
 
-    def __post_init__(self) -> None:
-        self.as_of_end = end_of(self.as_of)
-        self.month = self.as_of.strftime("%Y-%m")
+    @property
+    def as_of_end(self) -> datetime:
+        return end_of(self.as_of)
+
+    @property
+    def month(self) -> str:
+        return self.as_of.strftime("%Y-%m")
 
     def keep(self, e: RecordedEvent) -> bool:
         recorded = datetime.fromisoformat(e.recorded_at)
@@ -169,12 +173,13 @@ def check_issued(
         (
             int(json.loads(facts).get("known_through") or int(n) - 1),
             int(n),
+            datetime.fromisoformat(recorded_at),
             str(period),
             str(province),
         )
-        for n, facts, period, province in ledger.db.query(
-            "SELECT a.notification_id, a.facts, l.period, l.province_code FROM audit_trail a"
-            " JOIN payment_lists l ON l.list_id = a.aggregate_id"
+        for n, recorded_at, facts, period, province in ledger.db.query(
+            "SELECT a.notification_id, a.recorded_at, a.facts, l.period, l.province_code"
+            " FROM audit_trail a JOIN payment_lists l ON l.list_id = a.aggregate_id"
             " WHERE a.event_type = 'PaymentList.Approved'"
         )
     )
@@ -187,7 +192,7 @@ def check_issued(
                 Projector.create_schema(cursor)
             events = _one_by_one(ledger)
             pending = next(events, None)
-            for done, (through, at, period, province) in enumerate(approvals):
+            for done, (through, _, approved_at, period, province) in enumerate(approvals):
                 progress(done, len(approvals))
                 batch: list[RecordedEvent] = []
                 while pending is not None and pending.notification_id <= through:
@@ -197,11 +202,6 @@ def check_issued(
                         with scratch.transaction() as cursor:  # a bounded batch at a time
                             projector.apply(cursor, batch, move_position=False)
                         batch = []
-                approved_at = datetime.fromisoformat(
-                    ledger.db.query(
-                        "SELECT recorded_at FROM audit_trail WHERE notification_id = ?", (at,)
-                    )[0][0]
-                )
                 if not cut.keep_approval(approved_at):
                     continue
                 draft = ledger.draft(period, province, db=scratch)

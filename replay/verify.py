@@ -35,7 +35,7 @@ from adapters.recorders import CHAIN_TABLE
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post, transfers_of
-from projections.readmodels import RecordedEvent
+from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
 from replay.rebuild import differences, rebuild, stored_events
 
 MAX_FINDINGS = 20
@@ -103,39 +103,28 @@ class _Stored:
     state: bytes
 
 
-def _events(ledger: Ledger) -> Iterator[_Stored]:
-    """The events table as stored, in notification order, read in pages by id (the read-
-    model connection, not the recorder: what is on disk, whatever the library would do)."""
-    sqlite = ledger.location.kind == "sqlite"
-    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
-    nid = "rowid" if sqlite else "notification_id"
+def _paged(db: Any, select: str, key: str) -> Iterator[tuple[Any, ...]]:
+    """Rows in key order, a page at a time by key (two of these are read side by side)."""
     after = 0
-    while True:
-        rows = ledger.db.query(
-            f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
-            f" WHERE {nid} > ? ORDER BY {nid} LIMIT 5000",
-            (after,),
-        )
-        if not rows:
-            return
-        for n, oid, version, topic, state in rows:
-            yield _Stored(int(n), str(UUID(str(oid))), int(version), topic, bytes(state))
+    while rows := db.query(f"{select} WHERE {key} > ? ORDER BY {key} LIMIT 5000", (after,)):
+        yield from rows
         after = int(rows[-1][0])
+
+
+def _events(ledger: Ledger) -> Iterator[_Stored]:
+    """The events table as stored, in notification order (the read-model connection, not
+    the recorder: what is on disk, whatever the library would do)."""
+    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
+    nid = "rowid" if ledger.location.kind == "sqlite" else "notification_id"
+    select = f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
+    for n, oid, version, topic, state in _paged(ledger.db, select, nid):
+        yield _Stored(int(n), str(UUID(str(oid))), int(version), topic, bytes(state))
 
 
 def _links(ledger: Ledger) -> Iterator[tuple[int, str]]:
-    after = 0
-    while True:
-        rows = ledger.db.query(
-            f"SELECT notification_id, chain_hash FROM {CHAIN_TABLE}"
-            " WHERE notification_id > ? ORDER BY notification_id LIMIT 5000",
-            (after,),
-        )
-        if not rows:
-            return
-        for n, h in rows:
-            yield int(n), str(h)
-        after = int(rows[-1][0])
+    select = f"SELECT notification_id, chain_hash FROM {CHAIN_TABLE}"
+    for n, h in _paged(ledger.db, select, "notification_id"):
+        yield int(n), str(h)
 
 
 def _hash(previous: bytes, e: _Stored, at: int | None = None) -> str:
@@ -331,10 +320,7 @@ def check_books(ledger: Ledger, accounts: dict[str, list[int]] | None = None) ->
         totals = by_class.setdefault(account.split(":", 1)[0], [0, 0])
         totals[0] += d
         totals[1] += c
-    subledger = ledger.db.query(
-        "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0)"
-        " FROM balances"
-    )[0][0]
+    subledger = ledger.db.query(PAYABLE_SUBLEDGER_SQL)[0][0]
     control = accounts.get(PAYABLE, [0, 0])
     if subledger != control[1] - control[0]:
         check.findings.append(

@@ -20,6 +20,7 @@ import pytest
 from adapters import avro
 from adapters.kafka_log import Publisher, TopicMisconfigured, TopicSettings
 from ledger.application import Ledger
+from replay.rebuild import whole_topic
 from tests.conftest import Files, death, enrolment, query_store
 
 pytestmark = pytest.mark.integration
@@ -30,23 +31,8 @@ def unique_topic() -> TopicSettings:
 
 
 def consume_all(bootstrap: str, topic: str) -> list[Any]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        records: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            assert time.monotonic() < deadline, "the topic could not be read back in 60 s"
-            for batch in consumer.poll(timeout_ms=1000).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
+    """Every record of a topic, from offset 0 to its end."""
+    return list(whole_topic(bootstrap, topic))
 
 
 def fill(ledger: Ledger, files: Files, people: int = 30) -> None:

@@ -31,6 +31,11 @@ def sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
+def events_and_id(url: str) -> tuple[str, str]:
+    """The events table and its notification id column, as an attacker addresses them."""
+    return ("stored_events", "rowid") if sqlite(url) else ("ledger_events", "notification_id")
+
+
 def guards_off(url: str) -> None:
     """What an attacker with the database owner's rights does first."""
     if sqlite(url):
@@ -60,8 +65,7 @@ def test_an_untouched_store_verifies(filled: str) -> None:
 def test_an_altered_event_is_named(filled: str) -> None:
     n, *_ = stored(filled)[5]
     guards_off(filled)
-    events = "stored_events" if sqlite(filled) else "ledger_events"
-    nid = "rowid" if sqlite(filled) else "notification_id"
+    events, nid = events_and_id(filled)
     text = "CAST(state AS TEXT)" if sqlite(filled) else "convert_from(state, 'UTF8')"
     edited = f"replace({text}, '2025', '2024')"
     as_bytes = f"CAST({edited} AS BLOB)" if sqlite(filled) else f"convert_to({edited}, 'UTF8')"
@@ -102,9 +106,7 @@ def test_a_guard_that_no_longer_refuses_is_named(filled: str) -> None:
 def test_a_deleted_event_is_named(filled: str) -> None:
     n, *_ = stored(filled)[7]
     guards_off(filled)
-    events, nid = (
-        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
-    )
+    events, nid = events_and_id(filled)
     assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
     assert findings(filled)["hash chain"][0].startswith(f"notification {n}: missing")
 
@@ -113,9 +115,7 @@ def test_an_event_deleted_with_its_link_is_found_at_the_next(filled: str) -> Non
     rows = stored(filled)
     n, after = rows[7][0], rows[8][0]
     guards_off(filled)
-    events, nid = (
-        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
-    )
+    events, nid = events_and_id(filled)
     assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
     assert tamper(filled, f"DELETE FROM event_chain WHERE notification_id = {n}") == ""
     assert findings(filled)["hash chain"][0].startswith(f"notification {after}: ")
@@ -125,9 +125,7 @@ def test_two_swapped_events_are_named(filled: str) -> None:
     rows = stored(filled)
     a, b = rows[3][0], rows[9][0]
     guards_off(filled)
-    events, nid = (
-        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
-    )
+    events, nid = events_and_id(filled)
     for step in ((a, -1), (b, a), (-1, b)):  # one statement would trip the unique index
         assert (
             tamper(filled, f"UPDATE {events} SET {nid} = {step[1]} WHERE {nid} = {step[0]}") == ""
@@ -168,9 +166,7 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     assert "the history is intact" in ok.stdout
     n, *_ = stored(filled)[2]
     guards_off(filled)
-    events, nid = (
-        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
-    )
+    events, nid = events_and_id(filled)
     assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
     bad = subprocess.run(
         [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
@@ -203,9 +199,7 @@ def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
     rows = stored(filled)
     n = rows[4][0]
     guards_off(filled)
-    events, nid = (
-        ("stored_events", "rowid") if sqlite(filled) else ("ledger_events", "notification_id")
-    )
+    events, nid = events_and_id(filled)
     text = "CAST(state AS TEXT)" if sqlite(filled) else "convert_from(state, 'UTF8')"
     edited = f"replace({text}, '2025', '2024')"
     as_bytes = f"CAST({edited} AS BLOB)" if sqlite(filled) else f"convert_to({edited}, 'UTF8')"
