@@ -1020,21 +1020,21 @@ class Ledger:
                 "registration_number": None,
                 "registry_office": None,
                 "death_recorded_at": None,
+                "death_learned_on": None,
                 "learned_after_days": None,
             }
             if died is not None:
                 date_of_death, number, office, in_force, last_recorded, aggregate = died
                 recorded = learned.get(str(aggregate), last_recorded)
+                learned_on = datetime.fromisoformat(recorded).astimezone(VIETNAM).date()
                 row |= {
                     "date_of_death": date_of_death,
                     # a revoked death behind an overpayment: the funeral allowance was paid
                     "registration_number": number if in_force else f"{number} (revoked)",
                     "registry_office": office,
                     "death_recorded_at": recorded,
-                    "learned_after_days": (
-                        datetime.fromisoformat(recorded).astimezone(VIETNAM).date()
-                        - date.fromisoformat(date_of_death)
-                    ).days,
+                    "death_learned_on": learned_on.isoformat(),  # Vietnam's day
+                    "learned_after_days": (learned_on - date.fromisoformat(date_of_death)).days,
                 }
             out.append(row)
         return out

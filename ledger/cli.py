@@ -322,7 +322,7 @@ def cmd_receivables(args: argparse.Namespace) -> None:
             ", ".join(r["months"]),
             r["date_of_death"] or "",
             r["registration_number"] or "",
-            (r["death_recorded_at"] or "")[:10],
+            r["death_learned_on"] or "",
             "" if r["learned_after_days"] is None else vnd(r["learned_after_days"]),
         )
     total = vnd(sum(r["amount"] for r in rows))
