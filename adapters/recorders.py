@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg.sql import SQL
@@ -22,6 +23,20 @@ from adapters.chain import GENESIS, link
 CHAIN_TABLE = "event_chain"
 TRACKING_TABLE = "ledger_tracking"  # SQLite's recorder names its own "tracking"
 IMMUTABLE = "stored events are immutable"
+
+
+class StreamsChanged(IntegrityError):
+    """A stream the save was decided on changed before the save took the write lock."""
+
+
+def _changed(expected: dict[UUID, int | None], found: dict[UUID, int]) -> None:
+    """Refuse the save when any stream it was decided on is not at the version it was read
+    at (None: the stream did not exist). Checked under the store's write lock, so that a
+    decision and the events it depended on cannot cross (rule 10: an enrolment and a death
+    registration of the same person)."""
+    moved = [u for u, version in expected.items() if found.get(u) != version]
+    if moved:
+        raise StreamsChanged(f"{len(moved)} stream(s) changed since they were read: {moved[:3]}")
 
 
 def _chain(
@@ -69,6 +84,20 @@ class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        expected: dict[UUID, int | None] = kwargs.get("expected_versions") or {}
+        if expected:
+            # the insert above holds the write lock
+            found: dict[UUID, int] = {}
+            keys = list(expected)
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                c.execute(
+                    f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name}"
+                    f" WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY 1",
+                    [u.hex for u in chunk],
+                )
+                found.update((UUID(str(o)), v) for o, v in c.fetchall())
+            _changed(expected, found)
         if ids:
             # the insert above holds the write lock: nobody appends between read and write
             c.execute(f"SELECT chain_hash FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1")
@@ -119,6 +148,15 @@ class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
         # One INSERT of a whole enrolment file's events (tens of megabytes in one statement)
         # stalls the pipelined connection; several statements in the same transaction do not.
         self._lock_table(curs)
+        expected: dict[UUID, int | None] = kwargs.get("expected_versions") or {}
+        if expected:
+            # under the table lock: no other save can append between this read and ours
+            curs.execute(
+                f'SELECT originator_id, MAX(originator_version) AS v FROM "{self.datastore.schema}"'
+                f'."{self.events_table_name}" WHERE originator_id = ANY(%s) GROUP BY 1',
+                (list(expected),),
+            )
+            _changed(expected, {r["originator_id"]: r["v"] for r in curs.fetchall()})
         self._notify_channel(curs)
         ids: list[int] = []
         for i in range(0, len(stored_events), self.INSERT_CHUNK):

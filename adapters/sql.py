@@ -35,6 +35,15 @@ class SQLiteDatabase:
         )
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # PostgreSQL's transaction-local settings, which the read models' guards read: here a
+        # flag on this connection, cleared at the end of every transaction
+        self.settings: dict[str, str] = {}
+        self.conn.create_function("current_setting", 1, self.settings.get, deterministic=False)
+        self.conn.create_function("set_config", 3, self._set_config)
+
+    def _set_config(self, name: str, value: str, is_local: int) -> str:
+        self.settings[name] = value
+        return value
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -45,6 +54,8 @@ class SQLiteDatabase:
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
+        finally:
+            self.settings.clear()
         cursor.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

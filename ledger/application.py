@@ -9,14 +9,12 @@ order of events (one notification log) for the hash chain and for Kafka.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,10 +22,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
-from eventsourcing.utils import Environment
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 
+from adapters import read_model_guards
+from adapters.event_store import EventStore
+from adapters.export_files import Approval, ExportedFile, StagedExport, export_bytes
+from adapters.recorders import StreamsChanged
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from ledger.aggregates import (
@@ -59,7 +60,7 @@ from ledger.reference import (
     reference_data,
 )
 from ledger.rules import (
-    LINE_FIELDS,
+    LINE,
     Account,
     Credits,
     DraftList,
@@ -88,19 +89,6 @@ class RecordedButNotVisible(Exception):
     """The command's events are stored; only the read models lag behind."""
 
 
-class LedgerApplication(Application):  # type: ignore[type-arg]
-    """The event store: aggregates in, events out, one notification log."""
-
-    name = "Ledger"  # PostgreSQL table ledger_events
-    is_snapshotting_enabled = False
-
-    def construct_env(self, name: str, env: Any = None) -> Environment:
-        """Only what the store URL says. The library would also take its keys from the
-        process environment, where one stray variable (POSTGRES_ENABLE_DB_FUNCTIONS=y, or
-        LEDGER_APPLICATION_RECORDER_TOPIC) would bypass the hash chain and the table lock."""
-        return Environment(name, dict(env or {}))
-
-
 @dataclass(frozen=True)
 class ListSummary:
     period: str
@@ -114,14 +102,6 @@ class ListSummary:
     approved_by: str | None
     held: int = 0
     waiting_for_claimant: int = 0
-
-
-@dataclass(frozen=True)
-class ExportedFile:
-    path: Path
-    rows: int
-    total_amount: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -191,20 +171,16 @@ class Ledger:
             self.db = SQLiteDatabase(location.path)
         else:
             self.db = PostgresDatabase(location.url)
-        env = location.eventsourcing_env()
-        if existing:
-            env["CREATE_TABLE"] = "n"
-        self.app = _open_store(env)
+        self.events = EventStore(location, self.db, existing)
+        self.app = self.events.app
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)
         self.projector = Projector()
-        if existing:
-            table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-            try:
-                self.db.query(f"SELECT 1 FROM {table} LIMIT 1")
-            except Exception:
-                raise StoreUrlError(f"no ledger store at {location.url}") from None
-        else:
+        if not existing:
+            if self.events.latest_notification_id() == 0:
+                # a new store: its read models are guarded from the start. A store that has
+                # events and no guard never gets one put back silently (see `_check_guards`)
+                read_model_guards.install(self.db)
             self._ensure_reference_data()
         self.catch_up()
 
@@ -302,9 +278,24 @@ class Ledger:
                 )
             time.sleep(0.05)
 
-    def _save(self, *aggregates: Any) -> None:
+    def _check_guards(self) -> None:
+        """Before deciding from the read models: refuse when their guards are not all in place
+        (the tables may have been changed outside the ledger)."""
+        read_model_guards.check(self.db)
+
+    def _save(
+        self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
+    ) -> None:
+        """Save in one transaction. `expected_versions`: streams the decision read, refused
+        (nothing saved) when any changed before the save took the store's write lock."""
         if aggregates:
-            self.app.save(*aggregates)
+            try:
+                self.app.save(*aggregates, expected_versions=expected_versions or {})
+            except StreamsChanged:
+                raise RuleViolation(
+                    "a death registration of a person in this command was recorded while it "
+                    "was being checked; nothing was recorded: run the command again"
+                ) from None
         try:
             self.catch_up()
         except ReadModelsBehind as behind:
@@ -377,7 +368,7 @@ class Ledger:
                 first_row[row.personal_id] = number
         ids = list(first_row)
         enrolled = self._existing("beneficiaries", "personal_id", ids)
-        dead = self._existing("deaths", "personal_id", ids, "in_force = 1")
+        dead, death_versions = self._deaths_in_record(ids)
         # the first month both a standard level and a funeral multiplier are in force
         earliest = max(  # the first month both a level and a multiplier are in force
             str(first)
@@ -405,7 +396,7 @@ class Ledger:
             Beneficiary(**row.model_dump(), actor=actor, source=f"{name} row {number}")
             for number, row in rows
         ]
-        self._save(*beneficiaries)
+        self._save(*beneficiaries, expected_versions=death_versions)
         return len(beneficiaries)
 
     def _existing(
@@ -423,6 +414,17 @@ class Ledger:
                 )
             )
         return found
+
+    def _deaths_in_record(
+        self, personal_ids: Sequence[str]
+    ) -> tuple[set[str], dict[UUID, int | None]]:
+        """Rule 10 from the record, not a read model: who among these people has a death in
+        force, and the version of each one's death record (None: no record) for the save to
+        check under the store's write lock."""
+        ids = [death_record_id(p) for p in personal_ids]
+        records = self.events.load_many(ids)
+        dead = {r.personal_id for r in records.values() if r.in_force}
+        return dead, {i: (records[i].version if i in records else None) for i in ids}
 
     def _beneficiary(self, personal_id: str) -> Beneficiary:
         if len(personal_id) != 12 or not personal_id.isdigit():
@@ -709,6 +711,7 @@ class Ledger:
         self._check_not_future(period)
         register = self._register(actor)
         self.catch_up()
+        self._check_guards()
         ref = self.reference_data()
         drafted: list[PaymentList] = []
         counts: dict[str, tuple[int, int]] = {}
@@ -771,6 +774,7 @@ class Ledger:
         # after this read makes our save fail on the register's version
         register = self._register(actor)
         self.catch_up()
+        self._check_guards()
         marks = ",".join("?" * len(provinces))
         codes = (
             [
@@ -868,32 +872,56 @@ class Ledger:
     def export_payroll(
         self, period: str, province_code: str | None, out_dir: Path
     ) -> list[ExportedFile]:
-        """Write the approved lists as they were approved: one CSV per province and channel,
-        ordered by payment_id, each with a manifest."""
-        self.catch_up()
+        """Write the approved lists from the lines their approval recorded (the LinesIssued
+        events, never the read models): one CSV per province and channel, ordered by
+        payment_id, each with a manifest. Refused, with nothing written, when a list's
+        recorded lines do not reproduce the digest, count and total its approval recorded."""
         _check_month(period, "--period")
-        approved = [s for s in self.summaries(period, province_code) if s.status == "APPROVED"]
-        if not approved:
-            where = f" {province_code}" if province_code else ""
-            raise RuleViolation(
-                f"no approved list for {period}{where} to export: approve it "
-                f"with `ledger payroll approve --period {period} --by USER`"
-            )
-        out_dir.mkdir(parents=True, exist_ok=True)
+        codes = self._provinces_to_export(province_code)
+        staged = StagedExport(out_dir)
         files: list[ExportedFile] = []
-        for done, summary in enumerate(approved):
-            self.progress(f"payroll export {period}", done, len(approved))
-            by_channel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-            for row in self.db.query(
-                f"SELECT {', '.join(LINE_FIELDS)} FROM payment_lines WHERE period = ? AND"
-                " province_code = ? ORDER BY payment_id",
-                (period, summary.province_code),
-            ):
-                by_channel[row[8]].append(row)
-            for channel, rows in sorted(by_channel.items()):
-                files.append(_write_export(out_dir, period, summary, channel, rows))
-        self.progress(f"payroll export {period}", len(approved), len(approved))
+        problems: list[str] = []
+        try:
+            for done, code in enumerate(codes):
+                self.progress(f"payroll export {period}", done, len(codes))
+                issued = self.events.issued_list(payment_list_id(period, code))
+                if issued is None:
+                    continue
+                found = issued.problems()
+                if found:
+                    problems.append(f"payroll {period} {code}: {'; '.join(found)}")
+                    continue
+                approval = Approval(
+                    period, code, issued.approved_by, issued.approved_at, issued.digest
+                )
+                by_channel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+                for row in sorted(issued.rows, key=lambda r: str(r[0])):
+                    by_channel[row[LINE["channel"]]].append(row)
+                for channel, rows in sorted(by_channel.items()):
+                    files.append(staged.add_list_file(approval, channel, rows))
+            self.progress(f"payroll export {period}", len(codes), len(codes))
+            if problems:
+                raise RuleViolation(
+                    "; ".join(problems) + ": the stored events were altered. Nothing was "
+                    "exported: run `ledger verify` and keep the store as it is"
+                )
+            if not files:
+                where = f" {province_code}" if province_code else ""
+                raise RuleViolation(
+                    f"no approved list for {period}{where} to export: approve it "
+                    f"with `ledger payroll approve --period {period} --by USER`"
+                )
+            staged.commit()
+        finally:
+            staged.discard()
         return files
+
+    def _provinces_to_export(self, province_code: str | None) -> list[str]:
+        if province_code is None:
+            return sorted(province_codes())
+        if province_code not in province_codes():
+            raise InputRejected([f"--province: unknown province code {province_code!r}"])
+        return [province_code]
 
     # Settlement
 
@@ -1079,19 +1107,6 @@ LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
 _IN_PROVINCE = "b.province_code = ?"
 
 
-def _open_store(env: dict[str, str], attempts: int = 5) -> LedgerApplication:
-    """The event store, its tables created if missing. Processes that open a new PostgreSQL
-    store at the same moment can trip over each other's CREATE statements: try again."""
-    for attempt in range(attempts):
-        try:
-            return LedgerApplication(env=env)
-        except PersistenceError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
 def _check_month(value: str, option: str) -> None:
     try:
         parse_month(value)
@@ -1106,49 +1121,11 @@ def _row_key(problem: str) -> tuple[int, str]:
         return 0, problem
 
 
-def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
-    """A payment file as the contract gives it, from lines ordered by payment_id: its bytes,
-    its row count and its total amount."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LINE_FIELDS)
-    count = total = 0
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-        total += row[14]
-    return buffer.getvalue().encode("utf-8"), count, total
-
-
-def _write_export(
-    out_dir: Path, period: str, summary: ListSummary, channel: str, rows: Iterable[tuple[Any, ...]]
-) -> ExportedFile:
-    data, count, total = export_bytes(rows)
-    digest = hashlib.sha256(data).hexdigest()
-    stem = f"{period}_{summary.province_code}_{channel}"
-    path = out_dir / f"{stem}.csv"
-    _write_atomically(path, data)
-    manifest = {
-        "file": path.name,
-        "period": period,
-        "province_code": summary.province_code,
-        "channel": channel,
-        "rows": count,
-        "total_amount": total,
-        "sha256": digest,
-        "approved_by": summary.approved_by,
-    }
-    _write_atomically(
-        out_dir / f"{stem}.manifest.json",
-        (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
-    )
-    return ExportedFile(path, count, total, digest)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-__all__ = ["Ledger", "ListSummary", "ExportedFile", "ImportResult", "format_month"]
+__all__ = [
+    "Ledger",
+    "ListSummary",
+    "ExportedFile",
+    "ImportResult",
+    "export_bytes",
+    "format_month",
+]

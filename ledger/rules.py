@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from typing import Any
 
 from ledger.months import format_month
 
@@ -361,10 +362,17 @@ class DraftList:
 
 
 def lines_digest(lines: Sequence[PaymentLine]) -> str:
-    """A fingerprint of a list's lines, so that an approver approves exactly what was drafted."""
+    """A fingerprint of a list's lines, so that an approver approves exactly what was drafted
+    and an export writes exactly what was approved."""
+    return rows_digest(line.as_row() for line in lines)
+
+
+def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
+    """The same fingerprint over rows in LINE_FIELDS order (as the LinesIssued events hold
+    them), in the order they were issued."""
     h = hashlib.sha256()
-    for line in lines:
-        h.update("\x1f".join(str(v) for v in line.as_row()).encode())
+    for row in rows:
+        h.update("\x1f".join(str(v) for v in row).encode())
         h.update(b"\n")
     return h.hexdigest()
 

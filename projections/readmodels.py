@@ -185,6 +185,8 @@ class Projector:
     ) -> int:
         """Apply events in the caller's transaction and move the position (the notification
         log's, for the in-process path; a Kafka consumer keeps its offsets instead)."""
+        # the read models' guards let only a transaction marked so write them
+        cursor.execute("SELECT set_config('ledger.projecting', 'on', true)")
         writes = _Writes()
         ledger_moves: dict[str, list[int]] = {}
         last = None

@@ -1,0 +1,136 @@
+"""Guards on the read models a decision reads: the database itself refuses any INSERT, UPDATE,
+DELETE (or TRUNCATE) of them outside a projection's transaction.
+
+A read model is a cache of the events, but the payroll reads it to decide who is paid what. So
+the store's read models are written only by the projection code: `Projector.apply` marks its
+transaction (`set_config('ledger.projecting', 'on', true)`, local to the transaction on
+PostgreSQL; a flag on the connection, cleared at the end of each transaction, on SQLite), and
+triggers refuse every other write. A plain `sqlite3` or `psql` session that changes a balance,
+a death or a line is refused.
+
+The guards are installed once, when the store is new. A command that decides or exports money
+never puts a guard back: it checks them first and refuses when one is missing or altered (the
+evidence of a change made while it was off must be kept for `ledger verify`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.sql import ReadModelDatabase
+from ledger.rules import RuleViolation
+from projections.readmodels import READ_MODEL_TABLES
+
+# Every table a decision or an export reads, and the projection's position (moving it on would
+# make the read models skip events).
+GUARDED = (*READ_MODEL_TABLES, "projection_position")
+REFUSED = "read models are written only by the projection"
+OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+
+
+class GuardsMissing(RuleViolation):
+    """A read-model guard is missing or altered: nothing is decided from those tables."""
+
+
+def _sqlite_trigger(table: str, operation: str, if_not_exists: bool = False) -> str:
+    create = "CREATE TRIGGER IF NOT EXISTS" if if_not_exists else "CREATE TRIGGER"
+    return (
+        f"{create} ledger_guard_{table}_{operation.lower()} BEFORE {operation} ON {table}"
+        " WHEN coalesce(current_setting('ledger.projecting'), '') <> 'on'"
+        f" BEGIN SELECT RAISE(ABORT, '{REFUSED}: {operation} on {table} refused'); END"
+    )
+
+
+_PG_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION ledger_guard_read_models() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN IF coalesce(current_setting('ledger.projecting', true), '') <> 'on' THEN"
+    f" RAISE EXCEPTION '{REFUSED}: % on % refused', TG_OP, TG_TABLE_NAME; END IF;"
+    " RETURN NULL; END $$"
+)
+_PG_BODY = _PG_FUNCTION.split("$$")[1]
+
+
+def _pg_triggers(table: str) -> list[str]:
+    return [
+        f"CREATE OR REPLACE TRIGGER ledger_guard_{table} BEFORE INSERT OR UPDATE OR DELETE"
+        f" OR TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION ledger_guard_read_models()",
+        # fires in a replica session too (session_replication_role = replica skips the others)
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER ledger_guard_{table}",
+    ]
+
+
+def is_postgres(db: ReadModelDatabase) -> bool:
+    return not hasattr(db, "path")
+
+
+def install(db: ReadModelDatabase) -> None:
+    """Put the guards on a new store's read models."""
+    with db.transaction() as cursor:
+        if is_postgres(db):
+            # processes opening a new store at once: one at a time (concurrent CREATE OR
+            # REPLACE of one function deadlocks)
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('ledger_guard_read_models'))")
+            cursor.execute(_PG_FUNCTION)
+            for table in GUARDED:
+                for statement in _pg_triggers(table):
+                    cursor.execute(statement)
+        else:
+            for table in GUARDED:
+                for operation in OPERATIONS:
+                    cursor.execute(_sqlite_trigger(table, operation, if_not_exists=True))
+
+
+def present(db: ReadModelDatabase) -> bool:
+    """Whether any guard was ever installed on this store (a new store has none yet)."""
+    if is_postgres(db):
+        sql = "SELECT 1 FROM pg_proc WHERE proname = 'ledger_guard_read_models'"
+    else:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ledger_guard_%'"
+    return bool(db.query(sql))
+
+
+def problems(db: ReadModelDatabase) -> list[str]:
+    """Every guard that is missing, disabled or altered, one line each."""
+    found: list[str] = []
+    if is_postgres(db):
+        bodies = db.query(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'ledger_guard_read_models'"
+        )
+        if [b for (b,) in bodies] != [_PG_BODY]:
+            found.append("the function ledger_guard_read_models is missing or altered")
+        states: dict[str, Any] = dict(
+            db.query(
+                "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c"
+                " ON c.oid = t.tgrelid WHERE t.tgname = 'ledger_guard_' || c.relname"
+            )
+        )
+        for table in GUARDED:
+            state = states.get(table)
+            if state is None:
+                found.append(f"the guard on {table} is missing")
+            elif state != "A":  # O: skipped in a replica session; D: disabled
+                found.append(f"the guard on {table} is disabled or not always enabled")
+    else:
+        kept = dict(
+            db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        )
+        for table in GUARDED:
+            for operation in OPERATIONS:
+                name = f"ledger_guard_{table}_{operation.lower()}"
+                if name not in kept:
+                    found.append(f"the guard {name} is missing")
+                elif kept[name] != _sqlite_trigger(table, operation):
+                    found.append(f"the guard {name} is altered")
+    return found
+
+
+def check(db: ReadModelDatabase) -> None:
+    """Refuse to decide from read models whose guards are not all in place."""
+    found = problems(db)
+    if found:
+        raise GuardsMissing(
+            "the read models' guards are not in place ("
+            + "; ".join(found[:3])
+            + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+            + "): they may have been changed outside the ledger. Nothing was decided: run "
+            "`ledger verify` and keep the store as it is"
+        )

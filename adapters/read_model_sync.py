@@ -1,0 +1,112 @@
+"""How a command brings the read models up to its own writes: in-process from the notification
+log (the embedded default), by waiting for `ledger project` (the Kafka path), or not at all
+(the publisher)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from adapters.event_store import EventStore
+from adapters.sql import ReadModelDatabase
+from adapters.store import StoreUrlError
+from ledger.rules import RuleViolation
+from projections.readmodels import Projector
+
+
+class ReadModelsBehind(RuleViolation):
+    """The read models (kept by `ledger project`) did not catch up in time."""
+
+
+class InProcessReadModels:
+    """Kept up to date here, from the notification log, in batches; the position moves in the
+    same transaction as the rows."""
+
+    kind = "in-process"
+
+    def __init__(self, events: EventStore, db: ReadModelDatabase) -> None:
+        self.events = events
+        self.db = db
+        self.projector = Projector()
+
+    def catch_up(self) -> int:
+        """Bring the read models up to every event recorded so far; returns how many events
+        were applied here."""
+        applied = 0
+        while True:
+            with self.db.transaction() as cursor:
+                position = self.projector.position_in(cursor)
+                batch = self.events.recorded_events(position)
+                if not batch:
+                    return applied
+                if applied == 0:
+                    self._check_read_models_are_kept_here(cursor, position)
+                self.projector.apply(cursor, batch)
+                applied += len(batch)
+
+    def through(self) -> int:
+        """The last event the read models show."""
+        return Projector.position(self.db)
+
+    @staticmethod
+    def _check_read_models_are_kept_here(cursor: Any, position: int) -> None:
+        """Events past this path's position already in the audit trail: `ledger project`
+        keeps these read models from Kafka, and applying them again here would clash."""
+        cursor.execute("SELECT 1 FROM audit_trail WHERE notification_id > ? LIMIT 1", (position,))
+        if cursor.fetchone() is not None:
+            raise StoreUrlError(
+                "the read models of this store are kept by `ledger project` from Kafka: set "
+                "LEDGER_KAFKA (the commands then wait for them), or run against another store"
+            )
+
+
+class KafkaReadModels:
+    """Kept by `ledger project` from ledger.events: read-your-writes, bounded in time."""
+
+    kind = "kafka"
+
+    def __init__(self, events: EventStore, db: ReadModelDatabase, timeout: float) -> None:
+        self.events = events
+        self.db = db
+        self.timeout = timeout
+
+    def catch_up(self) -> int:
+        """Wait until `ledger project` has applied every event stored so far (the audit trail
+        holds one row per applied event)."""
+        table = self.events.table
+        latest = self.events.latest_notification_id()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            missing = self.db.query(
+                f"SELECT (SELECT COUNT(*) FROM {table} WHERE notification_id <= ?)"
+                " - (SELECT COUNT(*) FROM audit_trail WHERE notification_id <= ?)",
+                (latest, latest),
+            )[0][0]
+            if missing == 0:
+                return 0
+            if time.monotonic() > deadline:
+                raise ReadModelsBehind(
+                    f"the read models still miss {missing:,} of the events up to notification "
+                    f"{latest:,} after {self.timeout:.0f} s: check that `ledger "
+                    "publish` and `ledger project` are running (nothing was lost: the events "
+                    "are stored; run the command again once they have caught up)"
+                )
+            time.sleep(0.05)
+
+    def through(self) -> int:
+        return int(self.db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0])
+
+
+class UntouchedReadModels:
+    """The publisher's view: it reads the log and never touches the read models."""
+
+    kind = "none"
+
+    def __init__(self, db: ReadModelDatabase) -> None:
+        self.db = db
+
+    def catch_up(self) -> int:
+        return 0
+
+    def through(self) -> int:
+        return int(self.db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0])

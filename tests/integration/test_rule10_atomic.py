@@ -1,0 +1,112 @@
+"""Rule 10 holds under concurrency, on both stores: an enrolment and a death registration of the
+same person never both succeed with the death recorded before the enrolment. Either the
+enrolment is refused, or the death was recorded after it (and takes effect on the enrolled
+beneficiary)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.rules import RuleViolation
+from tests.conftest import Files, death, enrolment, events_table, query_store
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 12
+
+
+def order_of(url: str, personal_id: str) -> tuple[int | None, int | None]:
+    """Notification ids of the person's enrolment and of their first death registration."""
+    nid = "rowid" if url.startswith("sqlite:") else "notification_id"
+    found: dict[str, int] = {}
+    for n, topic, state in query_store(
+        url, f"SELECT {nid}, topic, state FROM {events_table(url)} ORDER BY {nid}"
+    ):
+        text = bytes(state).decode("utf-8", "replace")
+        if personal_id not in text:
+            continue
+        if topic.endswith("Beneficiary.Enrolled") or topic.endswith("Beneficiary.Created"):
+            found.setdefault("enrolled", n)
+        if topic.startswith("ledger.aggregates:DeathRecord"):
+            found.setdefault("died", n)
+    return found.get("enrolled"), found.get("died")
+
+
+def test_a_death_recorded_between_the_check_and_the_save_refuses_the_enrolment(
+    store_url: str, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race made certain: the registry's death lands just after the enrolment read the
+    death records and before it saves."""
+    pid = "002000000001"
+    enrol_file = files.enrolments([enrolment(pid)])
+    deaths_file = files.deaths([death(pid)])
+    with Ledger(store_url) as enrolling, Ledger(store_url) as registry:
+        read = Ledger._deaths_in_record
+
+        def read_then_the_registry_records(self: Ledger, ids: list[str]):  # type: ignore[no-untyped-def]
+            found = read(self, ids)
+            registry.import_deaths(deaths_file, "registry")
+            return found
+
+        monkeypatch.setattr(Ledger, "_deaths_in_record", read_then_the_registry_records)
+        with pytest.raises(RuleViolation, match="run the command again"):
+            enrolling.enrol(enrol_file, "maker")
+        monkeypatch.undo()
+        assert order_of(store_url, pid)[0] is None  # nothing was enrolled
+        with pytest.raises(Exception, match="death registration in force"):
+            enrolling.enrol(enrol_file, "maker")  # run again: refused by rule 10
+        assert order_of(store_url, pid)[0] is None
+
+
+def test_concurrent_enrolment_and_death_never_enrol_the_dead(
+    store_url: str, files: Files, tmp_path: Path
+) -> None:
+    with Ledger(store_url) as enrolling, Ledger(store_url) as registry:
+        outcomes = []
+        for i in range(ROUNDS):
+            pid = f"0030000{i:05d}"
+            enrol_file = files.enrolments([enrolment(pid)])
+            deaths_file = files.deaths([death(pid)])
+            start = threading.Barrier(2)
+            errors: dict[str, BaseException] = {}
+
+            def enrol(f: Path = enrol_file, e: dict[str, BaseException] = errors) -> None:
+                start.wait()
+                try:
+                    enrolling.enrol(f, "maker")
+                except Exception as err:
+                    e["enrol"] = err
+
+            def register(f: Path = deaths_file, e: dict[str, BaseException] = errors) -> None:
+                start.wait()
+                try:
+                    registry.import_deaths(f, "registry")
+                except Exception as err:
+                    e["death"] = err
+
+            threads = [threading.Thread(target=enrol), threading.Thread(target=register)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert "death" not in errors, errors  # a registration is never refused for this
+            enrolled, died = order_of(store_url, pid)
+            assert died is not None
+            if enrolled is None:
+                assert "enrol" in errors
+                assert "death registration" in str(errors["enrol"])
+            else:
+                assert "enrol" not in errors
+                assert enrolled < died, f"{pid}: enrolled after the death was recorded"
+            outcomes.append(enrolled is None)
+        # the dead are never listed: no line for any of them but a funeral line
+        enrolling.catch_up()
+        rows = enrolling.db.query(
+            "SELECT b.personal_id FROM beneficiaries b LEFT JOIN deaths d"
+            " ON d.personal_id = b.personal_id AND d.in_force = 1 WHERE d.personal_id IS NULL"
+        )
+        assert rows == []
