@@ -5,7 +5,6 @@ that every way in is validated by the same pydantic model."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 import fastavro
 
 from adapters import avro
-from ledger.inputs import DeathRow, InputRejected, validate
-from ledger.months import VIETNAM
+from ledger import values
+from ledger.config import settings
+from ledger.inputs import DeathRow, InputRejected, read_rows, validate
 
 SUBJECT = "civil-registry.deaths-value"
 TOPIC = "civil-registry.deaths"
@@ -33,11 +33,10 @@ def row_fields(record: dict[str, Any]) -> dict[str, str]:
         "personal_id": record.get("personal_id") or "",
         "full_name": record.get("full_name") or "",
         "date_of_death": died.isoformat() if isinstance(died, date) else str(died or ""),
-        # Avro keeps the instant in UTC; the registry's day is Vietnam's (a death registered
+        # Avro keeps the instant in UTC; the row records it in Vietnam's time, as it does a
+        # CSV file's, and checks the date of death against Vietnam's day (a death registered
         # at 06:30 on 1 July is not registered on 30 June)
-        "registered_at": at.astimezone(VIETNAM).isoformat()
-        if isinstance(at, datetime)
-        else str(at or ""),
+        "registered_at": at.isoformat() if isinstance(at, datetime) else str(at or ""),
         "registry_office": record.get("registry_office") or "",
         "claimant_personal_id": claimant.get("personal_id") or "",
         "claimant_name": claimant.get("name") or "",
@@ -57,8 +56,11 @@ def avro_record(row: DeathRow) -> dict[str, Any]:
         "personal_id": row.personal_id,
         "full_name": row.full_name,
         # a revocation may leave the date empty in CSV; the record requires one: the day
-        # the revocation was registered stands in for it (a revocation ignores the date)
-        "date_of_death": date.fromisoformat(row.date_of_death or row.registered_at[:10]),
+        # the revocation was registered, in Vietnam, stands in for it (a revocation ignores
+        # the date)
+        "date_of_death": date.fromisoformat(
+            row.date_of_death or values.vietnam_day(row.registered_at)
+        ),
         "registered_at": datetime.fromisoformat(row.registered_at).astimezone(UTC),
         "registry_office": row.registry_office,
         "claimant": None
@@ -82,11 +84,12 @@ def is_container(path: Path) -> bool:
         return False
 
 
-def read_registrations(path: Path) -> list[tuple[int, DeathRow]]:
-    """A CSV file's rows or a container file's records, validated."""
-    from ledger.inputs import read_rows
-
-    return read_container(path) if is_container(path) else read_rows(path, DeathRow)
+def read_registrations(path: Path, problems: list[str] | None = None) -> list[tuple[int, DeathRow]]:
+    """A CSV file's rows or a container file's records, validated: the valid ones; the
+    problems, one line each, raised as InputRejected or added to `problems` (read_rows)."""
+    if is_container(path):
+        return read_container(path, problems)
+    return read_rows(path, DeathRow, problems)
 
 
 def publish(path: Path, bootstrap: str, topic: str = TOPIC, partitions: int = 6) -> int:
@@ -115,7 +118,7 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) ->
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    replication = int(os.environ.get("LEDGER_KAFKA_REPLICATION", "1"))
+    replication = settings().kafka_replication
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     try:
         existing = set(admin.list_topics())
@@ -128,9 +131,10 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) ->
         admin.close()
 
 
-def read_container(path: Path) -> list[tuple[int, DeathRow]]:
+def read_container(path: Path, problems: list[str] | None = None) -> list[tuple[int, DeathRow]]:
     """An Avro container file of DeathRegistration records (any registered version), each
-    validated as a row would be; records are numbered from 1."""
+    validated as a row would be; records are numbered from 1. The valid ones; the problems
+    as read_rows gives them ("FILE: record N: FIELD: message")."""
     try:
         with path.open("rb") as f:
             reader = fastavro.reader(f, reader_schema=avro.latest(SUBJECT).schema)
@@ -145,9 +149,7 @@ def read_container(path: Path) -> list[tuple[int, DeathRow]]:
             ]
         ) from None
     numbers = list(range(1, len(records) + 1))
-    return list(
-        zip(numbers, validate(path.name, numbers, records, DeathRow, unit="record"), strict=True)
-    )
+    return validate(path.name, numbers, records, DeathRow, problems, unit="record")
 
 
 def write_container(path: Path, rows: list[DeathRow]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters import avro
+from ledger.config import settings
 
 SUBJECT = "ledger.events-value"
 
@@ -38,10 +38,11 @@ class TopicSettings:
 
     @classmethod
     def from_env(cls) -> TopicSettings:
+        config = settings()
         return cls(
-            name=os.environ.get("LEDGER_EVENTS_TOPIC", cls.name),
-            partitions=int(os.environ.get("LEDGER_EVENTS_PARTITIONS", cls.partitions)),
-            replication_factor=int(os.environ.get("LEDGER_KAFKA_REPLICATION", "1")),
+            name=config.events_topic,
+            partitions=config.events_partitions,
+            replication_factor=config.kafka_replication,
         )
 
     @property

@@ -57,6 +57,7 @@ class ProjectionWorker:
         settings: TopicSettings | None = None,
         group: str = GROUP,
         progress: Callable[[int], None] | None = None,
+        max_poll_records: int = 2000,
     ) -> None:
         from kafka import KafkaConsumer
 
@@ -74,7 +75,7 @@ class ProjectionWorker:
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=2000,
+            max_poll_records=max_poll_records,
             fetch_max_bytes=64 * 1024 * 1024,
         )
         self.consumer.subscribe([self.settings.name])

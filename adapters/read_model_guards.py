@@ -92,9 +92,7 @@ def problems(db: ReadModelDatabase) -> list[str]:
     """Every guard that is missing, disabled or altered, one line each."""
     found: list[str] = []
     if is_postgres(db):
-        bodies = db.query(
-            "SELECT prosrc FROM pg_proc WHERE proname = 'ledger_guard_read_models'"
-        )
+        bodies = db.query("SELECT prosrc FROM pg_proc WHERE proname = 'ledger_guard_read_models'")
         if [b for (b,) in bodies] != [_PG_BODY]:
             found.append("the function ledger_guard_read_models is missing or altered")
         states: dict[str, Any] = dict(
@@ -110,9 +108,7 @@ def problems(db: ReadModelDatabase) -> list[str]:
             elif state != "A":  # O: skipped in a replica session; D: disabled
                 found.append(f"the guard on {table} is disabled or not always enabled")
     else:
-        kept = dict(
-            db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
-        )
+        kept = dict(db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
         for table in GUARDED:
             for operation in OPERATIONS:
                 name = f"ledger_guard_{table}_{operation.lower()}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from ledger.config import settings
 
 DEFAULT_STORE = "sqlite:///./.ledger/ledger.sqlite"
 
@@ -22,7 +23,7 @@ class StoreLocation:
 
     @classmethod
     def parse(cls, url: str | None) -> StoreLocation:
-        url = url or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
+        url = url or settings().store or DEFAULT_STORE
         if url.startswith("sqlite:///"):
             path = Path(url[len("sqlite:///") :])
             if not path.name:

@@ -8,12 +8,23 @@ Event attributes are plain strings, integers, lists and dicts: they are the wire
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.rules import ACCRUAL_FIELDS, LINE, LINE_FIELDS, PENDING, SETTLEMENT_MOVES, RuleViolation
+from ledger.months import month_of_iso, parse_month
+from ledger.rules import (
+    ACCRUAL_FIELDS,
+    ISSUED_FIELDS,
+    LINE,
+    PENDING,
+    SETTLEMENT_MOVES,
+    Entitlement,
+    RuleViolation,
+)
 
 _NS = uuid5(NAMESPACE_URL, "https://ansinh.example/ledger")
 
@@ -65,8 +76,18 @@ class Beneficiary(Aggregate):
         self.province_code = province_code
         self.commune_code = commune_code
         self.effective_month = effective_month
+        self.coefficient = coefficient
         self.terminated_from: str | None = None
         self.held = False
+
+    def entitlement(self, death: DeathInForce | None) -> Entitlement:
+        """Rule 1's inputs: the enrolment, the latest termination and the death in force."""
+        return Entitlement(
+            effective_month=parse_month(self.effective_month),
+            coefficient=Decimal(self.coefficient),
+            terminated_from=parse_month(self.terminated_from) if self.terminated_from else None,
+            death_month=month_of_iso(death.date_of_death) if death else None,
+        )
 
     def hold(self, reason: str, actor: str, source: str) -> None:
         if self.held:
@@ -124,6 +145,13 @@ class RegistrationRefused(RuleViolation):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class DeathInForce:
+    registration_number: str
+    date_of_death: str
+    claimant: dict[str, str] | None
+
+
 class DeathRecord(Aggregate):
     """What the civil registries told the ledger about one person's death: every registration,
     correction and revocation, applied once each by `event_id`."""
@@ -172,6 +200,20 @@ class DeathRecord(Aggregate):
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied_event_ids
+
+    @property
+    def death_in_force(self) -> DeathInForce | None:
+        """The death the ledger acts on: the registration in force with its current facts
+        (the one place this is folded; the read model `deaths` mirrors it)."""
+        if self.in_force is None:
+            return None
+        reg = self.registrations[self.in_force]
+        return DeathInForce(self.in_force, reg["date_of_death"], reg["claimant"])
+
+    @property
+    def revoked_registrations(self) -> frozenset[str]:
+        """Registrations revoked: lines paid under them leave the beneficiary's balance."""
+        return frozenset(n for n, reg in self.registrations.items() if reg["revoked"])
 
     def register(
         self,
@@ -528,7 +570,7 @@ class PaymentList(Aggregate):
         )
         for i in range(0, len(lines), chunk_size):
             self._lines_issued(
-                columns=list(LINE_FIELDS),
+                columns=list(ISSUED_FIELDS),
                 lines=lines[i : i + chunk_size],
                 actor=actor,
                 source=source,

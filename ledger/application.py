@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from adapters import read_model_guards
 from adapters.event_store import EventStore
@@ -45,6 +44,7 @@ from ledger.aggregates import (
     death_record_id,
     payment_list_id,
 )
+from ledger.config import settings
 from ledger.inputs import (
     DeathRow,
     EnrolmentRow,
@@ -66,11 +66,13 @@ from ledger.rules import (
     DraftList,
     Entitlement,
     Issued,
+    IssuedLine,
     Payee,
     ReferenceData,
     RuleViolation,
-    credits_through,
+    balance,
     draft_list,
+    overpaid_months,
 )
 from projections.readmodels import Projector, RecordedEvent
 
@@ -253,14 +255,13 @@ class Ledger:
                 break
         return batch
 
-    READ_MODEL_TIMEOUT = float(os.environ.get("LEDGER_READ_TIMEOUT", "60"))
-
     def _wait_for_kafka_read_models(self) -> None:
         """Read-your-writes: wait, bounded, until `ledger project` has applied every event
         stored so far (the audit trail holds one row per applied event)."""
         table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
         latest = self.db.query(f"SELECT COALESCE(MAX(notification_id), 0) FROM {table}")[0][0]
-        deadline = time.monotonic() + self.READ_MODEL_TIMEOUT
+        timeout = settings().read_timeout
+        deadline = time.monotonic() + timeout
         while True:
             missing = self.db.query(
                 f"SELECT (SELECT COUNT(*) FROM {table} WHERE notification_id <= ?)"
@@ -272,7 +273,7 @@ class Ledger:
             if time.monotonic() > deadline:
                 raise ReadModelsBehind(
                     f"the read models still miss {missing:,} of the events up to notification "
-                    f"{latest:,} after {self.READ_MODEL_TIMEOUT:.0f} s: check that `ledger "
+                    f"{latest:,} after {timeout:.0f} s: check that `ledger "
                     "publish` and `ledger project` are running (nothing was lost: the events "
                     "are stored; run the command again once they have caught up)"
                 )
@@ -352,11 +353,13 @@ class Ledger:
     # Beneficiaries
 
     def enrol(self, path: Path, actor: str) -> int:
-        """Enrol every row of an enrolment file, or none."""
-        rows = read_rows(path, EnrolmentRow)
-        self.catch_up()
-        name = path.name
+        """Enrol every row of an enrolment file, or none. The rows without a format error are
+        checked against the ledger too, so that every problem of the file is reported at once."""
         problems: list[str] = []
+        rows = read_rows(path, EnrolmentRow, problems)
+        self.catch_up()
+        self._check_guards()
+        name = path.name
         first_row: dict[str, int] = {}
         for number, row in rows:
             if row.personal_id in first_row:
@@ -427,8 +430,12 @@ class Ledger:
         return dead, {i: (records[i].version if i in records else None) for i in ids}
 
     def _beneficiary(self, personal_id: str) -> Beneficiary:
-        if len(personal_id) != 12 or not personal_id.isdigit():
-            raise InputRejected([f"personal id: must be 12 digits, got {personal_id!r}"])
+        from ledger import values
+
+        try:
+            values.personal_id(personal_id)
+        except values.InvalidValue as err:
+            raise InputRejected([f"personal id: {err}"]) from None
         try:
             return self.app.repository.get(beneficiary_id(personal_id))  # type: ignore[no-any-return]
         except AggregateNotFoundError:
@@ -455,11 +462,18 @@ class Ledger:
         self._save(b)
 
     def move(self, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
+        from ledger import values
+
         problems = []
-        if province_code not in province_codes():
-            problems.append(f"--province: unknown province code {province_code!r}")
-        if len(commune_code) != 5 or not commune_code.isdigit():
-            problems.append(f"--commune: must be 5 digits, got {commune_code!r}")
+        for option, check, value in (
+            ("personal id", values.personal_id, personal_id),
+            ("--province", values.province_code, province_code),
+            ("--commune", values.commune_code, commune_code),
+        ):
+            try:
+                check(value)
+            except values.InvalidValue as err:
+                problems.append(f"{option}: {err}")
         if problems:
             raise InputRejected(problems)
         b = self._beneficiary(personal_id)
@@ -470,20 +484,33 @@ class Ledger:
 
     def import_deaths(self, path: Path, actor: str) -> ImportResult:
         """Apply a file of death registrations (CSV, or an Avro container file), in order,
-        all or none. A registration whose event_id was applied before changes nothing."""
+        all or none. A registration whose event_id was applied before changes nothing. The
+        registrations without a format error are decided too, so that every problem of the
+        file is reported at once; a registration that follows a malformed one of the same
+        person is decided without it."""
         from adapters.civil_registry import is_container, read_container
 
+        problems: list[str] = []
         if is_container(path):
-            records = read_container(path)
+            records = read_container(path, problems)
             unit = "record"
         else:
-            records = read_rows(path, DeathRow)
+            records = read_rows(path, DeathRow, problems)
             unit = "row"
         self.catch_up()
-        return self.apply_death_registrations(
-            [(f"{path.name} {unit} {n}", f"{path.name}: {unit} {n}", row) for n, row in records],
-            actor,
-        )
+        self._check_guards()
+        registrations = [
+            (f"{path.name} {unit} {n}", f"{path.name}: {unit} {n}", row) for n, row in records
+        ]
+        if not problems:
+            return self.apply_death_registrations(registrations, actor)
+        decision = self.decide_death_registrations(registrations, actor)  # nothing is saved
+        problems += [
+            f"{o.where}: registration_number: {o.detail}"
+            for o in decision.outcomes
+            if o.outcome == REFUSED
+        ]
+        raise InputRejected(sorted(problems, key=_row_key))
 
     def apply_death_registrations(
         self, registrations: Sequence[tuple[str, str, DeathRow]], actor: str
@@ -509,7 +536,7 @@ class Ledger:
             "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
         )
         pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
-        loaded = self._load_aggregates([death_record_id(p) for p in pids])
+        loaded = self.events.load_many([death_record_id(p) for p in pids])
         records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
         changed: dict[str, DeathRecord] = {}
         outcomes: list[RegistrationOutcome] = []
@@ -572,42 +599,24 @@ class Ledger:
         """The position recorded with the last save tracked under `name`, if any."""
         return self.app.recorder.max_tracking_id(name)  # type: ignore[attr-defined, no-any-return]
 
-    def _load_aggregates(self, ids: Sequence[UUID]) -> dict[UUID, Any]:
-        """Aggregates by id, read in a few queries rather than one round trip each (a stream
-        of death registrations touches thousands of records a second)."""
-        table = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-        as_text = self.location.kind == "sqlite"  # SQLite keeps ids as hex text
-        mapper = self.app.mapper
-        aggregates: dict[UUID, Any] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            rows = self.db.query(
-                f"SELECT originator_id, originator_version, topic, state FROM {table}"
-                f" WHERE originator_id IN ({','.join('?' * len(chunk))})"
-                " ORDER BY originator_id, originator_version",
-                [u.hex if as_text else u for u in chunk],
-            )
-            for originator_id, version, topic, state in rows:
-                event = mapper.to_domain_event(
-                    StoredEvent(
-                        originator_id=UUID(str(originator_id)),
-                        originator_version=version,
-                        topic=topic,
-                        state=bytes(state),
-                    )
-                )
-                previous = aggregates.get(event.originator_id)
-                aggregates[event.originator_id] = event.mutate(previous)  # type: ignore[attr-defined]
-        return aggregates
-
     # Payroll
 
     def _accounts(
-        self, where: str, params: Sequence[Any], db: ReadModelDatabase | None = None
+        self,
+        where: str,
+        params: Sequence[Any],
+        db: ReadModelDatabase | None = None,
+        *,
+        through: int | None = None,
     ) -> Iterator[Account]:
-        """Beneficiaries as the rules see them, read in one query."""
+        """Beneficiaries as the rules see them for a period, read in one query. Their issued
+        lines are those `rules.counts_in_balance` keeps: the running total of every PENDING
+        or PAID line, less the lines of later periods and those under a revoked registration
+        (few: subtracted at query time, so that the read model commutes)."""
         coefficients: dict[str, Decimal] = {}
-        for r in (db or self.db).query(f"{_ACCOUNTS_SQL} WHERE {where}", params):
+        sql = f"{_ACCOUNTS_SQL} WHERE {where}"
+        later_than = "9999-12" if through is None else format_month(through)
+        for r in (db or self.db).query(sql, (later_than, *params)):
             (
                 pid,
                 name,
@@ -626,11 +635,14 @@ class Ledger:
                 c_channel,
                 c_bank,
                 c_account,
-                through,
+                registration,
+                credited,
                 allowance_credited,
                 funeral_credited,
                 issued,
                 funeral_issued,
+                not_counted,
+                funeral_not_counted,
             ) = r
             coef = coefficients.get(coefficient)
             if coef is None:
@@ -653,10 +665,19 @@ class Ledger:
                 funeral_claimant=Payee(c_pid, c_name, c_channel, c_bank or "", c_account or "")
                 if dead and c_pid
                 else None,
-                issued=Issued(issued, funeral_issued),
+                death_registration=registration if dead else None,
+                # int(): PostgreSQL sums are numeric; money stays integer VND
+                issued=Issued(
+                    int(issued) - int(not_counted), int(funeral_issued) - int(funeral_not_counted)
+                ),
                 posted=Credits(allowance_credited, funeral_credited),
-                credited_through=parse_month(through) if through else None,
+                credited_through=parse_month(credited) if credited else None,
             )
+
+    def account(self, personal_id: str) -> Account | None:
+        """One beneficiary's account as the payroll reads it from the read models (every
+        period's lines counted): what `explain` checks the events against."""
+        return next(self._accounts("b.personal_id = ?", (personal_id,)), None)
 
     def draft(
         self, period: str, province_code: str, db: ReadModelDatabase | None = None
@@ -666,7 +687,7 @@ class Ledger:
         return draft_list(
             parse_month(period),
             province_code,
-            self._accounts(_IN_PROVINCE, (province_code,), db),
+            self._accounts(_IN_PROVINCE, (province_code,), db, through=parse_month(period)),
             self.reference_data(db),
         )
 
@@ -727,7 +748,10 @@ class Ledger:
                     raise
                 continue  # a later period is already paid there: nothing to draw up
             draft = draft_list(
-                parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
+                parse_month(period),
+                code,
+                self._accounts(_IN_PROVINCE, (code,), through=parse_month(period)),
+                ref,
             )
             if payment_list is None:
                 payment_list = PaymentList(
@@ -814,14 +838,17 @@ class Ledger:
             self.progress(f"payroll approve {period}", done, len(lists))
             known_through = self._read_models_through()
             draft = draft_list(
-                parse_month(period), code, self._accounts(_IN_PROVINCE, (code,)), ref
+                parse_month(period),
+                code,
+                self._accounts(_IN_PROVINCE, (code,), through=parse_month(period)),
+                ref,
             )
             accruals = [row for a in draft.assessments if (row := a.accrual_row) is not None]
             try:
                 register.record_approval(period, code, actor, "ledger payroll approve")
                 payment_list.approve(
                     draft.digest,
-                    [list(line.as_row()) for line in draft.lines],
+                    [list(line.issued_row()) for line in draft.lines],
                     accruals,
                     actor,
                     "ledger payroll approve",
@@ -927,14 +954,21 @@ class Ledger:
 
     def settle(self, path: Path, actor: str) -> ImportResult:
         """Apply a settlement results file: checked whole, then applied whole. The same file
-        again (recognised by its SHA-256), or rows already applied, change nothing."""
-        rows = read_rows(path, SettlementRow)
+        again (recognised by its SHA-256), or rows already applied, change nothing. The rows
+        without a format error are checked against the lists too, so that every problem of the
+        file is reported at once."""
+        from ledger import values
+
+        problems: list[str] = []
+        rows = read_rows(path, SettlementRow, problems)
         self.catch_up()
+        self._check_guards()
         name = path.name
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if self.db.query("SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)):
+        if not problems and self.db.query(
+            "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
+        ):
             return ImportResult(0, len(rows))
-        problems: list[str] = []
         seen: dict[str, int] = {}
         by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
         for number, row in rows:
@@ -945,7 +979,7 @@ class Ledger:
                 )
                 continue
             seen[row.payment_id] = number
-            by_list[(row.payment_id[:7], row.payment_id[8:10])].append((number, row))
+            by_list[values.payment_list_of(row.payment_id)].append((number, row))
         lists: list[PaymentList] = []
         applied = unchanged = 0
         for (period, province), list_rows in by_list.items():
@@ -982,9 +1016,10 @@ class Ledger:
     # Reports
 
     def receivables(self, period: str | None = None) -> list[dict[str, Any]]:
-        """Overpayments to recover, as the ledger knows them now: accounts whose approved
-        PENDING or PAID lines exceed their credits through the period (default: the latest
-        approved period). A death learned late shows here at once, before any payroll."""
+        """Overpayments to recover, as the ledger knows them now, through the period (default:
+        the latest approved period): accounts whose balance (rule 2) is below zero, and
+        funeral claimants paid under a registration since revoked (rule 4). A death learned
+        late shows here at once, before any payroll."""
         self.catch_up()
         if period is None:
             latest = self.db.query(
@@ -996,68 +1031,42 @@ class Ledger:
         _check_month(period, "--period")
         through = parse_month(period)
         ref = self.reference_data()
-        # rule 2 for period M counts the lines of periods up to M, not those approved since
-        later = dict(
-            self.db.query(
-                "SELECT personal_id, SUM(total_amount) FROM payment_lines WHERE period > ?"
-                " AND status IN ('PENDING', 'PAID') GROUP BY personal_id",
-                (period,),
-            )
-        )
         owing = []
-        for account in self._accounts("bal.issued_total > 0", ()):
-            issued = account.issued.total - int(later.get(account.personal_id, 0))
-            owed = credits_through(account.entitlement, through, ref).total - issued
-            if owed < 0:
-                owing.append((account, -owed))
+        for account in self._accounts("bal.issued_total > 0", (), through=through):
+            position = balance(account.entitlement, account.issued, through, ref)
+            if position.receivable:
+                owing.append((account, position.receivable))
         people = [a.personal_id for a, _ in owing]
         deaths: dict[str, tuple[Any, ...]] = {}
-        paid: dict[str, list[str]] = defaultdict(list)
-        for i in range(0, len(people), 500):
-            chunk = people[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in _chunks(people):
             for r in self.db.query(
                 "SELECT personal_id, date_of_death, registration_number, registry_office,"
                 " in_force, last_recorded_at, aggregate_id FROM deaths"
-                f" WHERE personal_id IN ({marks})",
+                f" WHERE personal_id IN ({_marks(chunk)})",
                 chunk,
             ):
                 deaths[r[0]] = r[1:]
-            for pid, line_period in self.db.query(
-                "SELECT personal_id, period FROM payment_lines WHERE regular_amount > 0"
-                f" AND status IN ('PENDING', 'PAID') AND period <= ? AND personal_id IN ({marks})"
-                " ORDER BY period",
-                [period, *chunk],
-            ):
-                paid[pid].append(line_period)
+        lines = self._issued_lines(people, through)
+        revoked = self._revoked_registrations(people)
         learned = self._death_learned_at([str(d[-1]) for d in deaths.values()])
         out = []
-        for a, amount in sorted(owing, key=lambda x: (x[0].province_code, x[0].personal_id)):
+        for a, amount in owing:
+            months = overpaid_months(
+                a.entitlement,
+                lines.get(a.personal_id, []),
+                through,
+                ref,
+                revoked.get(a.personal_id, frozenset()),
+            )
+            row = _receivable(a.personal_id, a.full_name, a.province_code, period, amount)
+            row["months"] = [format_month(m) for m in months]
             died = deaths.get(a.personal_id)
-            row: dict[str, Any] = {
-                "personal_id": a.personal_id,
-                "full_name": a.full_name,
-                "province_code": a.province_code,
-                "through": period,
-                "amount": amount,
-                # the months paid for which the person was not entitled: what the amount covers
-                "months": [
-                    m for m in paid[a.personal_id] if not a.entitlement.entitled(parse_month(m))
-                ],
-                "date_of_death": None,
-                "registration_number": None,
-                "registry_office": None,
-                "death_recorded_at": None,
-                "death_learned_on": None,
-                "learned_after_days": None,
-            }
             if died is not None:
                 date_of_death, number, office, in_force, last_recorded, aggregate = died
                 recorded = learned.get(str(aggregate), last_recorded)
                 learned_on = datetime.fromisoformat(recorded).astimezone(VIETNAM).date()
                 row |= {
                     "date_of_death": date_of_death,
-                    # a revoked death behind an overpayment: the funeral allowance was paid
                     "registration_number": number if in_force else f"{number} (revoked)",
                     "registry_office": office,
                     "death_recorded_at": recorded,
@@ -1065,7 +1074,65 @@ class Ledger:
                     "learned_after_days": (learned_on - date.fromisoformat(date_of_death)).days,
                 }
             out.append(row)
+        out.extend(self._claimants_owing(period))
+        return sorted(out, key=lambda r: (r["province_code"], r["personal_id"], r["debtor"]))
+
+    def _claimants_owing(self, period: str) -> list[dict[str, Any]]:
+        """Rule 4: what funeral claimants were paid under a registration since revoked."""
+        out = []
+        for pid, name, province, number, claimant, claimant_name, amount in self.db.query(
+            "SELECT l.personal_id, b.full_name, b.province_code, l.registration_number,"
+            " l.payee_personal_id, l.payee_name, SUM(l.total_amount)"
+            " FROM payment_lines l JOIN revoked_registrations r"
+            " ON r.personal_id = l.personal_id AND r.registration_number = l.registration_number"
+            " JOIN beneficiaries b ON b.personal_id = l.personal_id"
+            " WHERE l.status IN ('PENDING', 'PAID') AND l.period <= ?"
+            " GROUP BY l.personal_id, b.full_name, b.province_code, l.registration_number,"
+            " l.payee_personal_id, l.payee_name",
+            (period,),
+        ):
+            row = _receivable(pid, name, province, period, int(amount))
+            row |= {
+                "debtor": "funeral claimant",
+                "debtor_personal_id": claimant,
+                "debtor_name": claimant_name,
+                "registration_number": f"{number} (revoked)",
+            }
+            out.append(row)
         return out
+
+    def _issued_lines(self, people: Sequence[str], through: int) -> dict[str, list[IssuedLine]]:
+        """Each person's approved lines of periods up to `through`, as the balance sees them."""
+        found: dict[str, list[IssuedLine]] = defaultdict(list)
+        for chunk in _chunks(people):
+            for pid, period, status, total, funeral, regular, arrears, number in self.db.query(
+                "SELECT personal_id, period, status, total_amount, funeral_amount,"
+                " regular_amount, arrears_amount, registration_number FROM payment_lines"
+                f" WHERE period <= ? AND personal_id IN ({_marks(chunk)}) ORDER BY period",
+                [format_month(through), *chunk],
+            ):
+                found[pid].append(
+                    IssuedLine(
+                        parse_month(period), status, total, funeral, regular, arrears, number
+                    )
+                )
+        return found
+
+    def revoked_registrations(self, personal_id: str) -> frozenset[str]:
+        """The person's death registrations since revoked, from their death record."""
+        record = self.events.get(death_record_id(personal_id))
+        return record.revoked_registrations if record is not None else frozenset()
+
+    def _revoked_registrations(self, people: Sequence[str]) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = defaultdict(set)
+        for chunk in _chunks(people):
+            for pid, number in self.db.query(
+                "SELECT personal_id, registration_number FROM revoked_registrations"
+                f" WHERE personal_id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                found[pid].add(number)
+        return {pid: frozenset(numbers) for pid, numbers in found.items()}
 
     def _death_learned_at(self, aggregate_ids: list[str]) -> dict[str, str]:
         """When the ledger learned the date of death now in force, by death record: the
@@ -1095,16 +1162,58 @@ _ACCOUNTS_SQL = """
 SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficient,
        b.effective_month, b.terminated_from, b.held, b.channel, b.bank_code, b.account_number,
        d.date_of_death, d.claimant_personal_id, d.claimant_name, d.claimant_channel,
-       d.claimant_bank_code, d.claimant_account_number,
+       d.claimant_bank_code, d.claimant_account_number, d.registration_number,
        bal.credited_through, bal.allowance_credited, bal.funeral_credited, bal.issued_total,
-       bal.funeral_issued
+       bal.funeral_issued, COALESCE(x.total, 0), COALESCE(x.funeral, 0)
 FROM beneficiaries b
 JOIN balances bal ON bal.personal_id = b.personal_id
 LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
+LEFT JOIN (
+    SELECT l.personal_id, CAST(SUM(l.total_amount) AS BIGINT) AS total,
+           CAST(SUM(l.funeral_amount) AS BIGINT) AS funeral
+    FROM payment_lines l
+    WHERE l.status IN ('PENDING', 'PAID') AND (l.period > ? OR EXISTS (
+        SELECT 1 FROM revoked_registrations r WHERE r.personal_id = l.personal_id
+        AND r.registration_number = l.registration_number))
+    GROUP BY l.personal_id
+) x ON x.personal_id = b.personal_id
 """
 
 
 _IN_PROVINCE = "b.province_code = ?"
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _marks(chunk: Sequence[Any]) -> str:
+    return ",".join("?" * len(chunk))
+
+
+def _receivable(
+    personal_id: str, name: str, province: str, period: str, amount: int
+) -> dict[str, Any]:
+    """One row of `receivables`: who owes (the beneficiary, or a funeral claimant paid under
+    a revoked registration), how much, and the death behind it."""
+    return {
+        "personal_id": personal_id,
+        "full_name": name,
+        "province_code": province,
+        "through": period,
+        "amount": amount,
+        "debtor": "beneficiary",
+        "debtor_personal_id": personal_id,
+        "debtor_name": name,
+        "months": [],
+        "date_of_death": None,
+        "registration_number": None,
+        "registry_office": None,
+        "death_recorded_at": None,
+        "death_learned_on": None,
+        "learned_after_days": None,
+    }
 
 
 def _check_month(value: str, option: str) -> None:
@@ -1115,10 +1224,10 @@ def _check_month(value: str, option: str) -> None:
 
 
 def _row_key(problem: str) -> tuple[int, str]:
-    try:
-        return int(problem.split(": row ", 1)[1].split(":", 1)[0]), problem
-    except (IndexError, ValueError):
-        return 0, problem
+    """Problems in the order of the file's rows (or a container file's records)."""
+    from ledger.inputs import row_order
+
+    return row_order(problem)
 
 
 __all__ = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from rich.table import Table
 from adapters.kafka_log import TopicMisconfigured
 from adapters.store import StoreUrlError
 from ledger.application import RecordedButNotVisible
+from ledger.config import settings
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
@@ -35,7 +35,7 @@ def vnd(amount: int) -> str:
 
 
 def actor(args: argparse.Namespace) -> str:
-    return str(args.by or os.environ.get("LEDGER_USER") or getpass.getuser())
+    return str(args.by or settings().user or getpass.getuser())
 
 
 @contextmanager
@@ -69,7 +69,7 @@ def open_ledger(
     from ledger.application import Ledger
 
     if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
-        read_models = "kafka" if os.environ.get("LEDGER_KAFKA") else "in-process"
+        read_models = "kafka" if settings().kafka else "in-process"
     return Ledger(args.store, progress=progress, read_models=read_models, existing=existing)
 
 
@@ -153,10 +153,10 @@ def cmd_deaths_import(args: argparse.Namespace) -> None:
 
 
 def cmd_deaths_publish(args: argparse.Namespace) -> None:
-    from adapters.civil_registry import TOPIC, publish
+    from adapters.civil_registry import publish
 
     bootstrap = kafka_bootstrap("deaths publish")
-    topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
+    topic = settings().deaths_topic
     sent = publish(Path(args.file), bootstrap, topic)
     out.print(f"{args.file}: {sent:,} registrations published to {topic}")
 
@@ -164,11 +164,10 @@ def cmd_deaths_publish(args: argparse.Namespace) -> None:
 def cmd_deaths_consume(args: argparse.Namespace) -> None:
     import time
 
-    from adapters.civil_registry import TOPIC
-    from adapters.death_consumer import GROUP, DeathRegistrationConsumer, Tally
+    from adapters.death_consumer import DeathRegistrationConsumer, Tally
 
     bootstrap = kafka_bootstrap("deaths consume")
-    topic = os.environ.get("LEDGER_DEATHS_TOPIC", TOPIC)
+    topic = settings().deaths_topic
     last = [time.monotonic()]
 
     def report(tally: Tally) -> None:  # a line now and then for logs and terminals alike
@@ -192,7 +191,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
             bootstrap,
             actor(args),
             topic,
-            group=os.environ.get("LEDGER_DEATHS_GROUP", GROUP),
+            group=settings().deaths_group,
             progress=report,
             notice=lambda text: err.print(text, markup=False),
         )
@@ -346,10 +345,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from replay.verify import dumps, verify
 
     kafka = None
-    if os.environ.get("LEDGER_KAFKA"):  # the copy of the chain out of the store's reach
+    if settings().kafka:  # the copy of the chain out of the store's reach
         from adapters.kafka_log import TopicSettings
 
-        kafka = (os.environ["LEDGER_KAFKA"], TopicSettings.from_env().name)
+        kafka = (str(settings().kafka), TopicSettings.from_env().name)
     # as it is: opening a store normally would put back a guard an attacker removed
     with open_ledger(args, existing=True) as ledger:
         report = verify(ledger, kafka=kafka)
@@ -454,7 +453,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def kafka_bootstrap(command: str) -> str:
-    bootstrap = os.environ.get("LEDGER_KAFKA")
+    bootstrap = settings().kafka
     if not bootstrap:
         raise RuleViolation(f"{command} needs LEDGER_KAFKA, the Kafka bootstrap servers")
     return bootstrap
@@ -527,6 +526,54 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # Parser
 
 
+def whole_number(text: str) -> int:
+    """An integer argument in the digits 0-9 only (`int()` reads Arabic-Indic and other
+    Unicode digits too); anything else is a usage error, as argparse's own types are."""
+    from ledger import values
+
+    try:
+        return values.whole_number(text)
+    except values.InvalidValue as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
+# the arguments checked as the values of files and messages are, by ledger.values
+_PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "move", "explain")
+_PROVINCE_COMMANDS = ("move", "payroll run", "payroll approve")
+_MONTH_OPTIONS = (("from_month", "--from"), ("period", "--period"))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The values given on the command line, checked as a file's are (ledger.values) before
+    the store is opened: InputRejected with one line per bad argument."""
+    from ledger import values
+
+    command = " ".join(
+        str(getattr(args, part))
+        for part in ("command", "payroll_command")
+        if getattr(args, part, None) is not None
+    )
+    checks: list[tuple[str, Callable[[str], Any], Any]] = []
+    if command in _PERSONAL_ID_COMMANDS:
+        checks.append(("personal id", values.personal_id, args.id))
+    if command in _PROVINCE_COMMANDS:
+        checks.append(("--province", values.province_code, args.province))
+    if command == "move":
+        checks.append(("--commune", values.commune_code, args.commune))
+    for attribute, option in _MONTH_OPTIONS:
+        checks.append((option, values.month, getattr(args, attribute, None)))
+    problems = []
+    for name, check, value in checks:
+        if value is None:  # an optional argument not given
+            continue
+        try:
+            check(value)
+        except values.InvalidValue as problem:
+            problems.append(f"{name}: {problem}")
+    if problems:
+        raise InputRejected(problems)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -550,9 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
-    p.add_argument("--beneficiaries", type=int, default=20_000)
-    p.add_argument("--months", type=int, default=6)
-    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--beneficiaries", type=whole_number, default=20_000)
+    p.add_argument("--months", type=whole_number, default=6)
+    p.add_argument("--seed", type=whole_number, default=2025)
     p.add_argument("--out", default="out")
 
     p = command(commands, "enrol", cmd_enrol, "enrol beneficiaries from an enrolment file")
@@ -562,10 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="COMMAND")
     p = command(rates_commands, "set", cmd_rates_set, "a new standard level from a month on")
     p.add_argument("--from", dest="from_month", required=True, metavar="YYYY-MM")
-    p.add_argument("--amount", type=int, metavar="VND", help="the standard level")
+    p.add_argument("--amount", type=whole_number, metavar="VND", help="the standard level")
     p.add_argument(
         "--funeral-multiplier",
-        type=int,
+        type=whole_number,
         metavar="N",
         help="funeral allowance = N x the standard level in the month of death",
     )
@@ -686,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (
         args.command == "payroll"
         and args.payroll_command == "approve"
-        and not (args.by or os.environ.get("LEDGER_USER"))
+        and not (args.by or settings().user)
     ):
         parser.error(
             "payroll approve needs --by USER (or LEDGER_USER): the approver names themself"
@@ -694,6 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rates" and args.amount is None and args.funeral_multiplier is None:
         parser.error("rates set needs --amount VND, --funeral-multiplier N, or both")
     try:
+        check_arguments(args)
         args.handler(args)
     except InputRejected as problem:
         for line in problem.problems:

@@ -1,17 +1,18 @@
 """Validation of everything that comes in from files, with pydantic: one error line per bad row
-and field, naming the file and the row as a spreadsheet shows it (the header is row 1)."""
+and field, naming the file and the row as a spreadsheet shows it (the header is row 1). The
+values themselves (ids, codes, months, dates, times) are checked by ledger.values, which the
+Avro records and the command line's arguments go through too."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from uuid import UUID
 
 from pydantic import (
     AfterValidator,
@@ -23,8 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.months import InvalidMonth, parse_month
-from ledger.reference import province_codes
+from ledger import values
 
 
 class InputRejected(Exception):
@@ -35,12 +35,8 @@ class InputRejected(Exception):
         self.problems = list(problems)
 
 
-def _digits(n: int, what: str) -> Any:
-    def check(v: str) -> str:
-        if len(v) != n or not v.isascii() or not v.isdigit():
-            raise ValueError(f"{what} must be {n} digits, got {v!r}")
-        return v
-
+def _value(check: Callable[[str], Any]) -> Any:
+    """A validator from one of ledger.values' checks (their InvalidValue is a ValueError)."""
     return AfterValidator(check)
 
 
@@ -50,22 +46,10 @@ def _required(v: str) -> str:
     return v
 
 
-def _month(v: str) -> str:
-    try:
-        parse_month(v)
-    except InvalidMonth:
-        raise ValueError(f"must be a month YYYY-MM, got {v!r}") from None
-    return v
-
-
-def _province(v: str) -> str:
-    if v not in province_codes():
-        raise ValueError(f"unknown province code {v!r}")
-    return v
-
-
 def _coefficient(v: str) -> str:
     try:
+        if not v.isascii():  # Decimal() reads Arabic-Indic and other Unicode digits too
+            raise InvalidOperation
         c = Decimal(v)
     except InvalidOperation:
         raise ValueError(f"must be a decimal such as 1.5, got {v!r}") from None
@@ -74,35 +58,21 @@ def _coefficient(v: str) -> str:
     return str(c)
 
 
-def _iso_date(v: str) -> str:
-    try:
-        if len(v) == 10:
-            return date.fromisoformat(v).isoformat()
-    except ValueError:
-        pass
-    raise ValueError(f"must be a date YYYY-MM-DD, got {v!r}")
-
-
-def _timestamp(v: str) -> str:
-    try:
-        t = datetime.fromisoformat(v)
-    except ValueError:
-        raise ValueError(f"must be an ISO 8601 time with offset, got {v!r}") from None
-    if t.tzinfo is None:
-        raise ValueError(f"must carry a UTC offset, got {v!r}")
-    return t.isoformat()
-
-
 def _blank_to_str(v: Any) -> Any:
     return "" if v is None else v
 
 
 Text = Annotated[str, BeforeValidator(_blank_to_str)]
 Required = Annotated[Text, AfterValidator(_required)]
-PersonalId = Annotated[Text, _digits(12, "a personal id")]
-Month = Annotated[Text, AfterValidator(_month)]
-IsoDate = Annotated[Text, AfterValidator(_iso_date)]
-Timestamp = Annotated[Text, AfterValidator(_timestamp)]
+PersonalId = Annotated[Text, _value(values.personal_id)]
+ProvinceCode = Annotated[Text, _value(values.province_code)]
+CommuneCode = Annotated[Text, _value(values.commune_code)]
+Month = Annotated[Text, _value(values.month)]
+IsoDate = Annotated[Text, _value(values.iso_date)]
+Timestamp = Annotated[Text, _value(values.timestamp)]
+VietnamTime = Annotated[Text, _value(values.vietnam_time)]
+EventId = Annotated[Text, _value(values.event_id)]
+PaymentId = Annotated[Text, _value(values.payment_id)]
 Channel = Literal["POST", "BANK"]
 
 
@@ -115,8 +85,8 @@ class EnrolmentRow(_Row):
     full_name: Required
     date_of_birth: IsoDate
     sex: Literal["M", "F"]
-    province_code: Annotated[Text, AfterValidator(_province)]
-    commune_code: Annotated[Text, _digits(5, "a commune code")]
+    province_code: ProvinceCode
+    commune_code: CommuneCode
     category: Required
     coefficient: Annotated[Text, AfterValidator(_coefficient)]
     effective_month: Month
@@ -141,13 +111,13 @@ def _check_bank_details(channel: str, bank_code: str, account: str, prefix: str)
 
 
 class DeathRow(_Row):
-    event_id: Annotated[Text, AfterValidator(lambda v: str(UUID(v)))]
+    event_id: EventId
     event_type: Literal["REGISTERED", "CORRECTED", "REVOKED"]
     registration_number: Required
     personal_id: PersonalId
     full_name: Text
     date_of_death: Text
-    registered_at: Timestamp
+    registered_at: VietnamTime  # the registry's day is Vietnam's, from every way in
     registry_office: Required
     claimant_personal_id: Text
     claimant_name: Text
@@ -159,16 +129,16 @@ class DeathRow(_Row):
     def _consistent(self) -> DeathRow:
         if self.event_type != "REVOKED" or self.date_of_death:
             try:
-                _iso_date(self.date_of_death)
+                values.death_registered_after(self.date_of_death, self.registered_at)
             except ValueError as err:
                 raise ValueError(f"date_of_death: {err}") from None
-            if self.date_of_death > self.registered_at[:10]:
-                raise ValueError("date_of_death: is after registered_at")
         if self.event_type == "REGISTERED" and not self.full_name:
             raise ValueError("full_name: is required for REGISTERED")
         if self.claimant_given:
-            if len(self.claimant_personal_id) != 12 or not self.claimant_personal_id.isdigit():
-                raise ValueError("claimant_personal_id: must be 12 digits")
+            try:
+                values.personal_id(self.claimant_personal_id)
+            except ValueError as err:
+                raise ValueError(f"claimant_personal_id: {err}") from None
             if not self.claimant_name:
                 raise ValueError("claimant_name: is required with a claimant")
             if self.claimant_channel not in ("POST", "BANK"):
@@ -208,28 +178,8 @@ class DeathRow(_Row):
         }
 
 
-def _payment_id(v: str) -> str:
-    period, _, rest = v[:7], v[7:8], v[8:]
-    province, person = rest[:2], rest[3:]
-    ok = (
-        len(v) in (23, 24)
-        and v[7] == "-"
-        and v[10] == "-"
-        and province.isdigit()
-        and person[:12].isdigit()
-        and person[12:] in ("", "F")
-    )
-    try:
-        parse_month(period)
-    except InvalidMonth:
-        ok = False
-    if not ok:
-        raise ValueError(f"must be a payment id such as 2025-07-27-001234567890, got {v!r}")
-    return v
-
-
 class SettlementRow(_Row):
-    payment_id: Annotated[Text, AfterValidator(_payment_id)]
+    payment_id: PaymentId
     status: Literal["PAID", "FAILED", "RETURNED"]
     settled_at: Timestamp
     reference: Text
@@ -254,19 +204,41 @@ def _adapter(model: type[_Row]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
-    """Every row of a CSV file as (row number, validated row), or InputRejected naming each
-    bad row and field. Column names and order must be exactly the contract's."""
-    name = path.name
+@dataclass(frozen=True)
+class InputFile:
+    """A file as it came in: its name (for the error lines) and its bytes. Handlers take these,
+    so that they are tested without a file system."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def read(cls, path: Path) -> InputFile:
+        try:
+            return cls(path.name, path.read_bytes())
+        except FileNotFoundError:
+            raise InputRejected([f"{path}: no such file"]) from None
+        except IsADirectoryError:
+            raise InputRejected([f"{path}: is a directory; give the file"]) from None
+        except PermissionError:
+            raise InputRejected([f"{path}: cannot be read (permission denied)"]) from None
+
+
+def read_rows(
+    source: Path | InputFile, model: type[RowModel], problems: list[str] | None = None
+) -> list[tuple[int, RowModel]]:
+    """The rows of a CSV file as (row number, validated row). Column names and order must be
+    exactly the contract's: a file that cannot be read as such raises InputRejected at once.
+
+    A bad row is reported as one line per problem, `FILE: row N: FIELD: message`: without
+    `problems`, InputRejected lists them all; with a list, they are added to it (in row
+    order) and the valid rows are returned, so that the caller goes on checking those and
+    reports every problem of the file in one pass."""
+    file = source if isinstance(source, InputFile) else InputFile.read(source)
+    name = file.name
     columns = tuple(model.model_fields)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputRejected([f"{path}: no such file"]) from None
-    except IsADirectoryError:
-        raise InputRejected([f"{path}: is a directory; give the CSV file"]) from None
-    except PermissionError:
-        raise InputRejected([f"{path}: cannot be read (permission denied)"]) from None
+        text = file.data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputRejected(
             [f"{name}: not UTF-8 text ({err.reason} at byte {err.start})"]
@@ -290,21 +262,18 @@ def read_rows(path: Path, model: type[RowModel]) -> list[tuple[int, RowModel]]:
         raise InputRejected(
             [f"{name}: row 1: header: {'; '.join(detail)}; expected {','.join(columns)}"]
         )
-    problems: list[str] = []
+    found: list[str] = []
     numbers: list[int] = []
     records: list[dict[str, str]] = []
     for number, cells in enumerate(reader, start=2):
         if not cells or all(not c.strip() for c in cells):
             continue
         if len(cells) != len(columns):
-            problems.append(
-                f"{name}: row {number}: has {len(cells)} fields, expected {len(columns)}"
-            )
+            found.append(f"{name}: row {number}: has {len(cells)} fields, expected {len(columns)}")
             continue
         numbers.append(number)
         records.append(dict(zip(columns, cells, strict=True)))
-    validated = validate(name, numbers, records, model, problems)
-    return list(zip(numbers, validated, strict=True))
+    return validate(name, numbers, records, model, problems, found=found)
 
 
 def validate(
@@ -314,19 +283,31 @@ def validate(
     model: type[RowModel],
     problems: list[str] | None = None,
     unit: str = "row",
-) -> list[RowModel]:
-    """Validate records (numbered as the source numbers them: a file's rows, a container
-    file's records); InputRejected lists every problem with its number and field."""
-    problems = list(problems or [])
+    found: Sequence[str] = (),
+) -> list[tuple[int, RowModel]]:
+    """Validate records, numbered as the source numbers them (a file's rows, a container
+    file's records): the valid ones as (number, row). Each problem is one line naming the
+    number and the field; they and those the caller `found` already are, in row order,
+    raised as InputRejected, or added to `problems` when a list is given."""
+    bad: dict[int, list[str]] = {}
     try:
         validated = _adapter(model).validate_python(records)
     except ValidationError as err:
         for index, field, message in _field_problems(err):
-            problems.append(f"{name}: {unit} {numbers[int(index)]}: {field}: {message}")
-        validated = []
-    if problems:
-        raise InputRejected(sorted(problems, key=_row_order))
-    return validated
+            i = int(index)
+            bad.setdefault(i, []).append(f"{name}: {unit} {numbers[i]}: {field}: {message}")
+        good = [i for i in range(len(records)) if i not in bad]
+        # each of the others is valid on its own: validated again, without the bad ones
+        validated = _adapter(model).validate_python([records[i] for i in good])
+        numbers = [numbers[i] for i in good]
+    rows = list(zip(numbers, validated, strict=True))
+    lines = sorted([*found, *(line for lines in bad.values() for line in lines)], key=row_order)
+    if problems is None:
+        if lines:
+            raise InputRejected(lines)
+    else:
+        problems.extend(lines)
+    return rows
 
 
 def validate_one(model: type[RowModel], record: dict[str, Any]) -> RowModel | list[tuple[str, str]]:
@@ -351,7 +332,9 @@ def _field_problems(err: ValidationError, indexed: bool = True) -> list[tuple[An
     return found
 
 
-def _row_order(problem: str) -> tuple[int, str]:
+def row_order(problem: str) -> tuple[int, str]:
+    """A problem line's sort key: its row (or record) number, then its text; a problem of the
+    whole file comes first."""
     try:
         rest = (
             problem.split(": row ", 1)[1]

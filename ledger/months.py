@@ -9,7 +9,7 @@ from datetime import date, timedelta, timezone
 # The country's time (no daylight saving): a day, a month and "the end of DATE" are Vietnam's.
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")  # ASCII digits only
 
 
 class InvalidMonth(ValueError):

@@ -177,6 +177,88 @@ class Issued:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedLine:
+    """An approved line as the balance rule sees it."""
+
+    period: int
+    status: str
+    total_amount: int
+    funeral_amount: int
+    regular_amount: int = 0
+    arrears_amount: int = 0
+    registration_number: str | None = None  # of the death a FUNERAL line was paid under
+
+
+def counts_in_balance(line: IssuedLine, period: int, revoked: frozenset[str]) -> bool:
+    """Rule 2: the lines in the balance of `period` are the approved lines of periods up to
+    it that are PENDING or PAID; rule 4: not those paid to a claimant under a registration
+    since revoked (the claimant owes them, never the living beneficiary)."""
+    return (
+        line.status in COUNTS_AS_ISSUED
+        and line.period <= period
+        and (line.registration_number is None or line.registration_number not in revoked)
+    )
+
+
+def issued_through(
+    lines: Iterable[IssuedLine], period: int, revoked: frozenset[str] = frozenset()
+) -> Issued:
+    counted = [ln for ln in lines if counts_in_balance(ln, period, revoked)]
+    return Issued(sum(ln.total_amount for ln in counted), sum(ln.funeral_amount for ln in counted))
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Rule 2 for one account and one period: owed(M) = credits up to M - issued."""
+
+    credits: Credits
+    issued: Issued
+
+    @property
+    def owed(self) -> int:
+        return self.credits.total - self.issued.total
+
+    @property
+    def receivable(self) -> int:
+        return max(-self.owed, 0)
+
+
+def balance(entitlement: Entitlement, issued: Issued, period: int, ref: ReferenceData) -> Balance:
+    """The one balance rule: the payroll, `receivables` and `explain` all call this, with the
+    lines `counts_in_balance` keeps."""
+    return Balance(credits_through(entitlement, period, ref), issued)
+
+
+def overpaid_months(
+    entitlement: Entitlement,
+    lines: Iterable[IssuedLine],
+    period: int,
+    ref: ReferenceData,
+    revoked: frozenset[str] = frozenset(),
+) -> list[int]:
+    """The months an overpayment covers: the allowance paid (regular and arrears of the lines
+    in the balance) pays months in order from the effective month, each at the allowance it
+    would carry; those paid for in which the person is not entitled are the overpaid ones.
+    A failed April line repaid as arrears in May pays April and May, whichever line did."""
+    paid = [ln for ln in lines if counts_in_balance(ln, period, revoked)]
+    budget = sum(ln.regular_amount + ln.arrears_amount for ln in paid)
+    if not paid or budget <= 0:
+        return []
+    last_paid = max(ln.period for ln in paid)
+    months: list[int] = []
+    month = entitlement.effective_month
+    while budget > 0 and month <= last_paid:
+        cost = allowance(ref.standard_level.at(month), entitlement.coefficient)
+        if cost <= 0:
+            break
+        budget -= cost
+        if not entitlement.entitled(month):
+            months.append(month)
+        month += 1
+    return months
+
+
+@dataclass(frozen=True, slots=True)
 class Payee:
     personal_id: str
     name: str
@@ -198,6 +280,7 @@ class Account:
     held: bool = False
     dead: bool = False  # a death registration is in force
     funeral_claimant: Payee | None = None
+    death_registration: str | None = None  # the registration in force, when dead
     issued: Issued = field(default_factory=Issued)
     posted: Credits = field(default_factory=Credits)  # credits already posted to the books
     credited_through: int | None = None  # the latest period posted
@@ -220,6 +303,12 @@ class PaymentLine:
     funeral_amount: int
     arrears_amount: int
     total_amount: int
+    # of the death a FUNERAL line is paid under: recorded with the line, not exported
+    registration_number: str | None = None
+
+    def issued_row(self) -> tuple[str | int | None, ...]:
+        """The line as its approval records it (ISSUED_FIELDS)."""
+        return (*self.as_row(), self.registration_number)
 
     def as_row(self) -> tuple[str | int, ...]:
         return (
@@ -241,7 +330,9 @@ class PaymentLine:
         )
 
 
-LINE_FIELDS = tuple(PaymentLine.__dataclass_fields__)
+# The columns of a payment file (the contract) and of the digest an approver approves.
+LINE_FIELDS = tuple(f for f in PaymentLine.__dataclass_fields__ if f != "registration_number")
+ISSUED_FIELDS = (*LINE_FIELDS, "registration_number")
 LINE = {name: i for i, name in enumerate(LINE_FIELDS)}  # position of each field in a row
 ACCRUAL_FIELDS = ("personal_id", "allowance_delta", "funeral_delta", "credited_through")
 
@@ -284,8 +375,8 @@ class Assessment:
 def assess(account: Account, period: int, ref: ReferenceData) -> Assessment:
     """Rules 2 to 5 for one beneficiary and one period."""
     ent = account.entitlement
-    credits = credits_through(ent, period, ref)
-    owed = credits.total - account.issued.total
+    position = balance(ent, account.issued, period, ref)
+    credits, owed = position.credits, position.owed
 
     # The books are brought up to date with what is owed now, never moved back in time.
     posting_period = period
@@ -331,6 +422,7 @@ def assess(account: Account, period: int, ref: ReferenceData) -> Assessment:
         funeral_amount=funeral,
         arrears_amount=arrears,
         total_amount=owed,
+        registration_number=account.death_registration if kind == FUNERAL else None,
     )
     return Assessment(account.personal_id, owed, line, None, accrual, posting_period, current)
 
@@ -375,6 +467,33 @@ def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
         h.update("\x1f".join(str(v) for v in row).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedList:
+    """A payment list as its approval recorded it: the approval's facts and the lines of its
+    LinesIssued events (LINE_FIELDS order, as issued)."""
+
+    approved_by: str
+    approved_at: str
+    digest: str
+    line_count: int
+    total_amount: int
+    rows: list[tuple[Any, ...]]
+
+    def problems(self) -> list[str]:
+        """How the recorded lines fail to reproduce what the approval recorded of them."""
+        found = []
+        if rows_digest(self.rows) != self.digest:
+            found.append("the lines do not reproduce the digest recorded at approval")
+        if len(self.rows) != self.line_count:
+            found.append(f"{len(self.rows):,} lines where the approval counted {self.line_count:,}")
+        total = sum(int(row[LINE["total_amount"]]) for row in self.rows)
+        if total != self.total_amount:
+            found.append(
+                f"a total of {total:,} VND where the approval recorded {self.total_amount:,}"
+            )
+        return found
 
 
 def draft_list(

@@ -57,7 +57,12 @@ SCHEMA = [
         channel TEXT NOT NULL, bank_code TEXT NOT NULL, account_number TEXT NOT NULL,
         regular_amount BIGINT NOT NULL, funeral_amount BIGINT NOT NULL,
         arrears_amount BIGINT NOT NULL, total_amount BIGINT NOT NULL,
-        status TEXT NOT NULL, settled_at TEXT, reference TEXT, reason TEXT)""",
+        status TEXT NOT NULL, settled_at TEXT, reference TEXT, reason TEXT,
+        registration_number TEXT)""",
+    # rule 4: lines paid under a registration since revoked leave the beneficiary's balance
+    """CREATE TABLE IF NOT EXISTS revoked_registrations (
+        personal_id TEXT NOT NULL, registration_number TEXT NOT NULL,
+        PRIMARY KEY (personal_id, registration_number))""",
     "CREATE INDEX IF NOT EXISTS payment_lines_list ON payment_lines (period, province_code)",
     "CREATE INDEX IF NOT EXISTS payment_lines_person ON payment_lines (personal_id)",
     """CREATE TABLE IF NOT EXISTS balances (
@@ -303,9 +308,15 @@ class Projector:
 
     @staticmethod
     def _registration_applied(e: RecordedEvent, w: _Writes) -> None:
+        # On the Kafka path a death consumer decides before `ledger project` shows what it
+        # just recorded, so an event id a registry reused can reach two death records. One
+        # row per event id, the least record winning: the same row whichever arrives first.
         w.add(
-            "INSERT INTO death_registration_events (event_id, aggregate_id, event_type)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO death_registration_events AS d (event_id, aggregate_id, event_type)"
+            " VALUES (?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
+            " aggregate_id = excluded.aggregate_id, event_type = excluded.event_type"
+            " WHERE excluded.aggregate_id < d.aggregate_id OR (excluded.aggregate_id ="
+            " d.aggregate_id AND excluded.event_type < d.event_type)",
             (e.payload["event_id"], e.aggregate_id, e.type.rsplit(".", 1)[1]),
         )
 
@@ -372,6 +383,11 @@ class Projector:
             "UPDATE deaths SET in_force = 0, last_recorded_at = ?"
             " WHERE aggregate_id = ? AND registration_number = ?",
             (e.recorded_at, e.aggregate_id, e.payload["registration_number"]),
+        )
+        w.add(
+            "INSERT INTO revoked_registrations (personal_id, registration_number)"
+            " SELECT personal_id, ? FROM deaths WHERE aggregate_id = ?",
+            (e.payload["registration_number"], e.aggregate_id),
         )
 
     # Reference data
@@ -455,10 +471,12 @@ class Projector:
         at = {name: i for i, name in enumerate(e.payload["columns"])}
         order = [at[name] for name in LINE_FIELDS]
         rows = [[row[i] for i in order] for row in e.payload["lines"]]
+        number = at.get("registration_number")  # absent from lines approved before rule 4
+        registrations = [None if number is None else row[number] for row in e.payload["lines"]]
         w.add(
-            f"INSERT INTO payment_lines (list_id, {', '.join(LINE_FIELDS)}, status)"
-            f" VALUES (?, {', '.join('?' * len(LINE_FIELDS))}, 'PENDING')",
-            *[(e.aggregate_id, *row) for row in rows],
+            f"INSERT INTO payment_lines (list_id, {', '.join(LINE_FIELDS)}, status,"
+            f" registration_number) VALUES (?, {', '.join('?' * len(LINE_FIELDS))}, 'PENDING', ?)",
+            *[(e.aggregate_id, *row, reg) for row, reg in zip(rows, registrations, strict=True)],
         )
         total, funeral, person = LINE["total_amount"], LINE["funeral_amount"], LINE["personal_id"]
         w.add(_ISSUED, *[(row[person], row[total], row[funeral]) for row in rows])
@@ -480,9 +498,15 @@ class Projector:
 
     def _lines_settled(self, e: RecordedEvent, w: _Writes) -> None:
         settled = e.payload["settlements"]
+        # A file that spans provinces settles several lists (aggregates), whose events Kafka
+        # delivers in any order: the row is the earliest of them (ISO 8601 UTC times sort
+        # as text), not the first to arrive.
         w.add(
-            "INSERT INTO settlement_files (file_sha256, source, first_applied_at)"
-            " VALUES (?, ?, ?) ON CONFLICT (file_sha256) DO NOTHING",
+            "INSERT INTO settlement_files AS f (file_sha256, source, first_applied_at)"
+            " VALUES (?, ?, ?) ON CONFLICT (file_sha256) DO UPDATE SET"
+            " source = excluded.source, first_applied_at = excluded.first_applied_at"
+            " WHERE excluded.first_applied_at < f.first_applied_at OR (excluded.first_applied_at"
+            " = f.first_applied_at AND excluded.source < f.source)",
             (e.payload["file_sha256"], e.payload["source"], e.recorded_at),
         )
         w.add(

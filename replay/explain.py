@@ -27,6 +27,7 @@ from uuid import UUID
 
 from rich.table import Table
 
+from ledger import values
 from ledger.aggregates import REFERENCE_DATA_ID, beneficiary_id, death_record_id
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
@@ -39,13 +40,20 @@ from ledger.rules import (
     Credits,
     Entitlement,
     Issued,
+    IssuedLine,
     ReferenceData,
     RuleViolation,
     Schedule,
     assess,
+    counts_in_balance,
     credits_through,
     funeral_credit,
+    issued_through,
     monthly_allowance,
+    overpaid_months,
+)
+from ledger.rules import (
+    balance as balance_of,
 )
 
 # Payment-list events that carry rows for many people (lines, postings, settlements).
@@ -167,6 +175,30 @@ class Line:
     drafted_by: str | None
     issued: EventRef  # the LinesIssued event that holds this line
     settlements: tuple[SettlementStep, ...]
+    registration_number: str | None = None  # the death a FUNERAL line was paid under
+
+    def issued_line(self) -> IssuedLine:
+        return IssuedLine(
+            parse_month(self.period),
+            self.status,
+            self.total_amount,
+            self.funeral_amount,
+            self.regular_amount,
+            self.arrears_amount,
+            self.registration_number,
+        )
+
+
+@dataclass(frozen=True)
+class ClaimantDebt:
+    """Rule 4: what a funeral claimant was paid under a registration since revoked; the
+    claimant owes it, not the beneficiary."""
+
+    claimant_personal_id: str
+    claimant_name: str
+    registration_number: str
+    amount: int
+    payment_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -235,6 +267,7 @@ class Explanation:
     postings: tuple[Posting, ...]
     balance: Balance
     overpayment: Overpayment | None
+    claimant_debts: tuple[ClaimantDebt, ...]
     notes: tuple[str, ...]
     checks: tuple[Check, ...]
 
@@ -337,32 +370,42 @@ class _Events:
 def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Explanation:
     """Every amount of one person through `period` (default: the latest period with a list,
     else the current month), with the events behind it."""
-    if len(personal_id) != 12 or not personal_id.isascii() or not personal_id.isdigit():
-        raise InputRejected([f"personal id: must be 12 digits, got {personal_id!r}"])
+    try:
+        values.personal_id(personal_id)
+    except values.InvalidValue as err:
+        raise InputRejected([f"personal id: {err}"]) from None
     ledger.catch_up()
     through = _period(ledger, period)
     known_through = int(
         ledger.db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0]
     )
-    accounts = list(ledger._accounts("b.personal_id = ?", (personal_id,)))
-    if not accounts:
+    account = ledger.account(personal_id)
+    if account is None:
         dead = ledger.db.query(
             "SELECT date_of_death FROM deaths WHERE personal_id = ? AND in_force = 1",
             (personal_id,),
         )
         also = f" (a death on {dead[0][0]} is recorded for them)" if dead else ""
         raise RuleViolation(f"{personal_id} is not enrolled: nothing to explain{also}")
-    account = accounts[0]
     ref = ledger.reference_data()
 
     events = _Events(ledger)
     loaded = events.of(
         [beneficiary_id(personal_id), death_record_id(personal_id), REFERENCE_DATA_ID]
     )
-    person, history, entitlement, provinces, cause = _person(
+    # the rules' inputs come from the aggregates' own folds; the events give the provenance
+    aggregates = ledger.events.load_many(
+        [beneficiary_id(personal_id), death_record_id(personal_id)]
+    )
+    record = aggregates.get(death_record_id(personal_id))
+    in_force = record.death_in_force if record is not None else None
+    entitlement = aggregates[beneficiary_id(personal_id)].entitlement(in_force)
+    person, history, provinces, cause = _person(
         personal_id,
         loaded[beneficiary_id(personal_id)],
         loaded[death_record_id(personal_id)],
+        entitlement,
+        in_force.registration_number if in_force else None,
     )
     levels = _Levels(loaded[REFERENCE_DATA_ID])
     checks: list[Check] = []
@@ -416,20 +459,22 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
     postings = _postings(personal_id, lists, list_events)
 
     # The balance (rule 2) and what the rules would do with it (rules 3 to 5)
-    in_balance = [ln for ln in lines if ln.counts and parse_month(ln.period) <= through]
-    issued = Issued(
-        sum(ln.total_amount for ln in in_balance), sum(ln.funeral_amount for ln in in_balance)
-    )
-    owed = credits.total - issued.total
+    revoked = ledger.revoked_registrations(personal_id)
+    in_balance = [ln for ln in lines if counts_in_balance(ln.issued_line(), through, revoked)]
+    issued = issued_through((ln.issued_line() for ln in lines), through, revoked)
+    owed = balance_of(entitlement, issued, through, ref).owed
+    claimant_debts = _claimant_debts(lines, through, revoked)
     assessment = assess(
         dataclasses.replace(account, issued=issued, entitlement=entitlement), through, ref
     )
     checks.append(_check("balance = rules' assess (rule 2)", owed, assessment.owed))
-    counting = [ln for ln in lines if ln.counts]
+    # the read models' issued total counts every period (no later-period cut): compare alike
+    every_period = parse_month("9999-12")
+    counting = [ln for ln in lines if counts_in_balance(ln.issued_line(), every_period, revoked)]
     checks.append(
         _check(
             "PENDING and PAID lines = balances read model (issued, funeral issued)",
-            (sum(ln.total_amount for ln in counting), sum(ln.funeral_amount for ln in counting)),
+            _pair(issued_through((ln.issued_line() for ln in lines), every_period, revoked)),
             (account.issued.total, account.issued.funeral),
         )
     )
@@ -500,7 +545,10 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
         lines=tuple(lines),
         postings=postings,
         balance=balance,
-        overpayment=_overpayment(entitlement, history, in_balance, owed, credits, ref, cause),
+        overpayment=_overpayment(
+            entitlement, history, in_balance, owed, credits, ref, cause, through
+        ),
+        claimant_debts=claimant_debts,
         notes=tuple(notes),
         checks=tuple(checks),
     )
@@ -550,10 +598,14 @@ def _details(**facts: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _person(
-    personal_id: str, beneficiary: list[_Recorded], death_record: list[_Recorded]
-) -> tuple[Person, tuple[PersonEvent, ...], Entitlement, set[str], tuple[EventRef, str] | None]:
-    """The person's facts folded from their events, as the aggregates fold them: the latest
-    termination ends entitlement (each must be earlier), one death registration in force."""
+    personal_id: str,
+    beneficiary: list[_Recorded],
+    death_record: list[_Recorded],
+    entitlement: Entitlement,
+    in_force: str | None,
+) -> tuple[Person, tuple[PersonEvent, ...], set[str], tuple[EventRef, str] | None]:
+    """The person's history from their events, and which event set each fact the aggregates
+    hold (`entitlement`, the registration `in_force`): the provenance an auditor reads."""
     history: list[PersonEvent] = []
     state: dict[str, Any] = {"terminated": None, "held": False}
     provinces: set[str] = set()
@@ -606,9 +658,8 @@ def _person(
     if enrolment is None:
         raise RuleViolation(f"{personal_id} is not enrolled: nothing to explain")
 
-    # registration number -> facts now; at most one in force (DeathRecord's rule)
+    # registration number -> its facts and the events that set them
     registrations: dict[str, dict[str, Any]] = {}
-    in_force: str | None = None
     for r in death_record:
         f, kind = r.facts, r.ref.event_type.rsplit(".", 1)[1]
         number = f["registration_number"]
@@ -621,7 +672,6 @@ def _person(
                 "claimant_event": r.ref if claimant else None,
                 "first": r.ref,
             }
-            in_force = number
             what = "death registered"
         elif kind == "Corrected":
             reg = registrations[number]
@@ -631,8 +681,6 @@ def _person(
                 reg["claimant"], reg["claimant_event"] = claimant, r.ref
             what = "death corrected"
         else:
-            if in_force == number:
-                in_force = None
             what = "death revoked"
         history.append(
             PersonEvent(
@@ -674,12 +722,6 @@ def _person(
 
     e = enrolment.facts
     terminated = state["terminated"]
-    entitlement = Entitlement(
-        effective_month=parse_month(e["effective_month"]),
-        coefficient=Decimal(e["coefficient"]),
-        terminated_from=parse_month(terminated[0]) if terminated else None,
-        death_month=parse_month(death.month_of_death) if death else None,
-    )
     last = entitlement.last_month
     # what ends the entitlement, for an overpayment's cause: the earlier of death and termination
     cause: tuple[EventRef, str] | None = None
@@ -703,7 +745,7 @@ def _person(
         enrolment=enrolment.ref,
         death=death,
     )
-    return person, tuple(history), entitlement, provinces, cause
+    return person, tuple(history), provinces, cause
 
 
 # Reference data and credits
@@ -842,6 +884,7 @@ def _lines(
         pid = read["payment_id"]
         approval: EventRef | None = None
         issued: tuple[EventRef, dict[str, Any]] | None = None
+        registration: str | None = None
         steps: list[SettlementStep] = []
         for r in list_events.get(UUID(list_id), []):
             kind = r.ref.event_type.rsplit(".", 1)[1]
@@ -851,7 +894,9 @@ def _lines(
                 at = {name: i for i, name in enumerate(r.facts["columns"])}
                 for ln in r.facts["lines"]:
                     if ln[at["payment_id"]] == pid:
-                        issued = (r.ref, {name: ln[i] for name, i in at.items()})
+                        issued = (r.ref, {name: ln[at[name]] for name in LINE_FIELDS})
+                        if "registration_number" in at:
+                            registration = ln[at["registration_number"]]
             elif kind == "LinesSettled":
                 for s in r.facts["settlements"]:
                     if s["payment_id"] == pid:
@@ -894,6 +939,7 @@ def _lines(
                 drafted_by=_drafted_by(list_events.get(UUID(list_id), []), approval),
                 issued=issued[0],
                 settlements=tuple(steps),
+                registration_number=registration,
             )
         )
     checks.append(
@@ -946,6 +992,35 @@ def _postings(
 # Overpayment
 
 
+def _pair(issued: Issued) -> tuple[int, int]:
+    return issued.total, issued.funeral
+
+
+def _claimant_debts(
+    lines: Sequence[Line], through: int, revoked: frozenset[str]
+) -> tuple[ClaimantDebt, ...]:
+    """The lines paid to a claimant under a revoked registration: what each claimant owes."""
+    owed: dict[tuple[str, str, str], list[Line]] = defaultdict(list)
+    for ln in lines:
+        number = ln.registration_number
+        if (
+            number in revoked
+            and ln.status in COUNTS_AS_ISSUED
+            and parse_month(ln.period) <= through
+        ):
+            owed[(ln.payee_personal_id, ln.payee_name, str(number))].append(ln)
+    return tuple(
+        ClaimantDebt(
+            pid,
+            name,
+            number,
+            sum(ln.total_amount for ln in paid),
+            tuple(ln.payment_id for ln in paid),
+        )
+        for (pid, name, number), paid in sorted(owed.items())
+    )
+
+
 def _overpayment(
     entitlement: Entitlement,
     history: tuple[PersonEvent, ...],
@@ -954,21 +1029,13 @@ def _overpayment(
     credits: Credits,
     ref: ReferenceData,
     cause: tuple[EventRef, str] | None,
+    through: int,
 ) -> Overpayment | None:
     """Why the lines paid more than is due now. A line of period P paid the balance through
     P, so a line approved before the ledger learned that entitlement ended paid every month
     up to P as if it had not; a funeral line paid the funeral allowance of the death then
     in force."""
-    last = entitlement.last_month
-    months: list[int] = []
-    if last is not None and cause is not None:
-        believed = [
-            parse_month(ln.period)
-            for ln in in_balance
-            if ln.approval.notification_id < cause[0].notification_id
-        ]
-        if believed:
-            months = list(range(max(last + 1, entitlement.effective_month), max(believed) + 1))
+    months = overpaid_months(entitlement, [ln.issued_line() for ln in in_balance], through, ref)
     funeral_lines = [ln for ln in in_balance if ln.funeral_amount > 0]
     funeral_paid = max(sum(ln.funeral_amount for ln in funeral_lines) - credits.funeral, 0)
     if not months and not funeral_paid and owed >= 0:
@@ -1201,6 +1268,13 @@ def render(explanation: Explanation) -> list[Table]:
                 f"{_vnd(o.funeral_paid)} ({_ref(o.funeral_cause)})",
             )
         balance.add_row("outstanding (receivable)", _vnd(o.outstanding))
+    for debt in x.claimant_debts:
+        balance.add_row(
+            "owed by a funeral claimant",
+            f"{debt.claimant_personal_id} {debt.claimant_name}: {_vnd(debt.amount)} paid under "
+            f"registration {debt.registration_number}, since revoked "
+            f"({', '.join(debt.payment_ids)}); not the beneficiary's debt (rule 4)",
+        )
     balance.add_row(
         "books",
         f"credited through {b.books_credited_through or '-'}: allowances "

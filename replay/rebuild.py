@@ -14,6 +14,13 @@ from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
 
 
+def events_table(ledger: Ledger) -> tuple[str, str]:
+    """The store's events table and its notification id column, as SQL on `ledger.db` sees
+    them (SQLite numbers its stored events by rowid)."""
+    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
+    return table, "rowid" if ledger.location.kind == "sqlite" else "notification_id"
+
+
 def stored_events(ledger: Ledger) -> Iterator[list[RecordedEvent]]:
     """Every stored event in notification order, in batches."""
     after = 0

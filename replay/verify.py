@@ -13,6 +13,10 @@ agrees with it.
 4. **The read models.** Rebuilt from the events into a scratch database by the same projection
    code and compared table by table with the ones kept.
 
+The books and the read models are judged on the events the read models hold: on the Kafka path
+`ledger project` may not have applied the latest ones yet, nor in order (projections/applied.py).
+Every check reads one snapshot of the store, so events applied meanwhile change nothing seen.
+
 What the chain cannot prove alone: someone able to rewrite both the events and the whole chain
 after them. The chain hash of every event is also on Kafka `ledger.events`; comparing the head
 with it is the external anchor.
@@ -24,6 +28,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +40,9 @@ from adapters.recorders import CHAIN_TABLE
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post, transfers_of
+from projections.applied import contiguous_watermark, only_applied
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
-from replay.rebuild import differences, rebuild, stored_events
+from replay.rebuild import differences, events_table, rebuild, stored_events
 
 MAX_FINDINGS = 20
 MAX_EXAMINED = 200  # mismatches kept to explain (pairing swaps is quadratic in them)
@@ -83,12 +89,32 @@ def verify(
     if kafka is not None:
         runs.append(("chain published on Kafka", lambda: check_published_chain(ledger, *kafka)))
     checks = []
-    for name, run in runs:
-        try:
-            checks.append(run())
-        except Exception as err:  # an event too damaged to read is a finding, not a crash
-            checks.append(Check(name, [f"could not be checked: {type(err).__name__}: {err}"]))
+    with _snapshot(ledger.db) as part:
+        for name, run in runs:
+            try:
+                with part():
+                    checks.append(run())
+            except Exception as err:  # an event too damaged to read is a finding, not a crash
+                checks.append(Check(name, [f"could not be checked: {type(err).__name__}: {err}"]))
     return Report(checks)
+
+
+@contextmanager
+def _snapshot(db: Any) -> Iterator[Callable[[], AbstractContextManager[Any]]]:
+    """Every read of the store from one snapshot, so that what `ledger project` applies
+    meanwhile neither tears a table nor moves the watermark: on SQLite (WAL) a read
+    transaction, on PostgreSQL a repeatable-read one. Yields how to run one check: on
+    PostgreSQL in a savepoint, since an error would otherwise end the snapshot."""
+    if isinstance(db, SQLiteDatabase):
+        db.conn.execute("BEGIN")
+        try:
+            yield nullcontext
+        finally:
+            db.conn.execute("ROLLBACK")
+    else:
+        with db.conn.transaction():
+            db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield db.conn.transaction
 
 
 # 1. The hash chain
@@ -114,8 +140,7 @@ def _paged(db: Any, select: str, key: str) -> Iterator[tuple[Any, ...]]:
 def _events(ledger: Ledger) -> Iterator[_Stored]:
     """The events table as stored, in notification order (the read-model connection, not
     the recorder: what is on disk, whatever the library would do)."""
-    table = ledger.app.recorder.events_table_name  # type: ignore[attr-defined]
-    nid = "rowid" if ledger.location.kind == "sqlite" else "notification_id"
+    table, nid = events_table(ledger)
     select = f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
     for n, oid, version, topic, state in _paged(ledger.db, select, nid):
         yield _Stored(int(n), str(UUID(str(oid))), int(version), topic, bytes(state))
@@ -297,11 +322,12 @@ def posting(
 
 
 def check_books(ledger: Ledger, accounts: dict[str, list[int]] | None = None) -> Check:
-    """`accounts`: the transfers already posted from every event (by `check_read_models`)."""
+    """`accounts`: the transfers already posted from every event the read models hold (by
+    `check_read_models`)."""
     check = Check("books")
     if accounts is None:
         accounts = {}
-        for _ in posting(stored_events(ledger), accounts):
+        for _ in posting(applied_events(ledger, watermark(ledger)), accounts):
             pass
     debits = sum(d for d, _ in accounts.values())
     credits = sum(c for _, c in accounts.values())
@@ -338,21 +364,36 @@ def check_books(ledger: Ledger, accounts: dict[str, list[int]] | None = None) ->
 # 4. The read models
 
 
+def watermark(ledger: Ledger) -> int:
+    """The read models hold every stored event through this notification id."""
+    return contiguous_watermark(ledger.db, *events_table(ledger))
+
+
+def applied_events(ledger: Ledger, through: int) -> Iterator[list[RecordedEvent]]:
+    """The stored events the read models hold: all through the watermark, and those above it
+    that `ledger project` applied out of order. The others are not judged yet."""
+    return only_applied(stored_events(ledger), ledger.db, through)
+
+
 def check_read_models(
     ledger: Ledger, scratch: Path | None = None, accounts: dict[str, list[int]] | None = None
 ) -> Check:
     """`accounts`: where to post the events' transfers on the way (one pass for the books)."""
     check = Check("read models")
+    through = watermark(ledger)
     with tempfile.TemporaryDirectory() as tmp:
         target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite")
         try:
             into = accounts if accounts is not None else {}
-            applied = rebuild(target, posting(stored_events(ledger), into))
+            applied = rebuild(target, posting(applied_events(ledger, through), into))
             for table, lines in differences(ledger.db, target).items():
                 check.findings.append(f"{table}: " + "; ".join(lines))
         finally:
             target.close()
-    check.summary = f"rebuilt from {applied:,} events: every table equal"
+    check.summary = (
+        f"rebuilt from the {applied:,} events they hold (all those through notification "
+        f"{through:,}): every table equal"
+    )
     return check
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from tests.conftest import Files, enrolment, new_store, query_store
+from tests.conftest import Files, death, enrolment, new_store, query_store, settlement
 from tests.integration.test_store_guarantees import tamper
 
 pytestmark = pytest.mark.integration
@@ -174,3 +174,21 @@ def test_an_export_from_altered_lines_is_refused_and_writes_nothing(
     assert "digest recorded at approval" in str(refused.value)
     assert "ledger verify" in str(refused.value)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["enrol", "deaths", "settle"])
+def test_every_deciding_command_refuses_when_a_guard_is_gone(
+    drafted: str, files: Files, command: str
+) -> None:
+    with Ledger(drafted) as ledger:
+        ledger.approve_payroll("2025-07", None, "checker")
+    guard_off(drafted, "settlement_files")
+    before = query_store(drafted, "SELECT COUNT(*) FROM audit_trail")
+    with Ledger(drafted) as ledger, pytest.raises(RuleViolation, match="ledger verify"):
+        if command == "enrol":
+            ledger.enrol(files.enrolments([enrolment("001000000099")]), "maker")
+        elif command == "deaths":
+            ledger.import_deaths(files.deaths([death(PEOPLE[0])]), "registry")
+        else:
+            ledger.settle(files.settlements([settlement(f"2025-07-01-{PEOPLE[0]}")]), "bank")
+    assert query_store(drafted, "SELECT COUNT(*) FROM audit_trail") == before

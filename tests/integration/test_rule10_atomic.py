@@ -74,14 +74,22 @@ def test_concurrent_enrolment_and_death_never_enrol_the_dead(
             start = threading.Barrier(2)
             errors: dict[str, BaseException] = {}
 
-            def enrol(f: Path = enrol_file, e: dict[str, BaseException] = errors) -> None:
+            def enrol(
+                f: Path = enrol_file,
+                e: dict[str, BaseException] = errors,
+                start: threading.Barrier = start,
+            ) -> None:
                 start.wait()
                 try:
                     enrolling.enrol(f, "maker")
                 except Exception as err:
                     e["enrol"] = err
 
-            def register(f: Path = deaths_file, e: dict[str, BaseException] = errors) -> None:
+            def register(
+                f: Path = deaths_file,
+                e: dict[str, BaseException] = errors,
+                start: threading.Barrier = start,
+            ) -> None:
                 start.wait()
                 try:
                     registry.import_deaths(f, "registry")

@@ -136,7 +136,13 @@ def test_two_swapped_events_are_named(filled: str) -> None:
 
 
 def test_a_changed_read_model_is_named(filled: str) -> None:
-    assert tamper(filled, "UPDATE balances SET allowance_credited = allowance_credited + 1") == ""
+    change = "UPDATE balances SET allowance_credited = allowance_credited + 1"
+    assert tamper(filled, change) != ""  # the read models' guard refuses it...
+    if sqlite(filled):  # ...so the database's owner takes it off first
+        assert tamper(filled, "DROP TRIGGER ledger_guard_balances_update") == ""
+        assert tamper(filled, change) == ""
+    else:  # ...or marks the session as the projection's
+        assert tamper(filled, f"SET ledger.projecting = 'on'; {change}") == ""
     found = findings(filled)
     assert found["hash chain"] == []
     assert any(f.startswith("balances: ") for f in found["read models"])
@@ -230,3 +236,36 @@ def test_verify_of_a_store_that_does_not_exist_says_so(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "no ledger store" in run.stderr
     assert not missing.exists()  # verify creates nothing
+
+
+def as_the_projection(url: str, sql: str) -> None:
+    """A statement run as the projection runs its own (the read models' guards let it)."""
+    if sqlite(url):
+        from adapters.sql import SQLiteDatabase
+
+        db = SQLiteDatabase(url[len("sqlite:///") :])
+        try:
+            with db.transaction() as cursor:
+                cursor.execute("SELECT set_config('ledger.projecting', 'on', true)")
+                cursor.execute(sql)
+        finally:
+            db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as con:  # one transaction
+        con.execute("SELECT set_config('ledger.projecting', 'on', true)")
+        con.execute(sql)
+
+
+def test_an_audit_row_removed_below_the_position_is_named(filled: str) -> None:
+    """In-process, every event up to the position is applied: an audit row removed there is
+    a difference, not a gap the watermark stops at (which would leave it unjudged). The
+    event changes nothing but the audit trail."""
+    (n,) = query_store(
+        filled,
+        "SELECT notification_id FROM audit_trail WHERE event_type = 'PayrollRegister.Opened'",
+    )[0]
+    as_the_projection(filled, f"DELETE FROM audit_trail WHERE notification_id = {n}")
+    found = findings(filled)
+    assert any(f.startswith("audit_trail: ") and f"({n}, " in f for f in found["read models"])

@@ -10,7 +10,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from adapters.civil_registry import avro_record, write_container
+from adapters import avro
+from adapters.civil_registry import SUBJECT, avro_record, write_container
 from ledger.application import Ledger
 from ledger.inputs import DeathRow, InputRejected
 from tests.conftest import Files, death, enrolment
@@ -99,3 +100,22 @@ def test_a_file_that_is_not_a_container_is_read_as_csv(ledger: Ledger, tmp_path:
     path.write_bytes(b"Obj\x01 but broken")
     with pytest.raises(InputRejected, match="not an Avro container file"):
         ledger.import_deaths(path, "registry")
+
+
+def test_every_bad_record_of_a_container_is_reported_with_the_refused_registrations(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    good = avro_record(rows(death(A))[0])
+    arabic = {**avro_record(rows(death("001000000002"))[0]), "personal_id": "٠٠١٠٠٠٠٠٠٠٠٢"}
+    unknown = avro_record(rows(death("001000000003", event_type="CORRECTED"))[0])
+    path = tmp_path / "deaths.avro"
+    with path.open("wb") as f:
+        fastavro.writer(f, avro.latest(SUBJECT).schema, [good, arabic, unknown])
+    with pytest.raises(InputRejected) as refused:
+        ledger.import_deaths(path, "registry")
+    assert refused.value.problems == [
+        "deaths.avro: record 2: personal_id: must be 12 digits 0-9, got '٠٠١٠٠٠٠٠٠٠٠٢'",
+        "deaths.avro: record 3: registration_number: corrected of unknown registration KT-000003",
+    ]
+    assert ledger.db.query("SELECT COUNT(*) FROM deaths")[0][0] == 0

@@ -243,3 +243,23 @@ def test_a_death_registered_early_in_the_morning_on_its_day_is_accepted() -> Non
     got = registration_of(message(row))
     assert not isinstance(got, Rejection), got
     assert got[0].registered_at == "2025-07-01T06:30:00+07:00"
+
+
+def test_a_message_sent_in_utc_gives_the_row_the_csv_file_gives() -> None:
+    """Issue 10: registered at 20:00 UTC on 22 March (03:00 on 23 March in Vietnam), died on
+    23 March: accepted from Kafka as from a CSV file, and the same row either way."""
+    row = death("001000000001", date_of_death="2025-03-23", registered_at="2025-03-22T20:00:00Z")
+    got = registration_of(message(row))
+    assert not isinstance(got, Rejection), got
+    assert got[0] == DeathRow.model_validate(row)
+    assert got[0].registered_at == "2025-03-23T03:00:00+07:00"
+
+
+def test_a_personal_id_in_arabic_indic_digits_is_rejected() -> None:
+    """str.isdigit() is true for '٠١٢...': the id must be ASCII digits 0-9."""
+    record = avro_record(DeathRow.model_validate(death("001000000001")))
+    record["personal_id"] = "٠٠١٠٠٠٠٠٠٠٠١"
+    got = registration_of(Message(avro.encode(SUBJECT, record), "٠٠١٠٠٠٠٠٠٠٠١".encode()))
+    assert isinstance(got, Rejection)
+    assert got.reason == "invalid-personal-id"
+    assert "personal_id: must be 12 digits 0-9" in got.detail

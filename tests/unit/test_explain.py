@@ -51,7 +51,11 @@ def sound(ledger: Ledger, x: Explanation) -> dict[str, Any]:
     assert x.balance.owed == x.balance.credits - x.balance.issued
     if not any(ln.counts and ln.period > x.period for ln in x.lines):
         # the ledger's own report of overpayments agrees (it counts every line: rule 2)
-        reported = [r["amount"] for r in ledger.receivables(x.period) if r["personal_id"] == PID]
+        reported = [
+            r["amount"]
+            for r in ledger.receivables(x.period)
+            if r["personal_id"] == PID and r["debtor"] == "beneficiary"
+        ]
         assert reported == ([x.balance.receivable] if x.balance.receivable else [])
     # every event named is the audit trail's, notification id and recorded_at alike
     trail = {
@@ -271,21 +275,21 @@ def test_funeral_paid_then_the_death_revoked(ledger: Ledger, files: Files) -> No
     assert x.person.death is None
     assert [h.what for h in x.history][-1] == "death revoked"
     assert x.funeral is None
-    # reinstated: May..Aug 2,000,000 credited; 1,000,000 + 10,000,000 paid -> -9,000,000
+    # reinstated: May..Aug 2,000,000 credited. Rule 4: the funeral line paid to the claimant
+    # under the revoked registration leaves the beneficiary's balance, so July and August
+    # were paid on August's line: 1,000,000 + 1,000,000 issued -> nothing owed either way
     assert [m.month for m in x.months] == ["2025-05", "2025-06", "2025-07", "2025-08"]
     assert (x.balance.credits, x.balance.issued, x.balance.receivable) == (
         2_000_000,
-        11_000_000,
-        9_000_000,
+        2_000_000,
+        0,
     )
-    o = x.overpayment
-    assert o is not None
-    assert (o.months, o.funeral_paid, o.funeral_cause, o.outstanding) == (
-        (),
-        10_000_000,
-        revoked,
-        9_000_000,
-    )
+    assert x.overpayment is None
+    assert [(d.claimant_personal_id, d.amount, d.payment_ids) for d in x.claimant_debts] == [
+        (CLAIMANT, 10_000_000, (f"2025-07-01-{PID}F",))
+    ]
+    assert revoked.event_type == "DeathRecord.Revoked"
+    assert ledger.revoked_registrations(PID) == {f"KT-{PID[-6:]}"}
 
 
 def test_back_dated_rate_change_shows_the_new_level_and_its_event(

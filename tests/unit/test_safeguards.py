@@ -37,7 +37,7 @@ def test_two_approvals_at_once_cannot_both_pay(
         stale_accounts = list(other._accounts("b.province_code = ?", ("01",)))
         ledger.approve_payroll("2025-07", None, "checker")
         other._register = lambda actor: stale_register  # type: ignore[method-assign]
-        other._accounts = lambda where, params: iter(stale_accounts)  # type: ignore[method-assign]
+        other._accounts = lambda where, params, **_: iter(stale_accounts)  # type: ignore[method-assign]
         with pytest.raises(RuleViolation, match="another approval was recorded at the same time"):
             other.approve_payroll("2025-08", None, "checker")
     ledger.catch_up()

@@ -385,3 +385,78 @@ def test_enrolling_twice_is_refused(ledger: Ledger, files: Files) -> None:
     with pytest.raises(InputRejected):  # twice in the same file
         enrol(ledger, files, enrolment(OTHER), enrolment(OTHER))
     assert ledger.db.query("SELECT COUNT(*) FROM beneficiaries") == [(1,)]
+
+
+def test_a_revoked_death_no_longer_costs_the_living_beneficiary(
+    ledger: Ledger, files: Files
+) -> None:
+    """Rule 4 (changed): lines paid to a claimant under a registration since revoked leave the
+    beneficiary's balance; the claimant owes them."""
+    enrol(ledger, files, enrolment(PID, effective_month="2025-01", coefficient="3.0"))
+    pay(ledger, "2025-01", "2025-02")  # 1,500,000 a month
+    ledger.settle(files.settlements([settlement(f"2025-01-01-{PID}")]), MAKER)
+    ledger.settle(files.settlements([settlement(f"2025-02-01-{PID}", "FAILED")]), MAKER)
+    registered = death(PID, date_of_death="2025-03-23", registered_at="2025-03-25T09:00:00+07:00")
+    ledger.import_deaths(files.deaths([registered]), MAKER)
+    pay(ledger, "2025-03")
+    # credits Jan..Mar 4,500,000 + funeral 10,000,000; issued January 1,500,000 (February
+    # FAILED) -> 13,000,000 to the claimant: March 1,500,000 + funeral + February as arrears
+    assert lines(ledger, "2025-03") == [
+        (
+            f"2025-03-01-{PID}F",
+            "FUNERAL",
+            CLAIMANT,
+            1_500_000,
+            10_000_000,
+            1_500_000,
+            13_000_000,
+            "PENDING",
+        )
+    ]
+    ledger.settle(files.settlements([settlement(f"2025-03-01-{PID}F")]), MAKER)
+    revoked = death(
+        PID,
+        event_type="REVOKED",
+        date_of_death="",
+        registered_at="2025-04-10T09:00:00+07:00",
+        **NO_CLAIMANT,
+    )
+    ledger.import_deaths(files.deaths([revoked]), MAKER)
+
+    # the beneficiary is owed as if the funeral line had never been paid: credits Jan..Apr
+    # 6,000,000 - January 1,500,000 = 4,500,000 = April 1,500,000 + arrears Feb, Mar
+    before_april = [r for r in ledger.receivables("2025-03") if r["debtor"] == "beneficiary"]
+    assert before_april == []
+    pay(ledger, "2025-04")
+    assert lines(ledger, "2025-04") == [regular("2025-04", 1_500_000, 3_000_000)]
+
+    owing = ledger.receivables("2025-04")
+    assert [(r["debtor"], r["debtor_personal_id"], r["amount"]) for r in owing] == [
+        ("funeral claimant", CLAIMANT, 13_000_000)
+    ]
+    assert owing[0]["personal_id"] == PID
+    assert owing[0]["registration_number"] == f"KT-{PID[-6:]} (revoked)"
+
+
+def test_receivables_and_explain_agree_on_the_months_an_overpayment_covers(
+    ledger: Ledger, files: Files
+) -> None:
+    """A failed April line repaid in May, then a termination back-dated to April: May's line
+    paid both April and May, so the overpayment covers April and May, in both reports."""
+    from replay.explain import explain
+
+    enrol(ledger, files, enrolment(PID, effective_month="2025-03"))
+    pay(ledger, "2025-03", "2025-04")
+    ledger.settle(files.settlements([settlement(f"2025-03-01-{PID}")]), MAKER)
+    ledger.settle(files.settlements([settlement(f"2025-04-01-{PID}", "FAILED")]), MAKER)
+    pay(ledger, "2025-05")
+    assert lines(ledger, "2025-05") == [regular("2025-05", 500_000, 500_000)]
+    ledger.settle(files.settlements([settlement(f"2025-05-01-{PID}")]), MAKER)
+    ledger.terminate(PID, "2025-04", "moved abroad", MAKER)
+
+    [owing] = ledger.receivables("2025-05")
+    assert (owing["amount"], owing["months"]) == (1_000_000, ["2025-04", "2025-05"])
+    x = explain(ledger, PID, "2025-05")
+    assert x.overpayment is not None
+    assert x.overpayment.months == ("2025-04", "2025-05")
+    assert x.balance.receivable == 1_000_000

@@ -1,0 +1,239 @@
+"""Wiring: the adapters for a store URL put behind the service layer's ports, and `Ledger`,
+the one object the command line, the demo, the consumers and the auditors' tools hold. Each
+of its commands is a handler of `ledger.service_layer`; each report a view of `ledger.views`.
+
+One `eventsourcing` Application holds every aggregate, so that the ledger has a single total
+order of events (one notification log) for the hash chain and for Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from adapters import read_model_guards
+from adapters.civil_registry import registrations_in
+from adapters.event_store import EventStore
+from adapters.export_files import StagedExport
+from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, UntouchedReadModels
+from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
+from adapters.store import StoreLocation, StoreUrlError
+from ledger import views
+from ledger.aggregates import death_record_id
+from ledger.config import settings
+from ledger.inputs import InputFile
+from ledger.rules import Account, DraftList, ReferenceData
+from ledger.service_layer import deaths, enrolment, payroll, reference, settlement
+from ledger.service_layer.common import ImportResult, check_month
+from ledger.service_layer.deaths import DeathDecision, Registration
+from ledger.service_layer.ports import (
+    ExportedFile,
+    FixedDay,
+    Ports,
+    Progress,
+    ReadModelSync,
+    VietnamClock,
+    no_progress,
+)
+from ledger.views import ListSummary
+from projections.readmodels import Projector, RecordedEvent
+
+
+class Ledger:
+    """The ledger as operators use it."""
+
+    LINE_CHUNK = 1000  # lines per LinesIssued event
+
+    def __init__(
+        self,
+        store: str | None = None,
+        progress: Progress | None = None,
+        today: Callable[[], date] | None = None,
+        read_models: str = "in-process",
+        existing: bool = False,
+    ) -> None:
+        """`read_models`: "in-process" (kept up to date here from the notification log, the
+        embedded default), "kafka" (kept by `ledger project` from ledger.events: commands
+        wait until they see their own writes), or "none" (the publisher: not touched).
+        `existing`: open a store that must already exist, as it is: no table, trigger or
+        reference data is created or put back (what `verify` inspects). `today`: the day in
+        Vietnam (default: the country's clock, whatever the machine's zone)."""
+        location = StoreLocation.parse(store)
+        if existing and location.path is not None and not location.path.exists():
+            raise StoreUrlError(f"no ledger store at {location.path}")
+        if read_models == "kafka" and location.kind != "postgresql":
+            raise StoreUrlError(
+                "with LEDGER_KAFKA set the read models are kept in PostgreSQL by `ledger "
+                "project`: give a postgresql:// store, or unset LEDGER_KAFKA"
+            )
+        self.location = location
+        self.read_models = read_models
+        self.clock = FixedDay(today) if today is not None else VietnamClock()
+        self.progress = progress or no_progress
+        self.db: ReadModelDatabase
+        if location.path is not None:
+            location.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = SQLiteDatabase(location.path)
+        else:
+            self.db = PostgresDatabase(location.url)
+        self.events = EventStore(location, self.db, existing)
+        self.app = self.events.app
+        with self.db.transaction() as cursor:
+            Projector.create_schema(cursor)
+        self.sync = self._read_model_sync(read_models)
+        self.ports = Ports(
+            events=self.events,
+            db=self.db,
+            read_models=self.sync,
+            guards=read_model_guards.Guards(self.db),
+            export=StagedExport,
+            read_registrations=registrations_in,
+            clock=self.clock,
+            progress=self.progress,
+        )
+        if not existing:
+            if self.events.latest_notification_id() == 0:
+                # a new store: its read models are guarded from the start. A store that has
+                # events and no guard never gets one put back silently
+                read_model_guards.install(self.db)
+            reference.ensure_reference_data(self.ports)
+        self.catch_up()
+
+    def _read_model_sync(self, kind: str) -> ReadModelSync:
+        if kind == "in-process":
+            return InProcessReadModels(self.events, self.db)
+        if kind == "kafka":
+            return KafkaReadModels(self.events, self.db, settings().read_timeout)
+        if kind == "none":
+            return UntouchedReadModels(self.db)
+        raise ValueError(f"read models: {kind!r}")
+
+    def today(self) -> date:
+        return self.clock.today()
+
+    def close(self) -> None:
+        self.db.close()
+        self.events.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # The read models and the log
+
+    def catch_up(self) -> int:
+        """Bring the read models up to every event recorded so far; returns how many events
+        were applied here (0 where `ledger project` keeps them)."""
+        return self.sync.catch_up()
+
+    def recorded_events(self, after: int) -> list[RecordedEvent]:
+        return self.events.recorded_events(after)
+
+    def tracked_position(self, name: str) -> int | None:
+        return self.events.tracked_position(name)
+
+    def reference_data(self, db: ReadModelDatabase | None = None) -> ReferenceData:
+        return self.ports.reference_data(db)
+
+    # Commands
+
+    def enrol(self, path: Path, actor: str) -> int:
+        return enrolment.enrol(self.ports, InputFile.read(path), actor)
+
+    def hold(self, personal_id: str, reason: str, actor: str) -> None:
+        enrolment.hold(self.ports, personal_id, reason, actor)
+
+    def release(self, personal_id: str, actor: str) -> None:
+        enrolment.release(self.ports, personal_id, actor)
+
+    def terminate(self, personal_id: str, from_month: str, reason: str, actor: str) -> None:
+        enrolment.terminate(self.ports, personal_id, from_month, reason, actor)
+
+    def move(self, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
+        enrolment.move(self.ports, personal_id, province_code, commune_code, actor)
+
+    def import_deaths(self, path: Path, actor: str) -> ImportResult:
+        return deaths.import_deaths(self.ports, InputFile.read(path), actor)
+
+    def apply_death_registrations(
+        self, registrations: Sequence[Registration], actor: str
+    ) -> ImportResult:
+        return deaths.apply_death_registrations(self.ports, registrations, actor)
+
+    def decide_death_registrations(
+        self, registrations: Sequence[Registration], actor: str
+    ) -> DeathDecision:
+        return deaths.decide_death_registrations(self.ports, registrations, actor)
+
+    def record_death_registrations(self, decision: DeathDecision, tracking: Any) -> None:
+        deaths.record_death_registrations(self.ports, decision, tracking)
+
+    def set_reference_data(
+        self, from_month: str, actor: str, amount: int | None = None, multiplier: int | None = None
+    ) -> None:
+        reference.set_reference_data(self.ports, from_month, actor, amount, multiplier)
+
+    def set_standard_level(self, from_month: str, amount: int, actor: str) -> None:
+        self.set_reference_data(from_month, actor, amount=amount)
+
+    def draft(
+        self, period: str, province_code: str, db: ReadModelDatabase | None = None
+    ) -> DraftList:
+        return payroll.draft(self.ports, period, province_code, db)
+
+    def run_payroll(self, period: str, province_code: str | None, actor: str) -> list[ListSummary]:
+        return payroll.run_payroll(self.ports, period, province_code, actor)
+
+    def approve_payroll(
+        self, period: str, province_code: str | None, actor: str
+    ) -> list[ListSummary]:
+        return payroll.approve_payroll(self.ports, period, province_code, actor, self.LINE_CHUNK)
+
+    def export_payroll(
+        self, period: str, province_code: str | None, out_dir: Path
+    ) -> list[ExportedFile]:
+        return payroll.export_payroll(self.ports, period, province_code, out_dir)
+
+    def settle(self, path: Path, actor: str) -> ImportResult:
+        return settlement.settle(self.ports, InputFile.read(path), actor)
+
+    # Reports
+
+    def summaries(self, period: str, province_code: str | None = None) -> list[ListSummary]:
+        return views.summaries(self.db, period, province_code)
+
+    def receivables(self, period: str | None = None) -> list[dict[str, Any]]:
+        """Overpayments to recover, as the ledger knows them now (default: through the latest
+        approved period). A death learned late shows here at once, before any payroll."""
+        self.catch_up()
+        if period is None:
+            period = views.latest_approved_period(self.db)
+            if period is None:
+                return []
+        check_month(period, "--period")
+        return views.receivables(self.db, period)
+
+    def account(self, personal_id: str) -> Account | None:
+        return views.account(self.db, personal_id)
+
+    def _accounts(
+        self, where: str, params: Sequence[Any], *, through: int | None = None
+    ) -> Iterator[Account]:
+        return views.accounts(self.db, where, params, through=through)
+
+    def revoked_registrations(self, personal_id: str) -> frozenset[str]:
+        """The person's death registrations since revoked, from their death record."""
+        record = self.events.get(death_record_id(personal_id))
+        return record.revoked_registrations if record is not None else frozenset()
+
+    def standard_levels(self) -> list[tuple[str, int, str]]:
+        return views.reference_levels(self.db, "standard_level")
+
+    def funeral_multipliers(self) -> list[tuple[str, int, str]]:
+        return views.reference_levels(self.db, "funeral_multiplier")
+
+    def general_ledger(self) -> list[tuple[str, int, int]]:
+        return views.general_ledger(self.db)

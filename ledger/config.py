@@ -1,0 +1,43 @@
+"""The ledger's configuration, in one typed place: every `LEDGER_*` environment variable the
+processes read, with its default and its bounds. Read afresh by each call of `settings()`, so
+that a process (or a test) that changes its environment is seen; a bad value is refused with
+the variable's name, never half-used."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.rules import RuleViolation
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore", frozen=True)
+
+    store: str | None = Field(default=None, description="sqlite:///PATH or postgresql://…")
+    kafka: str | None = Field(
+        default=None, description="bootstrap servers; set: read models by Kafka"
+    )
+    user: str | None = Field(default=None, description="the actor when --by is not given")
+    read_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds to wait for read models"
+    )
+    deaths_topic: str = Field(default="civil-registry.deaths", min_length=1, max_length=249)
+    deaths_group: str = Field(default="ledger-deaths", min_length=1, max_length=249)
+    events_topic: str = Field(default="ledger.events", min_length=1, max_length=249)
+    events_partitions: int = Field(default=12, ge=1, le=10_000)
+    kafka_replication: int = Field(default=1, ge=1, le=32)
+
+
+class BadSettings(RuleViolation):
+    """An environment variable holds a value the ledger cannot use."""
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = [
+            f"LEDGER_{str(e['loc'][0]).upper()}: {e['msg']}" for e in err.errors(include_url=False)
+        ]
+        raise BadSettings("; ".join(problems)) from None

@@ -1,0 +1,154 @@
+"""Death registrations, corrections and revocations from the civil registries: decided on the
+death records (each registration applied once, by its event_id), saved all or none for a
+file, or with the Kafka position they came from for a stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.aggregates import DeathRecord, RegistrationRefused, death_record_id
+from ledger.inputs import DeathRow, InputFile, InputRejected
+from ledger.service_layer.common import ImportResult, sorted_problems
+from ledger.service_layer.ports import Ports
+
+APPLIED, UNCHANGED, REFUSED = "applied", "unchanged", "refused"
+
+
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """What became of one death registration: applied (it caused events), unchanged (its
+    event_id was applied before) or refused, with a reason code and a sentence."""
+
+    where: str
+    outcome: str
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeathDecision:
+    records: list[DeathRecord]  # with their new events pending
+    outcomes: list[RegistrationOutcome]  # one per registration, in order
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
+
+
+# (source for the audit trail, where to point an error, the registration)
+Registration = tuple[str, str, DeathRow]
+
+
+def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
+    """Apply a file of death registrations (CSV, or an Avro container file), in order, all or
+    none. A registration whose event_id was applied before changes nothing. The registrations
+    without a format error are decided too, so that every problem of the file is reported at
+    once; a registration that follows a malformed one of the same person is decided without
+    it."""
+    problems: list[str] = []
+    unit, records = ports.read_registrations(file, problems)
+    ports.decide_from_read_models()
+    registrations = [
+        (f"{file.name} {unit} {n}", f"{file.name}: {unit} {n}", row) for n, row in records
+    ]
+    if not problems:
+        return apply_death_registrations(ports, registrations, actor)
+    decision = decide_death_registrations(ports, registrations, actor)  # nothing is saved
+    problems += _refusals(decision)
+    raise InputRejected(sorted_problems(problems))
+
+
+def apply_death_registrations(
+    ports: Ports, registrations: Sequence[Registration], actor: str
+) -> ImportResult:
+    """A file's registrations, all or none."""
+    decision = decide_death_registrations(ports, registrations, actor)
+    refused = _refusals(decision)
+    if refused:
+        raise InputRejected(refused)
+    ports.save(*decision.records)
+    return ImportResult(decision.count(APPLIED), decision.count(UNCHANGED))
+
+
+def _refusals(decision: DeathDecision) -> list[str]:
+    return [
+        f"{o.where}: registration_number: {o.detail}"
+        for o in decision.outcomes
+        if o.outcome == REFUSED
+    ]
+
+
+def decide_death_registrations(
+    ports: Ports, registrations: Sequence[Registration], actor: str
+) -> DeathDecision:
+    """What each registration, in order, does to the death records; nothing is saved. The
+    records are read in bulk and are the truth for what a person's registrations are; the
+    `death_registration_events` read model adds event ids applied to another person's record
+    (a registry that reused an id)."""
+    seen = ports.existing(
+        "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
+    )
+    pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
+    loaded = ports.events.load_many([death_record_id(p) for p in pids])
+    records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
+    changed: dict[str, DeathRecord] = {}
+    outcomes: list[RegistrationOutcome] = []
+    for source, where, row in registrations:
+        record = records[row.personal_id]
+        if row.event_id in seen or (record is not None and record.has_applied(row.event_id)):
+            outcomes.append(RegistrationOutcome(where, UNCHANGED))
+            continue
+        try:
+            record = _apply(record, row, actor, source)
+        except RegistrationRefused as refused:
+            outcomes.append(RegistrationOutcome(where, REFUSED, refused.reason, str(refused)))
+            continue
+        # a refused registration triggers no event, so the record holds only applied ones
+        records[row.personal_id] = changed[row.personal_id] = record
+        seen.add(row.event_id)
+        outcomes.append(RegistrationOutcome(where, APPLIED))
+    return DeathDecision(list(changed.values()), outcomes)
+
+
+def _apply(record: DeathRecord | None, row: DeathRow, actor: str, source: str) -> DeathRecord:
+    """One registration on a person's death record (a new record for a first one)."""
+    facts: dict[str, Any] = {
+        "event_id": row.event_id,
+        "registration_number": row.registration_number,
+        "registered_at": row.registered_at,
+        "registry_office": row.registry_office,
+        "actor": actor,
+        "source": source,
+    }
+    if row.event_type == "REGISTERED":
+        registration = {
+            **facts,
+            "full_name": row.full_name,
+            "date_of_death": row.date_of_death,
+            "claimant": row.claimant,
+        }
+        if record is None:
+            return DeathRecord(personal_id=row.personal_id, **registration)
+        record.register(**registration)
+        return record
+    if record is None:
+        raise RegistrationRefused(
+            "unknown-registration",
+            f"{row.event_type.lower()} of unknown registration {row.registration_number}",
+        )
+    if row.event_type == "CORRECTED":
+        record.correct(**facts, date_of_death=row.date_of_death, claimant=row.claimant)
+    else:
+        record.revoke(**facts)
+    return record
+
+
+def record_death_registrations(ports: Ports, decision: DeathDecision, tracking: Any) -> None:
+    """Save a decision's events together with the position of the messages it came from, in
+    one transaction. The store refuses a position it already holds (IntegrityError): those
+    messages were applied before, by this consumer or another. Does not wait for read models
+    kept by Kafka: the decisions read the records themselves."""
+    ports.events.save_tracked(decision.records, tracking)
+    if ports.read_models.kind == "in-process":
+        ports.read_models.catch_up()

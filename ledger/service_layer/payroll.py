@@ -1,0 +1,267 @@
+"""The monthly payroll: draft a period's lists (rule 3), approve them (maker is never checker,
+periods in order, one approval at a time through the payroll register), and export what the
+approvals recorded."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from ledger import views
+from ledger.aggregates import PAYROLL_REGISTER_ID, PaymentList, PayrollRegister, payment_list_id
+from ledger.inputs import InputRejected
+from ledger.months import format_month, month_of, parse_month
+from ledger.reference import province_codes
+from ledger.rules import LINE, DraftList, RuleViolation, draft_list
+from ledger.service_layer.common import check_month
+from ledger.service_layer.ports import Approval, ExportedFile, Ports, ReadModelDatabase
+from ledger.views import ListSummary
+
+
+def draft(
+    ports: Ports, period: str, province_code: str, db: ReadModelDatabase | None = None
+) -> DraftList:
+    """The list the current history gives (rule 3); nothing is recorded. With `db`, the list
+    that read models rebuilt elsewhere give (an auditor's replay)."""
+    source = db or ports.db
+    month = parse_month(period)
+    return draft_list(
+        month,
+        province_code,
+        views.accounts(source, views.IN_PROVINCE, (province_code,), through=month),
+        ports.reference_data(source),
+    )
+
+
+def provinces(ports: Ports, period: str, province_code: str | None) -> list[str]:
+    """The provinces a command for a period covers: one, or every one with people or lists."""
+    check_month(period, "--period")
+    if province_code is not None:
+        if province_code not in province_codes():
+            raise InputRejected([f"--province: unknown province code {province_code!r}"])
+        return [province_code]
+    return [
+        r[0]
+        for r in ports.db.query(
+            "SELECT province_code FROM beneficiaries UNION "
+            "SELECT province_code FROM payment_lists WHERE period = ? ORDER BY 1",
+            (period,),
+        )
+    ]
+
+
+def register(ports: Ports, actor: str) -> PayrollRegister:
+    found = ports.events.get(PAYROLL_REGISTER_ID)
+    if found is None:
+        return PayrollRegister(actor=actor, source="ledger payroll approve")
+    return found  # type: ignore[no-any-return]
+
+
+def _payment_list(ports: Ports, period: str, province_code: str) -> PaymentList | None:
+    return ports.events.get(payment_list_id(period, province_code))  # type: ignore[no-any-return]
+
+
+def _check_not_future(ports: Ports, period: str) -> None:
+    current = month_of(ports.clock.today())
+    if parse_month(period) > current:
+        raise RuleViolation(
+            f"{period} is in the future: a list is drawn up for {format_month(current)} "
+            "or an earlier month"
+        )
+
+
+def run_payroll(
+    ports: Ports, period: str, province_code: str | None, actor: str
+) -> list[ListSummary]:
+    """Draft the lists of a period; an approved list is returned as it was approved."""
+    codes = provinces(ports, period, province_code)
+    _check_not_future(ports, period)
+    payroll_register = register(ports, actor)
+    ports.decide_from_read_models()
+    drafted: list[PaymentList] = []
+    counts: dict[str, tuple[int, int]] = {}
+    for done, code in enumerate(codes):
+        ports.progress(f"payroll run {period}", done, len(codes))
+        payment_list = _payment_list(ports, period, code)
+        if payment_list is not None and payment_list.is_approved:
+            continue
+        try:
+            payroll_register.check_order(period, code)
+        except RuleViolation:
+            if province_code is not None:
+                raise
+            continue  # a later period is already paid there: nothing to draw up
+        lines = draft(ports, period, code)
+        if payment_list is None:
+            payment_list = PaymentList(
+                period=period, province_code=code, actor=actor, source="ledger payroll run"
+            )
+        payment_list.draft(
+            lines.digest,
+            len(lines.lines),
+            lines.total_amount,
+            lines.bank_amount,
+            lines.receivable_amount,
+            actor,
+            "ledger payroll run",
+        )
+        drafted.append(payment_list)
+        counts[code] = (
+            sum(a.withheld == "HELD" for a in lines.assessments),
+            sum(a.withheld == "NO_CLAIMANT" for a in lines.assessments),
+        )
+    ports.progress(f"payroll run {period}", len(codes), len(codes))
+    ports.save(*drafted)
+    return [
+        ListSummary(
+            **{
+                **s.__dict__,
+                "held": counts.get(s.province_code, (0, 0))[0],
+                "waiting_for_claimant": counts.get(s.province_code, (0, 0))[1],
+            }
+        )
+        for s in views.summaries(ports.db, period, province_code)
+    ]
+
+
+def approve_payroll(
+    ports: Ports, period: str, province_code: str | None, actor: str, line_chunk: int = 1000
+) -> list[ListSummary]:
+    """Approve the drafts of a period, list by list. Refused, for all of them, when the
+    approver drafted any; a list whose history changed since its draft is refused and the
+    others are approved. Every approval goes through the payroll register, so two approvals
+    running at once can never both pay from the same balances."""
+    codes = provinces(ports, period, province_code)
+    _check_not_future(ports, period)
+    # the register is read before the read models are caught up: any approval recorded
+    # after this read makes our save fail on the register's version
+    payroll_register = register(ports, actor)
+    ports.decide_from_read_models()
+    marks = ",".join("?" * len(codes))
+    drafts = (
+        [
+            r[0]
+            for r in ports.db.query(
+                "SELECT province_code FROM payment_lists WHERE period = ? AND status = 'DRAFT'"
+                f" AND province_code IN ({marks}) ORDER BY province_code",
+                (period, *codes),
+            )
+        ]
+        if codes
+        else []
+    )
+    if not drafts:
+        raise RuleViolation(
+            f"no draft list for {period} to approve: run "
+            f"`ledger payroll run --period {period}` first"
+        )
+    lists: list[PaymentList] = []
+    problems: list[str] = []
+    for code in drafts:
+        payment_list = _payment_list(ports, period, code)
+        assert payment_list is not None
+        try:
+            payment_list.check_approver(actor)
+            payroll_register.check_order(period, code)
+        except RuleViolation as err:
+            problems.append(f"payroll {period} {code}: {err}")
+        lists.append(payment_list)
+    if problems:
+        raise InputRejected(problems)
+    approved: list[str] = []
+    refused: list[str] = []
+    for done, payment_list in enumerate(lists):
+        code = payment_list.province_code
+        ports.progress(f"payroll approve {period}", done, len(lists))
+        known_through = ports.read_models.through()
+        lines = draft(ports, period, code)
+        accruals = [row for a in lines.assessments if (row := a.accrual_row) is not None]
+        try:
+            payroll_register.record_approval(period, code, actor, "ledger payroll approve")
+            payment_list.approve(
+                lines.digest,
+                [list(line.issued_row()) for line in lines.lines],
+                accruals,
+                actor,
+                "ledger payroll approve",
+                line_chunk,
+                known_through,
+            )
+            ports.events.save(payment_list, payroll_register)
+        except RuleViolation as err:
+            refused.append(f"payroll {period} {code}: {err}")
+            payroll_register = register(ports, actor)  # drop the approval recorded in memory
+            continue
+        except IntegrityError:
+            refused.append(
+                f"payroll {period} {code}: another approval was recorded at the same "
+                "time; run `payroll approve` again for the lists still in draft"
+            )
+            break
+        approved.append(code)
+        ports.read_models.catch_up()  # the next list must see this one's lines (a mover)
+    ports.progress(f"payroll approve {period}", len(lists), len(lists))
+    ports.show_saved()
+    if refused:
+        done_text = (
+            f"approved {period} for {', '.join(approved)}; " if approved else "no list was approved; "
+        )
+        raise RuleViolation(done_text + "; ".join(refused))
+    return views.summaries(ports.db, period, province_code)
+
+
+def export_payroll(
+    ports: Ports, period: str, province_code: str | None, out_dir: Path
+) -> list[ExportedFile]:
+    """Write the approved lists from the lines their approval recorded (the LinesIssued
+    events, never the read models): one CSV per province and channel, ordered by payment_id,
+    each with a manifest. Refused, with nothing written, when a list's recorded lines do not
+    reproduce the digest, count and total its approval recorded."""
+    check_month(period, "--period")
+    codes = _provinces_to_export(province_code)
+    staged = ports.export(out_dir)
+    files: list[ExportedFile] = []
+    problems: list[str] = []
+    try:
+        for done, code in enumerate(codes):
+            ports.progress(f"payroll export {period}", done, len(codes))
+            issued = ports.events.issued_list(payment_list_id(period, code))
+            if issued is None:
+                continue
+            found = issued.problems()
+            if found:
+                problems.append(f"payroll {period} {code}: {'; '.join(found)}")
+                continue
+            approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
+            by_channel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+            for row in sorted(issued.rows, key=lambda r: str(r[LINE["payment_id"]])):
+                by_channel[row[LINE["channel"]]].append(row)
+            for channel, rows in sorted(by_channel.items()):
+                files.append(staged.add_list_file(approval, channel, rows))
+        ports.progress(f"payroll export {period}", len(codes), len(codes))
+        if problems:
+            raise RuleViolation(
+                "; ".join(problems) + ": the stored events were altered. Nothing was "
+                "exported: run `ledger verify` and keep the store as it is"
+            )
+        if not files:
+            where = f" {province_code}" if province_code else ""
+            raise RuleViolation(
+                f"no approved list for {period}{where} to export: approve it "
+                f"with `ledger payroll approve --period {period} --by USER`"
+            )
+        staged.commit()
+    finally:
+        staged.discard()
+    return files
+
+
+def _provinces_to_export(province_code: str | None) -> list[str]:
+    if province_code is None:
+        return sorted(province_codes())
+    if province_code not in province_codes():
+        raise InputRejected([f"--province: unknown province code {province_code!r}"])
+    return [province_code]

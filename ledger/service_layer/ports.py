@@ -1,0 +1,195 @@
+"""What the handlers need from the outside world, as protocols: the event store, the read-model
+database and how it catches up with a command's writes, the guards on it, the export files,
+the reader of registry files, the clock. `ledger.bootstrap` injects the adapters that
+implement them; a handler test may inject its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+from ledger.inputs import DeathRow, InputFile
+from ledger.months import VIETNAM
+from ledger.reference import reference_data
+from ledger.rules import IssuedList, ReferenceData, RuleViolation
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def no_progress(what: str, done: int, total: int) -> None:
+    pass
+
+
+class ReadModelsBehind(RuleViolation):
+    """The read models (kept by `ledger project`) did not catch up in time."""
+
+
+class RecordedButNotVisible(Exception):
+    """The command's events are stored; only the read models lag behind."""
+
+
+class ConcurrentChange(Exception):
+    """A stream a decision was based on changed before the decision's save took the store's
+    write lock: nothing was saved."""
+
+
+class ReadModelDatabase(Protocol):
+    """The read models: SQL with `?` placeholders, the same on SQLite and PostgreSQL."""
+
+    def transaction(self) -> Any: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class EventStore(Protocol):
+    def get(self, aggregate_id: UUID) -> Any | None: ...
+    def save(
+        self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
+    ) -> None: ...
+    def save_new(self, aggregate: Any) -> None: ...
+    def save_tracked(self, aggregates: Sequence[Any], tracking: Any) -> None: ...
+    def tracked_position(self, name: str) -> int | None: ...
+    def load_many(self, ids: Sequence[UUID]) -> dict[UUID, Any]: ...
+    def issued_list(self, list_id: UUID) -> IssuedList | None: ...
+    def latest_notification_id(self) -> int: ...
+
+
+class ReadModelSync(Protocol):
+    kind: str  # "in-process", "kafka" or "none"
+
+    def catch_up(self) -> int: ...
+    def through(self) -> int: ...
+
+
+class ReadModelGuards(Protocol):
+    def check(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    rows: int
+    total_amount: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What the approval recorded about a list, for the manifest."""
+
+    period: str
+    province_code: str
+    approved_by: str
+    approved_at: str
+    lines_digest: str
+
+
+class Export(Protocol):
+    """Payment files staged together, then put in place together (or discarded)."""
+
+    def add_list_file(
+        self, approval: Approval, channel: str, rows: Iterable[Sequence[Any]]
+    ) -> ExportedFile: ...
+    def commit(self) -> None: ...
+    def discard(self) -> None: ...
+
+
+# (file, problems to add to) -> (the unit its entries are numbered in, the valid entries)
+RegistrationsReader = Callable[[InputFile, list[str]], tuple[str, list[tuple[int, DeathRow]]]]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    def today(self) -> date: ...
+
+
+class VietnamClock:
+    """The country's clock: a day and a month are Vietnam's, whatever the machine's zone."""
+
+    def now(self) -> datetime:
+        return datetime.now(VIETNAM)
+
+    def today(self) -> date:
+        return self.now().date()
+
+
+class FixedDay:
+    """A clock that reads the day from a function (tests, replays)."""
+
+    def __init__(self, today: Callable[[], date]) -> None:
+        self._today = today
+
+    def now(self) -> datetime:
+        return datetime.combine(self._today(), datetime.min.time(), VIETNAM)
+
+    def today(self) -> date:
+        return self._today()
+
+
+@dataclass
+class Ports:
+    """Everything a handler works through, injected by `ledger.bootstrap`."""
+
+    events: EventStore
+    db: ReadModelDatabase
+    read_models: ReadModelSync
+    guards: ReadModelGuards
+    export: Callable[[Path], Export]
+    read_registrations: RegistrationsReader
+    clock: Clock = field(default_factory=VietnamClock)
+    progress: Progress = no_progress
+
+    def save(
+        self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
+    ) -> None:
+        """Record the aggregates' new events in one transaction, then show them in the read
+        models (or say that they are recorded and not yet visible)."""
+        if aggregates:
+            try:
+                self.events.save(*aggregates, expected_versions=expected_versions)
+            except ConcurrentChange:
+                raise RuleViolation(
+                    "a death registration of a person in this command was recorded while it "
+                    "was being checked; nothing was recorded: run the command again"
+                ) from None
+        self.show_saved()
+
+    def show_saved(self) -> None:
+        try:
+            self.read_models.catch_up()
+        except ReadModelsBehind as behind:
+            raise RecordedButNotVisible(
+                "recorded, but the read models do not show it yet: do NOT run the command "
+                f"again. {behind}"
+            ) from None
+
+    def decide_from_read_models(self) -> None:
+        """Before a decision read from the read models: up to date, and their guards in place
+        (else they may have been changed outside the ledger)."""
+        self.read_models.catch_up()
+        self.guards.check()
+
+    def reference_data(self, db: ReadModelDatabase | None = None) -> ReferenceData:
+        return reference_data(
+            (db or self.db).query("SELECT kind, from_month, value FROM reference_levels")
+        )
+
+    def existing(
+        self, table: str, column: str, values: Sequence[str], condition: str = "1 = 1"
+    ) -> set[str]:
+        """Which of the values a read-model table holds, a bounded chunk per query."""
+        found: set[str] = set()
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self.db.query(
+                    f"SELECT {column} FROM {table} WHERE {condition} AND {column} IN ({marks})",
+                    chunk,
+                )
+            )
+        return found

@@ -1,0 +1,340 @@
+"""The reports, read from the read models: list summaries, accounts as the rules see them,
+receivables, the general ledger, the reference data in force. Nothing here records anything;
+whatever decides money reads accounts through `accounts` and the balance through
+`rules.balance`, the same as the payroll."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.months import VIETNAM, format_month, month_of_iso, parse_month
+from ledger.reference import reference_data
+from ledger.rules import (
+    Account,
+    Credits,
+    Entitlement,
+    Issued,
+    IssuedLine,
+    Payee,
+    balance,
+    overpaid_months,
+)
+from ledger.service_layer.ports import ReadModelDatabase
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    period: str
+    province_code: str
+    status: str
+    lines: int
+    total_amount: int
+    bank_amount: int
+    receivable_amount: int
+    drafted_by: str | None
+    approved_by: str | None
+    held: int = 0
+    waiting_for_claimant: int = 0
+
+
+def summaries(
+    db: ReadModelDatabase, period: str, province_code: str | None = None
+) -> list[ListSummary]:
+    rows = db.query(
+        "SELECT l.period, l.province_code, l.status, l.line_count, l.total_amount,"
+        " l.bank_amount, l.receivable_amount, l.drafted_by, l.approved_by"
+        " FROM payment_lists l WHERE l.period = ?"
+        " AND (CAST(? AS TEXT) IS NULL OR l.province_code = ?)"
+        " ORDER BY l.province_code",
+        (period, province_code, province_code),
+    )
+    return [ListSummary(*r) for r in rows]
+
+
+# The accounts a payroll reads. Their issued lines are those `rules.counts_in_balance` keeps:
+# the running total of every PENDING or PAID line, less the lines of periods after the one
+# drawn up and those paid under a revoked registration (few: subtracted at query time, so
+# that the read models stay a function of their events, in whatever order they came).
+_ACCOUNTS_SQL = """
+SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficient,
+       b.effective_month, b.terminated_from, b.held, b.channel, b.bank_code, b.account_number,
+       d.date_of_death, d.claimant_personal_id, d.claimant_name, d.claimant_channel,
+       d.claimant_bank_code, d.claimant_account_number, d.registration_number,
+       bal.credited_through, bal.allowance_credited, bal.funeral_credited, bal.issued_total,
+       bal.funeral_issued, COALESCE(x.total, 0), COALESCE(x.funeral, 0)
+FROM beneficiaries b
+JOIN balances bal ON bal.personal_id = b.personal_id
+LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
+LEFT JOIN (
+    SELECT l.personal_id, CAST(SUM(l.total_amount) AS BIGINT) AS total,
+           CAST(SUM(l.funeral_amount) AS BIGINT) AS funeral
+    FROM payment_lines l
+    WHERE l.status IN ('PENDING', 'PAID') AND (l.period > ? OR EXISTS (
+        SELECT 1 FROM revoked_registrations r WHERE r.personal_id = l.personal_id
+        AND r.registration_number = l.registration_number))
+    GROUP BY l.personal_id
+) x ON x.personal_id = b.personal_id
+"""
+
+IN_PROVINCE = "b.province_code = ?"
+
+
+def accounts(
+    db: ReadModelDatabase, where: str, params: Sequence[Any], *, through: int | None = None
+) -> Iterator[Account]:
+    """Beneficiaries as the rules see them for period `through` (None: every period's lines
+    counted), read in one query."""
+    coefficients: dict[str, Decimal] = {}
+    later_than = "9999-12" if through is None else format_month(through)
+    for r in db.query(f"{_ACCOUNTS_SQL} WHERE {where}", (later_than, *params)):
+        (
+            pid,
+            name,
+            province,
+            commune,
+            coefficient,
+            effective,
+            terminated,
+            held,
+            channel,
+            bank,
+            account_number,
+            death_date,
+            c_pid,
+            c_name,
+            c_channel,
+            c_bank,
+            c_account,
+            registration,
+            credited,
+            allowance_credited,
+            funeral_credited,
+            issued,
+            funeral_issued,
+            not_counted,
+            funeral_not_counted,
+        ) = r
+        coef = coefficients.get(coefficient)
+        if coef is None:
+            coef = coefficients[coefficient] = Decimal(coefficient)
+        dead = death_date is not None
+        yield Account(
+            personal_id=pid,
+            full_name=name,
+            province_code=province,
+            commune_code=commune,
+            entitlement=Entitlement(
+                effective_month=parse_month(effective),
+                coefficient=coef,
+                terminated_from=parse_month(terminated) if terminated else None,
+                death_month=month_of_iso(death_date) if dead else None,
+            ),
+            payee=Payee(pid, name, channel, bank, account_number),
+            held=bool(held),
+            dead=dead,
+            funeral_claimant=Payee(c_pid, c_name, c_channel, c_bank or "", c_account or "")
+            if dead and c_pid
+            else None,
+            death_registration=registration if dead else None,
+            # int(): PostgreSQL's sums are numeric; money stays integer VND
+            issued=Issued(
+                int(issued) - int(not_counted), int(funeral_issued) - int(funeral_not_counted)
+            ),
+            posted=Credits(int(allowance_credited), int(funeral_credited)),
+            credited_through=parse_month(credited) if credited else None,
+        )
+
+
+def account(db: ReadModelDatabase, personal_id: str) -> Account | None:
+    """One beneficiary's account as the payroll reads it (every period's lines counted)."""
+    return next(accounts(db, "b.personal_id = ?", (personal_id,)), None)
+
+
+def reference_levels(db: ReadModelDatabase, kind: str) -> list[tuple[str, int, str]]:
+    """The standard levels (`standard_level`) or funeral multipliers (`funeral_multiplier`)."""
+    return db.query(
+        "SELECT from_month, value, recorded_at FROM reference_levels"
+        " WHERE kind = ? ORDER BY from_month",
+        (kind,),
+    )
+
+
+def general_ledger(db: ReadModelDatabase) -> list[tuple[str, int, int]]:
+    return db.query("SELECT account, debits, credits FROM general_ledger ORDER BY 1")
+
+
+def latest_approved_period(db: ReadModelDatabase) -> str | None:
+    latest = db.query("SELECT MAX(period) FROM payment_lists WHERE status = 'APPROVED'")[0][0]
+    return None if latest is None else str(latest)
+
+
+# Receivables
+
+
+def receivables(db: ReadModelDatabase, period: str) -> list[dict[str, Any]]:
+    """Overpayments to recover through a period: accounts whose balance (rule 2) is below
+    zero, with the months the overpayment covers, and funeral claimants paid under a
+    registration since revoked (rule 4)."""
+    through = parse_month(period)
+    ref = reference_data(db.query("SELECT kind, from_month, value FROM reference_levels"))
+    owing = []
+    for a in accounts(db, "bal.issued_total > 0", (), through=through):
+        position = balance(a.entitlement, a.issued, through, ref)
+        if position.receivable:
+            owing.append((a, position.receivable))
+    people = [a.personal_id for a, _ in owing]
+    deaths: dict[str, tuple[Any, ...]] = {}
+    for chunk in _chunks(people):
+        for r in db.query(
+            "SELECT personal_id, date_of_death, registration_number, registry_office,"
+            " in_force, last_recorded_at, aggregate_id FROM deaths"
+            f" WHERE personal_id IN ({_marks(chunk)})",
+            chunk,
+        ):
+            deaths[r[0]] = r[1:]
+    lines = _issued_lines(db, people, through)
+    revoked = _revoked_registrations(db, people)
+    learned = _death_learned_at(db, [str(d[-1]) for d in deaths.values()])
+    out = []
+    for a, amount in owing:
+        months = overpaid_months(
+            a.entitlement,
+            lines.get(a.personal_id, []),
+            through,
+            ref,
+            revoked.get(a.personal_id, frozenset()),
+        )
+        row = _receivable(a.personal_id, a.full_name, a.province_code, period, amount)
+        row["months"] = [format_month(m) for m in months]
+        died = deaths.get(a.personal_id)
+        if died is not None:
+            date_of_death, number, office, in_force, last_recorded, aggregate = died
+            recorded = learned.get(str(aggregate), last_recorded)
+            learned_on = datetime.fromisoformat(recorded).astimezone(VIETNAM).date()
+            row |= {
+                "date_of_death": date_of_death,
+                "registration_number": number if in_force else f"{number} (revoked)",
+                "registry_office": office,
+                "death_recorded_at": recorded,
+                "death_learned_on": learned_on.isoformat(),  # Vietnam's day
+                "learned_after_days": (learned_on - date.fromisoformat(date_of_death)).days,
+            }
+        out.append(row)
+    out.extend(_claimants_owing(db, period))
+    return sorted(out, key=lambda r: (r["province_code"], r["personal_id"], r["debtor"]))
+
+
+def _claimants_owing(db: ReadModelDatabase, period: str) -> list[dict[str, Any]]:
+    """Rule 4: what funeral claimants were paid under a registration since revoked."""
+    out = []
+    for pid, name, province, number, claimant, claimant_name, amount in db.query(
+        "SELECT l.personal_id, b.full_name, b.province_code, l.registration_number,"
+        " l.payee_personal_id, l.payee_name, SUM(l.total_amount)"
+        " FROM payment_lines l JOIN revoked_registrations r"
+        " ON r.personal_id = l.personal_id AND r.registration_number = l.registration_number"
+        " JOIN beneficiaries b ON b.personal_id = l.personal_id"
+        " WHERE l.status IN ('PENDING', 'PAID') AND l.period <= ?"
+        " GROUP BY l.personal_id, b.full_name, b.province_code, l.registration_number,"
+        " l.payee_personal_id, l.payee_name",
+        (period,),
+    ):
+        row = _receivable(pid, name, province, period, int(amount))
+        row |= {
+            "debtor": "funeral claimant",
+            "debtor_personal_id": claimant,
+            "debtor_name": claimant_name,
+            "registration_number": f"{number} (revoked)",
+        }
+        out.append(row)
+    return out
+
+
+def _issued_lines(
+    db: ReadModelDatabase, people: Sequence[str], through: int
+) -> dict[str, list[IssuedLine]]:
+    """Each person's approved lines of periods up to `through`, as the balance sees them."""
+    found: dict[str, list[IssuedLine]] = defaultdict(list)
+    for chunk in _chunks(people):
+        for pid, period, status, total, funeral, regular, arrears, number in db.query(
+            "SELECT personal_id, period, status, total_amount, funeral_amount,"
+            " regular_amount, arrears_amount, registration_number FROM payment_lines"
+            f" WHERE period <= ? AND personal_id IN ({_marks(chunk)}) ORDER BY period",
+            [format_month(through), *chunk],
+        ):
+            found[pid].append(
+                IssuedLine(parse_month(period), status, total, funeral, regular, arrears, number)
+            )
+    return found
+
+
+def _revoked_registrations(
+    db: ReadModelDatabase, people: Sequence[str]
+) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(people):
+        for pid, number in db.query(
+            "SELECT personal_id, registration_number FROM revoked_registrations"
+            f" WHERE personal_id IN ({_marks(chunk)})",
+            chunk,
+        ):
+            found[pid].add(number)
+    return {pid: frozenset(numbers) for pid, numbers in found.items()}
+
+
+def _death_learned_at(db: ReadModelDatabase, aggregate_ids: list[str]) -> dict[str, str]:
+    """When the ledger learned the date of death now in force, by death record: the
+    registration that gave it, or the correction that last moved it."""
+    learned: dict[str, str] = {}
+    dates: dict[str, str | None] = {}
+    for chunk in _chunks(aggregate_ids):
+        for aggregate, kind, recorded_at, facts in db.query(
+            "SELECT aggregate_id, event_type, recorded_at, facts FROM audit_trail"
+            f" WHERE aggregate_id IN ({_marks(chunk)})"
+            " ORDER BY aggregate_id, aggregate_version",
+            chunk,
+        ):
+            told = json.loads(facts).get("date_of_death")
+            if kind == "DeathRecord.Revoked":
+                dates[aggregate] = None
+            elif told != dates.get(aggregate):
+                dates[aggregate], learned[aggregate] = told, recorded_at
+    return learned
+
+
+def _receivable(
+    personal_id: str, name: str, province: str, period: str, amount: int
+) -> dict[str, Any]:
+    """One row of `receivables`: who owes (the beneficiary, or a funeral claimant paid under
+    a revoked registration), how much, and the death behind it."""
+    return {
+        "personal_id": personal_id,
+        "full_name": name,
+        "province_code": province,
+        "through": period,
+        "amount": amount,
+        "debtor": "beneficiary",
+        "debtor_personal_id": personal_id,
+        "debtor_name": name,
+        "months": [],
+        "date_of_death": None,
+        "registration_number": None,
+        "registry_office": None,
+        "death_recorded_at": None,
+        "death_learned_on": None,
+        "learned_after_days": None,
+    }
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _marks(chunk: Sequence[Any]) -> str:
+    return ",".join("?" * len(chunk))

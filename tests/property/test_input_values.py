@@ -1,0 +1,223 @@
+"""Properties of the values every way in shares (ledger.values, issue 10 point 3):
+
+- an id, code or month written with any digit that is not one of the ASCII 0-9 (Arabic-Indic,
+  Devanagari, fullwidth, ...: `str.isdigit()` is true for each) is refused by every path: the
+  value check, a CSV file, a Kafka message, an Avro container file and the command line;
+- a death registration gives the same row, or the same problems, whether it comes as a CSV
+  row (its time with any UTC offset) or as an Avro record (the same instant, in UTC).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters import avro
+from adapters.civil_registry import SUBJECT, read_container, row_fields
+from ledger import values
+from ledger.cli import build_parser, check_arguments
+from ledger.inputs import (
+    DEATH_COLUMNS,
+    DeathRow,
+    EnrolmentRow,
+    InputRejected,
+    SettlementRow,
+    read_rows,
+    validate_one,
+)
+from ledger.months import VIETNAM
+from tests.conftest import death, enrolment, settlement, write_csv
+
+NOT_ASCII_DIGITS = st.characters(categories=["Nd"]).filter(lambda c: not c.isascii())
+
+
+@st.composite
+def foreign_digits(draw: Any, length: int, template: str | None = None) -> str:
+    """`length` digits (or the digits of `template`, its other characters kept), at least one
+    of them a Unicode digit other than 0-9."""
+    text = list(template or draw(st.text("0123456789", min_size=length, max_size=length)))
+    places = [i for i, c in enumerate(text) if c.isdigit()]
+    for i in draw(st.sets(st.sampled_from(places), min_size=1)):
+        text[i] = draw(NOT_ASCII_DIGITS)
+    word = "".join(text)
+    assert not word.isascii()
+    return word
+
+
+def refused_by(check: Any, text: str) -> None:
+    with pytest.raises(values.InvalidValue):
+        check(text)
+
+
+def fields_refused(model: Any, record: dict[str, Any]) -> list[str]:
+    problems = validate_one(model, record)
+    assert isinstance(problems, list), record
+    return [field for field, _ in problems]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pid=foreign_digits(12),
+    commune=foreign_digits(5),
+    province=foreign_digits(2, "01"),
+    month=foreign_digits(7, "2025-07"),
+)
+def test_digits_other_than_ascii_are_refused_by_every_path(
+    pid: str, commune: str, province: str, month: str
+) -> None:
+    assert pid.isdigit() and commune.isdigit()  # what the checks before let through
+    # the values themselves
+    refused_by(values.personal_id, pid)
+    refused_by(values.commune_code, commune)
+    refused_by(values.province_code, province)
+    refused_by(values.month, month)
+    refused_by(values.payment_id, f"2025-07-01-{pid}")
+    refused_by(values.payment_id, f"{month}-01-001234567890")
+    # the rows of the files
+    ok = "001234567890"
+    assert fields_refused(EnrolmentRow, enrolment(pid)) == ["personal_id"]
+    assert fields_refused(EnrolmentRow, enrolment(ok, commune_code=commune)) == ["commune_code"]
+    assert fields_refused(EnrolmentRow, enrolment(ok, province_code=province)) == ["province_code"]
+    assert fields_refused(EnrolmentRow, enrolment(ok, effective_month=month)) == ["effective_month"]
+    assert fields_refused(DeathRow, death(pid)) == ["personal_id"]
+    assert fields_refused(DeathRow, death(ok, claimant_personal_id=pid)) == ["claimant_personal_id"]
+    assert fields_refused(SettlementRow, settlement(f"2025-07-01-{pid}")) == ["payment_id"]
+    # a CSV file, a Kafka message and an Avro container file
+    row = death(pid)
+    with tempfile.TemporaryDirectory() as folder:
+        csv_path = write_csv(Path(folder) / "deaths.csv", DEATH_COLUMNS, [row])
+        with pytest.raises(InputRejected, match=r"deaths\.csv: row 2: personal_id: "):
+            read_rows(csv_path, DeathRow)
+        record = avro_record(row)
+        message = avro.decode(SUBJECT, avro.encode(SUBJECT, record))
+        assert fields_refused(DeathRow, row_fields(message)) == ["personal_id"]
+        container = Path(folder) / "deaths.avro"
+        with container.open("wb") as f:
+            fastavro.writer(f, avro.latest(SUBJECT).schema, [record])
+        with pytest.raises(InputRejected, match=r"deaths\.avro: record 1: personal_id: "):
+            read_container(container)
+    # the command line
+    parser = build_parser()
+    for argv, option in (
+        (["hold", pid, "--reason", "x"], "personal id"),
+        (["explain", pid], "personal id"),
+        (["move", ok, "--province", "01", "--commune", commune], "--commune"),
+        (["move", ok, "--province", province, "--commune", "00001"], "--province"),
+        (["payroll", "run", "--period", month], "--period"),
+        (["receivables", "--period", month], "--period"),
+        (["terminate", ok, "--from", month, "--reason", "x"], "--from"),
+    ):
+        with pytest.raises(InputRejected) as refusal:
+            check_arguments(parser.parse_args(argv))
+        assert [p.split(": ")[0] for p in refusal.value.problems] == [option]
+
+
+def avro_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The Avro DeathRegistration a registry sends for a CSV row's fields: the same values,
+    its time as the instant in UTC; written as they are, never validated on the way."""
+    at = datetime.fromisoformat(row["registered_at"]).astimezone(UTC)
+    claimant = None
+    if row["claimant_personal_id"] or row["claimant_name"]:
+        claimant = {
+            "personal_id": row["claimant_personal_id"],
+            "name": row["claimant_name"],
+            "channel": row["claimant_channel"],
+            "bank_code": row["claimant_bank_code"] or None,
+            "account_number": row["claimant_account_number"] or None,
+        }
+    return {
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "registration_number": row["registration_number"],
+        "personal_id": row["personal_id"],
+        "full_name": row["full_name"],
+        # the record requires a date; a revocation's is the day it was registered, in Vietnam
+        "date_of_death": date.fromisoformat(
+            row["date_of_death"] or at.astimezone(VIETNAM).date().isoformat()
+        ),
+        "registered_at": at,
+        "registry_office": row["registry_office"],
+        "claimant": claimant,
+    }
+
+
+NO_CLAIMANT = {
+    "claimant_personal_id": "",
+    "claimant_name": "",
+    "claimant_channel": "",
+    "claimant_bank_code": "",
+    "claimant_account_number": "",
+}
+
+
+@st.composite
+def registrations(draw: Any) -> dict[str, Any]:
+    """A registration whose time is any instant (to the millisecond, as Avro keeps it) written
+    with any UTC offset of the world, and whose date of death lies a few days around the day
+    it was registered in Vietnam."""
+    instant = draw(
+        st.datetimes(datetime(2024, 1, 1), datetime(2026, 12, 31), timezones=st.just(UTC))
+    )
+    instant = instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+    offset = timedelta(minutes=15 * draw(st.integers(-12 * 4, 14 * 4)))
+    text = instant.astimezone(timezone(offset)).isoformat()
+    if offset == timedelta(0) and draw(st.booleans()):
+        text = text.replace("+00:00", "Z")
+    day = instant.astimezone(VIETNAM).date() + timedelta(days=draw(st.integers(-3, 2)))
+    kind = draw(st.sampled_from(["REGISTERED", "CORRECTED", "REVOKED"]))
+    extra: dict[str, Any] = {"event_type": kind, "date_of_death": day.isoformat()}
+    if kind == "REVOKED":
+        extra |= NO_CLAIMANT | {"date_of_death": draw(st.sampled_from(["", day.isoformat()]))}
+    elif draw(st.booleans()):
+        extra |= NO_CLAIMANT
+    return death(
+        "001000000001",
+        event_id=str(uuid.UUID(int=draw(st.integers(0, 2**122)), version=4)),
+        registered_at=text,
+        **extra,
+    )
+
+
+def _problems_without_where(problems: list[str]) -> list[str]:
+    """'FIELD: message' of each 'FILE: row N: FIELD: message'."""
+    return [p.split(": ", 2)[2] for p in problems]
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=registrations())
+def test_csv_and_avro_of_one_registration_give_the_same_row(row: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        csv_path = write_csv(Path(folder) / "deaths.csv", DEATH_COLUMNS, [row])
+        container = Path(folder) / "deaths.avro"
+        with container.open("wb") as f:
+            fastavro.writer(f, avro.latest(SUBJECT).schema, [avro_record(row)])
+        from_csv: list[str] = []
+        from_avro: list[str] = []
+        csv_rows = read_rows(csv_path, DeathRow, from_csv)
+        avro_rows = read_container(container, from_avro)
+    assert _problems_without_where(from_csv) == _problems_without_where(from_avro)
+    registered_day = values.vietnam_day(row["registered_at"])
+    died_in_time = not row["date_of_death"] or row["date_of_death"] <= registered_day
+    assert (len(csv_rows), len(avro_rows)) == ((1, 1) if died_in_time else (0, 0))
+    if not died_in_time:
+        assert [p.split(": ")[0] for p in _problems_without_where(from_csv)] == ["date_of_death"]
+        return
+    (_, got_csv), (_, got_avro) = csv_rows[0], avro_rows[0]
+    if row["event_type"] == "REVOKED" and not row["date_of_death"]:
+        # the record carries the day in Vietnam where the CSV row may leave the date empty
+        assert got_avro.date_of_death == registered_day
+        got_avro = got_avro.model_copy(update={"date_of_death": ""})
+    assert got_csv == got_avro
+    # the time is recorded in Vietnam's, the same instant as given
+    assert got_csv.registered_at.endswith("+07:00")
+    assert datetime.fromisoformat(got_csv.registered_at) == datetime.fromisoformat(
+        row["registered_at"]
+    )

@@ -1,0 +1,149 @@
+"""Issue 10 point 5: a bad file is reported whole, in one run: format errors, errors across
+fields, and references to unknown payments or people, every row, one line per problem
+(`FILE: row N: FIELD: message`) in row order, and nothing applied. On the embedded store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.inputs import InputRejected
+from tests.conftest import REVOKE, Files, death, enrolment, settlement
+
+P1, P2, P3 = "001000000001", "001000000002", "001000000003"
+STRANGER = "001888888801"  # dead, never enrolled
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}") as opened:
+        yield opened
+
+
+def refusal(run: object) -> list[str]:
+    assert isinstance(run, pytest.ExceptionInfo)
+    assert isinstance(run.value, InputRejected)
+    return run.value.problems
+
+
+def snapshot(ledger: Ledger) -> tuple[object, ...]:
+    return tuple(
+        ledger.db.query(f"SELECT * FROM {table} ORDER BY 1")
+        for table in ("beneficiaries", "deaths", "payment_lines", "settlement_files")
+    )
+
+
+def test_a_settlement_file_is_reported_whole(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(
+        files.enrolments([enrolment(p, effective_month="2025-07") for p in (P1, P2, P3)]), "maker"
+    )
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.approve_payroll("2025-07", None, "checker")
+    ledger.settle(files.settlements([settlement(f"2025-07-01-{P1}", "PAID")]), "bank")
+    before = snapshot(ledger)
+    path = files.settlements(
+        [
+            settlement("2025-07-01-0010000000", "PAID"),  # row 2: format
+            settlement("2025-07-01-001000000999", "PAID"),  # row 3: unknown payment
+            settlement(f"2025-07-01-{P1}", "FAILED", reason="closed"),  # row 4: PAID -> FAILED
+            settlement(f"2025-07-01-{P2}", "PAID"),  # row 5: fine, and not applied
+            settlement(f"2025-07-01-{P3}", "FAILED", reason=""),  # row 6: across fields
+            settlement("2025-06-01-001000000001", "PAID"),  # row 7: no list for June
+            settlement(f"2025-07-01-{P2}", "PAID"),  # row 8: twice in the file
+        ]
+    )
+    with pytest.raises(InputRejected) as run:
+        ledger.settle(path, "bank")
+    name = path.name
+    assert refusal(run) == [
+        f"{name}: row 2: payment_id: must be a payment id such as 2025-07-27-001234567890 "
+        "(F appended for a funeral line), got '2025-07-01-0010000000'",
+        f"{name}: row 3: payment_id: unknown payment 2025-07-01-001000000999",
+        f"{name}: row 4: status: payment 2025-07-01-{P1} is PAID and cannot become FAILED",
+        f"{name}: row 6: reason: is required for FAILED",
+        f"{name}: row 7: payment_id: unknown payment 2025-06-01-001000000001",
+        f"{name}: row 8: payment_id: 2025-07-01-{P2} is already on row 5",
+    ]
+    assert snapshot(ledger) == before  # nothing applied, not even row 5
+
+
+def test_an_enrolment_file_is_reported_whole(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(P1)]), "maker")
+    ledger.import_deaths(files.deaths([death(STRANGER, date_of_death="2025-07-01")]), "registry")
+    before = snapshot(ledger)
+    path = files.enrolments(
+        [
+            enrolment(P2),  # row 2: fine, and not enrolled
+            enrolment("12345"),  # row 3: format
+            enrolment(P3, channel="BANK", bank_code="VCB"),  # row 4: across fields
+            enrolment(P2),  # row 5: twice in the file
+            enrolment(P1),  # row 6: already enrolled
+            enrolment(STRANGER),  # row 7: recorded dead
+            enrolment("001000000009", commune_code="٠٠٠٠١"),  # row 8: Arabic-Indic digits
+        ]
+    )
+    with pytest.raises(InputRejected) as run:
+        ledger.enrol(path, "maker")
+    name = path.name
+    assert refusal(run) == [
+        f"{name}: row 3: personal_id: must be 12 digits 0-9, got '12345'",
+        f"{name}: row 4: account_number: is required when the channel is BANK",
+        f"{name}: row 5: personal_id: {P2} is already on row 2",
+        f"{name}: row 6: personal_id: {P1} is already enrolled",
+        f"{name}: row 7: personal_id: {STRANGER} has a death registration in force and "
+        "cannot be enrolled",
+        f"{name}: row 8: commune_code: must be 5 digits 0-9, got '٠٠٠٠١'",
+    ]
+    assert snapshot(ledger) == before
+
+
+def test_a_deaths_file_is_reported_whole(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(p) for p in (P1, P2, P3)]), "maker")
+    before = snapshot(ledger)
+    path = files.deaths(
+        [
+            death(P1),  # row 2: fine, and not recorded
+            death(P2, event_id="not-a-uuid"),  # row 3: format
+            death(P3, date_of_death="2025-07-25"),  # row 4: after registered_at
+            death(P3, event_type="CORRECTED", registration_number="KT-X"),  # row 5: unknown
+            death(STRANGER, registration_number="KT-Y", **REVOKE),  # row 6: unknown
+            death(P2, claimant_channel="BANK"),  # row 7: across fields
+        ]
+    )
+    with pytest.raises(InputRejected) as run:
+        ledger.import_deaths(path, "registry")
+    name = path.name
+    assert refusal(run) == [
+        f"{name}: row 3: event_id: must be a UUID, got 'not-a-uuid'",
+        f"{name}: row 4: date_of_death: 2025-07-25 is after the day registered_at falls on "
+        "in Vietnam (2025-07-20)",
+        f"{name}: row 5: registration_number: corrected of unknown registration KT-X",
+        f"{name}: row 6: registration_number: revoked of unknown registration KT-Y",
+        f"{name}: row 7: claimant_bank_code: is required when the channel is BANK",
+    ]
+    assert snapshot(ledger) == before
+
+
+def test_a_file_with_only_format_errors_is_reported_and_nothing_applied(
+    ledger: Ledger, files: Files
+) -> None:
+    path = files.enrolments([enrolment(P1), enrolment(P2, sex="X"), enrolment(P3)])
+    with pytest.raises(InputRejected) as run:
+        ledger.enrol(path, "maker")
+    problems = refusal(run)
+    assert len(problems) == 1 and problems[0].startswith(f"{path.name}: row 3: sex: ")
+    assert ledger.db.query("SELECT COUNT(*) FROM beneficiaries") == [(0,)]
+
+
+def test_a_file_that_cannot_be_read_as_the_contract_says_is_refused_at_once(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    path = tmp_path / "settle.csv"
+    path.write_text("payment_id,status\n2025-07-01-001000000001,PAID\n", encoding="utf-8")
+    with pytest.raises(InputRejected) as run:
+        ledger.settle(path, "bank")
+    problems = refusal(run)
+    assert len(problems) == 1 and problems[0].startswith("settle.csv: row 1: header: ")
