@@ -5,6 +5,7 @@ that every way in is validated by the same pydantic model."""
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import fastavro
 from adapters import avro
 from ledger import values
 from ledger.config import settings
-from ledger.inputs import DeathRow, InputRejected, read_rows, validate
+from ledger.inputs import DeathRow, InputFile, InputRejected, read_rows, validate
 
 SUBJECT = "civil-registry.deaths-value"
 TOPIC = "civil-registry.deaths"
@@ -75,11 +76,13 @@ def avro_record(row: DeathRow) -> dict[str, Any]:
     }
 
 
+CONTAINER_MAGIC = b"Obj\x01"  # an Avro object container file starts with these bytes
+
+
 def is_container(path: Path) -> bool:
-    """An Avro object container file starts with these four bytes."""
     try:
         with path.open("rb") as f:
-            return f.read(4) == b"Obj\x01"
+            return f.read(4) == CONTAINER_MAGIC
     except OSError:
         return False
 
@@ -131,25 +134,35 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) ->
         admin.close()
 
 
-def read_container(path: Path, problems: list[str] | None = None) -> list[tuple[int, DeathRow]]:
+def read_container(
+    source: Path | InputFile, problems: list[str] | None = None
+) -> list[tuple[int, DeathRow]]:
     """An Avro container file of DeathRegistration records (any registered version), each
     validated as a row would be; records are numbered from 1. The valid ones; the problems
     as read_rows gives them ("FILE: record N: FIELD: message")."""
+    file = source if isinstance(source, InputFile) else InputFile.read(source)
     try:
-        with path.open("rb") as f:
-            reader = fastavro.reader(f, reader_schema=avro.latest(SUBJECT).schema)
-            records = [row_fields(r) for r in reader]  # type: ignore[arg-type]
-    except FileNotFoundError:
-        raise InputRejected([f"{path}: no such file"]) from None
+        reader = fastavro.reader(io.BytesIO(file.data), reader_schema=avro.latest(SUBJECT).schema)
+        records = [row_fields(r) for r in reader]  # type: ignore[arg-type]
     except Exception as err:  # not a container file, or not of this schema
         raise InputRejected(
             [
-                f"{path.name}: not an Avro container file of DeathRegistration "
+                f"{file.name}: not an Avro container file of DeathRegistration "
                 f"records ({type(err).__name__}: {err})"
             ]
         ) from None
     numbers = list(range(1, len(records) + 1))
-    return validate(path.name, numbers, records, DeathRow, problems, unit="record")
+    return validate(file.name, numbers, records, DeathRow, problems, unit="record")
+
+
+def registrations_in(
+    file: InputFile, problems: list[str]
+) -> tuple[str, list[tuple[int, DeathRow]]]:
+    """A registry file's valid registrations, CSV or Avro container (told by its first bytes),
+    with the unit its entries are numbered in ("row" or "record"); problems added."""
+    if file.data[:4] == CONTAINER_MAGIC:
+        return "record", read_container(file, problems)
+    return "row", read_rows(file, DeathRow, problems)
 
 
 def write_container(path: Path, rows: list[DeathRow]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -20,34 +19,8 @@ from eventsourcing.utils import Environment
 
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
-from ledger.rules import LINE, LINE_FIELDS, rows_digest
+from ledger.rules import LINE_FIELDS, IssuedList
 from projections.readmodels import RecordedEvent
-
-
-@dataclass(frozen=True)
-class IssuedList:
-    """A payment list as its approval recorded it."""
-
-    approved_by: str
-    approved_at: str
-    digest: str
-    line_count: int
-    total_amount: int
-    rows: list[tuple[Any, ...]]  # LINE_FIELDS order, in the order issued
-
-    def problems(self) -> list[str]:
-        """How the recorded lines fail to reproduce what the approval recorded of them."""
-        found = []
-        if rows_digest(self.rows) != self.digest:
-            found.append("the lines do not reproduce the digest recorded at approval")
-        if len(self.rows) != self.line_count:
-            found.append(f"{len(self.rows):,} lines where the approval counted {self.line_count:,}")
-        total = sum(int(row[LINE["total_amount"]]) for row in self.rows)
-        if total != self.total_amount:
-            found.append(
-                f"a total of {total:,} VND where the approval recorded {self.total_amount:,}"
-            )
-        return found
 
 
 class LedgerApplication(Application):  # type: ignore[type-arg]
@@ -109,9 +82,14 @@ class EventStore:
         except AggregateNotFoundError:
             return None
 
-    def save(self, *aggregates: Any) -> None:
+    def save(
+        self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
+    ) -> None:
+        """The aggregates' new events in one transaction. `expected_versions`: streams the
+        decision read, checked under the store's write lock (StreamsChanged, a
+        ConcurrentChange, when one moved)."""
         if aggregates:
-            self.app.save(*aggregates)
+            self.app.save(*aggregates, expected_versions=expected_versions or {})
 
     def save_new(self, aggregate: Any) -> None:
         """Save an aggregate that several processes may create at once: one of them does."""

@@ -10,32 +10,13 @@ import io
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger.rules import LINE, LINE_FIELDS
+from ledger.service_layer.ports import Approval, ExportedFile
 
 TOTAL = LINE["total_amount"]
-
-
-@dataclass(frozen=True)
-class ExportedFile:
-    path: Path
-    rows: int
-    total_amount: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Approval:
-    """What the approval recorded about a list, for the manifest."""
-
-    period: str
-    province_code: str
-    approved_by: str
-    approved_at: str
-    lines_digest: str
 
 
 def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:

@@ -23,7 +23,10 @@ from projections.readmodels import READ_MODEL_TABLES
 # Every table a decision or an export reads, and the projection's position (moving it on would
 # make the read models skip events).
 GUARDED = (*READ_MODEL_TABLES, "projection_position")
-REFUSED = "read models are written only by the projection"
+REFUSED = (
+    "read models are written only by the projection (change the ledger through its commands;"
+    " `ledger verify` compares the read models with the events)"
+)
 OPERATIONS = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -36,14 +39,14 @@ def _sqlite_trigger(table: str, operation: str, if_not_exists: bool = False) -> 
     return (
         f"{create} ledger_guard_{table}_{operation.lower()} BEFORE {operation} ON {table}"
         " WHEN coalesce(current_setting('ledger.projecting'), '') <> 'on'"
-        f" BEGIN SELECT RAISE(ABORT, '{REFUSED}: {operation} on {table} refused'); END"
+        f" BEGIN SELECT RAISE(ABORT, '{operation} on {table} refused: {REFUSED}'); END"
     )
 
 
 _PG_FUNCTION = (
     "CREATE OR REPLACE FUNCTION ledger_guard_read_models() RETURNS trigger LANGUAGE plpgsql AS $$"
     " BEGIN IF coalesce(current_setting('ledger.projecting', true), '') <> 'on' THEN"
-    f" RAISE EXCEPTION '{REFUSED}: % on % refused', TG_OP, TG_TABLE_NAME; END IF;"
+    f" RAISE EXCEPTION '% on % refused: {REFUSED}', TG_OP, TG_TABLE_NAME; END IF;"
     " RETURN NULL; END $$"
 )
 _PG_BODY = _PG_FUNCTION.split("$$")[1]
@@ -130,3 +133,13 @@ def check(db: ReadModelDatabase) -> None:
             + "): they may have been changed outside the ledger. Nothing was decided: run "
             "`ledger verify` and keep the store as it is"
         )
+
+
+class Guards:
+    """The guards of one store's read models, as the service layer checks them."""
+
+    def __init__(self, db: ReadModelDatabase) -> None:
+        self.db = db
+
+    def check(self) -> None:
+        check(self.db)

@@ -10,12 +10,9 @@ from typing import Any
 from adapters.event_store import EventStore
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreUrlError
-from ledger.rules import RuleViolation
+from ledger.service_layer.ports import ReadModelsBehind
+from projections.applied import contiguous_watermark
 from projections.readmodels import Projector
-
-
-class ReadModelsBehind(RuleViolation):
-    """The read models (kept by `ledger project`) did not catch up in time."""
 
 
 class InProcessReadModels:
@@ -94,7 +91,9 @@ class KafkaReadModels:
             time.sleep(0.05)
 
     def through(self) -> int:
-        return int(self.db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0])
+        """The last event below which the read models miss nothing (events of different
+        aggregates reach them in any order)."""
+        return contiguous_watermark(self.db, self.events.table)
 
 
 class UntouchedReadModels:

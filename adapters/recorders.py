@@ -19,13 +19,14 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg.sql import SQL
 
 from adapters.chain import GENESIS, link
+from ledger.service_layer.ports import ConcurrentChange
 
 CHAIN_TABLE = "event_chain"
 TRACKING_TABLE = "ledger_tracking"  # SQLite's recorder names its own "tracking"
 IMMUTABLE = "stored events are immutable"
 
 
-class StreamsChanged(IntegrityError):
+class StreamsChanged(IntegrityError, ConcurrentChange):
     """A stream the save was decided on changed before the save took the write lock."""
 
 

@@ -7,7 +7,7 @@ order of events (one notification log) for the hash chain and for Kafka."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -218,11 +218,6 @@ class Ledger:
 
     def account(self, personal_id: str) -> Account | None:
         return views.account(self.db, personal_id)
-
-    def _accounts(
-        self, where: str, params: Sequence[Any], *, through: int | None = None
-    ) -> Iterator[Account]:
-        return views.accounts(self.db, where, params, through=through)
 
     def revoked_registrations(self, personal_id: str) -> frozenset[str]:
         """The person's death registrations since revoked, from their death record."""

@@ -301,6 +301,7 @@ def cmd_receivables(args: argparse.Namespace) -> None:
         "personal id",
         "name",
         "province",
+        "owed by",
         "amount VND",
         "months paid, not owed",
         "date of death",
@@ -317,6 +318,9 @@ def cmd_receivables(args: argparse.Namespace) -> None:
             r["personal_id"],
             r["full_name"],
             r["province_code"],
+            "beneficiary"
+            if r["debtor"] == "beneficiary"
+            else f"funeral claimant {r['debtor_personal_id']} {r['debtor_name']}",
             vnd(r["amount"]),
             ", ".join(r["months"]),
             r["date_of_death"] or "",
@@ -325,7 +329,7 @@ def cmd_receivables(args: argparse.Namespace) -> None:
             "" if r["learned_after_days"] is None else vnd(r["learned_after_days"]),
         )
     total = vnd(sum(r["amount"] for r in rows))
-    table.add_row("all", f"{len(rows):,} accounts", "", total, *[""] * 5, style="bold")
+    table.add_row("all", f"{len(rows):,} debts", "", "", total, *[""] * 5, style="bold")
     out.print(table)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from adapters import avro
+from adapters import avro, read_model_guards
 from adapters.chain import GENESIS, link
 from adapters.recorders import CHAIN_TABLE
 from adapters.sql import SQLiteDatabase
@@ -304,7 +304,12 @@ def check_guards(ledger: Ledger) -> Check:
                 check.findings.append(f"trigger {name} on {relation} is off ({enabled})")
             if "RAISE EXCEPTION" not in str(source):
                 check.findings.append(f"trigger {name} on {relation} no longer refuses: {source}")
-    check.summary = "UPDATE, DELETE and TRUNCATE refused on the events and the chain"
+    # the read models a decision reads: written only by the projection
+    check.findings.extend(f"read models: {p}" for p in read_model_guards.problems(ledger.db))
+    check.summary = (
+        "UPDATE, DELETE and TRUNCATE refused on the events and the chain, and on the read"
+        " models outside the projection"
+    )
     return check
 
 

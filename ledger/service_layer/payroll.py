@@ -207,7 +207,9 @@ def approve_payroll(
     ports.show_saved()
     if refused:
         done_text = (
-            f"approved {period} for {', '.join(approved)}; " if approved else "no list was approved; "
+            f"approved {period} for {', '.join(approved)}; "
+            if approved
+            else "no list was approved; "
         )
         raise RuleViolation(done_text + "; ".join(refused))
     return views.summaries(ports.db, period, province_code)

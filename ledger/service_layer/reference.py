@@ -32,6 +32,8 @@ def set_reference_data(
 ) -> None:
     """A new standard level and/or funeral multiplier from a month on."""
     check_month(from_month, "--from")
-    history: ReferenceDataHistory = ports.events.get(REFERENCE_DATA_ID)
+    history: ReferenceDataHistory | None = ports.events.get(REFERENCE_DATA_ID)
+    if history is None:  # every store is opened with it loaded
+        raise RuntimeError("the store holds no reference data")
     history.change(from_month, actor, "ledger rates set", amount, multiplier)
     ports.save(history)

@@ -465,12 +465,12 @@ def test_back_dated_death_makes_a_receivable(story: Story) -> None:
     assert run.code == 0, run
     rows = table_rows(run.stdout)
     # the months paid and not owed, the death behind them, and when the ledger learned it
-    assert [(r[0], r[1], r[2], vnd(r[3]), r[4], r[5]) for r in rows[:-1]] == [
-        (I.pid, I.name, "01", 1_000_000, "2025-07, 2025-08", "2025-06-20")
+    assert [(r[0], r[1], r[2], r[3], vnd(r[4]), r[5], r[6]) for r in rows[:-1]] == [
+        (I.pid, I.name, "01", "beneficiary", 1_000_000, "2025-07, 2025-08", "2025-06-20")
     ]
-    learned = date.fromisoformat(rows[0][7])
-    assert vnd(rows[0][8]) == (learned - date(2025, 6, 20)).days
-    assert (rows[-1][0], rows[-1][1], vnd(rows[-1][3])) == ("all", "1 accounts", 1_000_000)
+    learned = date.fromisoformat(rows[0][8])
+    assert vnd(rows[0][9]) == (learned - date(2025, 6, 20)).days
+    assert (rows[-1][0], rows[-1][1], vnd(rows[-1][4])) == ("all", "1 debts", 1_000_000)
 
 
 def test_receivables_show_the_overpayment_as_soon_as_the_death_is_known(story: Story) -> None:
@@ -478,7 +478,7 @@ def test_receivables_show_the_overpayment_as_soon_as_the_death_is_known(story: S
     run = story["receivables_at_once"]
     assert run.code == 0, run
     rows = table_rows(run.stdout)
-    assert [(r[0], vnd(r[3])) for r in rows[:-1]] == [(I.pid, 1_000_000)], run
+    assert [(r[0], vnd(r[4])) for r in rows[:-1]] == [(I.pid, 1_000_000)], run
 
 
 def test_the_auditor_finds_the_history_intact(story: Story) -> None:

@@ -245,7 +245,8 @@ def test_the_positions_are_in_the_store_and_a_second_run_changes_nothing(
 
 def test_a_consumed_death_reaches_the_payroll(consumed: dict[str, Any], tmp_path: Path) -> None:
     with Ledger(consumed["store"]) as ledger:
-        (account,) = ledger._accounts("b.personal_id = ?", ["002000000004"])
+        account = ledger.account("002000000004")
+        assert account is not None
     assert account.dead
     assert account.entitlement.death_month is not None
 

@@ -192,3 +192,13 @@ def test_every_deciding_command_refuses_when_a_guard_is_gone(
         else:
             ledger.settle(files.settlements([settlement(f"2025-07-01-{PEOPLE[0]}")]), "bank")
     assert query_store(drafted, "SELECT COUNT(*) FROM audit_trail") == before
+
+
+def test_verify_names_a_read_model_guard_that_is_gone(drafted: str) -> None:
+    from replay.verify import verify
+
+    guard_off(drafted, "balances")
+    with Ledger(drafted, read_models="none", existing=True) as ledger:
+        found = {c.name: c.findings for c in verify(ledger).checks}
+    assert [f for f in found["immutability guards"] if "balances" in f]
+    assert all(f.startswith("read models: ") for f in found["immutability guards"])

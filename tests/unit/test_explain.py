@@ -44,7 +44,8 @@ def sound(ledger: Ledger, x: Explanation) -> dict[str, Any]:
     """What every explanation must satisfy; returns its JSON for more assertions."""
     assert x.ok, [c for c in x.checks if not c.ok]
     # the decomposition adds up to what the rules compute from the read models
-    [account] = ledger._accounts("b.personal_id = ?", (x.personal_id,))
+    account = ledger.account(x.personal_id)
+    assert account is not None
     credits = credits_through(account.entitlement, parse_month(x.period), ledger.reference_data())
     assert sum(m.allowance for m in x.months) == credits.allowance == x.balance.allowance_credits
     assert (x.funeral.amount if x.funeral else 0) == credits.funeral == x.balance.funeral_credit

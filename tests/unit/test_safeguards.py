@@ -8,9 +8,11 @@ from datetime import date
 
 import pytest
 
+from ledger import views
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from ledger.service_layer import payroll
 from tests.conftest import Files, death, enrolment, events_table, settlement
 
 A, B = "001000000001", "001000000002"
@@ -25,7 +27,7 @@ def lines(ledger: Ledger, period: str) -> list[tuple[str, int, int]]:
 
 
 def test_two_approvals_at_once_cannot_both_pay(
-    ledger: Ledger, files: Files, store_url: str
+    ledger: Ledger, files: Files, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger.enrol(files.enrolments([enrolment(A, effective_month="2025-07")]), "maker")
     ledger.run_payroll("2025-07", None, "maker")
@@ -33,13 +35,16 @@ def test_two_approvals_at_once_cannot_both_pay(
     with Ledger(store_url) as other:
         # the other approver read the register and the balances before this approval was
         # recorded: it would pay July again as arrears in August
-        stale_register = other._register("checker")
-        stale_accounts = list(other._accounts("b.province_code = ?", ("01",)))
+        stale_register = payroll.register(other.ports, "checker")
+        stale_accounts = list(views.accounts(other.db, "b.province_code = ?", ("01",)))
         ledger.approve_payroll("2025-07", None, "checker")
-        other._register = lambda actor: stale_register  # type: ignore[method-assign]
-        other._accounts = lambda where, params, **_: iter(stale_accounts)  # type: ignore[method-assign]
-        with pytest.raises(RuleViolation, match="another approval was recorded at the same time"):
-            other.approve_payroll("2025-08", None, "checker")
+        with monkeypatch.context() as stale:
+            stale.setattr(payroll, "register", lambda ports, actor: stale_register)
+            stale.setattr(views, "accounts", lambda *_, **__: iter(stale_accounts))
+            with pytest.raises(
+                RuleViolation, match="another approval was recorded at the same time"
+            ):
+                other.approve_payroll("2025-08", None, "checker")
     ledger.catch_up()
     assert lines(ledger, "2025-08") == []
     # run again, August pays August only: July is not paid a second time as arrears
