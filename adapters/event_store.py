@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +17,8 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
 from eventsourcing.utils import Environment
 
+from adapters.chain import GENESIS, link
+from adapters.recorders import CHAIN_TABLE
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from ledger.rules import LINE_FIELDS, IssuedList
@@ -129,12 +131,13 @@ class EventStore:
 
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
-        order, as issued; None when the list was never approved."""
+        order, as issued, with any event among them whose link in the hash chain does not
+        hold; None when the list was never approved."""
         approved: Any = None
         rows: list[tuple[Any, ...]] = []
-        for event in self._domain_events(
-            [list_id], ("PaymentList.Approved", "PaymentList.LinesIssued")
-        ):
+        stored = self._stored(list_id, ("PaymentList.Approved", "PaymentList.LinesIssued"))
+        for _, record in stored:
+            event: Any = self.app.mapper.to_domain_event(record)
             if type(event).__qualname__.endswith("Approved"):
                 approved = event
                 continue
@@ -150,7 +153,39 @@ class EventStore:
             line_count=approved.line_count,
             total_amount=approved.total_amount,
             rows=rows,
+            unchained=tuple(self._unchained(stored)),
         )
+
+    def _stored(self, aggregate_id: UUID, types: Sequence[str]) -> list[tuple[int, StoredEvent]]:
+        """An aggregate's stored events of some types, with their notification ids."""
+        sqlite = self.location.kind == "sqlite"
+        nid = "rowid" if sqlite else "notification_id"
+        rows = self.db.query(
+            f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
+            f" WHERE originator_id = ? AND ({' OR '.join('topic LIKE ?' for _ in types)})"
+            " ORDER BY originator_version",
+            [aggregate_id.hex if sqlite else aggregate_id, *(f"%:{t}" for t in types)],
+        )
+        return [
+            (int(n), StoredEvent(UUID(str(o)), v, t, bytes(state))) for n, o, v, t, state in rows
+        ]
+
+    def _unchained(self, stored: Sequence[tuple[int, StoredEvent]]) -> Iterator[str]:
+        """Each event whose link in the hash chain does not reproduce from its stored bytes
+        (an event rewritten together with what the approval recorded of it)."""
+        for n, e in stored:
+            chain = self.db.query(
+                f"SELECT notification_id, chain_hash FROM {CHAIN_TABLE}"
+                " WHERE notification_id <= ? ORDER BY notification_id DESC LIMIT 2",
+                (n,),
+            )
+            if not chain or int(chain[0][0]) != n:
+                yield f"notification {n} has no link in the hash chain"
+                continue
+            previous = bytes.fromhex(chain[1][1]) if len(chain) > 1 else GENESIS
+            expected = link(previous, n, e.originator_id, e.originator_version, e.topic, e.state)
+            if expected.hex() != chain[0][1]:
+                yield f"notification {n} does not match its link in the hash chain"
 
     def _domain_events(self, ids: Sequence[UUID], types: Sequence[str] = ()) -> Any:
         as_text = self.location.kind == "sqlite"  # SQLite keeps ids as hex text

@@ -43,9 +43,13 @@ def _sqlite_trigger(table: str, operation: str, if_not_exists: bool = False) -> 
     )
 
 
+# Qualified, and with its own search path: a `current_setting` of someone else's, earlier on
+# the search path, must not answer for PostgreSQL's.
+_PG_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 _PG_FUNCTION = (
-    "CREATE OR REPLACE FUNCTION ledger_guard_read_models() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN IF coalesce(current_setting('ledger.projecting', true), '') <> 'on' THEN"
+    "CREATE OR REPLACE FUNCTION ledger_guard_read_models() RETURNS trigger LANGUAGE plpgsql"
+    " SET search_path = pg_catalog, pg_temp AS $$"
+    " BEGIN IF coalesce(pg_catalog.current_setting('ledger.projecting', true), '') <> 'on' THEN"
     f" RAISE EXCEPTION '% on % refused: {REFUSED}', TG_OP, TG_TABLE_NAME; END IF;"
     " RETURN NULL; END $$"
 )
@@ -82,6 +86,19 @@ def install(db: ReadModelDatabase) -> None:
                     cursor.execute(_sqlite_trigger(table, operation, if_not_exists=True))
 
 
+# The triggers the event store's recorder puts on the events and the chain: the only others a
+# store may have. Any further trigger (or PostgreSQL rule) could write a read model from inside
+# the projection's own transaction, past every guard.
+_SQLITE_RECORDER_TRIGGERS = frozenset(
+    f"{table}_no_{operation}"
+    for table in ("stored_events", "event_chain")
+    for operation in ("update", "delete", "replace")
+)
+_PG_RECORDER_TRIGGERS = frozenset(
+    f"ledger_{name}_{kind}" for name in ("events", "chain") for kind in ("immutable", "no_truncate")
+)
+
+
 def present(db: ReadModelDatabase) -> bool:
     """Whether any guard was ever installed on this store (a new store has none yet)."""
     if is_postgres(db):
@@ -95,9 +112,24 @@ def problems(db: ReadModelDatabase) -> list[str]:
     """Every guard that is missing, disabled or altered, one line each."""
     found: list[str] = []
     if is_postgres(db):
-        bodies = db.query("SELECT prosrc FROM pg_proc WHERE proname = 'ledger_guard_read_models'")
-        if [b for (b,) in bodies] != [_PG_BODY]:
+        functions = db.query(
+            "SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'ledger_guard_read_models'"
+        )
+        if [(body, list(config or [])) for body, config in functions] != [
+            (_PG_BODY, [_PG_SEARCH_PATH])
+        ]:
             found.append("the function ledger_guard_read_models is missing or altered")
+        allowed = {f"ledger_guard_{t}" for t in GUARDED} | _PG_RECORDER_TRIGGERS
+        for name, table in db.query(
+            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+        ):
+            if name not in allowed:
+                found.append(f"a trigger the ledger did not make: {name} on {table}")
+        for name, table in db.query(
+            "SELECT rulename, tablename FROM pg_rules WHERE schemaname = current_schema()"
+        ):
+            found.append(f"a rule the ledger did not make: {name} on {table}")
         states: dict[str, Any] = dict(
             db.query(
                 "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c"
@@ -112,6 +144,11 @@ def problems(db: ReadModelDatabase) -> list[str]:
                 found.append(f"the guard on {table} is disabled or not always enabled")
     else:
         kept = dict(db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        expected = {
+            f"ledger_guard_{t}_{op.lower()}" for t in GUARDED for op in OPERATIONS
+        } | _SQLITE_RECORDER_TRIGGERS
+        for name in sorted(set(kept) - expected):
+            found.append(f"a trigger the ledger did not make: {name}")
         for table in GUARDED:
             for operation in OPERATIONS:
                 name = f"ledger_guard_{table}_{operation.lower()}"

@@ -7,6 +7,7 @@ order of events (one notification log) for the hash chain and for Kafka."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -72,12 +73,15 @@ class Ledger:
         self.clock = FixedDay(today) if today is not None else VietnamClock()
         self.progress = progress or no_progress
         self.db: ReadModelDatabase
-        if location.path is not None:
-            location.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = SQLiteDatabase(location.path)
-        else:
-            self.db = PostgresDatabase(location.url)
-        self.events = EventStore(location, self.db, existing)
+        try:
+            if location.path is not None:
+                location.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = SQLiteDatabase(location.path)
+            else:
+                self.db = PostgresDatabase(location.url)
+            self.events = EventStore(location, self.db, existing)
+        except sqlite3.DatabaseError as err:
+            raise StoreUrlError(f"{location.path} is not a ledger store ({err})") from None
         self.app = self.events.app
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)

@@ -353,8 +353,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
         from adapters.kafka_log import TopicSettings
 
         kafka = (str(settings().kafka), TopicSettings.from_env().name)
-    # as it is: opening a store normally would put back a guard an attacker removed
-    with open_ledger(args, existing=True) as ledger:
+    # as it is: opening a store normally would put back a guard an attacker removed. On the
+    # Kafka path verify does not wait for `ledger project`: it judges what is applied
+    read_models = "none" if settings().kafka else None
+    with open_ledger(args, read_models=read_models, existing=True) as ledger:
         report = verify(ledger, kafka=kafka)
     if args.json:
         out.print_json(dumps(report))
@@ -394,7 +396,10 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     cut = Cut.of(parse_date(args.as_of), parse_moment(args.known_at) if args.known_at else None)
     known = cut.known_at.isoformat(timespec="seconds")
-    with open_ledger(args) as ledger, progress_bar() as report:
+    # on the Kafka path an auditor's replay does not wait for `ledger project`: it rebuilds
+    # from the stored events and judges the live read models up to their watermark
+    read_models = "none" if settings().kafka else None
+    with open_ledger(args, read_models=read_models) as ledger, progress_bar() as report:
         if args.check_issued:
             checks = check_issued(
                 ledger,
@@ -769,6 +774,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(
             "refused: another command changed the same records at the same time; "
             "nothing was recorded by this one: run it again",
+            markup=False,
+        )
+        return 1
+    except OSError as problem:  # a path that is not a folder, a full disk, no permission
+        where = f" {problem.filename}" if problem.filename else ""
+        err.print(
+            f"refused: cannot use{where}: {problem.strerror or problem}; nothing was changed",
             markup=False,
         )
         return 1

@@ -480,10 +480,12 @@ class IssuedList:
     line_count: int
     total_amount: int
     rows: list[tuple[Any, ...]]
+    unchained: tuple[str, ...] = ()  # events whose link in the hash chain does not hold
 
     def problems(self) -> list[str]:
-        """How the recorded lines fail to reproduce what the approval recorded of them."""
-        found = []
+        """How the recorded lines fail to reproduce what the approval recorded of them, or
+        the chain what was stored."""
+        found = list(self.unchained)
         if rows_digest(self.rows) != self.digest:
             found.append("the lines do not reproduce the digest recorded at approval")
         if len(self.rows) != self.line_count:

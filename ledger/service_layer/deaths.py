@@ -85,7 +85,9 @@ def decide_death_registrations(
     """What each registration, in order, does to the death records; nothing is saved. The
     records are read in bulk and are the truth for what a person's registrations are; the
     `death_registration_events` read model adds event ids applied to another person's record
-    (a registry that reused an id)."""
+    (a registry that reused an id), so its guards are checked first: a consumer of the
+    registry's topic refuses, rather than take a death for one already applied."""
+    ports.guards.check()
     seen = ports.existing(
         "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
     )

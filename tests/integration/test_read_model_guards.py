@@ -78,12 +78,17 @@ def test_the_database_refuses_a_change_to_a_read_model(drafted: str, kind: str) 
     assert query_store(drafted, "SELECT COUNT(*) FROM payment_lines") == lines_before
 
 
-def test_truncate_and_replica_sessions_are_refused_on_postgresql(
-    files: Files, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+@pytest.fixture
+def postgresql_store(files: Files, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A PostgreSQL store with the people enrolled (for what only PostgreSQL has)."""
     url = new_store("postgresql", tmp_path, request)
     with Ledger(url) as ledger:
         ledger.enrol(bank_people(files), "maker")
+    return url
+
+
+def test_truncate_and_replica_sessions_are_refused_on_postgresql(postgresql_store: str) -> None:
+    url = postgresql_store
     assert "written only by the projection" in tamper(url, "TRUNCATE balances")
     assert "written only by the projection" in tamper(
         url, "SET session_replication_role = replica; UPDATE balances SET issued_total = 1"
@@ -202,3 +207,92 @@ def test_verify_names_a_read_model_guard_that_is_gone(drafted: str) -> None:
         found = {c.name: c.findings for c in verify(ledger).checks}
     assert [f for f in found["immutability guards"] if "balances" in f]
     assert all(f.startswith("read models: ") for f in found["immutability guards"])
+
+
+def test_a_trigger_the_ledger_did_not_make_refuses_decisions(drafted: str) -> None:
+    """A dormant trigger elsewhere could write a read model from inside the projection's own
+    transaction, past every guard: its mere presence refuses the decision."""
+    if sqlite(drafted):
+        helper = (
+            "CREATE TRIGGER zz_dormant AFTER INSERT ON audit_trail"
+            " WHEN NEW.event_type = 'PaymentList.Drafted'"
+            " BEGIN UPDATE beneficiaries SET account_number = '555'; END"
+        )
+        assert tamper(drafted, helper) == ""
+    else:
+        assert (
+            tamper(
+                drafted,
+                "CREATE FUNCTION zz_helper() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN UPDATE beneficiaries SET account_number = '555'; RETURN NULL; END $$;"
+                " CREATE TRIGGER zz_dormant AFTER INSERT ON audit_trail"
+                " FOR EACH STATEMENT EXECUTE FUNCTION zz_helper()",
+            )
+            == ""
+        )
+    with Ledger(drafted) as ledger, pytest.raises(RuleViolation) as refused:
+        ledger.approve_payroll("2025-07", None, "checker")
+    assert "zz_dormant" in str(refused.value) and "ledger verify" in str(refused.value)
+
+
+def test_postgresql_guards_use_postgresql_own_settings(postgresql_store: str) -> None:
+    """A `current_setting` of someone else's, first on the search path, answers nothing."""
+    url = postgresql_store
+    database = url.rsplit("/", 1)[1]
+    assert (
+        tamper(
+            url,
+            "CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT 'on'::text $$;"
+            f' ALTER DATABASE "{database}" SET search_path = "$user", public, pg_catalog',
+        )
+        == ""
+    )
+    assert "written only by the projection" in tamper(url, "UPDATE balances SET issued_total = 1")
+    assert "a rule the ledger did not make" not in str(read_model_problems(url))
+    assert tamper(url, "CREATE RULE zz_rule AS ON INSERT TO audit_trail DO ALSO NOTIFY zz") == ""
+    assert any("zz_rule" in p for p in read_model_problems(url))
+
+
+def read_model_problems(url: str) -> list[str]:
+    from adapters import read_model_guards
+
+    with Ledger(url, read_models="none", existing=True) as ledger:
+        return read_model_guards.problems(ledger.db)
+
+
+def test_a_death_stream_is_not_decided_past_a_missing_guard(drafted: str) -> None:
+    """The registry's consumer decides through `decide_death_registrations`: with the read
+    model of applied event ids unguarded, a planted id could swallow a real death."""
+    from ledger.inputs import DeathRow
+
+    guard_off(drafted, "death_registration_events")
+    row = DeathRow.model_validate(death(PEOPLE[0]))
+    with Ledger(drafted) as ledger, pytest.raises(RuleViolation, match="ledger verify"):
+        ledger.decide_death_registrations([("topic 0 offset 0", "p0 o0", row)], "registry")
+
+
+def test_an_export_from_events_rewritten_off_the_chain_is_refused(
+    drafted: str, tmp_path: Path
+) -> None:
+    """An event rewritten so that the lines and the digest still agree (here only its actor)
+    no longer matches its link in the hash chain: the export refuses it."""
+    with Ledger(drafted) as ledger:
+        ledger.approve_payroll("2025-07", None, "checker")
+    events = "stored_events" if sqlite(drafted) else "ledger_events"
+    if sqlite(drafted):
+        for op in ("update", "delete"):
+            assert tamper(drafted, f"DROP TRIGGER stored_events_no_{op}") == ""
+        text, back = "CAST(state AS TEXT)", "CAST({} AS BLOB)"
+    else:
+        off = "ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_immutable"
+        assert tamper(drafted, off) == ""
+        text, back = "convert_from(state, 'UTF8')", "convert_to({}, 'UTF8')"
+    edited = back.format(f"replace({text}, '\"checker\"', '\"checkes\"')")
+    change = f"UPDATE {events} SET state = {edited} WHERE topic LIKE '%LinesIssued'"
+    assert tamper(drafted, change) == ""
+    out = tmp_path / "out"
+    with Ledger(drafted) as ledger, pytest.raises(RuleViolation) as refused:
+        ledger.export_payroll("2025-07", None, out)
+    assert "does not match its link in the hash chain" in str(refused.value)
+    assert not out.exists() or list(out.iterdir()) == []
