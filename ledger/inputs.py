@@ -77,7 +77,24 @@ Channel = Literal["POST", "BANK"]
 
 
 class _Row(BaseModel):
+    """A row's fields, each checked on its own. The checks across fields are `cross_field`,
+    run on the raw values of every row, valid or not, so that a file is reported whole."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
+        """Every problem across fields as (field, message), from the raw values; a check that
+        reads a field in `bad` (already refused on its own) is skipped."""
+        return []
+
+    @model_validator(mode="after")
+    def _across_fields(self) -> _Row:
+        problems = self.cross_field(self.model_dump(), set())
+        if problems:  # a row built directly, not through `validate`
+            field, message = problems[0]
+            raise ValueError(f"{field}: {message}")
+        return self
 
 
 class EnrolmentRow(_Row):
@@ -95,19 +112,22 @@ class EnrolmentRow(_Row):
     account_number: Text
     decision_ref: Required
 
-    @model_validator(mode="after")
-    def _bank_details(self) -> EnrolmentRow:
-        _check_bank_details(self.channel, self.bank_code, self.account_number, "")
-        return self
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
+        if bad & {"channel", "bank_code", "account_number"}:
+            return []
+        return _bank_details(raw["channel"], raw["bank_code"], raw["account_number"], "")
 
 
-def _check_bank_details(channel: str, bank_code: str, account: str, prefix: str) -> None:
-    if channel == "BANK" and not (bank_code and account):
-        missing = f"{prefix}bank_code" if not bank_code else f"{prefix}account_number"
-        raise ValueError(f"{missing}: is required when the channel is BANK")
-    if channel == "POST" and (bank_code or account):
-        given = f"{prefix}bank_code" if bank_code else f"{prefix}account_number"
-        raise ValueError(f"{given}: must be empty when the channel is POST")
+def _bank_details(channel: str, bank_code: str, account: str, prefix: str) -> list[tuple[str, str]]:
+    """Both bank details for BANK, neither for POST."""
+    found = []
+    for field, value in ((f"{prefix}bank_code", bank_code), (f"{prefix}account_number", account)):
+        if channel == "BANK" and not value:
+            found.append((field, "is required when the channel is BANK"))
+        if channel == "POST" and value:
+            found.append((field, "must be empty when the channel is POST"))
+    return found
 
 
 class DeathRow(_Row):
@@ -125,33 +145,34 @@ class DeathRow(_Row):
     claimant_bank_code: Text
     claimant_account_number: Text
 
-    @model_validator(mode="after")
-    def _consistent(self) -> DeathRow:
-        if self.event_type != "REVOKED" or self.date_of_death:
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        kind = None if "event_type" in bad else raw["event_type"]
+        if (kind != "REVOKED" or raw["date_of_death"]) and "registered_at" not in bad:
             try:
-                values.death_registered_after(self.date_of_death, self.registered_at)
+                values.death_registered_after(raw["date_of_death"], raw["registered_at"])
             except ValueError as err:
-                raise ValueError(f"date_of_death: {err}") from None
-        if self.event_type == "REGISTERED" and not self.full_name:
-            raise ValueError("full_name: is required for REGISTERED")
-        if self.claimant_given:
+                found.append(("date_of_death", str(err)))
+        if kind == "REGISTERED" and not raw["full_name"]:
+            found.append(("full_name", "is required for REGISTERED"))
+        claimant = [raw[f"claimant_{f}"] for f in CLAIMANT_FIELDS]
+        if any(claimant):
+            if kind == "REVOKED":
+                found.append(("claimant_personal_id", "a REVOKED registration names no claimant"))
             try:
-                values.personal_id(self.claimant_personal_id)
+                values.personal_id(raw["claimant_personal_id"])
             except ValueError as err:
-                raise ValueError(f"claimant_personal_id: {err}") from None
-            if not self.claimant_name:
-                raise ValueError("claimant_name: is required with a claimant")
-            if self.claimant_channel not in ("POST", "BANK"):
-                raise ValueError("claimant_channel: must be POST or BANK")
-            _check_bank_details(
-                self.claimant_channel,
-                self.claimant_bank_code,
-                self.claimant_account_number,
-                "claimant_",
+                found.append(("claimant_personal_id", str(err)))
+            if not raw["claimant_name"]:
+                found.append(("claimant_name", "is required with a claimant"))
+            channel = raw["claimant_channel"]
+            if channel not in ("POST", "BANK"):
+                found.append(("claimant_channel", "must be POST or BANK"))
+            found += _bank_details(
+                channel, raw["claimant_bank_code"], raw["claimant_account_number"], "claimant_"
             )
-            if self.event_type == "REVOKED":
-                raise ValueError("claimant_personal_id: a REVOKED registration names no claimant")
-        return self
+        return found
 
     @property
     def claimant_given(self) -> bool:
@@ -185,13 +206,14 @@ class SettlementRow(_Row):
     reference: Text
     reason: Text
 
-    @model_validator(mode="after")
-    def _reason(self) -> SettlementRow:
-        if self.status != "PAID" and not self.reason:
-            raise ValueError(f"reason: is required for {self.status}")
-        return self
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
+        if "status" not in bad and raw["status"] != "PAID" and not raw["reason"]:
+            return [("reason", f"is required for {raw['status']}")]
+        return []
 
 
+CLAIMANT_FIELDS = ("personal_id", "name", "channel", "bank_code", "account_number")
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
@@ -225,7 +247,10 @@ class InputFile:
 
 
 def read_rows(
-    source: Path | InputFile, model: type[RowModel], problems: list[str] | None = None
+    source: Path | InputFile,
+    model: type[RowModel],
+    problems: list[str] | None = None,
+    refused: list[tuple[int, dict[str, str]]] | None = None,
 ) -> list[tuple[int, RowModel]]:
     """The rows of a CSV file as (row number, validated row). Column names and order must be
     exactly the contract's: a file that cannot be read as such raises InputRejected at once.
@@ -273,7 +298,7 @@ def read_rows(
             continue
         numbers.append(number)
         records.append(dict(zip(columns, cells, strict=True)))
-    return validate(name, numbers, records, model, problems, found=found)
+    return validate(name, numbers, records, model, problems, found=found, refused=refused)
 
 
 def validate(
@@ -284,24 +309,42 @@ def validate(
     problems: list[str] | None = None,
     unit: str = "row",
     found: Sequence[str] = (),
+    refused: list[tuple[int, dict[str, str]]] | None = None,
 ) -> list[tuple[int, RowModel]]:
     """Validate records, numbered as the source numbers them (a file's rows, a container
-    file's records): the valid ones as (number, row). Each problem is one line naming the
-    number and the field; they and those the caller `found` already are, in row order,
-    raised as InputRejected, or added to `problems` when a list is given."""
-    bad: dict[int, list[str]] = {}
+    file's records): the valid ones as (number, row). Every problem of every record, each
+    field on its own and every check across fields, is one line naming the number and the
+    field; they and those the caller `found` already are, in row order, raised as
+    InputRejected, or added to `problems` when a list is given. `refused` receives each bad
+    record's fields that passed on their own, so that the caller checks those too (a
+    reference to an unknown payment in a row with another problem)."""
+    field_errors: dict[int, list[tuple[str, str]]] = {}
+    validated: list[Any] | None = None
     try:
         validated = _adapter(model).validate_python(records)
     except ValidationError as err:
-        for index, field, message in _field_problems(err):
-            i = int(index)
-            bad.setdefault(i, []).append(f"{name}: {unit} {numbers[i]}: {field}: {message}")
-        good = [i for i in range(len(records)) if i not in bad]
-        # each of the others is valid on its own: validated again, without the bad ones
+        for e in err.errors(include_url=False):
+            if len(e["loc"]) > 1:  # a field on its own; the checks across fields come below
+                message = e["msg"].removeprefix("Value error, ")
+                field_errors.setdefault(int(e["loc"][0]), []).append((str(e["loc"][1]), message))
+    bad: dict[int, list[tuple[str, str]]] = {}
+    for i, record in enumerate(records):
+        own = field_errors.get(i, [])
+        given = {k: "" if v is None else str(v).strip() for k, v in record.items()}
+        # a field refused on its own, or one the record lacks: checks across it are skipped
+        skip = {f for f, _ in own} | (set(model.model_fields) - set(given))
+        raw = {f: given.get(f, "") for f in model.model_fields}
+        every = list(dict.fromkeys([*own, *model.cross_field(raw, skip)]))
+        if every:
+            bad[i] = every
+            if refused is not None:
+                refused.append((numbers[i], {f: v for f, v in raw.items() if f not in skip}))
+    good = [i for i in range(len(records)) if i not in bad]
+    if validated is None or bad:  # each of the others is valid on its own
         validated = _adapter(model).validate_python([records[i] for i in good])
-        numbers = [numbers[i] for i in good]
-    rows = list(zip(numbers, validated, strict=True))
-    lines = sorted([*found, *(line for lines in bad.values() for line in lines)], key=row_order)
+    rows = list(zip([numbers[i] for i in good], validated, strict=True))
+    every_line = [f"{name}: {unit} {numbers[i]}: {f}: {m}" for i, pb in bad.items() for f, m in pb]
+    lines = sorted([*found, *every_line], key=row_order)
     if problems is None:
         if lines:
             raise InputRejected(lines)
@@ -311,25 +354,12 @@ def validate(
 
 
 def validate_one(model: type[RowModel], record: dict[str, Any]) -> RowModel | list[tuple[str, str]]:
-    """One record (a Kafka message): the validated row, or its problems as (field, message)."""
-    try:
-        return model.model_validate(record)
-    except ValidationError as err:
-        return [(field, message) for _, field, message in _field_problems(err, indexed=False)]
-
-
-def _field_problems(err: ValidationError, indexed: bool = True) -> list[tuple[Any, str, str]]:
-    """(index, field, message) of each error; index is None when a single record failed."""
-    found = []
-    for e in err.errors(include_url=False):
-        index, *where = e["loc"] if indexed else (None, *e["loc"])
-        message = e["msg"].removeprefix("Value error, ")
-        if where:
-            field = str(where[0])
-        else:  # a check across fields names the field first: "FIELD: message"
-            field, _, message = message.partition(": ")
-        found.append((index, field, message))
-    return found
+    """One record (a Kafka message): the validated row, or every problem as (field, message)."""
+    problems: list[str] = []
+    rows = validate("", [1], [record], model, problems)
+    if rows:
+        return rows[0][1]
+    return [tuple(p.split(": ", 3)[2:4]) for p in problems]  # type: ignore[misc]
 
 
 def row_order(problem: str) -> tuple[int, str]:

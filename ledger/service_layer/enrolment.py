@@ -19,29 +19,25 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
     """Enrol every row of an enrolment file, or none. The rows without a format error are
     checked against the ledger too, so that every problem of the file is reported at once."""
     problems: list[str] = []
-    rows = read_rows(file, EnrolmentRow, problems)
+    partial: list[tuple[int, dict[str, str]]] = []  # bad rows' fields that are fine alone
+    rows = read_rows(file, EnrolmentRow, problems, refused=partial)
     ports.decide_from_read_models()
     name = file.name
+    # every person the file names, from good rows and bad ones alike
+    named = [(number, row.personal_id) for number, row in rows]
+    named += [(number, f["personal_id"]) for number, f in partial if f.get("personal_id")]
     first_row: dict[str, int] = {}
-    for number, row in rows:
-        if row.personal_id in first_row:
+    for number, pid in sorted(named):
+        if pid in first_row:
             problems.append(
-                f"{name}: row {number}: personal_id: {row.personal_id} is "
-                f"already on row {first_row[row.personal_id]}"
+                f"{name}: row {number}: personal_id: {pid} is already on row {first_row[pid]}"
             )
         else:
-            first_row[row.personal_id] = number
+            first_row[pid] = number
     ids = list(first_row)
     enrolled = ports.existing("beneficiaries", "personal_id", ids)
     dead, death_versions = deaths_in_record(ports, ids)
-    earliest = max(  # the first month both a level and a multiplier are in force
-        str(first)
-        for _, first in ports.db.query(
-            "SELECT kind, MIN(from_month) FROM reference_levels GROUP BY kind"
-        )
-    )
-    for number, row in rows:
-        pid = row.personal_id
+    for number, pid in named:
         if pid in enrolled:
             problems.append(f"{name}: row {number}: personal_id: {pid} is already enrolled")
         if pid in dead:
@@ -49,10 +45,19 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
                 f"{name}: row {number}: personal_id: {pid} has a death "
                 "registration in force and cannot be enrolled"
             )
-        if row.effective_month < earliest:
+    earliest = max(  # the first month both a level and a multiplier are in force
+        str(first)
+        for _, first in ports.db.query(
+            "SELECT kind, MIN(from_month) FROM reference_levels GROUP BY kind"
+        )
+    )
+    months = [(number, row.effective_month) for number, row in rows]
+    months += [(number, f["effective_month"]) for number, f in partial if f.get("effective_month")]
+    for number, month in months:
+        if month < earliest:
             problems.append(
                 f"{name}: row {number}: effective_month: no standard level in "
-                f"force for {row.effective_month} (the first is from {earliest})"
+                f"force for {month} (the first is from {earliest})"
             )
     if problems:
         raise InputRejected(sorted_problems(problems))

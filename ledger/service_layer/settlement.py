@@ -7,7 +7,7 @@ import hashlib
 from collections import defaultdict
 
 from ledger import values
-from ledger.aggregates import PaymentList, UnknownPayment, payment_list_id
+from ledger.aggregates import PaymentList, payment_list_id
 from ledger.inputs import InputFile, InputRejected, SettlementRow, read_rows
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import ImportResult, sorted_problems
@@ -20,7 +20,8 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     format error are checked against the lists too, so that every problem of the file is
     reported at once."""
     problems: list[str] = []
-    rows = read_rows(file, SettlementRow, problems)
+    partial: list[tuple[int, dict[str, str]]] = []  # bad rows' fields that are fine alone
+    rows = read_rows(file, SettlementRow, problems, refused=partial)
     ports.decide_from_read_models()
     name = file.name
     digest = hashlib.sha256(file.data).hexdigest()
@@ -28,38 +29,45 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
         "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
     ):
         return ImportResult(0, len(rows))
+    # every payment the file names, from good rows and bad ones alike
+    named = [(number, row.payment_id) for number, row in rows]
+    named += [(number, f["payment_id"]) for number, f in partial if f.get("payment_id")]
     seen: dict[str, int] = {}
-    by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
-    for number, row in rows:
-        if row.payment_id in seen:
+    for number, pid in sorted(named):
+        if pid in seen:
             problems.append(
-                f"{name}: row {number}: payment_id: {row.payment_id} is already "
-                f"on row {seen[row.payment_id]}"
+                f"{name}: row {number}: payment_id: {pid} is already on row {seen[pid]}"
             )
-            continue
-        seen[row.payment_id] = number
-        by_list[values.payment_list_of(row.payment_id)].append((number, row))
-    lists: list[PaymentList] = []
+        else:
+            seen[pid] = number
+    lists: dict[tuple[str, str], PaymentList | None] = {}
+    for key in dict.fromkeys(values.payment_list_of(pid) for _, pid in named):
+        lists[key] = ports.events.get(payment_list_id(*key))
+    for number, pid in named:
+        found = lists[values.payment_list_of(pid)]
+        if found is None or pid not in found.lines:
+            problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
+    by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
     applied = unchanged = 0
-    for (period, province), list_rows in by_list.items():
-        payment_list: PaymentList | None = ports.events.get(payment_list_id(period, province))
-        for number, row in list_rows:
-            try:
-                if payment_list is None:
-                    raise UnknownPayment(f"unknown payment {row.payment_id}")
-                if payment_list.check_settlement(row.payment_id, row.status) is None:
-                    unchanged += 1
-                else:
-                    applied += 1
-            except UnknownPayment as err:
-                problems.append(f"{name}: row {number}: payment_id: {err}")
-            except RuleViolation as err:
-                problems.append(f"{name}: row {number}: status: {err}")
-        if payment_list is not None:
-            lists.append(payment_list)
+    for number, row in rows:
+        payment_list = lists[values.payment_list_of(row.payment_id)]
+        if seen[row.payment_id] != number or payment_list is None:
+            continue  # a repeated row, or an unknown payment: named above
+        if row.payment_id not in payment_list.lines:
+            continue
+        by_list[(payment_list.period, payment_list.province_code)].append((number, row))
+        try:
+            if payment_list.check_settlement(row.payment_id, row.status) is None:
+                unchanged += 1
+            else:
+                applied += 1
+        except RuleViolation as err:
+            problems.append(f"{name}: row {number}: status: {err}")
     if problems:
         raise InputRejected(sorted_problems(problems))
-    for payment_list in lists:
+    settled = [lists[key] for key in by_list]
+    for payment_list in settled:
+        assert payment_list is not None
         payment_list.settle(
             [
                 {**row.model_dump(), "row": number}
@@ -69,5 +77,5 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
             actor,
             name,
         )
-    ports.save(*lists)
+    ports.save(*settled)
     return ImportResult(applied, unchanged)

@@ -4,7 +4,7 @@ fields, and references to unknown payments or people, every row, one line per pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,6 +122,7 @@ def test_a_deaths_file_is_reported_whole(ledger: Ledger, files: Files) -> None:
         "in Vietnam (2025-07-20)",
         f"{name}: row 5: registration_number: corrected of unknown registration KT-X",
         f"{name}: row 6: registration_number: revoked of unknown registration KT-Y",
+        f"{name}: row 7: claimant_account_number: is required when the channel is BANK",
         f"{name}: row 7: claimant_bank_code: is required when the channel is BANK",
     ]
     assert snapshot(ledger) == before
@@ -147,3 +148,51 @@ def test_a_file_that_cannot_be_read_as_the_contract_says_is_refused_at_once(
         ledger.settle(path, "bank")
     problems = refusal(run)
     assert len(problems) == 1 and problems[0].startswith("settle.csv: row 1: header: ")
+
+
+def test_a_row_with_a_format_error_is_still_checked_against_the_ledger(
+    tmp_path: Path, files: Files
+) -> None:
+    """Its other fields, each fine on its own, are checked across fields and against the
+    ledger in the same run: a duplicate, an unknown payment, a missing bank detail."""
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        enrolled = "007000000001"
+        ledger.enrol(files.enrolments([enrolment(enrolled)]), "maker")
+        people = files.enrolments(
+            [
+                # a bad province, and a BANK row without its bank details
+                enrolment("007000000002", province_code="99", channel="BANK"),
+                enrolment("007000000003", date_of_birth="1940-13-01"),  # a bad date...
+                enrolment("007000000003"),  # ...and the same person again
+                enrolment(enrolled, sex="X"),  # a bad sex, and already enrolled
+            ]
+        )
+        found = refusals(ledger.enrol, people)
+        assert "row 2: account_number: is required when the channel is BANK" in found
+        assert "row 2: bank_code: is required when the channel is BANK" in found
+        assert any(p.startswith("row 2: province_code: ") for p in found)
+        assert any(p.startswith("row 3: date_of_birth: ") for p in found)
+        assert "row 4: personal_id: 007000000003 is already on row 3" in found
+        assert f"row 5: personal_id: {enrolled} is already enrolled" in found
+        assert any(p.startswith("row 5: sex: ") for p in found)
+
+        ledger.run_payroll("2025-07", None, "maker")
+        ledger.approve_payroll("2025-07", None, "checker")
+        results = files.settlements(
+            [
+                settlement("2025-07-01-007000009999", "FAILED", reason=""),  # unknown, no reason
+                settlement(f"2025-07-01-{enrolled}", settled_at="yesterday"),
+            ]
+        )
+        found = refusals(ledger.settle, results)
+        assert "row 2: payment_id: unknown payment 2025-07-01-007000009999" in found
+        assert "row 2: reason: is required for FAILED" in found
+        assert any(p.startswith("row 3: settled_at: ") for p in found)
+        assert len(found) == 3
+
+
+def refusals(command: Callable[[Path, str], object], path: Path) -> list[str]:
+    """The problem lines of a refused file, without the file's name."""
+    with pytest.raises(InputRejected) as refused:
+        command(path, "operator")
+    return [p.split(": ", 1)[1] for p in refused.value.problems]

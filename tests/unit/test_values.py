@@ -170,14 +170,17 @@ def test_a_message_and_a_container_file_refuse_arabic_indic_digits(tmp_path: Pat
     message = avro.decode(SUBJECT, avro.encode(SUBJECT, record))
     problems = validate_one(DeathRow, row_fields(message))
     assert isinstance(problems, list)
-    assert [f for f, _ in problems] == ["personal_id"]
+    # the claimant's id too, in the same pass: every problem of the record
+    assert [f for f, _ in problems] == ["claimant_personal_id", "personal_id"]
     path = tmp_path / "deaths.avro"
     with path.open("wb") as f:
         fastavro.writer(f, avro.latest(SUBJECT).schema, [record])
     with pytest.raises(InputRejected) as refusal:
         read_container(path)
+    claimant = arabic("009999999999")
     assert refusal.value.problems == [
-        f"deaths.avro: record 1: personal_id: must be 12 digits 0-9, got {pid!r}"
+        f"deaths.avro: record 1: claimant_personal_id: must be 12 digits 0-9, got {claimant!r}",
+        f"deaths.avro: record 1: personal_id: must be 12 digits 0-9, got {pid!r}",
     ]
 
 
