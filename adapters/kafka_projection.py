@@ -22,10 +22,6 @@ from projections.readmodels import Projector, RecordedEvent
 
 GROUP = "ledger-read-models"
 
-OFFSETS_TABLE = """CREATE TABLE IF NOT EXISTS projection_offsets (
-    consumer_group TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
-    next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, kafka_partition))"""
-
 
 class PoisonEvent(RuntimeError):
     """A message on ledger.events that cannot be applied: the read models stop rather than
@@ -69,7 +65,6 @@ class ProjectionWorker:
         ensure_topic(bootstrap, self.settings)
         with db.transaction() as cursor:
             Projector.create_schema(cursor)
-            cursor.execute(OFFSETS_TABLE)
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -118,6 +113,7 @@ class ProjectionWorker:
             return 0
         applied = 0
         with self.db.transaction() as cursor:
+            Projector.mark_projecting(cursor)  # the offsets move with the rows, guarded alike
             stored = self.stored_offsets(cursor)
             events: list[RecordedEvent] = []
             next_offsets: dict[int, int] = {}

@@ -18,11 +18,11 @@ from typing import Any
 
 from adapters.sql import ReadModelDatabase
 from ledger.rules import RuleViolation
-from projections.readmodels import READ_MODEL_TABLES
+from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES
 
 # Every table a decision or an export reads, and the projection's position (moving it on would
 # make the read models skip events).
-GUARDED = (*READ_MODEL_TABLES, "projection_position")
+GUARDED = (*READ_MODEL_TABLES, *POSITION_TABLES)
 REFUSED = (
     "read models are written only by the projection (change the ledger through its commands;"
     " `ledger verify` compares the read models with the events)"

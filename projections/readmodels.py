@@ -77,15 +77,21 @@ SCHEMA = [
         aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL, actor TEXT,
         source TEXT, facts TEXT)""",
     "CREATE INDEX IF NOT EXISTS audit_trail_aggregate ON audit_trail (aggregate_id)",
+    # where `ledger project` is in each partition of ledger.events (the Kafka path's position)
+    """CREATE TABLE IF NOT EXISTS projection_offsets (
+        consumer_group TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL, PRIMARY KEY (consumer_group, topic, kafka_partition))""",
 ]
+# How far the read models are: guarded like them, not rebuilt from the events.
+POSITION_TABLES = ("projection_position", "projection_offsets")
 
 
-# Every read-model table (not the in-process position): what a rebuild must reproduce.
+# Every read-model table (not the positions): what a rebuild must reproduce.
 READ_MODEL_TABLES = tuple(
     m.group(1)
     for statement in SCHEMA
     if (m := re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement))
-    and m.group(1) != "projection_position"
+    and m.group(1) not in POSITION_TABLES
 )
 
 # What the ledger owes all beneficiaries together, from the per-person subledger (`balances`):
@@ -174,6 +180,12 @@ class Projector:
         }
 
     @staticmethod
+    def mark_projecting(cursor: Any) -> None:
+        """Mark the transaction as the projection's: the read models' guards let only such a
+        transaction write them (and their positions)."""
+        cursor.execute("SELECT set_config('ledger.projecting', 'on', true)")
+
+    @staticmethod
     def create_schema(cursor: Any) -> None:
         for statement in SCHEMA:
             cursor.execute(statement)
@@ -190,8 +202,7 @@ class Projector:
     ) -> int:
         """Apply events in the caller's transaction and move the position (the notification
         log's, for the in-process path; a Kafka consumer keeps its offsets instead)."""
-        # the read models' guards let only a transaction marked so write them
-        cursor.execute("SELECT set_config('ledger.projecting', 'on', true)")
+        self.mark_projecting(cursor)
         writes = _Writes()
         ledger_moves: dict[str, list[int]] = {}
         last = None

@@ -33,6 +33,8 @@ CHANGES = {
     "reference_levels": "UPDATE reference_levels SET value = value * 2",
     "settlement_files": "DELETE FROM settlement_files",
     "projection_position": "UPDATE projection_position SET notification_id = 0",
+    # moving `ledger project` past an event in a partition would skip it
+    "projection_offsets": "INSERT INTO projection_offsets VALUES ('ledger', 'ledger.events', 0, 9)",
 }
 
 
