@@ -289,9 +289,25 @@ def cmd_settle(args: argparse.Namespace) -> None:
     )
 
 
+def warn_if_unguarded(ledger: Any) -> None:
+    """A report is still shown when the read models' guards are not in place (an auditor
+    looking into it needs it), with a warning that its figures may have been changed."""
+    from adapters import read_model_guards
+
+    found = read_model_guards.problems(ledger.db)
+    if found:
+        err.print(
+            f"warning: the read models' guards are not in place ({found[0]}"
+            f"{f'; and {len(found) - 1} more' if len(found) > 1 else ''}): these figures may "
+            "have been changed outside the ledger; run `ledger verify`",
+            markup=False,
+        )
+
+
 def cmd_receivables(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         rows = ledger.receivables(args.period)
+        warn_if_unguarded(ledger)
     if args.json:
         out.print_json(data=rows)
         return
@@ -338,6 +354,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
     with open_ledger(args) as ledger:
         explanation = explain(ledger, args.id, args.period)
+        warn_if_unguarded(ledger)
     if args.json:
         out.print_json(data=as_json(explanation))
         return

@@ -3,6 +3,7 @@ traceback: a store that is not one, an output folder that is a file."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,17 @@ def test_an_output_folder_that_is_a_file_is_refused(
     assert code == 1
     assert "cannot use" in err and "Traceback" not in err
     assert occupied.read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_a_report_from_unguarded_read_models_says_so(
+    tmp_path: Path, files: Files, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(f"sqlite:///{path}") as ledger:
+        ledger.enrol(files.enrolments([enrolment("006000000002")]), "maker")
+    with sqlite3.connect(path) as con:
+        con.execute("DROP TRIGGER ledger_guard_balances_update")
+    assert main(["receivables", "--store", f"sqlite:///{path}"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the read models' guards are not in place" in err
+    assert "ledger verify" in err
