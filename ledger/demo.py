@@ -1,7 +1,7 @@
 """`ledger demo`: the whole story on a synthetic, realistic data set.
 
 Beneficiaries across the 34 provinces, about half paid by bank, coefficients by category as in
-DOMAIN.md; then six monthly cycles, each with new (some back-dated) enrolments, deaths with and
+docs/rules.md; then six monthly cycles, each with new (some back-dated) enrolments, deaths with and
 without a funeral claimant (some back-dated, some corrected or revoked later), holds, moves,
 terminations, a back-dated rise of the standard level, payroll run by one operator and approved
 by another, exports with manifests, and settlement files with failed and returned payments.

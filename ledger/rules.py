@@ -1,4 +1,4 @@
-"""The payment rules of DOMAIN.md as pure functions: history in, amounts and lines out.
+"""The payment rules of docs/rules.md as pure functions: history in, amounts and lines out.
 
 Nothing here reads a clock, a file or a database, so every rule can be property-tested and
 replayed to any date. Amounts are integer VND; the only decimal is a beneficiary's coefficient.

@@ -2,7 +2,7 @@
 balances (the payable subledger), the general ledger, reference levels and the audit trail.
 
 The same `Projector` is fed from the event store's notification log in-process (the embedded
-default) and, in later issues, from Kafka into PostgreSQL. It writes portable SQL, applies a
+default) and, by `ledger project`, from Kafka into PostgreSQL. It writes portable SQL, applies a
 batch of events in the caller's transaction, and records the position it reached in that same
 transaction, so each event is applied exactly once.
 """

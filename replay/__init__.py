@@ -1,1 +1,1 @@
-"""Auditors' tools: rebuild as of a date, explain, verify, compare (later issues)."""
+"""Auditors' tools: rebuild as of a date, explain, verify, check what was issued."""

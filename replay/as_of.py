@@ -2,7 +2,7 @@
 moment, rebuilt by the same projection code into a file of their own; and the proof that every
 approved list is what the rules gave from what was known when it was approved.
 
-Two times (DOMAIN.md): when a fact was *effective* and when the ledger *learned* it.
+Two times (docs/rules.md): when a fact was *effective* and when the ledger *learned* it.
 - `known_at` (default: the end of DATE, Vietnam time): only events recorded by then count.
 - `as_of` DATE: the world on that day. Acts take effect when they are recorded (approving a
   list, settling a line, a hold, a release, a move), so only those recorded by the end of DATE

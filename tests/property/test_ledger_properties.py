@@ -4,7 +4,7 @@ Each example drives a fresh ledger through a few consecutive monthly payrolls wi
 enrolments, deaths (registered, corrected, revoked; with and without a claimant; back-dated),
 holds and releases, terminations, moves, back-dated rate changes and settlements (some of
 them refused: enrolling the dead or the enrolled, bad settlement moves), and keeps beside it
-a small model of DOMAIN.md written here month by month. After every step it checks that the
+a small model of docs/rules.md written here month by month. After every step it checks that the
 books balance, that nothing is paid twice or more than owed, that drafts are reproducible and
 are what approval froze, and that rebuilding the read models from the events gives the same
 tables; at the end, that verify passes and every approved list replays to its issued file.
@@ -50,7 +50,7 @@ def coefficient_text(hundredths: int) -> str:
     return f"{hundredths // 100}.{hundredths % 100:02d}"
 
 
-# --- the model: DOMAIN.md, month by month ---------------------------------------------------
+# --- the model: docs/rules.md, month by month ---------------------------------------------------
 
 
 @dataclass

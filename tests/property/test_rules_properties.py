@@ -1,4 +1,4 @@
-"""Property tests of the pure payment rules (ledger/rules.py) against DOMAIN.md, checked with a
+"""Property tests of the pure payment rules (ledger/rules.py) against docs/rules.md, checked with a
 brute-force month-by-month reference written here from the rules' text."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pure payment rules of ledger/rules.py, against amounts worked out by hand (DOMAIN.md)."""
+"""The pure payment rules of ledger/rules.py, against amounts worked out by hand (docs/rules.md)."""
 
 from __future__ import annotations
 
