@@ -1,4 +1,4 @@
-"""The payment scenarios of docs/rules.md, driven through the service layer and the contract's files.
+"""The payment scenarios of docs/rules.md, through the service layer and the contract's files.
 
 Reference data is the default: 500,000 VND/month from 2024-07, funeral = 20 x level = 10,000,000.
 "maker" runs every payroll, "checker" approves it.
