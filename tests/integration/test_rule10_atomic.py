@@ -6,12 +6,16 @@ beneficiary)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
+from ledger.service_layer import enrolment as enrolment_handlers
+from ledger.service_layer.ports import Ports
 from tests.conftest import Files, death, enrolment, events_table, query_store
 
 pytestmark = pytest.mark.integration
@@ -45,14 +49,14 @@ def test_a_death_recorded_between_the_check_and_the_save_refuses_the_enrolment(
     enrol_file = files.enrolments([enrolment(pid)])
     deaths_file = files.deaths([death(pid)])
     with Ledger(store_url) as enrolling, Ledger(store_url) as registry:
-        read = Ledger._deaths_in_record
+        read = enrolment_handlers.deaths_in_record
 
-        def read_then_the_registry_records(self: Ledger, ids: list[str]):  # type: ignore[no-untyped-def]
-            found = read(self, ids)
+        def read_then_the_registry_records(ports: Ports, ids: Sequence[str]) -> Any:
+            found = read(ports, ids)
             registry.import_deaths(deaths_file, "registry")
             return found
 
-        monkeypatch.setattr(Ledger, "_deaths_in_record", read_then_the_registry_records)
+        monkeypatch.setattr(enrolment_handlers, "deaths_in_record", read_then_the_registry_records)
         with pytest.raises(RuleViolation, match="run the command again"):
             enrolling.enrol(enrol_file, "maker")
         monkeypatch.undo()
