@@ -118,17 +118,6 @@ class EventStore:
             aggregates[event.originator_id] = event.mutate(previous)
         return aggregates
 
-    def events_of(self, aggregate_id: UUID) -> list[tuple[str, str, dict[str, Any]]]:
-        """An aggregate's stored events as (type, recorded_at ISO, payload), in order."""
-        out = []
-        for event in self._domain_events([aggregate_id]):
-            state = dict(event.__dict__)
-            recorded_at = state.pop("timestamp")
-            for key in ("originator_id", "originator_version"):
-                state.pop(key, None)
-            out.append((type(event).__qualname__, recorded_at.isoformat(), state))
-        return out
-
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
         order, as issued, with any event among them whose link in the hash chain does not

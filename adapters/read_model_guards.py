@@ -99,15 +99,6 @@ _PG_RECORDER_TRIGGERS = frozenset(
 )
 
 
-def present(db: ReadModelDatabase) -> bool:
-    """Whether any guard was ever installed on this store (a new store has none yet)."""
-    if is_postgres(db):
-        sql = "SELECT 1 FROM pg_proc WHERE proname = 'ledger_guard_read_models'"
-    else:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ledger_guard_%'"
-    return bool(db.query(sql))
-
-
 def problems(db: ReadModelDatabase) -> list[str]:
     """Every guard that is missing, disabled or altered, one line each."""
     found: list[str] = []
