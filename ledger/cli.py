@@ -22,6 +22,7 @@ from ledger.application import RecordedButNotVisible
 from ledger.config import settings
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from ledger.service_layer.common import check_values
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
 out = Console(highlight=False)
@@ -588,16 +589,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         checks.append(("--commune", values.commune_code, args.commune))
     for attribute, option in _MONTH_OPTIONS:
         checks.append((option, values.month, getattr(args, attribute, None)))
-    problems = []
-    for name, check, value in checks:
-        if value is None:  # an optional argument not given
-            continue
-        try:
-            check(value)
-        except values.InvalidValue as problem:
-            problems.append(f"{name}: {problem}")
-    if problems:
-        raise InputRejected(problems)
+    check_values(checks)  # an optional argument not given is None: not checked
 
 
 def build_parser() -> argparse.ArgumentParser:

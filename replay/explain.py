@@ -55,6 +55,7 @@ from ledger.rules import (
 from ledger.rules import (
     balance as balance_of,
 )
+from ledger.service_layer.common import check_values
 
 # Payment-list events that carry rows for many people (lines, postings, settlements).
 _BULK = frozenset(
@@ -370,10 +371,7 @@ class _Events:
 def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Explanation:
     """Every amount of one person through `period` (default: the latest period with a list,
     else the current month), with the events behind it."""
-    try:
-        values.personal_id(personal_id)
-    except values.InvalidValue as err:
-        raise InputRejected([f"personal id: {err}"]) from None
+    check_values([("personal id", values.personal_id, personal_id)])
     ledger.catch_up()
     through = _period(ledger, period)
     known_through = int(

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
+from ledger.months import VIETNAM
 from tests import services
 
 STORE_KINDS = ("sqlite", "postgresql")
@@ -136,6 +138,36 @@ NO_CLAIMANT = {
     "claimant_bank_code": "",
     "claimant_account_number": "",
 }
+
+
+def avro_death_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The Avro DeathRegistration a registry sends for a CSV row's fields: the same values,
+    its time as the instant in UTC; written as they are, never validated on the way."""
+    at = datetime.fromisoformat(row["registered_at"]).astimezone(UTC)
+    claimant = None
+    if row["claimant_personal_id"] or row["claimant_name"]:
+        claimant = {
+            "personal_id": row["claimant_personal_id"],
+            "name": row["claimant_name"],
+            "channel": row["claimant_channel"],
+            "bank_code": row["claimant_bank_code"] or None,
+            "account_number": row["claimant_account_number"] or None,
+        }
+    return {
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "registration_number": row["registration_number"],
+        "personal_id": row["personal_id"],
+        "full_name": row["full_name"],
+        # the record requires a date; a revocation's is the day it was registered, in Vietnam
+        "date_of_death": date.fromisoformat(
+            row["date_of_death"] or at.astimezone(VIETNAM).date().isoformat()
+        ),
+        "registered_at": at,
+        "registry_office": row["registry_office"],
+        "claimant": claimant,
+    }
+
 
 # the overrides that make a `death` row a revocation (no date, no claimant)
 REVOKE = {

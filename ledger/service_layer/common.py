@@ -1,8 +1,9 @@
-"""What several handlers share: the result of a file applied, the check of a month option, the
-order of problem lines."""
+"""What several handlers share: the result of a file applied, the checks of the values a
+command is given, repeated rows, the order of problem lines."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger import values
@@ -15,11 +16,40 @@ class ImportResult:
     unchanged: int
 
 
+def check_values(checks: Iterable[tuple[str, Callable[[str], object], str | None]]) -> None:
+    """Each (name, check, value), a value of None not given: every problem, one line each,
+    refused together."""
+    problems = []
+    for name, check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except values.InvalidValue as err:
+            problems.append(f"{name}: {err}")
+    if problems:
+        raise InputRejected(problems)
+
+
 def check_month(value: str, option: str) -> None:
-    try:
-        values.month(value)
-    except values.InvalidValue as err:
-        raise InputRejected([f"{option}: {err}"]) from None
+    check_values([(option, values.month, value)])
+
+
+def repeated(
+    file: str, field: str, named: Sequence[tuple[int, str]]
+) -> tuple[dict[str, int], list[str]]:
+    """The first row of each value a file names (rows and values given as pairs), and a
+    problem line for every later row that names one again."""
+    first: dict[str, int] = {}
+    problems = []
+    for number, value in sorted(named):
+        if value in first:
+            problems.append(
+                f"{file}: row {number}: {field}: {value} is already on row {first[value]}"
+            )
+        else:
+            first[value] = number
+    return first, problems
 
 
 def sorted_problems(problems: list[str]) -> list[str]:

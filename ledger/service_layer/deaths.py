@@ -48,7 +48,7 @@ def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     it."""
     problems: list[str] = []
     unit, records = ports.read_registrations(file, problems)
-    ports.decide_from_read_models()
+    ports.read_models.catch_up()  # the guards are checked where the decision is made, below
     registrations = [
         (f"{file.name} {unit} {n}", f"{file.name}: {unit} {n}", row) for n, row in records
     ]

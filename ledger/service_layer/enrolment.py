@@ -11,7 +11,7 @@ from ledger import values
 from ledger.aggregates import Beneficiary, beneficiary_id, death_record_id
 from ledger.inputs import EnrolmentRow, InputFile, InputRejected, read_rows
 from ledger.rules import RuleViolation
-from ledger.service_layer.common import check_month, sorted_problems
+from ledger.service_layer.common import check_month, check_values, repeated, sorted_problems
 from ledger.service_layer.ports import Ports
 
 
@@ -26,15 +26,9 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
     # every person the file names, from good rows and bad ones alike
     named = [(number, row.personal_id) for number, row in rows]
     named += [(number, f["personal_id"]) for number, f in partial if f.get("personal_id")]
-    first_row: dict[str, int] = {}
-    for number, pid in sorted(named):
-        if pid in first_row:
-            problems.append(
-                f"{name}: row {number}: personal_id: {pid} is already on row {first_row[pid]}"
-            )
-        else:
-            first_row[pid] = number
-    ids = list(first_row)
+    first_rows, repeats = repeated(name, "personal_id", named)
+    problems += repeats
+    ids = list(first_rows)
     enrolled = ports.existing("beneficiaries", "personal_id", ids)
     dead, death_versions = deaths_in_record(ports, ids)
     for number, pid in named:
@@ -82,10 +76,7 @@ def deaths_in_record(
 
 
 def beneficiary(ports: Ports, personal_id: str) -> Beneficiary:
-    try:
-        values.personal_id(personal_id)
-    except values.InvalidValue as err:
-        raise InputRejected([f"personal id: {err}"]) from None
+    check_values([("personal id", values.personal_id, personal_id)])
     found = ports.events.get(beneficiary_id(personal_id))
     if found is None:
         raise RuleViolation(f"{personal_id} is not enrolled")
@@ -120,18 +111,13 @@ def terminate(ports: Ports, personal_id: str, from_month: str, reason: str, acto
 
 
 def move(ports: Ports, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
-    problems = []
-    for option, check, value in (
-        ("personal id", values.personal_id, personal_id),
-        ("--province", values.province_code, province_code),
-        ("--commune", values.commune_code, commune_code),
-    ):
-        try:
-            check(value)
-        except values.InvalidValue as err:
-            problems.append(f"{option}: {err}")
-    if problems:
-        raise InputRejected(problems)
+    check_values(
+        [
+            ("personal id", values.personal_id, personal_id),
+            ("--province", values.province_code, province_code),
+            ("--commune", values.commune_code, commune_code),
+        ]
+    )
     b = beneficiary(ports, personal_id)
     b.move(province_code, commune_code, actor, "ledger move")
     ports.save(b)

@@ -10,7 +10,7 @@ from ledger import values
 from ledger.aggregates import PaymentList, payment_list_id
 from ledger.inputs import InputFile, InputRejected, SettlementRow, read_rows
 from ledger.rules import RuleViolation
-from ledger.service_layer.common import ImportResult, sorted_problems
+from ledger.service_layer.common import ImportResult, repeated, sorted_problems
 from ledger.service_layer.ports import Ports
 
 
@@ -32,14 +32,8 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     # every payment the file names, from good rows and bad ones alike
     named = [(number, row.payment_id) for number, row in rows]
     named += [(number, f["payment_id"]) for number, f in partial if f.get("payment_id")]
-    seen: dict[str, int] = {}
-    for number, pid in sorted(named):
-        if pid in seen:
-            problems.append(
-                f"{name}: row {number}: payment_id: {pid} is already on row {seen[pid]}"
-            )
-        else:
-            seen[pid] = number
+    seen, repeats = repeated(name, "payment_id", named)
+    problems += repeats
     lists: dict[tuple[str, str], PaymentList | None] = {}
     for key in dict.fromkeys(values.payment_list_of(pid) for _, pid in named):
         lists[key] = ports.events.get(payment_list_id(*key))

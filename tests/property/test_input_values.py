@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ledger.inputs import (
     validate_one,
 )
 from ledger.months import VIETNAM
-from tests.conftest import death, enrolment, settlement, write_csv
+from tests.conftest import NO_CLAIMANT, avro_death_record, death, enrolment, settlement, write_csv
 
 NOT_ASCII_DIGITS = st.characters(categories=["Nd"]).filter(lambda c: not c.isascii())
 
@@ -96,7 +96,7 @@ def test_digits_other_than_ascii_are_refused_by_every_path(
         csv_path = write_csv(Path(folder) / "deaths.csv", DEATH_COLUMNS, [row])
         with pytest.raises(InputRejected, match=r"deaths\.csv: row 2: personal_id: "):
             read_rows(csv_path, DeathRow)
-        record = avro_record(row)
+        record = avro_death_record(row)
         message = avro.decode(SUBJECT, avro.encode(SUBJECT, record))
         assert fields_refused(DeathRow, row_fields(message)) == ["personal_id"]
         container = Path(folder) / "deaths.avro"
@@ -118,44 +118,6 @@ def test_digits_other_than_ascii_are_refused_by_every_path(
         with pytest.raises(InputRejected) as refusal:
             check_arguments(parser.parse_args(argv))
         assert [p.split(": ")[0] for p in refusal.value.problems] == [option]
-
-
-def avro_record(row: dict[str, Any]) -> dict[str, Any]:
-    """The Avro DeathRegistration a registry sends for a CSV row's fields: the same values,
-    its time as the instant in UTC; written as they are, never validated on the way."""
-    at = datetime.fromisoformat(row["registered_at"]).astimezone(UTC)
-    claimant = None
-    if row["claimant_personal_id"] or row["claimant_name"]:
-        claimant = {
-            "personal_id": row["claimant_personal_id"],
-            "name": row["claimant_name"],
-            "channel": row["claimant_channel"],
-            "bank_code": row["claimant_bank_code"] or None,
-            "account_number": row["claimant_account_number"] or None,
-        }
-    return {
-        "event_id": row["event_id"],
-        "event_type": row["event_type"],
-        "registration_number": row["registration_number"],
-        "personal_id": row["personal_id"],
-        "full_name": row["full_name"],
-        # the record requires a date; a revocation's is the day it was registered, in Vietnam
-        "date_of_death": date.fromisoformat(
-            row["date_of_death"] or at.astimezone(VIETNAM).date().isoformat()
-        ),
-        "registered_at": at,
-        "registry_office": row["registry_office"],
-        "claimant": claimant,
-    }
-
-
-NO_CLAIMANT = {
-    "claimant_personal_id": "",
-    "claimant_name": "",
-    "claimant_channel": "",
-    "claimant_bank_code": "",
-    "claimant_account_number": "",
-}
 
 
 @st.composite
@@ -198,7 +160,7 @@ def test_csv_and_avro_of_one_registration_give_the_same_row(row: dict[str, Any])
         csv_path = write_csv(Path(folder) / "deaths.csv", DEATH_COLUMNS, [row])
         container = Path(folder) / "deaths.avro"
         with container.open("wb") as f:
-            fastavro.writer(f, avro.latest(SUBJECT).schema, [avro_record(row)])
+            fastavro.writer(f, avro.latest(SUBJECT).schema, [avro_death_record(row)])
         from_csv: list[str] = []
         from_avro: list[str] = []
         csv_rows = read_rows(csv_path, DeathRow, from_csv)

@@ -4,7 +4,6 @@ digits only, and the same answer from a CSV row, an Avro record and a command-li
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from ledger import values
 from ledger.application import Ledger
 from ledger.cli import build_parser, check_arguments, main
 from ledger.inputs import DeathRow, EnrolmentRow, InputRejected, SettlementRow, validate_one
-from tests.conftest import Files, death, enrolment, settlement
+from tests.conftest import Files, avro_death_record, death, enrolment, settlement
 
 ARABIC = "٠١٢٣٤٥٦٧٨٩"  # Arabic-Indic digits: str.isdigit() is true for each
 FULLWIDTH = "０１２３４５６７８９"
@@ -138,35 +137,9 @@ def test_every_row_model_refuses_arabic_indic_digits() -> None:
         assert problems[0][1].startswith(message), problems
 
 
-def _avro_record(row: dict[str, Any]) -> dict[str, Any]:
-    """The Avro DeathRegistration a registry would send for a CSV row's fields, written as
-    they are (no validation on the way)."""
-    at = datetime.fromisoformat(row["registered_at"]).astimezone(UTC)
-    claimant = None
-    if row["claimant_personal_id"] or row["claimant_name"]:
-        claimant = {
-            "personal_id": row["claimant_personal_id"],
-            "name": row["claimant_name"],
-            "channel": row["claimant_channel"],
-            "bank_code": row["claimant_bank_code"] or None,
-            "account_number": row["claimant_account_number"] or None,
-        }
-    return {
-        "event_id": row["event_id"],
-        "event_type": row["event_type"],
-        "registration_number": row["registration_number"],
-        "personal_id": row["personal_id"],
-        "full_name": row["full_name"],
-        "date_of_death": date.fromisoformat(row["date_of_death"] or at.date().isoformat()),
-        "registered_at": at,
-        "registry_office": row["registry_office"],
-        "claimant": claimant,
-    }
-
-
 def test_a_message_and_a_container_file_refuse_arabic_indic_digits(tmp_path: Path) -> None:
     pid = arabic("001234567890")
-    record = _avro_record(death(pid, claimant_personal_id=arabic("009999999999")))
+    record = avro_death_record(death(pid, claimant_personal_id=arabic("009999999999")))
     message = avro.decode(SUBJECT, avro.encode(SUBJECT, record))
     problems = validate_one(DeathRow, row_fields(message))
     assert isinstance(problems, list)
@@ -265,7 +238,7 @@ def test_a_registration_in_utc_before_seven_is_taken_from_csv_as_from_avro(
     csv_path = files.deaths([row])
     avro_path = tmp_path / "deaths.avro"
     with avro_path.open("wb") as f:
-        fastavro.writer(f, avro.latest(SUBJECT).schema, [_avro_record(row)])
+        fastavro.writer(f, avro.latest(SUBJECT).schema, [avro_death_record(row)])
     seen = []
     for path in (csv_path, avro_path):
         with Ledger(f"sqlite:///{tmp_path / path.stem / 'ledger.sqlite'}") as ledger:
