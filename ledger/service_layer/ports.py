@@ -123,7 +123,8 @@ class FixedDay:
         self._today = today
 
     def now(self) -> datetime:
-        return datetime.combine(self._today(), datetime.min.time(), VIETNAM)
+        """The last moment of that day: whatever happened on it is not in the future."""
+        return datetime.combine(self._today(), datetime.max.time(), VIETNAM)
 
     def today(self) -> date:
         return self._today()
