@@ -29,7 +29,7 @@ from ledger.service_layer import deaths, enrolment, payroll, reference, settleme
 from ledger.service_layer.common import ImportResult, check_month
 from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
-    ExportedFile,
+    ExportResult,
     FixedDay,
     Ports,
     Progress,
@@ -196,9 +196,7 @@ class Ledger:
     ) -> list[ListSummary]:
         return payroll.approve_payroll(self.ports, period, province_code, actor, self.LINE_CHUNK)
 
-    def export_payroll(
-        self, period: str, province_code: str | None, out_dir: Path
-    ) -> list[ExportedFile]:
+    def export_payroll(self, period: str, province_code: str | None, out_dir: Path) -> ExportResult:
         return payroll.export_payroll(self.ports, period, province_code, out_dir)
 
     def settle(self, path: Path, actor: str) -> ImportResult:

@@ -14,7 +14,6 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from adapters.kafka_log import TopicMisconfigured
 from adapters.store import StoreUrlError
@@ -23,12 +22,24 @@ from ledger.config import settings
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_values
+from ledger.terminal import SafeTable, print_json, print_line, print_table
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
+# markup is never parsed: a name or a reason from outside is printed as text (ledger.terminal)
 out = Console(highlight=False)
 if not out.is_terminal:
-    out = Console(highlight=False, width=160)  # a log or a pipe: never truncate an amount
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, markup=False, width=160)  # a log or a pipe
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    """A line for the operator on stdout, escaped (ledger.terminal)."""
+    print_line(out, text)
+
+
+def warn(text: str) -> None:
+    """A line for the operator on stderr, escaped."""
+    print_line(err, text)
 
 
 def vnd(amount: int) -> str:
@@ -74,11 +85,11 @@ def open_ledger(
     return Ledger(args.store, progress=progress, read_models=read_models, existing=existing)
 
 
-def summary_table(title: str, summaries: Sequence[Any]) -> Table:
+def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
     from ledger.reference import provinces
 
     names = provinces()
-    table = Table(title=title)
+    table = SafeTable(title=title)
     for heading in (
         "province",
         "status",
@@ -121,7 +132,7 @@ def summary_table(title: str, summaries: Sequence[Any]) -> Table:
 def cmd_enrol(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         count = ledger.enrol(Path(args.file), actor(args))
-    out.print(f"enrolled {count:,} beneficiaries from {args.file}")
+    say(f"enrolled {count:,} beneficiaries from {args.file}")
 
 
 def cmd_rates_set(args: argparse.Namespace) -> None:
@@ -130,14 +141,14 @@ def cmd_rates_set(args: argparse.Namespace) -> None:
             args.from_month, actor(args), amount=args.amount, multiplier=args.funeral_multiplier
         )
         multipliers = {m: x for m, x, _ in ledger.funeral_multipliers()}
-        table = Table(title="reference data: the standard social-assistance level")
+        table = SafeTable(title="reference data: the standard social-assistance level")
         table.add_column("from")
         table.add_column("VND / month", justify="right")
         table.add_column("recorded at")
         for month, amount, at in ledger.standard_levels():
             table.add_row(month, vnd(amount), at)
-    out.print(table)
-    out.print(
+    print_table(out, table)
+    say(
         "funeral allowance = standard level in the month of death x "
         + ", ".join(f"{x} from {m}" for m, x in sorted(multipliers.items()))
     )
@@ -147,7 +158,7 @@ def cmd_deaths_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     with open_ledger(args) as ledger:
         result = ledger.import_deaths(path, actor(args))
-    out.print(
+    say(
         f"{args.file}: {result.applied:,} registrations applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
     )
@@ -159,7 +170,7 @@ def cmd_deaths_publish(args: argparse.Namespace) -> None:
     bootstrap = kafka_bootstrap("deaths publish")
     topic = settings().deaths_topic
     sent = publish(Path(args.file), bootstrap, topic)
-    out.print(f"{args.file}: {sent:,} registrations published to {topic}")
+    say(f"{args.file}: {sent:,} registrations published to {topic}")
 
 
 def cmd_deaths_consume(args: argparse.Namespace) -> None:
@@ -174,10 +185,9 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     def report(tally: Tally) -> None:  # a line now and then for logs and terminals alike
         if time.monotonic() - last[0] >= 5:
             last[0] = time.monotonic()
-            err.print(
+            warn(
                 f"{tally.messages:,} messages: {tally.applied:,} applied, "
-                f"{tally.unchanged:,} unchanged, {sum(tally.rejected.values()):,} rejected",
-                markup=False,
+                f"{tally.unchanged:,} unchanged, {sum(tally.rejected.values()):,} rejected"
             )
 
     # the decisions read the death records themselves, never a read model that may lag:
@@ -194,7 +204,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
             topic,
             group=settings().deaths_group,
             progress=report,
-            notice=lambda text: err.print(text, markup=False),
+            notice=lambda text: warn(text),
         )
         try:
             follow(
@@ -206,7 +216,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
         finally:
             consumer.close()
     tally = consumer.tally
-    table = Table(title=f"death registrations from {topic}")
+    table = SafeTable(title=f"death registrations from {topic}")
     table.add_column("outcome")
     table.add_column("messages", justify="right")
     table.add_row("applied", vnd(tally.applied))
@@ -214,14 +224,14 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     for reason, count in sorted(tally.rejected.items()):
         table.add_row(f"rejected: {reason}", vnd(count))
     table.add_row("all", vnd(tally.messages), style="bold")
-    out.print(table)
+    print_table(out, table)
     if tally.rejected:
-        out.print(f"rejected messages are on {consumer.rejected_topic}, with their reason")
+        say(f"rejected messages are on {consumer.rejected_topic}, with their reason")
     positions = ", ".join(f"{p}: {o:,}" for p, o in sorted(tally.next_offsets.items()))
     if positions:
-        out.print(f"next offsets by partition (recorded in the store): {positions}")
+        say(f"next offsets by partition (recorded in the store): {positions}")
     if unassigned:
-        out.print(
+        say(
             f"partitions {', '.join(map(str, unassigned))} of {topic} went to another "
             f"consumer of group {consumer.group}, not read here"
         )
@@ -230,61 +240,123 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
 def cmd_hold(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         ledger.hold(args.id, args.reason, actor(args))
-    out.print(f"payments of {args.id} are held: {args.reason}")
+    say(f"payments of {args.id} are held: {args.reason}")
 
 
 def cmd_release(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         ledger.release(args.id, actor(args))
-    out.print(f"payments of {args.id} are released; the balance is paid on the next list")
+    say(f"payments of {args.id} are released; the balance is paid on the next list")
 
 
 def cmd_terminate(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         ledger.terminate(args.id, args.from_month, args.reason, actor(args))
-    out.print(f"entitlement of {args.id} ends from {args.from_month}")
+    say(f"entitlement of {args.id} ends from {args.from_month}")
 
 
 def cmd_move(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         ledger.move(args.id, args.province, args.commune, actor(args))
-    out.print(f"{args.id} now lives in province {args.province}, commune {args.commune}")
+    say(f"{args.id} now lives in province {args.province}, commune {args.commune}")
+
+
+def summaries_json(summaries: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            **{k: v for k, v in s.__dict__.items() if k != "to_review"},
+            "to_review": [{**line.__dict__, "review_limit": limit} for line, limit in s.to_review],
+        }
+        for s in summaries
+    ]
+
+
+def show_review(summaries: Sequence[Any], approved: bool) -> None:
+    """The lines above their review limit, for the approver to look at before approving (or,
+    after, to know what was approved)."""
+    lines = [pair for s in summaries for pair in s.to_review]
+    if not lines:
+        return
+    table = SafeTable(title=f"{len(lines):,} lines above their review limit: check them")
+    for heading in ("payment id", "payee", "kind", "total VND", "review limit VND"):
+        table.add_column(heading, justify="right" if "VND" in heading else "left")
+    for line, limit in lines:
+        table.add_row(
+            line.payment_id, line.payee_name, line.kind, vnd(line.total_amount), vnd(limit)
+        )
+    print_table(out, table)
+    say(
+        "each is more than the review limit (months of the person's allowance, reference "
+        "data line_review.csv): "
+        + (
+            "they were approved with the list"
+            if approved
+            else "check the enrolment and the history (`ledger explain ID`) before approving"
+        )
+    )
 
 
 def cmd_payroll_run(args: argparse.Namespace) -> None:
     with progress_bar() as report, open_ledger(args, report) as ledger:
         summaries = ledger.run_payroll(args.period, args.province, actor(args))
-    out.print(summary_table(f"payroll {args.period}", summaries))
+    if args.json:
+        print_json(out, summaries_json(summaries))
+        return
+    print_table(out, summary_table(f"payroll {args.period}", summaries))
     held = sum(s.held for s in summaries)
     waiting = sum(s.waiting_for_claimant for s in summaries)
     if held or waiting:
-        out.print(
+        say(
             f"no line for {held:,} held accounts and {waiting:,} deaths awaiting a "
             "funeral claimant; their balances wait"
         )
+    show_review(summaries, approved=False)
 
 
 def cmd_payroll_approve(args: argparse.Namespace) -> None:
     with progress_bar() as report, open_ledger(args, report) as ledger:
         summaries = ledger.approve_payroll(args.period, args.province, actor(args))
-    out.print(summary_table(f"payroll {args.period} approved by {actor(args)}", summaries))
+    if args.json:
+        print_json(out, summaries_json(summaries))
+        return
+    print_table(out, summary_table(f"payroll {args.period} approved by {actor(args)}", summaries))
+    show_review(summaries, approved=True)
 
 
 def cmd_payroll_export(args: argparse.Namespace) -> None:
     with progress_bar() as report, open_ledger(args, report) as ledger:
-        files = ledger.export_payroll(args.period, args.province, Path(args.out))
-    table = Table(title=f"payroll {args.period} exported to {args.out}")
+        result = ledger.export_payroll(args.period, args.province, Path(args.out))
+    if args.json:
+        print_json(
+            out,
+            {
+                "files": [
+                    {
+                        "file": str(f.path),
+                        "rows": f.rows,
+                        "total_amount": f.total_amount,
+                        "sha256": f.sha256,
+                    }
+                    for f in result.files
+                ],
+                "not_written": result.not_written,
+            },
+        )
+        return
+    table = SafeTable(title=f"payroll {args.period} exported to {args.out}")
     for heading in ("file", "rows", "total VND", "sha256"):
         table.add_column(heading, justify="right" if heading in ("rows", "total VND") else "left")
-    for f in files:
-        table.add_row(f.path.name, vnd(f.rows), vnd(f.total_amount), f.sha256[:16] + "…")
-    out.print(table)
+    for f in result.files:
+        table.add_row(f.path.name, vnd(f.rows), vnd(f.total_amount), f.sha256)
+    print_table(out, table)
+    for line in result.not_written:
+        say(f"not written: {line}")
 
 
 def cmd_settle(args: argparse.Namespace) -> None:
     with open_ledger(args) as ledger:
         result = ledger.settle(Path(args.file), actor(args))
-    out.print(
+    say(
         f"{args.file}: {result.applied:,} settlements applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
     )
@@ -297,11 +369,10 @@ def warn_if_unguarded(ledger: Any) -> None:
 
     found = read_model_guards.problems(ledger.db)
     if found:
-        err.print(
+        warn(
             f"warning: the read models' guards are not in place ({found[0]}"
             f"{f'; and {len(found) - 1} more' if len(found) > 1 else ''}): these figures may "
-            "have been changed outside the ledger; run `ledger verify`",
-            markup=False,
+            "have been changed outside the ledger; run `ledger verify`"
         )
 
 
@@ -310,10 +381,10 @@ def cmd_receivables(args: argparse.Namespace) -> None:
         rows = ledger.receivables(args.period)
         warn_if_unguarded(ledger)
     if args.json:
-        out.print_json(data=rows)
+        print_json(out, rows)
         return
     through = rows[0]["through"] if rows else args.period or "the latest approved period"
-    table = Table(title=f"receivables: overpayments to recover, credits through {through}")
+    table = SafeTable(title=f"receivables: overpayments to recover, credits through {through}")
     headings = (
         "personal id",
         "name",
@@ -347,7 +418,7 @@ def cmd_receivables(args: argparse.Namespace) -> None:
         )
     total = vnd(sum(r["amount"] for r in rows))
     table.add_row("all", f"{len(rows):,} debts", "", "", total, *[""] * 5, style="bold")
-    out.print(table)
+    print_table(out, table)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -357,14 +428,14 @@ def cmd_explain(args: argparse.Namespace) -> None:
         explanation = explain(ledger, args.id, args.period)
         warn_if_unguarded(ledger)
     if args.json:
-        out.print_json(data=as_json(explanation))
+        print_json(out, as_json(explanation))
         return
     for table in render(explanation):
-        out.print(table)
+        print_table(out, table)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from replay.verify import dumps, verify
+    from replay.verify import as_json, verify
 
     kafka = None
     if settings().kafka:  # the copy of the chain out of the store's reach
@@ -377,9 +448,9 @@ def cmd_verify(args: argparse.Namespace) -> None:
     with open_ledger(args, read_models=read_models, existing=True) as ledger:
         report = verify(ledger, kafka=kafka)
     if args.json:
-        out.print_json(dumps(report))
+        print_json(out, as_json(report))
     else:
-        table = Table(title="verify: the stored history and what is derived from it")
+        table = SafeTable(title="verify: the stored history and what is derived from it")
         for heading in ("check", "result", "what was checked or found"):
             table.add_column(heading)
         for check in report.checks:
@@ -387,13 +458,13 @@ def cmd_verify(args: argparse.Namespace) -> None:
             table.add_row(check.name, result, check.summary if check.ok else check.findings[0])
             for finding in check.findings[1:]:
                 table.add_row("", "", finding)
-        out.print(table)
+        print_table(out, table)
     if not report.ok:
         raise RuleViolation(
             "verify found the problems above: keep the store as it is (do not run commands "
             "that write) and compare it with a backup and with Kafka ledger.events"
         )
-    out.print("the history is intact and everything derived from it agrees")
+    say("the history is intact and everything derived from it agrees")
 
 
 _REPLAY_FIGURES = (
@@ -425,7 +496,23 @@ def cmd_replay(args: argparse.Namespace) -> None:
                 Path(args.exports) if args.exports else None,
                 lambda done, total: report("lists recomputed", done, total),
             )
-            table = Table(title="approved lists recomputed from what was known at approval")
+            if args.json:
+                print_json(
+                    out,
+                    [
+                        {
+                            "period": c.period,
+                            "province_code": c.province_code,
+                            "channel": c.channel,
+                            "rows": c.rows,
+                            "sha256_issued": c.issued_sha256,
+                            "ok": c.ok,
+                            "verdict": c.verdict,
+                        }
+                        for c in checks
+                    ],
+                )
+            table = SafeTable(title="approved lists recomputed from what was known at approval")
             for heading in ("period", "province", "channel", "rows", "sha256 issued", "result"):
                 table.add_column(heading, justify="right" if heading == "rows" else "left")
             for c in checks:
@@ -437,7 +524,8 @@ def cmd_replay(args: argparse.Namespace) -> None:
                     c.issued_sha256[:16],
                     c.verdict,
                 )
-            out.print(table)
+            if not args.json:
+                print_table(out, table)
             bad = [c for c in checks if not c.ok]
             if bad:
                 raise RuleViolation(
@@ -445,7 +533,9 @@ def cmd_replay(args: argparse.Namespace) -> None:
                     "from what was known at approval: run `ledger verify` and keep the store "
                     "as it is"
                 )
-            out.print(
+            if args.json:
+                return
+            say(
                 f"{len(checks):,} payment files approved by {known}: each equals, byte for "
                 "byte, the file the rules give from what was known when it was approved"
             )
@@ -462,18 +552,34 @@ def cmd_replay(args: argparse.Namespace) -> None:
         applied = replay_into(ledger, path, cut, lambda n: report("events replayed", n, 0), source)
         replayed = SQLiteDatabase(path)
         try:
-            table = Table(
+            table = SafeTable(
                 title=f"the read models on {args.as_of}, knowing what was recorded by {known}"
             )
             for heading in ("", "then", "now"):
                 table.add_column(heading, justify="left" if not heading else "right")
-            for name, sql in _REPLAY_FIGURES:
-                table.add_row(name, vnd(replayed.query(sql)[0][0]), vnd(ledger.db.query(sql)[0][0]))
+            figures = [
+                (name, replayed.query(sql)[0][0], ledger.db.query(sql)[0][0])
+                for name, sql in _REPLAY_FIGURES
+            ]
+            for name, then, now in figures:
+                table.add_row(name, vnd(then), vnd(now))
         finally:
             replayed.close()
-    out.print(table)
+    if args.json:
+        print_json(
+            out,
+            {
+                "as_of": args.as_of,
+                "known_at": known,
+                "events_replayed": applied,
+                "out": str(path),
+                "figures": {name: {"then": then, "now": now} for name, then, now in figures},
+            },
+        )
+        return
+    print_table(out, table)
     source_name = "Kafka ledger.events" if args.from_kafka else "the store"
-    out.print(
+    say(
         f"{applied:,} events from {source_name} replayed into {path} (the same read-model "
         "tables, for SQL); nothing in the store was changed"
     )
@@ -495,7 +601,7 @@ def follow(what: str, run: Callable[..., int], once: bool) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     if not once:
-        err.print(f"{what}; Ctrl-C stops", markup=False)
+        warn(f"{what}; Ctrl-C stops")
     try:
         return run(once=once)
     except KeyboardInterrupt:
@@ -514,7 +620,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
             )
         finally:
             publisher.close()
-        out.print(
+        say(
             f"{publisher.settings.name}: {sent:,} events published, "
             f"up to notification {publisher.position():,}"
         )
@@ -541,7 +647,7 @@ def cmd_project(args: argparse.Namespace) -> None:
     finally:
         worker.close()
         db.close()
-    out.print(f"{worker.settings.name}: {applied:,} events applied to the read models")
+    say(f"{worker.settings.name}: {applied:,} events applied to the read models")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -562,6 +668,18 @@ def whole_number(text: str) -> int:
         return values.whole_number(text)
     except values.InvalidValue as problem:
         raise argparse.ArgumentTypeError(str(problem)) from None
+
+
+def bounded(low: int, high: int) -> Callable[[str], int]:
+    """A whole-number argument from `low` to `high`."""
+
+    def check(text: str) -> int:
+        number = whole_number(text)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, got {text}")
+        return number
+
+    return check
 
 
 # the arguments checked as the values of files and messages are, by ledger.values
@@ -615,8 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
-    p.add_argument("--beneficiaries", type=whole_number, default=20_000)
-    p.add_argument("--months", type=whole_number, default=6)
+    p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
+    p.add_argument("--months", type=bounded(1, 60), default=6)
     p.add_argument("--seed", type=whole_number, default=2025)
     p.add_argument("--out", default="out")
 
@@ -683,6 +801,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", cmd_payroll_export, "write the approved lists for the post office and banks"),
     ):
         p = command(payroll_commands, name, handler, help_text)
+        p.add_argument("--json", action="store_true", help="the result as JSON")
         p.add_argument("--period", required=True, metavar="YYYY-MM")
         p.add_argument("--province", metavar="CODE")
         if name == "export":
@@ -728,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="with --check-issued: the exported files and manifests (searched below DIR too)",
     )
+    p.add_argument("--json", action="store_true", help="the result as JSON")
     p.add_argument(
         "--from-kafka",
         action="store_true",
@@ -763,37 +883,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except InputRejected as problem:
         for line in problem.problems:
-            err.print(line, markup=False)
-        err.print(
-            "nothing was changed: correct the problems above and run the command again",
-            markup=False,
-        )
+            warn(line)
+        warn("nothing was changed: correct the problems above and run the command again")
         return 1
     except (RuleViolation, StoreUrlError) as problem:
-        err.print(f"refused: {problem}", markup=False)
+        warn(f"refused: {problem}")
         return 1
     except RecordedButNotVisible as warning:
-        err.print(f"warning: {warning}", markup=False)
+        warn(f"warning: {warning}")
         return 0
     except TopicMisconfigured as problem:
-        err.print(f"refused: {problem}", markup=False)
+        warn(f"refused: {problem}")
         return 1
     except IntegrityError:
         # optimistic concurrency: another command recorded events for the same aggregate
-        err.print(
+        warn(
             "refused: another command changed the same records at the same time; "
-            "nothing was recorded by this one: run it again",
-            markup=False,
+            "nothing was recorded by this one: run it again"
         )
         return 1
     except OSError as problem:  # a path that is not a folder, a full disk, no permission
         where = f" {problem.filename}" if problem.filename else ""
-        err.print(
-            f"refused: cannot use{where}: {problem.strerror or problem}; nothing was changed",
-            markup=False,
-        )
+        warn(f"refused: cannot use{where}: {problem.strerror or problem}; nothing was changed")
+        return 1
+    except Exception as problem:  # a fault of the ledger: one line here, the details in a file
+        warn(f"failed: {type(problem).__name__}: {problem}; {crash_report()}")
         return 1
     return 0
+
+
+def crash_report() -> str:
+    """The traceback of the exception being handled, written to a file for the ledger's
+    engineers; what to tell the operator about it."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, name = tempfile.mkstemp(prefix="ledger-failure-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+    except OSError:
+        return "the command stopped; run it again, and report it if it fails again"
+    return (
+        "the command stopped, and each command records all or nothing, so the store is as "
+        f"before or as after; the details for the ledger's engineers are in {name}"
+    )
 
 
 if __name__ == "__main__":

@@ -354,6 +354,7 @@ class Assessment:
     accrual: Credits = field(default_factory=Credits)  # to post to the books on approval
     credited_through: int = 0  # the period the books are credited up to after approval
     books_current: bool = False  # nothing to post: same credits, same period
+    review_limit: int | None = None  # set when the line is above it: shown to the approver
 
     @property
     def accrual_row(self) -> list[str | int] | None:
@@ -372,8 +373,18 @@ class Assessment:
         return -self.owed if self.owed < 0 else 0
 
 
-def assess(account: Account, period: int, ref: ReferenceData) -> Assessment:
-    """Rules 2 to 5 for one beneficiary and one period."""
+def review_limit(entitlement: Entitlement, period: int, ref: ReferenceData, months: int) -> int:
+    """The amount above which a line is shown to the approver for review: `months` of the
+    person's allowance at the period's level (a back-dated enrolment or rate change, a
+    coefficient or date typed wrong, make a first line of tens of millions)."""
+    return months * allowance(ref.standard_level.at(period), entitlement.coefficient)
+
+
+def assess(
+    account: Account, period: int, ref: ReferenceData, review_months: int | None = None
+) -> Assessment:
+    """Rules 2 to 5 for one beneficiary and one period; with `review_months`, a line above
+    `review_limit` carries that limit."""
     ent = account.entitlement
     position = balance(ent, account.issued, period, ref)
     credits, owed = position.credits, position.owed
@@ -424,7 +435,11 @@ def assess(account: Account, period: int, ref: ReferenceData) -> Assessment:
         total_amount=owed,
         registration_number=account.death_registration if kind == FUNERAL else None,
     )
-    return Assessment(account.personal_id, owed, line, None, accrual, posting_period, current)
+    limit = None if review_months is None else review_limit(ent, period, ref, review_months)
+    above = limit if limit is not None and owed > limit else None
+    return Assessment(
+        account.personal_id, owed, line, None, accrual, posting_period, current, above
+    )
 
 
 @dataclass(frozen=True)
@@ -451,6 +466,16 @@ class DraftList:
     @property
     def digest(self) -> str:
         return lines_digest(self.lines)
+
+    @property
+    def to_review(self) -> tuple[tuple[PaymentLine, int], ...]:
+        """The lines above their review limit, with the limit, by payment id."""
+        return tuple(
+            sorted(
+                ((a.line, a.review_limit) for a in self.assessments if a.line and a.review_limit),
+                key=lambda pair: pair[0].payment_id,
+            )
+        )
 
 
 def lines_digest(lines: Sequence[PaymentLine]) -> str:
@@ -499,11 +524,18 @@ class IssuedList:
 
 
 def draft_list(
-    period: int, province_code: str, accounts: Iterable[Account], ref: ReferenceData
+    period: int,
+    province_code: str,
+    accounts: Iterable[Account],
+    ref: ReferenceData,
+    review_months: int | None = None,
 ) -> DraftList:
     """Rule 3: one line per beneficiary resident in the province with a positive balance."""
     assessments = tuple(
-        sorted((assess(a, period, ref) for a in accounts), key=lambda a: a.personal_id)
+        sorted(
+            (assess(a, period, ref, review_months) for a in accounts),
+            key=lambda a: a.personal_id,
+        )
     )
     lines = tuple(sorted((a.line for a in assessments if a.line), key=lambda ln: ln.payment_id))
     return DraftList(format_month(period), province_code, lines, assessments)

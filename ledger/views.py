@@ -41,6 +41,8 @@ class ListSummary:
     approved_by: str | None
     held: int = 0
     waiting_for_claimant: int = 0
+    # lines above their review limit (rules.review_limit), with the limit: shown to approvers
+    to_review: tuple[tuple[Any, int], ...] = ()
 
 
 def summaries(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from ledger.aggregates import DeathRecord, RegistrationRefused, death_record_id
 from ledger.inputs import DeathRow, InputFile, InputRejected
@@ -25,6 +26,7 @@ class RegistrationOutcome:
     outcome: str
     reason: str = ""
     detail: str = ""
+    field: str = "registration_number"  # the field a refusal names
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,7 @@ def apply_death_registrations(
 
 
 def _refusals(decision: DeathDecision) -> list[str]:
-    return [
-        f"{o.where}: registration_number: {o.detail}"
-        for o in decision.outcomes
-        if o.outcome == REFUSED
-    ]
+    return [f"{o.where}: {o.field}: {o.detail}" for o in decision.outcomes if o.outcome == REFUSED]
 
 
 def decide_death_registrations(
@@ -88,9 +86,7 @@ def decide_death_registrations(
     (a registry that reused an id), so its guards are checked first: a consumer of the
     registry's topic refuses, rather than take a death for one already applied."""
     ports.guards.check()
-    seen = ports.existing(
-        "death_registration_events", "event_id", [row.event_id for _, _, row in registrations]
-    )
+    owners = _record_of_event_ids(ports, [row.event_id for _, _, row in registrations])
     pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
     loaded = ports.events.load_many([death_record_id(p) for p in pids])
     records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
@@ -98,8 +94,16 @@ def decide_death_registrations(
     outcomes: list[RegistrationOutcome] = []
     for source, where, row in registrations:
         record = records[row.personal_id]
-        if row.event_id in seen or (record is not None and record.has_applied(row.event_id)):
-            outcomes.append(RegistrationOutcome(where, UNCHANGED))
+        owner = owners.get(row.event_id)
+        applied = record.applied_content(row.event_id) if record is not None else None
+        if owner is not None and owner != death_record_id(row.personal_id):
+            outcomes.append(_reused(where, row, "for another person's death record"))
+            continue
+        if applied is not None:
+            if applied == registration_content(row):
+                outcomes.append(RegistrationOutcome(where, UNCHANGED))
+            else:
+                outcomes.append(_reused(where, row, "with other content"))
             continue
         try:
             record = _apply(record, row, actor, source)
@@ -108,9 +112,51 @@ def decide_death_registrations(
             continue
         # a refused registration triggers no event, so the record holds only applied ones
         records[row.personal_id] = changed[row.personal_id] = record
-        seen.add(row.event_id)
+        owners[row.event_id] = death_record_id(row.personal_id)
         outcomes.append(RegistrationOutcome(where, APPLIED))
     return DeathDecision(list(changed.values()), outcomes)
+
+
+def registration_content(row: DeathRow) -> dict[str, Any]:
+    """What a registration says, as its death record keeps it for its event_id
+    (`DeathRecord.applied_content`): the same event_id saying anything else is a reuse."""
+    return {
+        "event_type": row.event_type,
+        "registration_number": row.registration_number,
+        "full_name": row.full_name,
+        "date_of_death": row.date_of_death or None,
+        "registered_at": row.registered_at,
+        "registry_office": row.registry_office,
+        "claimant": row.claimant,
+    }
+
+
+def _reused(where: str, row: DeathRow, how: str) -> RegistrationOutcome:
+    return RegistrationOutcome(
+        where,
+        REFUSED,
+        "event-id-reused",
+        f"{row.event_id} was applied before {how}: a registry gives each registration its "
+        "own event_id; send this one with a new event_id",
+        field="event_id",
+    )
+
+
+def _record_of_event_ids(ports: Ports, event_ids: Sequence[str]) -> dict[str, Any]:
+    """The death record each of these event ids was applied to, for those applied before
+    (the `death_registration_events` read model, whose guards are checked above)."""
+    found: dict[str, Any] = {}
+    unique = list(dict.fromkeys(event_ids))
+    for i in range(0, len(unique), 500):
+        chunk = unique[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for event_id, aggregate_id in ports.db.query(
+            "SELECT event_id, aggregate_id FROM death_registration_events "
+            f"WHERE event_id IN ({marks})",
+            chunk,
+        ):
+            found[event_id] = UUID(str(aggregate_id))
+    return found
 
 
 def _apply(record: DeathRecord | None, row: DeathRow, actor: str, source: str) -> DeathRecord:

@@ -14,10 +14,16 @@ from ledger import views
 from ledger.aggregates import PAYROLL_REGISTER_ID, PaymentList, PayrollRegister, payment_list_id
 from ledger.inputs import InputRejected
 from ledger.months import format_month, month_of, parse_month
-from ledger.reference import province_codes
+from ledger.reference import province_codes, review_months
 from ledger.rules import LINE, DraftList, RuleViolation, draft_list
 from ledger.service_layer.common import check_month
-from ledger.service_layer.ports import Approval, ExportedFile, Ports, ReadModelDatabase
+from ledger.service_layer.ports import (
+    Approval,
+    ExportedFile,
+    ExportResult,
+    Ports,
+    ReadModelDatabase,
+)
 from ledger.views import ListSummary
 
 
@@ -33,6 +39,7 @@ def draft(
         province_code,
         views.accounts(source, views.IN_PROVINCE, (province_code,), through=month),
         ports.reference_data(source),
+        review_months(),
     )
 
 
@@ -83,6 +90,7 @@ def run_payroll(
     ports.decide_from_read_models()
     drafted: list[PaymentList] = []
     counts: dict[str, tuple[int, int]] = {}
+    to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
     for done, code in enumerate(codes):
         ports.progress(f"payroll run {period}", done, len(codes))
         payment_list = _payment_list(ports, period, code)
@@ -113,6 +121,7 @@ def run_payroll(
             sum(a.withheld == "HELD" for a in lines.assessments),
             sum(a.withheld == "NO_CLAIMANT" for a in lines.assessments),
         )
+        to_review[code] = lines.to_review
     ports.progress(f"payroll run {period}", len(codes), len(codes))
     ports.save(*drafted)
     return [
@@ -121,6 +130,7 @@ def run_payroll(
                 **s.__dict__,
                 "held": counts.get(s.province_code, (0, 0))[0],
                 "waiting_for_claimant": counts.get(s.province_code, (0, 0))[1],
+                "to_review": to_review.get(s.province_code, ()),
             }
         )
         for s in views.summaries(ports.db, period, province_code)
@@ -154,6 +164,16 @@ def approve_payroll(
         else []
     )
     if not drafts:
+        approved_before = [
+            s for s in views.summaries(ports.db, period, province_code) if s.status == "APPROVED"
+        ]
+        if approved_before:
+            by = sorted({s.approved_by or "" for s in approved_before})
+            raise RuleViolation(
+                f"the lists of {period} are already approved ({len(approved_before)} "
+                f"approved by {', '.join(by)}); nothing to approve: an approved list is never "
+                f"changed. Export them with `ledger payroll export --period {period} --out DIR`"
+            )
         raise RuleViolation(
             f"no draft list for {period} to approve: run "
             f"`ledger payroll run --period {period}` first"
@@ -173,6 +193,7 @@ def approve_payroll(
         raise InputRejected(problems)
     approved: list[str] = []
     refused: list[str] = []
+    to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
     for done, payment_list in enumerate(lists):
         code = payment_list.province_code
         ports.progress(f"payroll approve {period}", done, len(lists))
@@ -202,6 +223,7 @@ def approve_payroll(
             )
             break
         approved.append(code)
+        to_review[code] = lines.to_review
         ports.read_models.catch_up()  # the next list must see this one's lines (a mover)
     ports.progress(f"payroll approve {period}", len(lists), len(lists))
     ports.show_saved()
@@ -212,26 +234,41 @@ def approve_payroll(
             else "no list was approved; "
         )
         raise RuleViolation(done_text + "; ".join(refused))
-    return views.summaries(ports.db, period, province_code)
+    return [
+        ListSummary(**{**s.__dict__, "to_review": to_review.get(s.province_code, ())})
+        for s in views.summaries(ports.db, period, province_code)
+    ]
 
 
 def export_payroll(
     ports: Ports, period: str, province_code: str | None, out_dir: Path
-) -> list[ExportedFile]:
+) -> ExportResult:
     """Write the approved lists from the lines their approval recorded (the LinesIssued
     events, never the read models): one CSV per province and channel, ordered by payment_id,
     each with a manifest. Refused, with nothing written, when a list's recorded lines do not
     reproduce the digest, count and total its approval recorded."""
     check_month(period, "--period")
     codes = _provinces_to_export(province_code)
+    drafts = {
+        r[0]: r[1]
+        for r in ports.db.query(
+            "SELECT province_code, status FROM payment_lists WHERE period = ?", (period,)
+        )
+    }
     staged = ports.export(out_dir)
     files: list[ExportedFile] = []
+    not_written: list[str] = []
     problems: list[str] = []
     try:
         for done, code in enumerate(codes):
             ports.progress(f"payroll export {period}", done, len(codes))
             issued = ports.events.issued_list(payment_list_id(period, code))
             if issued is None:
+                if code in drafts:  # the record has no approval: the draft is not paid
+                    not_written.append(
+                        f"{period} {code}: the list is a draft, not approved: approve it with "
+                        f"`ledger payroll approve --period {period} --province {code} --by USER`"
+                    )
                 continue
             found = issued.problems()
             if found:
@@ -252,13 +289,14 @@ def export_payroll(
         if not files:
             where = f" {province_code}" if province_code else ""
             raise RuleViolation(
-                f"no approved list for {period}{where} to export: approve it "
-                f"with `ledger payroll approve --period {period} --by USER`"
+                f"no approved list for {period}{where} to export"
+                + (f" ({len(not_written)} drafts not approved)" if not_written else "")
+                + f": approve it with `ledger payroll approve --period {period} --by USER`"
             )
         staged.commit()
     finally:
         staged.discard()
-    return files
+    return ExportResult(files, not_written)
 
 
 def _provinces_to_export(province_code: str | None) -> list[str]:

@@ -76,6 +76,19 @@ class ExportedFile:
     sha256: str
 
 
+class ExportResult(list[ExportedFile]):
+    """The files an export wrote (it is their list), and `not_written`: a line for each list
+    of the period it did not write, saying why."""
+
+    def __init__(self, files: Iterable[ExportedFile], not_written: Iterable[str]) -> None:
+        super().__init__(files)
+        self.not_written = list(not_written)
+
+    @property
+    def files(self) -> list[ExportedFile]:
+        return list(self)
+
+
 @dataclass(frozen=True)
 class Approval:
     """What the approval recorded about a list, for the manifest."""
