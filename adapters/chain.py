@@ -1,15 +1,25 @@
-"""The hash chain over stored events: each event's SHA-256 covers the previous event's hash,
-so that altering, removing or reordering any stored event breaks every link after it."""
+"""The hash chain over stored events: each event's link is an HMAC-SHA256, keyed with the chain
+key (adapters/chain_key.py, kept out of the store), over the previous link and the event, so
+that altering, removing or reordering any stored event breaks its link, and nobody without the
+key can compute the links again after such a change."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 GENESIS = bytes(32)
 
 
+class NoChainKey(RuntimeError):
+    """A link was asked for without a key: never written unkeyed."""
+
+
 def link(
+    key: bytes,
     previous: bytes,
     notification_id: int,
     originator_id: UUID | str,
@@ -17,9 +27,11 @@ def link(
     topic: str,
     state: bytes,
 ) -> bytes:
-    """The hash of one stored event, chained to the previous one's. Every field is length-
-    prefixed, so no two different events can hash the same bytes."""
-    h = hashlib.sha256(previous)
+    """The link of one stored event, chained to the previous one's. Every field is length-
+    prefixed, so no two different events give the same bytes to the HMAC."""
+    if not key:
+        raise NoChainKey("no chain key: a link is never computed without one")
+    h = hmac.new(key, previous, hashlib.sha256)
     for part in (str(notification_id), str(UUID(str(originator_id))), str(version), topic):
         data = part.encode()
         h.update(len(data).to_bytes(4, "big"))
@@ -27,3 +39,20 @@ def link(
     h.update(len(state).to_bytes(8, "big"))
     h.update(state)
     return h.digest()
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The last link of a store's chain (notification 0 and 32 zero bytes: no event yet),
+    with the id of the key that made it: what a manifest or a checkpoint records."""
+
+    notification_id: int
+    chain_hash: str
+    key_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "notification_id": self.notification_id,
+            "chain_hash": self.chain_hash,
+            "key_id": self.key_id,
+        }

@@ -1,13 +1,19 @@
 """The event store: `eventsourcing`'s application and recorders behind the few operations the
-service layer needs (get, load many, save, save with a tracking record, read the log).
+service layer needs (get, load many, save, save with a tracking record, read the log), and what
+an auditor asks of it (the chain's head, the guards' state).
 
 One `eventsourcing` Application holds every aggregate, so that the ledger has a single total
 order of events (one notification log) for the hash chain and for Kafka.
+
+A store that exists is always opened as it is: its tables and triggers are created only when
+it has none, so that no command ever puts back a guard someone removed (the evidence stays for
+`ledger verify`; `guard_problems` names it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,8 +23,9 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
 from eventsourcing.utils import Environment
 
-from adapters.chain import GENESIS, link
-from adapters.recorders import CHAIN_TABLE
+from adapters.chain import GENESIS, ChainHead, link
+from adapters.chain_key import ChainKeyError, key_id, load_chain_key
+from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from ledger.rules import LINE_FIELDS, IssuedList
@@ -36,6 +43,56 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
         process environment, where one stray variable (POSTGRES_ENABLE_DB_FUNCTIONS=y, or
         LEDGER_APPLICATION_RECORDER_TOPIC) would bypass the hash chain and the table lock."""
         return Environment(name, dict(env or {}))
+
+
+PG_SCHEMA = "public"  # where the recorder keeps its tables (the store URL names no other)
+
+
+def events_table_name(kind: str) -> str:
+    """The events table of a store kind, as the library names it."""
+    return "stored_events" if kind == "sqlite" else f"{LedgerApplication.name.lower()}_events"
+
+
+def _has_table(db: ReadModelDatabase, kind: str, table: str) -> bool:
+    if kind == "sqlite":
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return bool(db.query(sql, (table,)))
+    sql = (
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relname = ?"
+        " AND c.relkind IN ('r', 'p')"
+    )
+    return bool(db.query(sql, (PG_SCHEMA, table)))
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """Whether the store has the ledger's events table, looked at without creating anything
+    (not even an empty SQLite file)."""
+    if location.kind == "sqlite":
+        assert location.path is not None
+        if not location.path.is_file():
+            return False
+        try:
+            con = sqlite3.connect(f"{location.path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return False
+        try:
+            found = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (events_table_name("sqlite"),),
+            ).fetchall()
+        except sqlite3.DatabaseError:  # not a database
+            return False
+        finally:
+            con.close()
+        return bool(found)
+    from adapters.sql import PostgresDatabase
+
+    db = PostgresDatabase(location.url)
+    try:
+        return _has_table(db, "postgresql", events_table_name("postgresql"))
+    finally:
+        db.close()
 
 
 def open_application(env: dict[str, str], attempts: int = 5) -> LedgerApplication:
@@ -57,24 +114,167 @@ class EventStore:
     NOTIFICATION_BATCH = 500
     APPLY_BYTES = 16 * 1024 * 1024
 
-    def __init__(self, location: StoreLocation, db: ReadModelDatabase, existing: bool) -> None:
-        """`existing`: the store must already exist and is opened as it is (no table or
-        trigger is created or put back)."""
-        env = location.eventsourcing_env()
-        if existing:
-            env["CREATE_TABLE"] = "n"
+    def __init__(
+        self,
+        location: StoreLocation,
+        db: ReadModelDatabase,
+        existing: bool | None = None,
+        *,
+        create: bool | None = None,
+        chain_key: bytes | None = None,
+    ) -> None:
+        """`create`: make the store when it has no events table (never otherwise); without
+        it, a missing store is refused. An existing store is opened as it is: no table or
+        trigger is created or put back. `existing` is the former spelling (`existing=False`
+        is `create=True`). `chain_key`: the key of the hash chain (default: `load_chain_key`,
+        refused when there is none). Refused when the store's chain was made with another
+        key."""
+        if create is None:
+            create = existing is False
         self.location = location
         self.db = db
+        found = _has_table(db, location.kind, events_table_name(location.kind))
+        if not found and not create:
+            raise StoreUrlError(f"no ledger store at {location.url}")
+        self.chain_key = load_chain_key() if chain_key is None else chain_key
+        self.key_id = key_id(self.chain_key)
+        self.created = not found
+        env = location.eventsourcing_env()
+        if found:
+            env["CREATE_TABLE"] = "n"
         self.app = open_application(env)
+        self.app.recorder.set_chain_key(self.chain_key)  # type: ignore[attr-defined]
         self.table: str = self.app.recorder.events_table_name  # type: ignore[attr-defined]
-        if existing:
-            try:
-                db.query(f"SELECT 1 FROM {self.table} LIMIT 1")
-            except Exception:
-                raise StoreUrlError(f"no ledger store at {location.url}") from None
+        stored = self.stored_key_id()
+        if stored is not None and stored != self.key_id:
+            self.app.close()
+            raise ChainKeyError(key_mismatch(stored, self.key_id))
 
     def close(self) -> None:
         self.app.close()
+
+    # The store itself
+
+    def exists(self) -> bool:
+        """Whether the store has the ledger's events table."""
+        return _has_table(self.db, self.location.kind, self.table)
+
+    def records_key_ids(self) -> bool:
+        """Whether the chain table records each link's key id (a store made before the chain
+        was keyed does not)."""
+        if self.location.kind == "sqlite":
+            columns = self.db.query(f"SELECT name FROM pragma_table_info('{CHAIN_TABLE}')")
+            return any(str(c[0]) == KEY_COLUMN for c in columns)
+        return bool(
+            self.db.query(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = ?"
+                " AND table_name = ? AND column_name = ?",
+                (PG_SCHEMA, CHAIN_TABLE, KEY_COLUMN),
+            )
+        )
+
+    def stored_key_id(self) -> str | None:
+        """The id of the key the store's chain is made with, from its last link (None: no
+        event saved yet, or a chain that records no key)."""
+        if not _has_table(self.db, self.location.kind, CHAIN_TABLE) or not self.records_key_ids():
+            return None
+        rows = self.db.query(
+            f"SELECT {KEY_COLUMN} FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1"
+        )
+        return str(rows[0][0]) if rows else None
+
+    def chain_head(self) -> ChainHead:
+        """The last link of the chain, with the key's id: what a manifest or a checkpoint
+        records, so that a later truncation or rewrite of the history shows."""
+        rows = self.db.query(
+            f"SELECT notification_id, chain_hash FROM {CHAIN_TABLE}"
+            " ORDER BY notification_id DESC LIMIT 1"
+        )
+        if not rows:
+            return ChainHead(0, GENESIS.hex(), self.key_id)
+        return ChainHead(int(rows[0][0]), str(rows[0][1]), self.key_id)
+
+    def link_at(self, notification_id: int) -> str | None:
+        """The chain's link of one notification, if the chain has it."""
+        rows = self.db.query(
+            f"SELECT chain_hash FROM {CHAIN_TABLE} WHERE notification_id = ?", (notification_id,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def guard_problems(self) -> list[str]:
+        """Every way the store's own guards are not as the recorder made them: a table of the
+        chain missing or recording no key id, an immutability trigger (on the events and the chain)
+        missing, rewritten or off. Read only: nothing is put back."""
+        problems: list[str] = []
+        if not _has_table(self.db, self.location.kind, CHAIN_TABLE):
+            problems.append(f"table {CHAIN_TABLE} is missing: the events are not chained")
+        elif not self.records_key_ids():
+            problems.append(
+                f"table {CHAIN_TABLE} records no key id: the store was made before its chain "
+                "was keyed (make a new store), or the table was replaced"
+            )
+        if self.location.kind == "sqlite":
+            problems.extend(self._sqlite_trigger_problems())
+        else:
+            problems.extend(self._postgres_trigger_problems())
+        return problems
+
+    def _sqlite_trigger_problems(self) -> Iterator[str]:
+        recorder: Any = self.app.recorder
+        found = dict(self.db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        for statement in recorder.construct_create_table_statements():
+            if not statement.startswith("CREATE TRIGGER"):
+                continue
+            expected = statement.replace("IF NOT EXISTS ", "")
+            name = expected.split()[2]
+            if name not in found:
+                yield f"trigger {name} is missing: the table can be changed"
+            elif " ".join(str(found[name]).split()) != " ".join(expected.split()):
+                yield f"trigger {name} was rewritten: {found[name]}"
+
+    # tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate
+    _PG_TRIGGERS = {"immutable": 1 | 2 | 8 | 16, "no_truncate": 2 | 32}
+
+    def _postgres_trigger_problems(self) -> Iterator[str]:
+        schema = self.app.recorder.datastore.schema  # type: ignore[attr-defined]
+        rows = self.db.query(
+            "SELECT c.relname, t.tgname, t.tgenabled, t.tgtype, t.tgqual IS NULL,"
+            " t.tgattr::text = '', p.proname, pn.nspname, l.lanname, p.prosrc"
+            " FROM pg_catalog.pg_trigger t"
+            " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid"
+            " JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace"
+            " JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+            " WHERE cn.nspname = ? AND NOT t.tgisinternal",
+            (schema,),
+        )
+        state = {(r[0], r[1]): r[2:] for r in rows}
+        for name, relation in (("events", self.table), ("chain", CHAIN_TABLE)):
+            for kind, tgtype in self._PG_TRIGGERS.items():
+                trigger = f"ledger_{name}_{kind}"
+                found = state.get((relation, trigger))
+                if found is None:
+                    yield f"trigger {trigger} on {relation} is missing"
+                    continue
+                enabled, got_type, unconditional, all_columns, proc, proc_schema, lang, body = found
+                if enabled not in ("O", "A"):  # D: disabled; R: only for replication sessions
+                    yield f"trigger {trigger} on {relation} is off ({enabled})"
+                if int(got_type) != tgtype or not unconditional or not all_columns:
+                    yield (
+                        f"trigger {trigger} on {relation} was rewritten: it no longer fires "
+                        "before every change it refuses"
+                    )
+                if (proc, proc_schema, lang, body) != (
+                    "ledger_refuse_change",
+                    schema,
+                    "plpgsql",
+                    REFUSE_CHANGE_BODY,
+                ):
+                    yield (
+                        f"trigger {trigger} on {relation} no longer refuses: it calls "
+                        f"{proc_schema}.{proc}: {body}"
+                    )
 
     # Aggregates
 
@@ -172,7 +372,9 @@ class EventStore:
                 yield f"notification {n} has no link in the hash chain"
                 continue
             previous = bytes.fromhex(chain[1][1]) if len(chain) > 1 else GENESIS
-            expected = link(previous, n, e.originator_id, e.originator_version, e.topic, e.state)
+            expected = link(
+                self.chain_key, previous, n, e.originator_id, e.originator_version, e.topic, e.state
+            )
             if expected.hex() != chain[0][1]:
                 yield f"notification {n} does not match its link in the hash chain"
 

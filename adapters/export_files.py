@@ -1,6 +1,11 @@
 """The payment files for the post office and the banks, and their manifests: written from the
 lines recorded at approval, staged beside their final names and put in place together, so that
-a refused or interrupted export leaves no partial file under a final name."""
+a refused or interrupted export leaves no partial file under a final name.
+
+Every payment file's bytes come from `export_bytes`, and a list's files from `list_files`: the
+export, `replay --check-issued` and `exports check` all call them, so that what is checked is
+what is written. A text cell that a spreadsheet would evaluate as a formula is written with a
+leading `'` (`safe_cell`)."""
 
 from __future__ import annotations
 
@@ -9,14 +14,63 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.rules import LINE, LINE_FIELDS
+from adapters.chain import ChainHead
+from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from ledger.service_layer.ports import Approval, ExportedFile
 
 TOTAL = LINE["total_amount"]
+AMOUNT_FIELDS = ("regular_amount", "funeral_amount", "arrears_amount", "total_amount")
+_AMOUNTS = tuple(LINE[name] for name in AMOUNT_FIELDS)
+_TEXTS = tuple(i for i, name in enumerate(LINE_FIELDS) if name not in AMOUNT_FIELDS)
+# what makes a spreadsheet read a cell as a formula (OWASP, CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MANIFEST_SUFFIX = ".manifest.json"
+# the manifest's keys, in the order written; `chain_head` when the export was given one
+MANIFEST_KEYS = (
+    "file",
+    "period",
+    "province_code",
+    "channel",
+    "rows",
+    "total_amount",
+    "sha256",
+    "approved_by",
+    "approved_at",
+    "lines_digest",
+)
+
+
+def safe_cell(value: str) -> str:
+    """A text cell as written: with a leading `'` when it begins with a character that makes
+    a spreadsheet evaluate it (=, +, -, @, tab, carriage return); otherwise unchanged."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def export_row(row: Sequence[Any]) -> list[Any]:
+    """A recorded line (LINE_FIELDS order) as its cells are written: every text cell through
+    `safe_cell`; the amounts as they are, integers that are never negative."""
+    cells = list(row)
+    for i in _AMOUNTS:
+        amount = cells[i]
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise RuleViolation(
+                f"payment {cells[LINE['payment_id']]}: {LINE_FIELDS[i]} is {amount!r}, not an "
+                "amount a line can pay (a whole number of VND, never negative): nothing was "
+                "written; run `ledger verify`"
+            )
+    for i in _TEXTS:
+        value = cells[i]
+        if isinstance(value, str):
+            cells[i] = safe_cell(value)
+        elif value is not None:
+            cells[i] = safe_cell(str(value))
+    return cells
 
 
 def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
@@ -24,22 +78,106 @@ def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
     its row count and its total amount."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # Python's writer quotes a cell only for the characters of its line terminator: a carriage
+    # return inside a cell would be left bare and read as the end of a row. Such a row is
+    # written with "\r\n" (which quotes it) and ended with "\n" like every other.
+    one = io.StringIO()
+    quoting = csv.writer(one, lineterminator="\r\n")
     writer.writerow(LINE_FIELDS)
     count = total = 0
     for row in rows:
-        writer.writerow(row)
+        cells = export_row(row)
+        if any(isinstance(c, str) and "\r" in c for c in cells):
+            one.seek(0)
+            one.truncate()
+            quoting.writerow(cells)
+            buffer.write(one.getvalue()[:-2] + "\n")
+        else:
+            writer.writerow(cells)
         count += 1
         total += int(row[TOTAL])
     return buffer.getvalue().encode("utf-8"), count, total
 
 
+@dataclass(frozen=True)
+class ListFile:
+    """One payment file of an approved list, as the recorded lines give it."""
+
+    approval: Approval
+    channel: str
+    data: bytes
+    rows: int
+    total_amount: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.approval.period}_{self.approval.province_code}_{self.channel}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}.csv"
+
+    @property
+    def manifest_name(self) -> str:
+        return f"{self.stem}{MANIFEST_SUFFIX}"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def manifest(self, chain_head: ChainHead | None = None) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "file": self.name,
+            "period": self.approval.period,
+            "province_code": self.approval.province_code,
+            "channel": self.channel,
+            "rows": self.rows,
+            "total_amount": self.total_amount,
+            "sha256": self.sha256,
+            "approved_by": self.approval.approved_by,
+            "approved_at": self.approval.approved_at,
+            "lines_digest": self.approval.lines_digest,
+        }
+        if chain_head is not None:
+            found["chain_head"] = chain_head.as_json()
+        return found
+
+
+def list_file(approval: Approval, channel: str, rows: Iterable[Sequence[Any]]) -> ListFile:
+    """One channel's file, from its lines ordered by payment_id."""
+    data, count, total = export_bytes(rows)
+    return ListFile(approval, channel, data, count, total)
+
+
+def list_files(approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ListFile]:
+    """An approved list's payment files from its recorded lines (LINE_FIELDS order, any
+    order): one per channel that has lines, by channel, each ordered by payment_id."""
+    by_channel: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: str(r[LINE["payment_id"]])):
+        by_channel[row[LINE["channel"]]].append(row)
+    return [list_file(approval, channel, lines) for channel, lines in sorted(by_channel.items())]
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+HeadSource = ChainHead | Callable[[], ChainHead]
+
+
 class StagedExport:
     """Files written under temporary names in the output folder; `commit` renames them all,
-    `discard` removes them."""
+    `discard` removes them.
 
-    def __init__(self, out_dir: Path) -> None:
+    `chain_head`: the store's chain head, or how to read it (`EventStore.chain_head`), written
+    into every manifest. A function is called at `commit`, after every list was read, so that
+    the head recorded covers each approval exported. The manifests are staged then."""
+
+    def __init__(self, out_dir: Path, *, chain_head: HeadSource | None = None) -> None:
         self.out_dir = out_dir
+        self.chain_head = chain_head
         self.staged: list[tuple[Path, Path]] = []
+        self.manifests: list[ListFile] = []
 
     def _stage(self, name: str, data: bytes) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)  # not before there is a file to write
@@ -52,32 +190,32 @@ class StagedExport:
         self.staged.append((tmp, final))
         return final
 
+    def _add(self, file: ListFile) -> ExportedFile:
+        path = self._stage(file.name, file.data)
+        self.manifests.append(file)
+        return ExportedFile(path, file.rows, file.total_amount, file.sha256)
+
     def add_list_file(
         self, approval: Approval, channel: str, rows: Iterable[Sequence[Any]]
     ) -> ExportedFile:
-        data, count, total = export_bytes(rows)
-        digest = hashlib.sha256(data).hexdigest()
-        stem = f"{approval.period}_{approval.province_code}_{channel}"
-        path = self._stage(f"{stem}.csv", data)
-        manifest = {
-            "file": path.name,
-            "period": approval.period,
-            "province_code": approval.province_code,
-            "channel": channel,
-            "rows": count,
-            "total_amount": total,
-            "sha256": digest,
-            "approved_by": approval.approved_by,
-            "approved_at": approval.approved_at,
-            "lines_digest": approval.lines_digest,
-        }
-        self._stage(
-            f"{stem}.manifest.json",
-            (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
-        )
-        return ExportedFile(path, count, total, digest)
+        """One channel's file of a list, from its lines ordered by payment_id."""
+        return self._add(list_file(approval, channel, rows))
+
+    def add_list(self, approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ExportedFile]:
+        """Every file of an approved list, from its recorded lines (`list_files`)."""
+        return [self._add(file) for file in list_files(approval, rows)]
+
+    def _head(self) -> ChainHead | None:
+        if self.chain_head is None or isinstance(self.chain_head, ChainHead):
+            return self.chain_head
+        return self.chain_head()
 
     def commit(self) -> None:
+        if self.manifests:
+            head = self._head()
+            for file in self.manifests:
+                self._stage(file.manifest_name, manifest_bytes(file.manifest(head)))
+            self.manifests.clear()
         for tmp, final in self.staged:
             os.replace(tmp, final)
         self.staged.clear()
@@ -86,3 +224,4 @@ class StagedExport:
         for tmp, _ in self.staged:
             tmp.unlink(missing_ok=True)
         self.staged.clear()
+        self.manifests.clear()

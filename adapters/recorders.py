@@ -1,6 +1,13 @@
 """The event store as `eventsourcing` records it, with two guarantees added in the database
 itself: stored events (and their chain) cannot be updated or deleted, and every event is
-chained by SHA-256 to the one before in the same transaction that appends it.
+chained to the one before, by an HMAC-SHA256 keyed with the chain key, in the same transaction
+that appends it.
+
+The recorder is given the key by the event store right after it is opened
+(`set_chain_key`); without one, a save is refused before anything is written. Each link
+records the id of the key that made it (`event_chain.key_id`, immutable with the link), and a
+save is refused when the last link's key id is not its key's, so that one store's chain is
+never made with two keys.
 
 They are the library's *process* recorders: a save may carry a tracking record (a Kafka
 topic-partition and the next offset to read) that is written in the same transaction as the
@@ -18,10 +25,12 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRec
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg.sql import SQL
 
-from adapters.chain import GENESIS, link
+from adapters.chain import GENESIS, NoChainKey, link
+from adapters.chain_key import ChainKeyError, key_id
 from ledger.service_layer.ports import ConcurrentChange
 
 CHAIN_TABLE = "event_chain"
+KEY_COLUMN = "key_id"  # of event_chain: the id of the key each link was made with
 TRACKING_TABLE = "ledger_tracking"  # SQLite's recorder names its own "tracking"
 IMMUTABLE = "stored events are immutable"
 
@@ -40,24 +49,68 @@ def _changed(expected: dict[UUID, int | None], found: dict[UUID, int]) -> None:
         raise StreamsChanged(f"{len(moved)} stream(s) changed since they were read: {moved[:3]}")
 
 
-def _chain(
-    previous: bytes, ids: Sequence[int], events: Sequence[StoredEvent]
-) -> list[tuple[int, str]]:
-    rows = []
-    for notification_id, e in zip(ids, events, strict=True):
-        previous = link(
-            previous, notification_id, e.originator_id, e.originator_version, e.topic, e.state
-        )
-        rows.append((notification_id, previous.hex()))
-    return rows
+def key_mismatch(stored: str, given: str) -> str:
+    return (
+        f"this store's chain was made with key id {stored}; the key given has id {given}: "
+        "give the store's own key (LEDGER_CHAIN_KEY, or the file LEDGER_CHAIN_KEY_FILE names)"
+    )
 
 
-class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
+class KeyedChain:
+    """What both recorders share: the chain key, refused when absent or not the store's."""
+
+    chain_key: bytes | None = None
+    chain_key_id: str | None = None
+
+    def set_chain_key(self, key: bytes) -> None:
+        if not key:
+            raise NoChainKey("an empty chain key")
+        self.chain_key, self.chain_key_id = key, key_id(key)
+
+    def _key(self) -> tuple[bytes, str]:
+        if not self.chain_key or not self.chain_key_id:
+            raise NoChainKey(
+                "the recorder was given no chain key: nothing is saved with an unkeyed link"
+            )
+        return self.chain_key, self.chain_key_id
+
+    def _previous(self, last: tuple[str, str] | None) -> bytes:
+        """Under the write lock, from the last link and its key id: the link to chain to.
+        Refused when the chain was made with another key."""
+        _, mine = self._key()
+        if last is None:
+            return GENESIS
+        chain_hash, stored = last
+        if stored != mine:
+            raise ChainKeyError(key_mismatch(stored, mine))
+        return bytes.fromhex(chain_hash)
+
+    def _chain(
+        self, previous: bytes, ids: Sequence[int], events: Sequence[StoredEvent]
+    ) -> list[tuple[int, str, str]]:
+        key, mine = self._key()
+        rows = []
+        for notification_id, e in zip(ids, events, strict=True):
+            previous = link(
+                key,
+                previous,
+                notification_id,
+                e.originator_id,
+                e.originator_version,
+                e.topic,
+                e.state,
+            )
+            rows.append((notification_id, previous.hex(), mine))
+        return rows
+
+
+class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} ("
-            "notification_id INTEGER PRIMARY KEY, chain_hash TEXT NOT NULL)"
+            f"notification_id INTEGER PRIMARY KEY, chain_hash TEXT NOT NULL, {KEY_COLUMN} TEXT "
+            "NOT NULL)"
         )
         for table in (self.events_table_name, CHAIN_TABLE):
             for operation in ("UPDATE", "DELETE"):
@@ -84,6 +137,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        self._key()  # refused before anything is written
         ids = super()._insert_events(c, stored_events, **kwargs)
         expected: dict[UUID, int | None] = kwargs.get("expected_versions") or {}
         if expected:
@@ -101,16 +155,28 @@ class ChainedSQLiteApplicationRecorder(SQLiteProcessRecorder):
             _changed(expected, found)
         if ids:
             # the insert above holds the write lock: nobody appends between read and write
-            c.execute(f"SELECT chain_hash FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1")
+            c.execute(
+                f"SELECT chain_hash, {KEY_COLUMN} FROM {CHAIN_TABLE}"
+                " ORDER BY notification_id DESC LIMIT 1"
+            )
             row = c.fetchone()
-            previous = bytes.fromhex(row[0]) if row else GENESIS
+            previous = self._previous((row[0], row[1]) if row else None)
+            links = self._chain(previous, ids, stored_events)
             c.executemany(
-                f"INSERT INTO {CHAIN_TABLE} VALUES (?, ?)", _chain(previous, ids, stored_events)
+                f"INSERT INTO {CHAIN_TABLE} (notification_id, chain_hash, {KEY_COLUMN})"
+                " VALUES (?, ?, ?)",
+                links,
             )
         return ids
 
 
-class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
+# the body of the PostgreSQL function every immutability trigger calls (checked by verify)
+REFUSE_CHANGE_BODY = (
+    f" BEGIN RAISE EXCEPTION '{IMMUTABLE}: % refused on %', TG_OP, TG_TABLE_NAME; END "
+)
+
+
+class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("tracking_table_name", TRACKING_TABLE)
         super().__init__(*args, **kwargs)
@@ -122,10 +188,10 @@ class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
             SQL(x).format()  # Composed, as the recorder keeps its statements
             for x in [
                 f"CREATE TABLE IF NOT EXISTS {chain} ("
-                "notification_id BIGINT PRIMARY KEY, chain_hash TEXT NOT NULL)",
+                f"notification_id BIGINT PRIMARY KEY, chain_hash TEXT NOT NULL, {KEY_COLUMN} "
+                "TEXT NOT NULL)",
                 f'CREATE OR REPLACE FUNCTION "{schema}".ledger_refuse_change() RETURNS trigger '
-                "LANGUAGE plpgsql AS $$ BEGIN "
-                f"RAISE EXCEPTION '{IMMUTABLE}: % refused on %', TG_OP, TG_TABLE_NAME; END $$",
+                f"LANGUAGE plpgsql AS $${REFUSE_CHANGE_BODY}$$",
             ]
         )
         for name, table in (("events", events), ("chain", chain)):
@@ -148,7 +214,19 @@ class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
     ) -> None:
         # One INSERT of a whole enrolment file's events (tens of megabytes in one statement)
         # stalls the pipelined connection; several statements in the same transaction do not.
+        self._key()  # refused before anything is written
         self._lock_table(curs)
+        # Under the table lock, before any insert: an error raised after the events are
+        # inserted would not roll them back (the library commits what it caught). Nobody can
+        # append a link before ours.
+        curs.execute(
+            f"SELECT chain_hash, {KEY_COLUMN} FROM {self.chain_table}"
+            " ORDER BY notification_id DESC LIMIT 1"
+        )
+        last = curs.fetchone()
+        self._inserted.previous = self._previous(
+            (last["chain_hash"], last[KEY_COLUMN]) if last else None
+        )
         expected: dict[UUID, int | None] = kwargs.get("expected_versions") or {}
         if expected:
             # under the table lock: no other save can append between this read and ours
@@ -173,16 +251,13 @@ class ChainedPostgresApplicationRecorder(PostgresProcessRecorder):
         if len(ids) != len(stored_events):
             raise ProgrammingError(f"got {len(ids)} notification ids for {len(stored_events)}")
         if ids:
-            # the recorder holds an EXCLUSIVE lock on the events table: appends are serial
-            curs.execute(
-                f"SELECT chain_hash FROM {self.chain_table} ORDER BY notification_id DESC LIMIT 1"
-            )
-            row = curs.fetchone()
-            previous = bytes.fromhex(row["chain_hash"]) if row else GENESIS
-            rows = _chain(previous, ids, stored_events)
+            # the recorder holds an EXCLUSIVE lock on the events table: appends are serial,
+            # and the last link was read under it before the insert
+            rows = self._chain(self._inserted.previous, ids, stored_events)
             # one statement for the batch: executemany costs a round of query handling per row
             curs.execute(
-                f"INSERT INTO {self.chain_table} SELECT * FROM unnest(%s::bigint[], %s::text[])",
-                ([n for n, _ in rows], [h for _, h in rows]),
+                f"INSERT INTO {self.chain_table} (notification_id, chain_hash, {KEY_COLUMN})"
+                " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[])",
+                ([n for n, _, _ in rows], [h for _, h, _ in rows], [k for _, _, k in rows]),
             )
         return ids

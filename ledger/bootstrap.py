@@ -7,6 +7,7 @@ order of events (one notification log) for the hash chain and for Kafka."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -15,7 +16,7 @@ from typing import Any
 
 from adapters import read_model_guards
 from adapters.civil_registry import registrations_in
-from adapters.event_store import EventStore
+from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
 from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, UntouchedReadModels
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
@@ -41,6 +42,23 @@ from ledger.views import ListSummary
 from projections.readmodels import Projector, RecordedEvent
 
 
+class StoreGuards:
+    """The guards a decision checks first: none of the store's may be missing or altered."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def check(self) -> None:
+        found = self.ledger.guard_problems()
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise read_model_guards.GuardsMissing(
+                f"the store's guards are not in place: {found[0]}{more}. Nothing is decided "
+                "on such a store and nothing puts a guard back: run `ledger verify` and keep "
+                "the store as it is"
+            )
+
+
 class Ledger:
     """The ledger as operators use it."""
 
@@ -53,16 +71,32 @@ class Ledger:
         today: Callable[[], date] | None = None,
         read_models: str = "in-process",
         existing: bool = False,
+        create: bool = True,
     ) -> None:
         """`read_models`: "in-process" (kept up to date here from the notification log, the
         embedded default), "kafka" (kept by `ledger project` from ledger.events: commands
         wait until they see their own writes), or "none" (the publisher: not touched).
         `existing`: open a store that must already exist, as it is: no table, trigger or
         reference data is created or put back (what `verify` inspects). `today`: the day in
-        Vietnam (default: the country's clock, whatever the machine's zone)."""
+        Vietnam (default: the country's clock, whatever the machine's zone). `create`: make
+        the store when there is none (`ledger init`, the demo, tests); without it a missing
+        store is refused, so that a typo in a path never answers from a new empty store.
+
+        An existing store is always opened as it is: no table, trigger or guard is ever put
+        back (that would erase the evidence `verify` looks for); `guard_problems` says what
+        is missing or altered, and the commands that decide refuse to run then."""
         location = StoreLocation.parse(store)
-        if existing and location.path is not None and not location.path.exists():
-            raise StoreUrlError(f"no ledger store at {location.path}")
+        if (existing or not create) and not store_exists(location):
+            where = location.path if location.path is not None else location.url
+            if location.path is not None and location.path.exists():
+                raise StoreUrlError(
+                    f"{where} is not a ledger store (it holds no ledger events): check "
+                    "--store or LEDGER_STORE"
+                )
+            raise StoreUrlError(
+                f"no ledger store at {where}: check --store or LEDGER_STORE, or make one "
+                "with `ledger init`"
+            )
         if read_models == "kafka" and location.kind != "postgresql":
             raise StoreUrlError(
                 "with LEDGER_KAFKA set the read models are kept in PostgreSQL by `ledger "
@@ -79,28 +113,27 @@ class Ledger:
                 self.db = SQLiteDatabase(location.path)
             else:
                 self.db = PostgresDatabase(location.url)
-            self.events = EventStore(location, self.db, existing)
+            self.events = EventStore(location, self.db, create=create and not existing)
         except sqlite3.DatabaseError as err:
             raise StoreUrlError(f"{location.path} is not a ledger store ({err})") from None
         self.app = self.events.app
-        with self.db.transaction() as cursor:
-            Projector.create_schema(cursor)
+        if self.events.created:
+            with self.db.transaction() as cursor:
+                Projector.create_schema(cursor)
         self.sync = self._read_model_sync(read_models)
         self.ports = Ports(
             events=self.events,
             db=self.db,
             read_models=self.sync,
-            guards=read_model_guards.Guards(self.db),
-            export=StagedExport,
+            guards=StoreGuards(self),
+            # every manifest names the chain's head as the export found it
+            export=functools.partial(StagedExport, chain_head=self.events.chain_head),
             read_registrations=registrations_in,
             clock=self.clock,
             progress=self.progress,
         )
-        if not existing:
-            if self.events.latest_notification_id() == 0:
-                # a new store: its read models are guarded from the start. A store that has
-                # events and no guard never gets one put back silently
-                read_model_guards.install(self.db)
+        if self.events.created:  # guarded from the start; never put back later
+            read_model_guards.install(self.db)
             reference.ensure_reference_data(self.ports)
         self.catch_up()
 
@@ -115,6 +148,11 @@ class Ledger:
 
     def today(self) -> date:
         return self.clock.today()
+
+    def guard_problems(self) -> list[str]:
+        """Every guard of the store (the events' and the chain's, the read models') that is
+        missing, disabled or altered, one line each; nothing is put back."""
+        return self.events.guard_problems() + read_model_guards.problems(self.db)
 
     def close(self) -> None:
         self.db.close()

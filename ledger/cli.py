@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -77,12 +78,29 @@ def open_ledger(
     progress: Callable[[str, int, int], None] | None = None,
     read_models: str | None = None,
     existing: bool = False,
+    report: bool = False,
 ) -> Any:
+    """The ledger on the store the command names, which must exist (`ledger init` makes
+    one). A store whose guards are missing or altered is refused, except by `verify`
+    (`existing`: opened as it is, to judge) and by reports (`report`: shown with a warning,
+    since an auditor looking into the store needs them)."""
     from ledger.application import Ledger
 
     if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
         read_models = "kafka" if settings().kafka else "in-process"
-    return Ledger(args.store, progress=progress, read_models=read_models, existing=existing)
+    ledger = Ledger(
+        args.store, progress=progress, read_models=read_models, existing=existing, create=False
+    )
+    if not existing:
+        try:
+            if report:
+                warn_if_unguarded(ledger)
+            else:
+                ledger.ports.guards.check()
+        except BaseException:
+            ledger.close()
+            raise
+    return ledger
 
 
 def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
@@ -265,7 +283,9 @@ def summaries_json(summaries: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             **{k: v for k, v in s.__dict__.items() if k != "to_review"},
-            "to_review": [{**line.__dict__, "review_limit": limit} for line, limit in s.to_review],
+            "to_review": [
+                {**dataclasses.asdict(line), "review_limit": limit} for line, limit in s.to_review
+            ],
         }
         for s in summaries
     ]
@@ -363,23 +383,20 @@ def cmd_settle(args: argparse.Namespace) -> None:
 
 
 def warn_if_unguarded(ledger: Any) -> None:
-    """A report is still shown when the read models' guards are not in place (an auditor
+    """A report is still shown when the store's guards are not in place (an auditor
     looking into it needs it), with a warning that its figures may have been changed."""
-    from adapters import read_model_guards
-
-    found = read_model_guards.problems(ledger.db)
+    found = ledger.guard_problems()
     if found:
         warn(
-            f"warning: the read models' guards are not in place ({found[0]}"
+            f"warning: the store's guards are not in place ({found[0]}"
             f"{f'; and {len(found) - 1} more' if len(found) > 1 else ''}): these figures may "
             "have been changed outside the ledger; run `ledger verify`"
         )
 
 
 def cmd_receivables(args: argparse.Namespace) -> None:
-    with open_ledger(args) as ledger:
+    with open_ledger(args, report=True) as ledger:
         rows = ledger.receivables(args.period)
-        warn_if_unguarded(ledger)
     if args.json:
         print_json(out, rows)
         return
@@ -424,9 +441,8 @@ def cmd_receivables(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     from replay.explain import as_json, explain, render
 
-    with open_ledger(args) as ledger:
+    with open_ledger(args, report=True) as ledger:
         explanation = explain(ledger, args.id, args.period)
-        warn_if_unguarded(ledger)
     if args.json:
         print_json(out, as_json(explanation))
         return
@@ -446,7 +462,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     # Kafka path verify does not wait for `ledger project`: it judges what is applied
     read_models = "none" if settings().kafka else None
     with open_ledger(args, read_models=read_models, existing=True) as ledger:
-        report = verify(ledger, kafka=kafka)
+        report = verify(ledger, kafka=kafka, heads_from=[Path(p) for p in args.against or ()])
     if args.json:
         print_json(out, as_json(report))
     else:
@@ -488,7 +504,10 @@ def cmd_replay(args: argparse.Namespace) -> None:
     # on the Kafka path an auditor's replay does not wait for `ledger project`: it rebuilds
     # from the stored events and judges the live read models up to their watermark
     read_models = "none" if settings().kafka else None
-    with open_ledger(args, read_models=read_models) as ledger, progress_bar() as report:
+    with (
+        open_ledger(args, read_models=read_models, report=True) as ledger,
+        progress_bar() as report,
+    ):
         if args.check_issued:
             checks = check_issued(
                 ledger,
@@ -612,7 +631,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from adapters.kafka_log import Publisher
 
     bootstrap = kafka_bootstrap("publish")
-    with open_ledger(args, read_models="none") as ledger:
+    with open_ledger(args, read_models="none", report=True) as ledger:
         publisher = Publisher(ledger, bootstrap)
         try:
             sent = follow(
@@ -650,9 +669,104 @@ def cmd_project(args: argparse.Namespace) -> None:
     say(f"{worker.settings.name}: {applied:,} events applied to the read models")
 
 
+def ensure_chain_key() -> str | None:
+    """Make the chain key file when no key is given (`LEDGER_CHAIN_KEY`) or found; where it
+    was made, or None."""
+    from adapters.chain_key import create_chain_key
+
+    config = settings()
+    if config.chain_key is not None or config.chain_key_file.exists():
+        return None
+    return str(create_chain_key())
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from adapters.chain_key import key_id, load_chain_key
+    from adapters.event_store import store_exists
+    from adapters.store import StoreLocation
+    from ledger.application import Ledger
+
+    location = StoreLocation.parse(args.store)
+    where = str(location.path if location.path is not None else location.url)
+    made = ensure_chain_key()
+    if store_exists(location):
+        with open_ledger(args):  # the same key and every guard in place, or refused
+            pass
+        say(f"{where} is already a ledger store; nothing was changed")
+        return
+    with Ledger(args.store, create=True) as ledger:
+        head = ledger.events.chain_head()
+    say(f"ledger store made at {where}: its tables, the guards and the reference data")
+    identity = key_id(load_chain_key())
+    if made:
+        say(
+            f"chain key made at {made} (key id {identity}): keep a copy apart from the store; "
+            "without it the chain cannot be checked, and with it the chain can be rewritten"
+        )
+    else:
+        say(f"chain key id {identity} (the key given, kept out of the store)")
+    say(f"history starts at notification {head.notification_id:,}")
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> None:
+    from replay.checkpoint import write_checkpoint
+
+    with open_ledger(args, read_models="none", existing=True) as ledger:
+        head = write_checkpoint(ledger, Path(args.out))
+    if args.json:
+        print_json(out, {"file": args.out, **head.as_json()})
+        return
+    say(
+        f"checkpoint {args.out}: notification {head.notification_id:,}, link "
+        f"{head.chain_hash}, key id {head.key_id}. Keep it away from the store: `ledger "
+        f"verify --against {args.out}` finds any later rewrite or truncation of the history"
+    )
+
+
+def cmd_exports_check(args: argparse.Namespace) -> None:
+    from replay.exports_check import check_exports
+
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        raise RuleViolation(f"{args.dir} is not a folder: give the folder the export wrote")
+    with open_ledger(args, read_models="none", existing=True) as ledger:
+        found = ledger.guard_problems()
+        result = check_exports(ledger, directory)
+    if args.json:
+        print_json(
+            out,
+            {
+                "ok": result.ok and not found,
+                "checked": result.checked,
+                "equal": result.equal,
+                "findings": result.lines(),
+                "store_guards": found,
+            },
+        )
+    else:
+        for line in result.lines():
+            say(line)
+        say(result.summary)
+    if found:
+        raise RuleViolation(
+            f"the store's guards are not in place ({found[0]}): the record itself may have "
+            "been changed; send nothing and run `ledger verify`"
+        )
+    if not result.ok:
+        raise RuleViolation(
+            f"{len(result.findings)} problems in {args.dir}: send none of these files; "
+            "export them again from the record (`ledger payroll export`)"
+        )
+    if not args.json:
+        say(f"every file in {args.dir} equals the record: they may be sent")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ledger.demo import run_demo
 
+    made = ensure_chain_key()
+    if made:
+        warn(f"chain key made at {made} for the demo's store")
     run_demo(args, out, err)
 
 
@@ -732,6 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    command(
+        commands,
+        "init",
+        cmd_init,
+        "make a new store (tables, guards, reference data) and the chain key, once",
+    )
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=6)
@@ -855,6 +975,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
     p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument(
+        "--against",
+        action="append",
+        metavar="PATH",
+        help="manifests and checkpoints (files, or folders searched below) whose chain heads "
+        "the history must still hold; may be repeated",
+    )
+    p = command(
+        commands,
+        "checkpoint",
+        cmd_checkpoint,
+        "write the chain's head to a file to keep apart from the store",
+    )
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
+    exports = commands.add_parser("exports", help="exported payment files")
+    exports_commands = exports.add_subparsers(
+        dest="exports_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        exports_commands,
+        "check",
+        cmd_exports_check,
+        "prove that every payment file and manifest in a folder equals the record",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="the result as JSON")
     p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
     p.add_argument("--json", action="store_true", help="the list as JSON")
     p.add_argument(

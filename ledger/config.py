@@ -5,7 +5,9 @@ the variable's name, never half-used."""
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.rules import RuleViolation
@@ -27,6 +29,12 @@ class Settings(BaseSettings):
     events_topic: str = Field(default="ledger.events", min_length=1, max_length=249)
     events_partitions: int = Field(default=12, ge=1, le=10_000)
     kafka_replication: int = Field(default=1, ge=1, le=32)
+    # the key of the hash chain (adapters/chain_key.py): hex, at least 32 bytes; kept out of
+    # the store, so that nobody who can only write the store can recompute the chain
+    chain_key: SecretStr | None = Field(default=None, description="hex; else the key file")
+    chain_key_file: Path = Field(
+        default=Path(".ledger/chain.key"), description="hex text, mode 0600 (`ledger init`)"
+    )
 
 
 class BadSettings(RuleViolation):

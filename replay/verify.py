@@ -1,12 +1,14 @@
 """`ledger verify`: prove that the stored history is intact and that everything derived from it
 agrees with it.
 
-1. **The hash chain.** Every stored event is hashed with its notification id, aggregate,
-   version, type and bytes, chained to the previous event's hash (adapters/chain.py), and
-   compared with the chain the recorder wrote in the append transaction. The first altered,
-   missing, inserted or reordered record is named; each link is checked against the stored
-   previous link, so one altered event is one finding, not every event after it.
-2. **The guards.** The triggers that refuse UPDATE, DELETE and TRUNCATE are in place and on.
+1. **The hash chain.** Every stored event's link is computed again with the chain key (an
+   HMAC-SHA256 over its notification id, aggregate, version, type and bytes, chained to the
+   previous link: adapters/chain.py) and compared with the chain the recorder wrote in the
+   append transaction. The first altered, missing, inserted or reordered record is named;
+   each link is checked against the stored previous link, so one altered event is one
+   finding, not every event after it. Without the key, nobody can write links that hold.
+2. **The guards.** The triggers that refuse UPDATE, DELETE and TRUNCATE are in place and on
+   (`EventStore.guard_problems`, and the read models' guards).
 3. **The books.** Every transfer recomputed from the events: debits equal credits overall and
    the recomputed accounts equal the general ledger kept; the payable subledger (per person)
    reconciles with its control account.
@@ -17,9 +19,11 @@ The books and the read models are judged on the events the read models hold: on 
 `ledger project` may not have applied the latest ones yet, nor in order (projections/applied.py).
 Every check reads one snapshot of the store, so events applied meanwhile change nothing seen.
 
-What the chain cannot prove alone: someone able to rewrite both the events and the whole chain
-after them. The chain hash of every event is also on Kafka `ledger.events`; comparing the head
-with it is the external anchor.
+What the chain cannot prove alone: that nothing was removed from its end, or that someone
+holding the key did not rewrite the events and the chain after them. Heads recorded outside the
+store are the anchors: every export manifest and every checkpoint (replay/checkpoint.py) names
+the chain's head when it was written, and `heads_from` checks each against the store; the link
+of every event is also on Kafka `ledger.events`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +40,13 @@ from uuid import UUID
 
 from adapters import avro, read_model_guards
 from adapters.chain import GENESIS, link
-from adapters.recorders import CHAIN_TABLE
+from adapters.recorders import CHAIN_TABLE, KEY_COLUMN
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post, transfers_of
 from projections.applied import contiguous_watermark, only_applied
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
+from replay.checkpoint import check_heads, read_heads
 from replay.rebuild import differences, events_table, rebuild, stored_events
 
 MAX_FINDINGS = 20
@@ -69,9 +74,14 @@ class Report:
 
 
 def verify(
-    ledger: Ledger, scratch: Path | None = None, kafka: tuple[str, str] | None = None
+    ledger: Ledger,
+    scratch: Path | None = None,
+    kafka: tuple[str, str] | None = None,
+    heads_from: Sequence[Path] = (),
 ) -> Report:
-    """`kafka`: (bootstrap servers, topic) of `ledger.events`, to compare the chain with."""
+    """`kafka`: (bootstrap servers, topic) of `ledger.events`, to compare the chain with.
+    `heads_from`: manifests and checkpoints (files, or folders searched below) whose chain
+    heads the store must still have."""
     accounts: dict[str, list[int]] = {}  # posted while the read models are rebuilt
     rebuilt: list[Check] = []
 
@@ -86,6 +96,8 @@ def verify(
         # from the same pass over the events, unless that pass did not finish
         ("books", lambda: check_books(ledger, accounts if rebuilt else None)),
     ]
+    if heads_from:
+        runs.append((HEADS, lambda: check_recorded_heads(ledger, heads_from)))
     if kafka is not None:
         runs.append(("chain published on Kafka", lambda: check_published_chain(ledger, *kafka)))
     checks = []
@@ -152,13 +164,14 @@ def _links(ledger: Ledger) -> Iterator[tuple[int, str]]:
         yield int(n), str(h)
 
 
-def _hash(previous: bytes, e: _Stored, at: int | None = None) -> str:
+def _hash(key: bytes, previous: bytes, e: _Stored, at: int | None = None) -> str:
     n = e.notification_id if at is None else at
-    return link(previous, n, e.originator_id, e.version, e.topic, e.state).hex()
+    return link(key, previous, n, e.originator_id, e.version, e.topic, e.state).hex()
 
 
 def check_chain(ledger: Ledger) -> Check:
     check = Check("hash chain")
+    key = ledger.events.chain_key
     events, links = _events(ledger), _links(ledger)
     e, c = next(events, None), next(links, None)
     previous = GENESIS
@@ -183,23 +196,43 @@ def check_chain(ledger: Ledger) -> Check:
             c = next(links, None)
             continue
         checked += 1
-        if _hash(previous, e) != c[1]:
+        if _hash(key, previous, e) != c[1]:
             if len(mismatched) < MAX_EXAMINED:  # enough to name the first ones and pair swaps
                 mismatched.append((e, previous, c[1]))
             else:
                 beyond += 1
         previous = bytes.fromhex(c[1])
         e, c = next(events, None), next(links, None)
-    check.findings.extend(_explain_mismatches(mismatched))
+    check.findings.extend(_explain_mismatches(key, mismatched))
+    check.findings.extend(_other_keys(ledger))
     check.findings.sort(key=lambda f: int(re.match(r"notification (\d+)", f)[1]))  # type: ignore[index]
     del check.findings[MAX_FINDINGS:]
     if beyond:
         check.findings.append(f"... and {beyond:,} more events that do not give their links")
-    check.summary = f"{checked:,} events, each linked to the one before"
+    check.summary = (
+        f"{checked:,} events, each linked to the one before by the chain key "
+        f"(key id {ledger.events.key_id})"
+    )
     return check
 
 
-def _explain_mismatches(mismatched: list[tuple[_Stored, bytes, str]]) -> list[str]:
+def _other_keys(ledger: Ledger) -> list[str]:
+    """Links that name another key than the one given (the recorder never appends one)."""
+    if not ledger.events.records_key_ids():
+        return []  # named by the guards' check
+    mine = ledger.events.key_id
+    return [
+        f"notification {first}: {count:,} links from here name the chain key id {other}, not "
+        f"{mine} (the key given): they were not written by this store's recorder"
+        for other, count, first in ledger.db.query(
+            f"SELECT {KEY_COLUMN}, COUNT(*), MIN(notification_id) FROM {CHAIN_TABLE}"
+            f" GROUP BY {KEY_COLUMN}"
+        )
+        if other != mine
+    ]
+
+
+def _explain_mismatches(key: bytes, mismatched: list[tuple[_Stored, bytes, str]]) -> list[str]:
     """An event whose bytes do not give its link: altered, or moved from another place (two
     events swapped: each gives the link of the other's place), or its link was altered, or
     an event before it was removed with its link."""
@@ -209,8 +242,8 @@ def _explain_mismatches(mismatched: list[tuple[_Stored, bytes, str]]) -> list[st
         if a.notification_id in paired:
             continue
         for b, prev_b, link_b in mismatched[i + 1 :]:
-            if _hash(prev_b, a, b.notification_id) == link_b and (
-                _hash(prev_a, b, a.notification_id) == link_a
+            if _hash(key, prev_b, a, b.notification_id) == link_b and (
+                _hash(key, prev_a, b, a.notification_id) == link_a
             ):
                 findings.append(
                     f"notification {a.notification_id}, {b.notification_id}: reordered: the "
@@ -266,49 +299,36 @@ def check_published_chain(ledger: Ledger, bootstrap: str, topic: str) -> Check:
 
 
 def check_guards(ledger: Ledger) -> Check:
-    """Every trigger the recorder creates, present, as written, and on. Open the store with
-    `existing=True` first: a normal open would put a removed trigger back."""
+    """Every trigger the recorder creates, present, as written, and on, and the record of
+    the chain's key (`EventStore.guard_problems`); the read models' guards. Open the store
+    as it is first (`existing=True`): nothing is ever put back."""
     check = Check("immutability guards")
-    recorder: Any = ledger.app.recorder
-    if ledger.location.kind == "sqlite":
-        found = dict(ledger.db.query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
-        for statement in recorder.construct_create_table_statements():
-            if not statement.startswith("CREATE TRIGGER"):
-                continue
-            expected = statement.replace("IF NOT EXISTS ", "")
-            name = expected.split()[2]
-            if name not in found:
-                check.findings.append(f"trigger {name} is missing: the table can be changed")
-            elif " ".join(str(found[name]).split()) != " ".join(expected.split()):
-                check.findings.append(f"trigger {name} was rewritten: {found[name]}")
-    else:
-        table = recorder.events_table_name
-        rows = ledger.db.query(
-            "SELECT c.relname, t.tgname, t.tgenabled, p.prosrc FROM pg_trigger t"
-            " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
-            " WHERE t.tgname LIKE 'ledger_%'"
-        )
-        state = {(r[0], r[1]): (r[2], r[3]) for r in rows}
-        for relation, name in (
-            (table, "ledger_events_immutable"),
-            (table, "ledger_events_no_truncate"),
-            (CHAIN_TABLE, "ledger_chain_immutable"),
-            (CHAIN_TABLE, "ledger_chain_no_truncate"),
-        ):
-            found_state = state.get((relation, name))
-            if found_state is None:
-                check.findings.append(f"trigger {name} on {relation} is missing")
-                continue
-            enabled, source = found_state
-            if enabled not in ("O", "A"):  # D: disabled; R: only for replication sessions
-                check.findings.append(f"trigger {name} on {relation} is off ({enabled})")
-            if "RAISE EXCEPTION" not in str(source):
-                check.findings.append(f"trigger {name} on {relation} no longer refuses: {source}")
+    check.findings.extend(ledger.events.guard_problems())
     # the read models a decision reads: written only by the projection
     check.findings.extend(f"read models: {p}" for p in read_model_guards.problems(ledger.db))
     check.summary = (
         "UPDATE, DELETE and TRUNCATE refused on the events and the chain, and on the read"
         " models outside the projection"
+    )
+    return check
+
+
+# 2b. The heads recorded outside the store
+
+HEADS = "heads named by manifests and checkpoints"
+
+
+def check_recorded_heads(ledger: Ledger, paths: Sequence[Path]) -> Check:
+    """The chain heads that manifests and checkpoints recorded: each still in the chain with
+    the same link (a truncated tail or a rewritten history otherwise)."""
+    check = Check(HEADS)
+    heads, unreadable = read_heads(paths)
+    check.findings.extend(unreadable)
+    check.findings.extend(check_heads(ledger, heads))
+    last = max((h.notification_id for h in heads), default=0)
+    check.summary = (
+        f"{len(heads):,} heads from {len({h.source for h in heads}):,} files, up to "
+        f"notification {last:,}: each in the chain with its link"
     )
     return check
 

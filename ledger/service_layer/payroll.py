@@ -4,7 +4,6 @@ approvals recorded."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from ledger.aggregates import PAYROLL_REGISTER_ID, PaymentList, PayrollRegister,
 from ledger.inputs import InputRejected
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
-from ledger.rules import LINE, DraftList, RuleViolation, draft_list
+from ledger.rules import DraftList, RuleViolation, draft_list
 from ledger.service_layer.common import check_month
 from ledger.service_layer.ports import (
     Approval,
@@ -275,11 +274,7 @@ def export_payroll(
                 problems.append(f"payroll {period} {code}: {'; '.join(found)}")
                 continue
             approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
-            by_channel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-            for row in sorted(issued.rows, key=lambda r: str(r[LINE["payment_id"]])):
-                by_channel[row[LINE["channel"]]].append(row)
-            for channel, rows in sorted(by_channel.items()):
-                files.append(staged.add_list_file(approval, channel, rows))
+            files.extend(staged.add_list(approval, issued.rows))
         ports.progress(f"payroll export {period}", len(codes), len(codes))
         if problems:
             raise RuleViolation(

@@ -57,9 +57,12 @@ class Run:
 class Cli:
     """The `ledger` command on one store (embedded by default), run from `root`."""
 
-    def __init__(self, root: Path, store: str | None = None) -> None:
+    def __init__(self, root: Path, store: str | None = None, init: bool = True) -> None:
+        """`init`: run `ledger init` on the store before the first command that needs one,
+        as an operator does once (False: the store is left missing)."""
         self.root = root
         self.store = store or f"sqlite:///{root / 'store' / 'ledger.sqlite'}"
+        self.initialised = not init
         env = {
             k: v
             for k, v in os.environ.items()
@@ -70,6 +73,10 @@ class Cli:
 
     def __call__(self, *args: str | Path, store: bool = True) -> Run:
         argv = [str(a) for a in args]
+        if store and not self.initialised and argv[:1] not in (["init"], ["demo"]):
+            self.initialised = True
+            made = self("init")
+            assert made.code == 0, made
         if store:
             argv += ["--store", self.store]
         done = subprocess.run(

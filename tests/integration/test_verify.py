@@ -4,6 +4,7 @@ model; verify names each, and passes an untouched store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from adapters.store import StoreUrlError
 from ledger.application import Ledger
+from ledger.rules import RuleViolation
 from replay.verify import verify
 from tests.conftest import Files, query_store
-from tests.integration.test_store_guarantees import fill, stored, tamper
+from tests.integration.test_store_guarantees import KEY, fill, stored, tamper
+from tests.services import new_database
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +88,16 @@ def test_switched_off_guards_are_named_and_not_put_back(filled: str) -> None:
     assert findings(filled)["immutability guards"] == found  # verify did not repair them
 
 
+def test_no_command_puts_a_removed_guard_back(filled: str) -> None:
+    """An ordinary command opens the store as it is: the evidence stays for verify."""
+    guards_off(filled)
+    found = findings(filled)["immutability guards"]
+    # as every command opens it: run, or refused; either way nothing is put back
+    with contextlib.suppress(RuleViolation, StoreUrlError), Ledger(filled) as ledger:
+        ledger.receivables()
+    assert findings(filled)["immutability guards"] == found
+
+
 def test_a_guard_that_no_longer_refuses_is_named(filled: str) -> None:
     if sqlite(filled):  # the same name, a body that lets the UPDATE through
         assert tamper(filled, "DROP TRIGGER stored_events_no_update") == ""
@@ -101,6 +115,34 @@ def test_a_guard_that_no_longer_refuses_is_named(filled: str) -> None:
         assert tamper(filled, change) == ""
         expected = "trigger ledger_events_immutable on ledger_events is off (R)"
     assert any(f.startswith(expected) for f in findings(filled)["immutability guards"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # fires on INSERT only: UPDATE and DELETE go through
+        "DROP TRIGGER ledger_chain_immutable ON event_chain; CREATE TRIGGER"
+        " ledger_chain_immutable BEFORE INSERT ON event_chain FOR EACH ROW EXECUTE FUNCTION"
+        " ledger_refuse_change()",
+        # never fires
+        "DROP TRIGGER ledger_chain_immutable ON event_chain; CREATE TRIGGER"
+        " ledger_chain_immutable BEFORE UPDATE OR DELETE ON event_chain FOR EACH ROW WHEN"
+        " (false) EXECUTE FUNCTION ledger_refuse_change()",
+        # a function that mentions the refusal and lets everything through
+        "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN IF false THEN RAISE EXCEPTION 'no'; END IF; RETURN OLD; END $$",
+    ],
+)
+def test_a_postgresql_guard_rewritten_to_let_changes_through_is_named(
+    postgres_server: str, files: Files, change: str
+) -> None:
+    url = new_database(postgres_server)
+    with Ledger(url) as ledger:
+        fill(ledger, files)
+    assert tamper(url, change) == ""
+    assert tamper(url, "UPDATE event_chain SET chain_hash = chain_hash") == ""  # it lets through
+    found = findings(url)["immutability guards"]
+    assert any(f.startswith("trigger ledger_chain_immutable on event_chain") for f in found)
 
 
 def test_a_deleted_event_is_named(filled: str) -> None:
@@ -189,8 +231,8 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
 def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
     filled: str, kafka_bootstrap: str
 ) -> None:
-    """The attacker alters an event and recomputes every link after it: the store's own chain
-    is consistent again, but Kafka holds the links as they were published."""
+    """Someone holding the chain key alters an event and recomputes every link after it: the
+    store's own chain is consistent again, but Kafka holds the links as they were published."""
     from adapters.chain import link
     from adapters.kafka_log import Publisher
     from tests.integration.test_publish import unique_topic
@@ -216,7 +258,7 @@ def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
         )[0][0]
     )
     for m, originator, version, topic, state in stored(filled)[4:]:
-        previous = link(previous, m, originator, version, topic, state)
+        previous = link(KEY, previous, m, originator, version, topic, state)
         rewrite = f"UPDATE event_chain SET chain_hash = '{previous.hex()}'"
         assert tamper(filled, f"{rewrite} WHERE notification_id = {m}") == ""
     with Ledger(filled, read_models="none") as ledger:

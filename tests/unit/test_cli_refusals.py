@@ -54,5 +54,5 @@ def test_a_report_from_unguarded_read_models_says_so(
         con.execute("DROP TRIGGER ledger_guard_balances_update")
     assert main(["receivables", "--store", f"sqlite:///{path}"]) == 0
     err = capsys.readouterr().err
-    assert "warning: the read models' guards are not in place" in err
+    assert "warning: the store's guards are not in place" in err
     assert "ledger verify" in err

@@ -1,0 +1,241 @@
+"""`ledger exports check DIR`: before anything is sent, prove that every payment file and
+manifest in DIR (and below it) is what the store recorded.
+
+For each manifest: its list was approved, and its fields (file, period, province, channel,
+rows, total, sha256, approved_by, approved_at, lines_digest) equal what the recorded `Approved`
+and `LinesIssued` events give; its chain head is in the store's chain, with that link and that
+key id; its CSV is beside it. For each payment file: its manifest is beside it, its list was
+approved, and its bytes are exactly those the recorded lines give (the same `list_files` the
+export writes with). A list with a file here and another channel's file missing is named too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.export_files import MANIFEST_KEYS, MANIFEST_SUFFIX, ListFile, list_files
+from ledger.aggregates import payment_list_id
+from ledger.application import Ledger
+from ledger.rules import IssuedList, RuleViolation
+from ledger.service_layer.ports import Approval
+from replay.checkpoint import RecordedHead, check_heads
+
+STEM = r"(?P<period>\d{4}-\d{2})_(?P<province>\d{2})_(?P<channel>[A-Z]+)"
+PAYMENT_FILE = re.compile(rf"^{STEM}\.csv$")
+MANIFEST_FILE = re.compile(rf"^{STEM}{re.escape(MANIFEST_SUFFIX)}$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str  # relative to the folder checked
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass
+class ExportsCheck:
+    """What `check_exports` found: one finding per problem, and how many files (payment
+    files and manifests) were checked and how many of them are equal to the record."""
+
+    findings: list[Finding] = field(default_factory=list)
+    checked: int = 0
+    equal: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def lines(self) -> list[str]:
+        return [str(f) for f in self.findings]
+
+    @property
+    def summary(self) -> str:
+        return f"{self.checked:,} files checked, {self.equal:,} equal to the record"
+
+
+@dataclass(frozen=True)
+class _List:
+    """An approved list as the store recorded it, with the files its lines give."""
+
+    issued: IssuedList | None
+    files: dict[str, ListFile]
+    altered: tuple[str, ...]
+
+
+class _Record:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.lists: dict[tuple[str, str], _List] = {}
+
+    def of(self, period: str, province: str) -> _List:
+        key = (period, province)
+        if key not in self.lists:
+            issued = self.ledger.events.issued_list(payment_list_id(period, province))
+            files: dict[str, ListFile] = {}
+            altered: tuple[str, ...] = ()
+            if issued is not None:
+                altered = tuple(issued.problems())
+                approval = Approval(
+                    period, province, issued.approved_by, issued.approved_at, issued.digest
+                )
+                files = {f.channel: f for f in list_files(approval, issued.rows)}
+            self.lists[key] = _List(issued, files, altered)
+        return self.lists[key]
+
+
+def _payment_files(directory: Path, pattern: re.Pattern[str]) -> Iterator[Path]:
+    suffix = MANIFEST_SUFFIX if pattern is MANIFEST_FILE else ".csv"
+    for path in sorted(directory.rglob(f"*{suffix}")):
+        if path.is_file() and pattern.match(path.name):
+            yield path
+
+
+def _first_difference(got: bytes, want: bytes) -> str:
+    for number, (a, b) in enumerate(
+        zip(got.split(b"\n"), want.split(b"\n"), strict=False), start=1
+    ):
+        if a != b:
+            return f"from line {number}"
+    return "in its length"
+
+
+def _list_problems(record: _List, period: str, province: str) -> list[str]:
+    if record.issued is None:
+        return [f"list {period} {province} was never approved: this file must not be sent"]
+    if record.altered:
+        return [
+            f"the recorded events of list {period} {province} were altered "
+            f"({'; '.join(record.altered)}): run `ledger verify` and send nothing"
+        ]
+    return []
+
+
+def check_exports(ledger: Ledger, directory: Path) -> ExportsCheck:
+    """Every payment file and manifest in `directory` (and below it) against the record."""
+    if not directory.is_dir():
+        raise RuleViolation(f"{directory} is not a folder")
+    record = _Record(ledger)
+    result = ExportsCheck()
+    lists_here: dict[tuple[str, str], set[str]] = {}
+    folder_of: dict[tuple[str, str], Path] = {}
+
+    def name(path: Path) -> str:
+        return str(path.relative_to(directory))
+
+    for manifest_path in _payment_files(directory, MANIFEST_FILE):
+        match = MANIFEST_FILE.match(manifest_path.name)
+        assert match is not None
+        period, province, channel = match["period"], match["province"], match["channel"]
+        lists_here.setdefault((period, province), set()).add(channel)
+        folder_of.setdefault((period, province), manifest_path.parent)
+        problems = _manifest_problems(ledger, record, manifest_path, period, province, channel)
+        result.checked += 1
+        result.equal += not problems
+        result.findings.extend(Finding(name(manifest_path), p) for p in problems)
+
+    for csv_path in _payment_files(directory, PAYMENT_FILE):
+        match = PAYMENT_FILE.match(csv_path.name)
+        assert match is not None
+        period, province, channel = match["period"], match["province"], match["channel"]
+        lists_here.setdefault((period, province), set()).add(channel)
+        folder_of.setdefault((period, province), csv_path.parent)
+        problems = []
+        manifest = csv_path.with_name(csv_path.name[: -len(".csv")] + MANIFEST_SUFFIX)
+        if not manifest.is_file():
+            problems.append("no manifest beside it: a payment file is never sent without one")
+        listed = record.of(period, province)
+        found = _list_problems(listed, period, province)
+        problems.extend(found)
+        if not found:
+            expected = listed.files.get(channel)
+            data = csv_path.read_bytes()
+            if expected is None:
+                problems.append(f"list {period} {province} has no {channel} line to pay")
+            elif data != expected.data:
+                where = _first_difference(data, expected.data)
+                problems.append(
+                    f"its bytes differ from the file the recorded lines give ({where}): "
+                    "do not send it"
+                )
+        result.checked += 1
+        result.equal += not problems
+        result.findings.extend(Finding(name(csv_path), p) for p in problems)
+
+    for (period, province), channels in sorted(lists_here.items()):
+        listed = record.of(period, province)
+        if listed.issued is None or listed.altered:
+            continue
+        for channel, expected in sorted(listed.files.items()):
+            if channel not in channels:
+                result.findings.append(
+                    Finding(
+                        name(folder_of[(period, province)] / expected.name),
+                        f"missing: list {period} {province} has {expected.rows:,} {channel} "
+                        "lines, and this folder has its other files",
+                    )
+                )
+    return result
+
+
+def _manifest_problems(
+    ledger: Ledger,
+    record: _Record,
+    path: Path,
+    period: str,
+    province: str,
+    channel: str,
+) -> list[str]:
+    problems: list[str] = []
+    csv_name = path.name[: -len(MANIFEST_SUFFIX)] + ".csv"
+    if not path.with_name(csv_name).is_file():
+        problems.append(f"its payment file {csv_name} is not beside it")
+    try:
+        manifest: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [*problems, f"cannot be read as JSON ({err})"]
+    if not isinstance(manifest, dict):
+        return [*problems, "not a manifest (a JSON object)"]
+    listed = record.of(period, province)
+    found = _list_problems(listed, period, province)
+    if found:
+        return problems + found
+    expected = listed.files.get(channel)
+    if expected is None:
+        return [*problems, f"list {period} {province} has no {channel} line to pay"]
+    want = expected.manifest()
+    for key in MANIFEST_KEYS:
+        if key not in manifest:
+            problems.append(f"{key} is missing; the record gives {want[key]!r}")
+        elif manifest[key] != want[key] or type(manifest[key]) is not type(want[key]):
+            problems.append(f"{key} is {manifest[key]!r}; the record gives {want[key]!r}")
+    extra = sorted(set(manifest) - {*MANIFEST_KEYS, "chain_head"})
+    if extra:
+        problems.append(f"keys the ledger does not write: {', '.join(extra)}")
+    head = manifest.get("chain_head")
+    if head is None:
+        problems.append("it names no chain head: it was not written by this ledger's export")
+    else:
+        problems.extend(_head_problems(ledger, path, head))
+    return problems
+
+
+def _head_problems(ledger: Ledger, path: Path, head: Any) -> list[str]:
+    n = head.get("notification_id") if isinstance(head, dict) else None
+    link = head.get("chain_hash") if isinstance(head, dict) else None
+    key = head.get("key_id") if isinstance(head, dict) else None
+    if (
+        not isinstance(n, int)
+        or isinstance(n, bool)
+        or not isinstance(link, str)
+        or not isinstance(key, str)
+    ):
+        return [f"its chain_head is not a notification id, a link and a key id: {head!r}"]
+    found = check_heads(ledger, [RecordedHead(Path(path.name), n, link, key)])
+    return [f"chain_head: {f}" for f in found]
