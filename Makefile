@@ -35,11 +35,13 @@ services-up:  ## PostgreSQL and Kafka on loopback, for running pytest by hand
 services-down:
 	@scripts/services down
 
+# Each bench makes its own stores, with a throwaway chain key unless LEDGER_CHAIN_KEY is set;
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS='--beneficiaries 20000'.
 bench: $(BIN)/.installed  ## payroll at a tenth of the country (380,000 beneficiaries)
-	$(BIN)/python bench/payroll_bench.py
+	$(BIN)/python bench/payroll_bench.py $(BENCH_ARGS)
 
 bench-deaths: $(BIN)/.installed  ## 200,000 death registrations through Kafka into PostgreSQL
-	eval "$$(scripts/services up)" && $(BIN)/python bench/deaths_bench.py
+	eval "$$(scripts/services up)" && $(BIN)/python bench/deaths_bench.py $(BENCH_ARGS)
 
 clean: services-down
 	rm -rf $(VENV) .ledger .state out .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ reads the full topic with `--once` (catching up after an outage).
 Prints a table and compares the end-to-end rate with the target: 5,000 registrations/s.
 Needs `LEDGER_KAFKA` and `LEDGER_STORE_SERVER` (a PostgreSQL URL to create databases from),
 or `LEDGER_TEST_KAFKA` and `LEDGER_TEST_DATABASE_URL` as `scripts/services env` prints them.
+The stores are made with `LEDGER_CHAIN_KEY` when set, else with a throwaway key made here.
 
     python bench/deaths_bench.py [--registrations N] [--beneficiaries B]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -186,6 +188,10 @@ def main() -> None:
     server = os.environ.get("LEDGER_STORE_SERVER") or os.environ.get("LEDGER_TEST_DATABASE_URL")
     if not (bootstrap and server):
         raise SystemExit("set LEDGER_KAFKA and LEDGER_STORE_SERVER (or run `make bench-deaths`)")
+    if not os.environ.get("LEDGER_CHAIN_KEY", "").strip():
+        # the stores' chain key, for this process and the consumers it starts: a throwaway one,
+        # never the key file of the directory the bench runs from
+        os.environ["LEDGER_CHAIN_KEY"] = secrets.token_hex(32)
     rng = random.Random(5)
     work = Path(tempfile.mkdtemp(prefix="ansinh-deaths-bench-"))
 
@@ -202,7 +208,7 @@ def main() -> None:
         writer = csv.DictWriter(f, ENROLMENT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    with Ledger(store) as ledger:
+    with Ledger(store, create=True) as ledger:  # made here, as `ledger init` makes a store
         ledger.enrol(enrolment_file, "bench")
     batch, kinds = messages(args.registrations, [r["personal_id"] for r in rows], rng)
     topic = f"civil-registry.deaths.bench-{uuid.uuid4().hex[:6]}"
@@ -235,7 +241,7 @@ def main() -> None:
 
     print("measuring: a second store catches up on the whole topic with --once", flush=True)
     fresh = new_database(server)
-    with Ledger(fresh) as ledger:
+    with Ledger(fresh, create=True) as ledger:
         ledger.enrol(enrolment_file, "bench")
     started = time.perf_counter()
     subprocess.run(

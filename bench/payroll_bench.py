@@ -1,10 +1,14 @@
 """Payroll at a tenth of the country on the embedded store.
 
-Enrols N beneficiaries (default 380,000; set-up, not measured), then times `ledger payroll run`,
-`payroll approve`, `payroll export` and `settle` (a results file for every line) as an operator
-runs them: each a separate `ledger` process, whose peak resident memory is read from the kernel.
-Prints a table and compares with the targets: the four under 60 s together, each under 2 GiB.
-Then times the auditor's `verify` and `replay --check-issued` on the same store (no target).
+Makes a store with `ledger init` and enrols N beneficiaries (default 380,000; set-up, not
+measured), then times `ledger payroll run`, `payroll approve`, `payroll export` and `settle` (a
+results file for every line) as an operator runs them: each a separate `ledger` process, whose
+peak resident memory is read from the kernel. Prints a table and compares with the targets: the
+four under 60 s together, each under 2 GiB. Then times the auditor's `verify` and `replay
+--check-issued` on the same store (no target).
+
+The store's chain key is `LEDGER_CHAIN_KEY` when set, else a throwaway key made here (written
+to DIR/chain.key with --keep, so that the kept store can still be verified).
 
     python bench/payroll_bench.py [--beneficiaries N] [--keep DIR]
 """
@@ -15,6 +19,7 @@ import argparse
 import csv
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -50,6 +55,25 @@ def ledger(store: str, *args: str) -> tuple[float, float, str]:
         return seconds, usage.ru_maxrss / 1024, out.read()
 
 
+def chain_key(work: Path, keep: bool) -> None:
+    """A throwaway chain key for the bench's own store, in this process's environment (the
+    `ledger` processes inherit it), unless LEDGER_CHAIN_KEY is set: never the key file of the
+    directory the bench runs from. With --keep, also written beside the kept store."""
+    if os.environ.get("LEDGER_CHAIN_KEY", "").strip():
+        return
+    key = secrets.token_hex(32)
+    os.environ["LEDGER_CHAIN_KEY"] = key
+    if keep:
+        fd = os.open(work / "chain.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(key + "\n")
+        print(
+            f"set-up: the store's chain key is {work / 'chain.key'} "
+            f"(LEDGER_CHAIN_KEY_FILE={work / 'chain.key'} to open the kept store)",
+            file=sys.stderr,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--beneficiaries", type=int, default=380_000)
@@ -60,6 +84,8 @@ def main() -> None:
     (work / "inputs").mkdir(parents=True)
     store = f"sqlite:///{work / 'ledger.sqlite'}"
     os.environ["LEDGER_USER"] = "bench"
+    chain_key(work, bool(args.keep))
+    ledger(store, "init")  # set-up: every other command needs the store made
 
     story = Story(random.Random(7), work / "inputs")
     chunk = 50_000

@@ -657,6 +657,13 @@ def cmd_project(args: argparse.Namespace) -> None:
             "project keeps the read models in PostgreSQL: give a "
             "postgresql:// store (LEDGER_STORE or --store)"
         )
+    from adapters.event_store import store_exists
+
+    if not store_exists(location):
+        raise RuleViolation(
+            f"no ledger store at {location.url}: make it once with `ledger init` before "
+            "`ledger project` keeps its read models"
+        )
     db = PostgresDatabase(location.url)
     worker = ProjectionWorker(db, bootstrap)
     try:
@@ -675,7 +682,8 @@ def ensure_chain_key() -> str | None:
     from adapters.chain_key import create_chain_key
 
     config = settings()
-    if config.chain_key is not None or config.chain_key_file.exists():
+    given = config.chain_key is not None and config.chain_key.get_secret_value().strip()
+    if given or config.chain_key_file.exists():
         return None
     return str(create_chain_key())
 
@@ -688,13 +696,14 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     location = StoreLocation.parse(args.store)
     where = str(location.path if location.path is not None else location.url)
-    made = ensure_chain_key()
     if store_exists(location):
-        with open_ledger(args):  # the same key and every guard in place, or refused
+        # its own key and every guard in place, or refused; no key is made, nothing applied
+        with open_ledger(args, read_models="none"):
             pass
         say(f"{where} is already a ledger store; nothing was changed")
         return
-    with Ledger(args.store, create=True) as ledger:
+    made = ensure_chain_key()
+    with Ledger(args.store, create=True, read_models="none") as ledger:
         head = ledger.events.chain_head()
     say(f"ledger store made at {where}: its tables, the guards and the reference data")
     identity = key_id(load_chain_key())
@@ -711,7 +720,12 @@ def cmd_init(args: argparse.Namespace) -> None:
 def cmd_checkpoint(args: argparse.Namespace) -> None:
     from replay.checkpoint import write_checkpoint
 
-    with open_ledger(args, read_models="none", existing=True) as ledger:
+    if not args.out.endswith(".checkpoint.json"):
+        raise RuleViolation(
+            f"--out {args.out}: name the file …checkpoint.json, so that `ledger verify "
+            "--against FOLDER` finds it"
+        )
+    with open_ledger(args, read_models="none", report=True) as ledger:
         head = write_checkpoint(ledger, Path(args.out))
     if args.json:
         print_json(out, {"file": args.out, **head.as_json()})
