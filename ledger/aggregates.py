@@ -8,7 +8,7 @@ Event attributes are plain strings, integers, lists and dicts: they are the wire
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -25,6 +25,7 @@ from ledger.rules import (
     Entitlement,
     RuleViolation,
 )
+from ledger.values import same_actor
 
 _NS = uuid5(NAMESPACE_URL, "https://ansinh.example/ledger")
 
@@ -123,6 +124,22 @@ class Beneficiary(Aggregate):
     def _terminate(self, from_month: str, reason: str, actor: str, source: str) -> None:
         self.terminated_from = from_month
 
+    def reinstate(self, reason: str, actor: str, source: str) -> None:
+        """Undo a wrong termination: the person is entitled again as if it had never been
+        recorded, so the months not paid since become arrears by the balance rule (rule 2).
+        Whether a death is in force is the death record's to say: the handler checks it."""
+        if self.terminated_from is None:
+            raise RuleViolation(
+                f"{self.personal_id}: entitlement is not terminated: nothing to reinstate"
+            )
+        self._reinstated(
+            terminated_from=self.terminated_from, reason=reason, actor=actor, source=source
+        )
+
+    @event("Reinstated")
+    def _reinstated(self, terminated_from: str, reason: str, actor: str, source: str) -> None:
+        self.terminated_from = None
+
     def move(self, province_code: str, commune_code: str, actor: str, source: str) -> None:
         if (province_code, commune_code) == (self.province_code, self.commune_code):
             raise RuleViolation(f"{self.personal_id}: already lives in {commune_code}")
@@ -178,19 +195,41 @@ class DeathRecord(Aggregate):
         a day of registrations is mostly first ones)."""
         self.personal_id = personal_id
         self.applied_event_ids: set[str] = set()
+        # event_id -> the content it was applied with (rebuilt from the events themselves)
+        self.applied: dict[str, dict[str, Any]] = {}
         # registration number -> its current facts; at most one is in force at a time
         self.registrations: dict[str, dict[str, Any]] = {}
         self.in_force: str | None = None
-        self._put_in_force(event_id, registration_number, date_of_death, claimant)
+        self._put_in_force(
+            event_id,
+            registration_number,
+            full_name,
+            date_of_death,
+            registered_at,
+            registry_office,
+            claimant,
+        )
 
     def _put_in_force(
         self,
         event_id: str,
         registration_number: str,
+        full_name: str,
         date_of_death: str,
+        registered_at: str,
+        registry_office: str,
         claimant: dict[str, str] | None,
     ) -> None:
-        self.applied_event_ids.add(event_id)
+        self._remember(
+            event_id,
+            "REGISTERED",
+            registration_number,
+            full_name=full_name,
+            date_of_death=date_of_death,
+            registered_at=registered_at,
+            registry_office=registry_office,
+            claimant=claimant,
+        )
         self.registrations[registration_number] = {
             "date_of_death": date_of_death,
             "claimant": claimant,
@@ -198,8 +237,42 @@ class DeathRecord(Aggregate):
         }
         self.in_force = registration_number
 
+    def _remember(
+        self,
+        event_id: str,
+        event_type: str,
+        registration_number: str,
+        *,
+        registered_at: str,
+        registry_office: str,
+        full_name: str | None = None,
+        date_of_death: str | None = None,
+        claimant: dict[str, str] | None = None,
+    ) -> None:
+        """Keep what an event_id was applied with, so that the same id sent again with other
+        content can be told apart from a plain resend."""
+        self.applied_event_ids.add(event_id)
+        self.applied[event_id] = {
+            "event_type": event_type,
+            "registration_number": registration_number,
+            "date_of_death": date_of_death,
+            "registered_at": registered_at,
+            "registry_office": registry_office,
+            "full_name": full_name,
+            "claimant": dict(claimant) if claimant is not None else None,
+        }
+
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied_event_ids
+
+    def applied_content(self, event_id: str) -> dict[str, Any] | None:
+        """The content the event_id was applied with: `event_type` (REGISTERED, CORRECTED or
+        REVOKED), `registration_number`, `date_of_death`, `registered_at`,
+        `registry_office`, `full_name` and `claimant` (None where the event carried none: a
+        correction names no full name, a revocation no date of death nor claimant); None
+        when the id was never applied to this record."""
+        content = self.applied.get(event_id)
+        return dict(content) if content is not None else None
 
     @property
     def death_in_force(self) -> DeathInForce | None:
@@ -264,7 +337,15 @@ class DeathRecord(Aggregate):
         actor: str,
         source: str,
     ) -> None:
-        self._put_in_force(event_id, registration_number, date_of_death, claimant)
+        self._put_in_force(
+            event_id,
+            registration_number,
+            full_name,
+            date_of_death,
+            registered_at,
+            registry_office,
+            claimant,
+        )
 
     def _known(self, registration_number: str, what: str) -> dict[str, Any]:
         reg = self.registrations.get(registration_number)
@@ -314,7 +395,15 @@ class DeathRecord(Aggregate):
         actor: str,
         source: str,
     ) -> None:
-        self.applied_event_ids.add(event_id)
+        self._remember(
+            event_id,
+            "CORRECTED",
+            registration_number,
+            date_of_death=date_of_death,
+            registered_at=registered_at,
+            registry_office=registry_office,
+            claimant=claimant,
+        )
         reg = self.registrations[registration_number]
         reg["date_of_death"] = date_of_death
         if claimant is not None:  # empty claimant fields keep the claimant already known
@@ -350,14 +439,64 @@ class DeathRecord(Aggregate):
         actor: str,
         source: str,
     ) -> None:
-        self.applied_event_ids.add(event_id)
+        self._remember(
+            event_id,
+            "REVOKED",
+            registration_number,
+            registered_at=registered_at,
+            registry_office=registry_office,
+        )
         self.registrations[registration_number]["revoked"] = True
         if self.in_force == registration_number:
             self.in_force = None
 
 
+# The kinds of reference-data change a proposal may carry. A standard level and a funeral
+# multiplier take effect through the events that always recorded them; a kind to come (a unit
+# reorganisation, a province's paying account) adds its check of the value and the event its
+# approval records, and its name here.
+STANDARD_LEVEL = "standard_level"
+FUNERAL_MULTIPLIER = "funeral_multiplier"
+REFERENCE_KINDS = (STANDARD_LEVEL, FUNERAL_MULTIPLIER)
+PLANNED_REFERENCE_KINDS = ("unit_reorganisation", "paying_account")
+
+_APPROVAL_ORDER = {FUNERAL_MULTIPLIER: 0, STANDARD_LEVEL: 1}
+
+PENDING_PROPOSAL = "PENDING"
+APPROVED_PROPOSAL = "APPROVED"
+WITHDRAWN_PROPOSAL = "WITHDRAWN"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change of reference data proposed by one person; it takes effect only when someone
+    else approves it. `value`: the kind's payload (VND for a standard level, a whole number
+    for a funeral multiplier)."""
+
+    proposal_id: str
+    kind: str
+    from_month: str
+    value: Any
+    proposed_by: str
+    proposed_at: str
+    source: str
+    status: str = PENDING_PROPOSAL
+    decided_by: str | None = None  # who approved or withdrew it
+    reason: str | None = None  # why it was withdrawn
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == PENDING_PROPOSAL
+
+
+Schedules = tuple[dict[str, int], dict[str, int]]  # (standard levels, funeral multipliers)
+
+
 class ReferenceDataHistory(Aggregate):
-    """The standard level and funeral multiplier by month, as loaded and as changed since."""
+    """The standard level and funeral multiplier by month, as loaded and as changed since.
+    A change is proposed by one person and takes effect when a second person approves it:
+    until then nothing that reads reference data (the rules, the read model
+    `reference_levels`) sees it."""
 
     # Far above any real level (the 2024 level is 500,000 VND), low enough that no sum of
     # allowances over a lifetime can overflow a 64-bit integer in any store.
@@ -378,48 +517,176 @@ class ReferenceDataHistory(Aggregate):
     ) -> None:
         self.standard_levels = {m: a for m, a in standard_levels}
         self.funeral_multipliers = {m: x for m, x in funeral_multipliers}
+        self.proposals: dict[str, Proposal] = {}
 
-    def change(
-        self,
-        from_month: str,
-        actor: str,
-        source: str,
-        amount: int | None = None,
-        multiplier: int | None = None,
-    ) -> None:
-        """A new standard level and/or funeral multiplier from a month on (may be back-dated).
-        Every month with a standard level must have a funeral multiplier, or a death in that
-        month could not be paid: the change is refused when it would leave such a month."""
-        if amount is not None and not 0 < amount <= self.MAX_STANDARD_LEVEL:
+    # What is in force, and what would be
+
+    @property
+    def schedules(self) -> Schedules:
+        """The approved schedules (copies)."""
+        return dict(self.standard_levels), dict(self.funeral_multipliers)
+
+    def pending(self) -> list[Proposal]:
+        """The pending proposals in the order an approval applies them: funeral multipliers
+        first, then standard levels, each in the order proposed (a multiplier can only widen
+        the months a level may cover, so checking each step is checking the end state)."""
+        waiting = [p for p in self.proposals.values() if p.is_pending]
+        return sorted(waiting, key=lambda p: (_APPROVAL_ORDER.get(p.kind, 2), int(p.proposal_id)))
+
+    @staticmethod
+    def with_change(schedules: Schedules, kind: str, from_month: str, value: Any) -> Schedules:
+        levels, multipliers = dict(schedules[0]), dict(schedules[1])
+        if kind == STANDARD_LEVEL:
+            levels[from_month] = value
+        elif kind == FUNERAL_MULTIPLIER:
+            multipliers[from_month] = value
+        return levels, multipliers
+
+    def prospective(self) -> Schedules:
+        """The schedules once every pending proposal is approved."""
+        schedules = self.schedules
+        for p in self.pending():
+            schedules = self.with_change(schedules, p.kind, p.from_month, p.value)
+        return schedules
+
+    def _check_value(self, kind: str, value: Any) -> None:
+        if kind in PLANNED_REFERENCE_KINDS:
+            raise RuleViolation(f"changes of kind {kind} are not implemented yet")
+        if kind not in REFERENCE_KINDS:
+            raise RuleViolation(
+                f"unknown kind of reference data {kind!r}: one of {', '.join(REFERENCE_KINDS)}"
+            )
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if kind == STANDARD_LEVEL and not (whole and 0 < value <= self.MAX_STANDARD_LEVEL):
             raise RuleViolation(
                 "a standard level must be a positive amount of VND, "
                 f"at most {self.MAX_STANDARD_LEVEL:,}"
             )
-        if multiplier is not None and not 0 < multiplier <= self.MAX_FUNERAL_MULTIPLIER:
+        if kind == FUNERAL_MULTIPLIER and not (whole and 0 < value <= self.MAX_FUNERAL_MULTIPLIER):
             raise RuleViolation(
                 "a funeral multiplier must be a positive whole number, "
                 f"at most {self.MAX_FUNERAL_MULTIPLIER}"
             )
-        levels = {**self.standard_levels, **({from_month: amount} if amount else {})}
-        multipliers = {
-            **self.funeral_multipliers,
-            **({from_month: multiplier} if multiplier else {}),
-        }
-        if (levels, multipliers) == (self.standard_levels, self.funeral_multipliers):
-            raise RuleViolation(f"the reference data from {from_month} is already so")
+
+    @staticmethod
+    def _check_cover(schedules: Schedules) -> None:
+        """Every month with a standard level must have a funeral multiplier, or a death in
+        that month could not be paid."""
+        levels, multipliers = schedules
         if min(multipliers) > min(levels):
             raise RuleViolation(
                 f"no funeral multiplier would be in force from {min(levels)} to "
                 f"{min(multipliers)}: give --funeral-multiplier from {min(levels)} too"
             )
-        if amount is not None and self.standard_levels.get(from_month) != amount:
+
+    # Commands
+
+    def propose(
+        self,
+        kind: str,
+        from_month: str,
+        value: Any,
+        actor: str,
+        source: str,
+        proposed_at: str,
+    ) -> Proposal:
+        """Record a proposed change (may be back-dated); it changes nothing until approved.
+        Checked against what would be in force once every pending proposal is approved."""
+        self._check_value(kind, value)
+        for p in self.pending():
+            if (p.kind, p.from_month) == (kind, from_month):
+                raise RuleViolation(
+                    f"a change of the {_kind_text(kind)} from {from_month} is already pending "
+                    f"(proposal {p.proposal_id} by {p.proposed_by}): have it approved or "
+                    "withdrawn first"
+                )
+        before = self.prospective()
+        after = self.with_change(before, kind, from_month, value)
+        if after == before:
+            raise RuleViolation(f"the reference data from {from_month} is already so")
+        self._check_cover(after)
+        proposal_id = str(len(self.proposals) + 1)
+        self._change_proposed(
+            proposal_id=proposal_id,
+            kind=kind,
+            from_month=from_month,
+            value=value,
+            proposed_at=proposed_at,
+            actor=actor,
+            source=source,
+        )
+        return self.proposals[proposal_id]
+
+    @event("ChangeProposed")
+    def _change_proposed(
+        self,
+        proposal_id: str,
+        kind: str,
+        from_month: str,
+        value: Any,
+        proposed_at: str,
+        actor: str,
+        source: str,
+    ) -> None:
+        self.proposals[proposal_id] = Proposal(
+            proposal_id, kind, from_month, value, actor, proposed_at, source
+        )
+
+    def _pending_proposal(self, proposal_id: str) -> Proposal:
+        proposal = self.proposals.get(proposal_id)
+        if proposal is None:
+            raise RuleViolation(f"no reference-data proposal {proposal_id}")
+        if not proposal.is_pending:
+            raise RuleViolation(
+                f"proposal {proposal_id} is {proposal.status.lower()} "
+                f"(by {proposal.decided_by}), no longer pending"
+            )
+        return proposal
+
+    def check_approver(self, proposal_id: str, actor: str) -> None:
+        """Four eyes: whoever proposed a change may not approve it."""
+        proposal = self._pending_proposal(proposal_id)
+        if same_actor(actor, proposal.proposed_by):
+            raise RuleViolation(
+                f"{actor.strip()} proposed it and cannot approve it: another person must approve"
+            )
+
+    def approve(self, proposal_id: str, actor: str, source: str) -> None:
+        """Put a pending proposal in force, through the events that always recorded the
+        standard level and the funeral multiplier (what reads reference data sees them)."""
+        self.check_approver(proposal_id, actor)
+        p = self.proposals[proposal_id]
+        self._check_value(p.kind, p.value)
+        self._check_cover(self.with_change(self.schedules, p.kind, p.from_month, p.value))
+        self._change_approved(proposal_id=proposal_id, actor=actor, source=source)
+        if p.kind == STANDARD_LEVEL and self.standard_levels.get(p.from_month) != p.value:
             self._standard_level_set(
-                from_month=from_month, amount=amount, actor=actor, source=source
+                from_month=p.from_month, amount=p.value, actor=actor, source=source
             )
-        if multiplier is not None and self.funeral_multipliers.get(from_month) != multiplier:
+        if p.kind == FUNERAL_MULTIPLIER and self.funeral_multipliers.get(p.from_month) != p.value:
             self._funeral_multiplier_set(
-                from_month=from_month, multiplier=multiplier, actor=actor, source=source
+                from_month=p.from_month, multiplier=p.value, actor=actor, source=source
             )
+
+    @event("ChangeApproved")
+    def _change_approved(self, proposal_id: str, actor: str, source: str) -> None:
+        self.proposals[proposal_id] = replace(
+            self.proposals[proposal_id], status=APPROVED_PROPOSAL, decided_by=actor
+        )
+
+    def withdraw(self, proposal_id: str, reason: str, actor: str, source: str) -> None:
+        """Drop a pending proposal (its proposer changing their mind, or a reviewer turning
+        it down); nothing of it ever takes effect."""
+        self._pending_proposal(proposal_id)
+        self._change_withdrawn(proposal_id=proposal_id, reason=reason, actor=actor, source=source)
+
+    @event("ChangeWithdrawn")
+    def _change_withdrawn(self, proposal_id: str, reason: str, actor: str, source: str) -> None:
+        self.proposals[proposal_id] = replace(
+            self.proposals[proposal_id], status=WITHDRAWN_PROPOSAL, decided_by=actor, reason=reason
+        )
+
+    # The events that change what is in force (stored since the first version: keep them)
 
     @event("StandardLevelSet")
     def _standard_level_set(self, from_month: str, amount: int, actor: str, source: str) -> None:
@@ -430,6 +697,10 @@ class ReferenceDataHistory(Aggregate):
         self, from_month: str, multiplier: int, actor: str, source: str
     ) -> None:
         self.funeral_multipliers[from_month] = multiplier
+
+
+def _kind_text(kind: str) -> str:
+    return kind.replace("_", " ")
 
 
 class PayrollRegister(Aggregate):

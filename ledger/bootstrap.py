@@ -22,11 +22,11 @@ from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, Untou
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from ledger import views
-from ledger.aggregates import death_record_id
+from ledger.aggregates import Proposal, death_record_id
 from ledger.config import settings
 from ledger.inputs import InputFile
 from ledger.rules import Account, DraftList, ReferenceData
-from ledger.service_layer import deaths, enrolment, payroll, reference, settlement
+from ledger.service_layer import deaths, enrolment, entitlement, payroll, reference, settlement
 from ledger.service_layer.common import ImportResult, check_month
 from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
@@ -38,6 +38,7 @@ from ledger.service_layer.ports import (
     VietnamClock,
     no_progress,
 )
+from ledger.service_layer.reference import PendingChange
 from ledger.views import ListSummary
 from projections.readmodels import Projector, RecordedEvent
 
@@ -213,13 +214,29 @@ class Ledger:
     def record_death_registrations(self, decision: DeathDecision, tracking: Any) -> None:
         deaths.record_death_registrations(self.ports, decision, tracking)
 
-    def set_reference_data(
+    def propose_rates(
         self, from_month: str, actor: str, amount: int | None = None, multiplier: int | None = None
-    ) -> None:
-        reference.set_reference_data(self.ports, from_month, actor, amount, multiplier)
+    ) -> list[Proposal]:
+        return reference.propose_rates(self.ports, from_month, actor, amount, multiplier)
 
-    def set_standard_level(self, from_month: str, amount: int, actor: str) -> None:
-        self.set_reference_data(from_month, actor, amount=amount)
+    def propose_reference_change(
+        self, kind: str, from_month: str, value: Any, actor: str
+    ) -> Proposal:
+        return reference.propose_reference_change(self.ports, kind, from_month, value, actor)
+
+    def pending_reference_changes(self) -> list[PendingChange]:
+        return reference.pending_reference_changes(self.ports)
+
+    def approve_reference_changes(
+        self, actor: str, proposal_ids: Sequence[str] | None = None
+    ) -> list[Proposal]:
+        return reference.approve_reference_changes(self.ports, actor, proposal_ids)
+
+    def withdraw_reference_change(self, proposal_id: str, reason: str, actor: str) -> Proposal:
+        return reference.withdraw_reference_change(self.ports, proposal_id, reason, actor)
+
+    def reinstate(self, personal_id: str, reason: str, actor: str) -> None:
+        entitlement.reinstate(self.ports, personal_id, reason, actor)
 
     def draft(
         self, period: str, province_code: str, db: ReadModelDatabase | None = None

@@ -154,21 +154,135 @@ def cmd_enrol(args: argparse.Namespace) -> None:
 
 
 def cmd_rates_set(args: argparse.Namespace) -> None:
+    from ledger.service_layer.reference import describe
+
     with open_ledger(args) as ledger:
-        ledger.set_reference_data(
+        proposals = ledger.propose_rates(
             args.from_month, actor(args), amount=args.amount, multiplier=args.funeral_multiplier
         )
-        multipliers = {m: x for m, x, _ in ledger.funeral_multipliers()}
-        table = SafeTable(title="reference data: the standard social-assistance level")
-        table.add_column("from")
-        table.add_column("VND / month", justify="right")
-        table.add_column("recorded at")
-        for month, amount, at in ledger.standard_levels():
-            table.add_row(month, vnd(amount), at)
+        pending = ledger.pending_reference_changes()
+    for p in proposals:
+        say(f"proposed: {describe(p)}")
+    say(
+        "nothing changes until another person approves: `ledger reference pending` shows "
+        "the impact, `ledger reference approve --by USER` approves"
+    )
+    print_table(out, pending_table(pending))
+
+
+def pending_json(pending: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            **dataclasses.asdict(c.proposal),
+            "replaces": c.replaces,
+            "impact": dataclasses.asdict(c.impact) if c.impact is not None else None,
+        }
+        for c in pending
+    ]
+
+
+def pending_table(pending: Sequence[Any]) -> SafeTable:
+    table = SafeTable(title="reference-data changes waiting for a second person's approval")
+    headings = (
+        "proposal",
+        "change",
+        "from",
+        "replaces",
+        "proposed by",
+        "people affected",
+        "change / month VND",
+        "arrears VND",
+        "new receivables",
+        "receivables VND",
+        "funeral change VND",
+    )
+    for heading in headings:
+        numeric = "VND" in heading or heading in ("people affected", "new receivables")
+        table.add_column(heading, justify="right" if numeric else "left")
+    for c in pending:
+        p, x = c.proposal, c.impact
+        figures = (
+            [
+                vnd(x.people),
+                f"{vnd(x.monthly_change)} ({x.month})",
+                vnd(x.arrears),
+                vnd(x.receivable_people),
+                vnd(x.receivable_amount),
+                vnd(x.funeral_change),
+            ]
+            if x is not None
+            else [""] * 6
+        )
+        value = vnd(p.value) if isinstance(p.value, int) else str(p.value)
+        replaces = vnd(c.replaces) if isinstance(c.replaces, int) else str(c.replaces or "")
+        table.add_row(
+            p.proposal_id,
+            f"{p.kind.replace('_', ' ')} {value}",
+            p.from_month,
+            replaces,
+            p.proposed_by,
+            *figures,
+        )
+    return table
+
+
+def cmd_reference_pending(args: argparse.Namespace) -> None:
+    with open_ledger(args, report=True) as ledger:
+        pending = ledger.pending_reference_changes()
+    if args.json:
+        print_json(out, pending_json(pending))
+        return
+    if not pending:
+        say("no reference-data change is pending")
+        return
+    print_table(out, pending_table(pending))
+    through = next((c.impact.through for c in pending if c.impact is not None), None)
+    say(
+        "arrears and receivables: what the balances through "
+        f"{through or 'the latest approved period'} become; an approval by another person "
+        "makes them take effect: `ledger reference approve --by USER`"
+    )
+
+
+def cmd_reference_approve(args: argparse.Namespace) -> None:
+    from ledger.service_layer.reference import describe
+
+    with open_ledger(args) as ledger:
+        approved = ledger.approve_reference_changes(actor(args), args.proposal)
+        levels = ledger.standard_levels()
+        multipliers = ledger.funeral_multipliers()
+    if args.json:
+        print_json(out, [dataclasses.asdict(p) for p in approved])
+        return
+    for p in approved:
+        say(f"approved: {describe(p)}")
+    table = SafeTable(title="reference data: the standard social-assistance level")
+    table.add_column("from")
+    table.add_column("VND / month", justify="right")
+    table.add_column("recorded at")
+    for month, amount, at in levels:
+        table.add_row(month, vnd(amount), at)
     print_table(out, table)
     say(
         "funeral allowance = standard level in the month of death x "
-        + ", ".join(f"{x} from {m}" for m, x in sorted(multipliers.items()))
+        + ", ".join(f"{x} from {m}" for m, x, _ in sorted(multipliers))
+    )
+
+
+def cmd_reference_withdraw(args: argparse.Namespace) -> None:
+    from ledger.service_layer.reference import describe
+
+    with open_ledger(args) as ledger:
+        withdrawn = ledger.withdraw_reference_change(args.proposal_id, args.reason, actor(args))
+    say(f"withdrawn: {describe(withdrawn)}: {args.reason}")
+
+
+def cmd_reinstate(args: argparse.Namespace) -> None:
+    with open_ledger(args) as ledger:
+        ledger.reinstate(args.id, args.reason, actor(args))
+    say(
+        f"entitlement of {args.id} is reinstated: the termination is undone, and the months "
+        "not paid since are paid as arrears on the next list"
     )
 
 
@@ -811,7 +925,7 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
 
 
 # the arguments checked as the values of files and messages are, by ledger.values
-_PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "move", "explain")
+_PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "reinstate", "move", "explain")
 _PROVINCE_COMMANDS = ("move", "payroll run", "payroll approve")
 _MONTH_OPTIONS = (("from_month", "--from"), ("period", "--period"))
 
@@ -887,6 +1001,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="funeral allowance = N x the standard level in the month of death",
     )
 
+    reference_parser = commands.add_parser(
+        "reference", help="changes of reference data, by two people"
+    )
+    reference_commands = reference_parser.add_subparsers(
+        dest="reference_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        reference_commands,
+        "pending",
+        cmd_reference_pending,
+        "the proposed reference-data changes, with their impact",
+    )
+    p.add_argument("--json", action="store_true", help="the proposals as JSON")
+    p = command(
+        reference_commands,
+        "approve",
+        cmd_reference_approve,
+        "approve the pending changes (not by whoever proposed one)",
+    )
+    p.add_argument(
+        "--proposal",
+        action="append",
+        metavar="ID",
+        help="approve only these (the ones reviewed); may be repeated",
+    )
+    p.add_argument("--json", action="store_true", help="the approved proposals as JSON")
+    p = command(reference_commands, "withdraw", cmd_reference_withdraw, "drop a pending proposal")
+    p.add_argument("proposal_id", metavar="ID")
+    p.add_argument("--reason", required=True)
+
     deaths = commands.add_parser("deaths", help="death registrations from civil registries")
     deaths_commands = deaths.add_subparsers(dest="deaths_command", required=True, metavar="COMMAND")
     p = command(
@@ -919,6 +1063,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(commands, "terminate", cmd_terminate, "end entitlement from a month on")
     p.add_argument("id")
     p.add_argument("--from", dest="from_month", required=True, metavar="YYYY-MM")
+    p.add_argument("--reason", required=True)
+    p = command(commands, "reinstate", cmd_reinstate, "undo a wrong termination")
+    p.add_argument("id")
     p.add_argument("--reason", required=True)
     p = command(commands, "move", cmd_move, "a change of residence")
     p.add_argument("id")
@@ -1029,14 +1176,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (
-        args.command == "payroll"
-        and args.payroll_command == "approve"
-        and not (args.by or settings().user)
-    ):
-        parser.error(
-            "payroll approve needs --by USER (or LEDGER_USER): the approver names themself"
-        )
+    approving = (args.command == "payroll" and args.payroll_command == "approve") or (
+        args.command == "reference" and args.reference_command == "approve"
+    )
+    if approving and not (args.by or settings().user):
+        parser.error("approve needs --by USER (or LEDGER_USER): the approver names themself")
     if args.command == "rates" and args.amount is None and args.funeral_multiplier is None:
         parser.error("rates set needs --amount VND, --funeral-multiplier N, or both")
     try:

@@ -15,6 +15,7 @@ import random
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ledger.books import PAYABLE
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
 from ledger.reference import provinces
+from ledger.service_layer import reference
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
 FAMILY = [
@@ -379,7 +381,7 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             _operator_changes(ledger, story, period, maker)
             if k == 4:
                 level_from = format_month(period - 1)
-                ledger.set_standard_level(level_from, 550_000, "ministry")
+                _raise_standard_level(ledger, level_from, 550_000, step)
                 step(f"{p}: standard level raised to 550,000 VND back-dated from {level_from}")
             ledger.run_payroll(p, None, maker)
             ledger.approve_payroll(p, None, checker)
@@ -430,6 +432,26 @@ def _audit(ledger: Ledger, out_dir: Path) -> str:
         "what the rules gave from what was known at approval (`ledger verify`, "
         "`ledger replay --check-issued`)"
     )
+
+
+def _raise_standard_level(
+    ledger: Ledger, from_month: str, amount: int, step: Callable[[str], None]
+) -> None:
+    """A rise of the standard level, as the ministry makes it: one officer proposes it, its
+    impact is shown, and a second one approves it (only then does it take effect)."""
+    reference.propose_reference_change(
+        ledger.ports, "standard_level", from_month, amount, "ministry.le"
+    )
+    for change in reference.pending_reference_changes(ledger.ports):
+        if change.impact is not None:
+            i = change.impact
+            step(
+                f"proposal {change.proposal.proposal_id} by {change.proposal.proposed_by}: "
+                f"{i.people:,} people affected, {i.monthly_change:+,} VND for {i.month}, "
+                f"{i.arrears:,} VND arrears and {i.receivable_amount:,} VND receivables "
+                f"through {i.through or '-'}"
+            )
+    reference.approve_reference_changes(ledger.ports, "ministry.pham")
 
 
 def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> None:

@@ -161,6 +161,7 @@ class Projector:
             "Beneficiary.PaymentsHeld": self._held,
             "Beneficiary.PaymentsReleased": self._released,
             "Beneficiary.EntitlementTerminated": self._terminated,
+            "Beneficiary.Reinstated": self._reinstated,
             "Beneficiary.Moved": self._moved,
             "DeathRecord.Registered": self._death_record_opened,
             "DeathRecord.RegisteredAgain": self._death_registered,
@@ -169,6 +170,11 @@ class Projector:
             "ReferenceDataHistory.Loaded": self._reference_loaded,
             "ReferenceDataHistory.StandardLevelSet": self._standard_level_set,
             "ReferenceDataHistory.FuneralMultiplierSet": self._funeral_multiplier_set,
+            # a proposal changes nothing the rules read until approved; its approval is
+            # followed by the StandardLevelSet / FuneralMultiplierSet event it puts in force
+            "ReferenceDataHistory.ChangeProposed": _audit_only,
+            "ReferenceDataHistory.ChangeApproved": _audit_only,
+            "ReferenceDataHistory.ChangeWithdrawn": _audit_only,
             "PayrollRegister.Opened": _audit_only,
             "PayrollRegister.ListApproved": _audit_only,
             "PaymentList.Opened": self._list_opened,
@@ -300,6 +306,13 @@ class Projector:
             "UPDATE beneficiaries SET terminated_from = ?, termination_reason = ?"
             " WHERE aggregate_id = ?",
             (e.payload["from_month"], e.payload["reason"], e.aggregate_id),
+        )
+
+    def _reinstated(self, e: RecordedEvent, w: _Writes) -> None:
+        w.add(
+            "UPDATE beneficiaries SET terminated_from = NULL, termination_reason = NULL"
+            " WHERE aggregate_id = ?",
+            (e.aggregate_id,),
         )
 
     def _moved(self, e: RecordedEvent, w: _Writes) -> None:

@@ -642,6 +642,16 @@ def _person(
                     r.ref, "entitlement terminated", f["from_month"], _details(reason=f["reason"])
                 )
             )
+        elif kind == "Reinstated":  # a wrong termination undone: entitled again
+            state["terminated"] = None
+            history.append(
+                PersonEvent(
+                    r.ref,
+                    "entitlement reinstated",
+                    f["terminated_from"],  # the months from then on are entitled again
+                    _details(undoes_termination_from=f["terminated_from"], reason=f["reason"]),
+                )
+            )
         elif kind == "Moved":
             state.update(province=f["province_code"], commune=f["commune_code"])
             provinces.add(f["province_code"])

@@ -118,16 +118,19 @@ def decide_death_registrations(
 
 
 def registration_content(row: DeathRow) -> dict[str, Any]:
-    """What a registration says, as its death record keeps it for its event_id
-    (`DeathRecord.applied_content`): the same event_id saying anything else is a reuse."""
+    """What a registration says that the ledger records, as its death record keeps it for
+    its event_id (`DeathRecord.applied_content`): the same event_id saying anything else is
+    a reuse. A correction records no name, and a revocation neither name, date nor claimant
+    (an Avro revocation carries a date all the same)."""
+    kind = row.event_type
     return {
-        "event_type": row.event_type,
+        "event_type": kind,
         "registration_number": row.registration_number,
-        "full_name": row.full_name,
-        "date_of_death": row.date_of_death or None,
+        "full_name": row.full_name if kind == "REGISTERED" else None,
+        "date_of_death": None if kind == "REVOKED" else row.date_of_death,
         "registered_at": row.registered_at,
         "registry_office": row.registry_office,
-        "claimant": row.claimant,
+        "claimant": None if kind == "REVOKED" else row.claimant,
     }
 
 

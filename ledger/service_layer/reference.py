@@ -1,12 +1,48 @@
 """The reference data the rules read: the standard level and the funeral multiplier by month,
-loaded once into a new store and changed (possibly back-dated) by `ledger rates set`."""
+loaded once into a new store. Every later change is proposed by one person (`ledger rates
+set`), shown with its impact (`ledger reference pending`) and takes effect only when a second
+person approves it (`ledger reference approve`); until then nothing reads it."""
 
 from __future__ import annotations
 
-from ledger.aggregates import REFERENCE_DATA_ID, ReferenceDataHistory
-from ledger.reference import default_funeral_multipliers, default_standard_levels
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from ledger import views
+from ledger.aggregates import (
+    FUNERAL_MULTIPLIER,
+    REFERENCE_DATA_ID,
+    REFERENCE_KINDS,
+    STANDARD_LEVEL,
+    Proposal,
+    ReferenceDataHistory,
+    Schedules,
+)
+from ledger.inputs import InputRejected
+from ledger.months import month_of, parse_month
+from ledger.reference import default_funeral_multipliers, default_standard_levels, reference_data
+from ledger.rules import ReferenceData, RuleViolation
+from ledger.service_layer import impact
 from ledger.service_layer.common import check_month
+from ledger.service_layer.impact import Impact
 from ledger.service_layer.ports import Ports
+
+PROPOSE_SOURCE = "ledger rates set"
+APPROVE_SOURCE = "ledger reference approve"
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A proposal waiting for approval, with what it would replace and do."""
+
+    proposal: Proposal
+    # the value in force in the proposal's month before it (after the pending changes
+    # approved ahead of it); None when nothing is in force then
+    replaces: Any
+    impact: Impact | None  # None for a kind whose impact is not computed
 
 
 def ensure_reference_data(ports: Ports) -> None:
@@ -23,17 +59,191 @@ def ensure_reference_data(ports: Ports) -> None:
         )
 
 
-def set_reference_data(
+def _history(ports: Ports) -> ReferenceDataHistory:
+    history: ReferenceDataHistory | None = ports.events.get(REFERENCE_DATA_ID)
+    if history is None:  # every store is opened with it loaded
+        raise RuntimeError("the store holds no reference data")
+    return history
+
+
+def _actor(actor: str) -> str:
+    if not actor.strip():
+        raise InputRejected(["--by: who is acting is required"])
+    return actor
+
+
+def propose_reference_change(
+    ports: Ports,
+    kind: str,
+    from_month: str,
+    value: Any,
+    actor: str,
+    source: str = PROPOSE_SOURCE,
+) -> Proposal:
+    """Propose one change (`kind`: standard_level or funeral_multiplier) from a month on; it
+    changes nothing until someone else approves it."""
+    return propose_reference_changes(ports, from_month, [(kind, value)], actor, source)[0]
+
+
+def propose_reference_changes(
+    ports: Ports,
+    from_month: str,
+    changes: Sequence[tuple[str, Any]],
+    actor: str,
+    source: str = PROPOSE_SOURCE,
+) -> list[Proposal]:
+    """Propose several changes from one month on, in one transaction (all or none)."""
+    check_month(from_month, "--from")
+    _actor(actor)
+    history = _history(ports)
+    at = ports.clock.now().isoformat()
+    proposals = [
+        history.propose(kind, from_month, value, actor, source, at) for kind, value in changes
+    ]
+    try:
+        ports.save(history)
+    except IntegrityError:
+        raise RuleViolation(
+            "another change of the reference data was recorded at the same moment: nothing "
+            "was proposed; run the command again"
+        ) from None
+    return proposals
+
+
+def propose_rates(
     ports: Ports,
     from_month: str,
     actor: str,
     amount: int | None = None,
     multiplier: int | None = None,
-) -> None:
-    """A new standard level and/or funeral multiplier from a month on."""
-    check_month(from_month, "--from")
-    history: ReferenceDataHistory | None = ports.events.get(REFERENCE_DATA_ID)
-    if history is None:  # every store is opened with it loaded
-        raise RuntimeError("the store holds no reference data")
-    history.change(from_month, actor, "ledger rates set", amount, multiplier)
-    ports.save(history)
+) -> list[Proposal]:
+    """`ledger rates set`: a new standard level and/or funeral multiplier from a month on,
+    proposed (the multiplier first: a level may need it to be in force)."""
+    changes: list[tuple[str, Any]] = []
+    if multiplier is not None:
+        changes.append((FUNERAL_MULTIPLIER, multiplier))
+    if amount is not None:
+        changes.append((STANDARD_LEVEL, amount))
+    if not changes:
+        raise InputRejected(["rates set needs --amount VND, --funeral-multiplier N, or both"])
+    return propose_reference_changes(ports, from_month, changes, actor)
+
+
+def _reference(schedules: Schedules) -> ReferenceData:
+    levels, multipliers = schedules
+    return reference_data(
+        [(STANDARD_LEVEL, m, v) for m, v in levels.items()]
+        + [(FUNERAL_MULTIPLIER, m, v) for m, v in multipliers.items()]
+    )
+
+
+def _in_force(schedules: Schedules, kind: str, from_month: str) -> Any:
+    ref = _reference(schedules)
+    schedule = ref.standard_level if kind == STANDARD_LEVEL else ref.funeral_multiplier
+    try:
+        return schedule.at(parse_month(from_month))
+    except RuleViolation:
+        return None
+
+
+def pending_reference_changes(ports: Ports) -> list[PendingChange]:
+    """The proposals waiting for approval, in the order an approval applies them, each with
+    its impact measured on top of the ones before it (so that the impacts add up to what
+    approving all of them does)."""
+    history = _history(ports)
+    pending = history.pending()
+    if not pending:
+        return []
+    ports.decide_from_read_models()
+    through = views.latest_approved_period(ports.db)
+    groups = impact.cohorts(ports.db, through)
+    current = month_of(ports.clock.today())
+    schedules = history.schedules
+    out = []
+    for p in pending:
+        after = ReferenceDataHistory.with_change(schedules, p.kind, p.from_month, p.value)
+        effect = None
+        if p.kind in REFERENCE_KINDS:
+            effect = impact.impact(
+                groups,
+                _reference(schedules),
+                _reference(after),
+                max(parse_month(p.from_month), current),
+                parse_month(through) if through is not None else None,
+            )
+        out.append(PendingChange(p, _in_force(schedules, p.kind, p.from_month), effect))
+        schedules = after
+    return out
+
+
+def describe(p: Proposal) -> str:
+    """A proposal as one line names it."""
+    value = f"{p.value:,} VND" if p.kind == STANDARD_LEVEL else f"{p.value}"
+    what = p.kind.replace("_", " ")
+    return f"proposal {p.proposal_id} ({what} {value} from {p.from_month}, by {p.proposed_by})"
+
+
+def approve_reference_changes(
+    ports: Ports, actor: str, proposal_ids: Sequence[str] | None = None
+) -> list[Proposal]:
+    """Approve every pending change (or those of `proposal_ids`), in one transaction. Refused
+    whole, one line per proposal, when the approver proposed any of them (the maker is never
+    the checker) or one can no longer take effect: nothing is then recorded."""
+    _actor(actor)
+    history = _history(ports)
+    pending = history.pending()
+    if proposal_ids is not None:
+        wanted = [str(i) for i in proposal_ids]
+        waiting = {p.proposal_id for p in pending}
+        unknown = [i for i in wanted if i not in waiting]
+        if unknown:
+            raise InputRejected(
+                [f"proposal {i}: no such reference-data change is pending" for i in unknown]
+            )
+        pending = [p for p in pending if p.proposal_id in wanted]
+    if not pending:
+        raise RuleViolation(
+            "no reference-data change is pending: propose one with `ledger rates set`"
+        )
+    problems = []
+    for p in pending:
+        try:
+            history.check_approver(p.proposal_id, actor)
+        except RuleViolation as err:
+            problems.append(f"{describe(p)}: {err}")
+    if not problems:
+        for p in pending:
+            try:
+                history.approve(
+                    p.proposal_id, actor, f"{APPROVE_SOURCE} (proposal {p.proposal_id})"
+                )
+            except RuleViolation as err:
+                problems.append(f"{describe(p)}: {err}")
+    if problems:
+        raise InputRejected(problems)
+    try:
+        ports.save(history)
+    except IntegrityError:
+        raise RuleViolation(
+            "the reference data changed while this approval was decided (a proposal or an "
+            "approval recorded at the same moment): nothing was approved; review the pending "
+            "changes again"
+        ) from None
+    return [history.proposals[p.proposal_id] for p in pending]
+
+
+def withdraw_reference_change(ports: Ports, proposal_id: str, reason: str, actor: str) -> Proposal:
+    """Drop a pending proposal: by its proposer, or by a reviewer who turns it down."""
+    _actor(actor)
+    if not reason.strip():
+        raise InputRejected(["--reason: a reason is required"])
+    history = _history(ports)
+    history.withdraw(str(proposal_id), reason.strip(), actor, "ledger reference withdraw")
+    try:
+        ports.save(history)
+    except IntegrityError:
+        raise RuleViolation(
+            "the reference data changed at the same moment: nothing was withdrawn; run the "
+            "command again"
+        ) from None
+    return history.proposals[str(proposal_id)]

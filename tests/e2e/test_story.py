@@ -254,7 +254,10 @@ class Story:
         )
         self("deaths_back_dated", "deaths", "import", self.back_dated_death)
         self("receivables_at_once", "receivables")
-        self("rates", "rates", "set", "--from", "2025-08", "--amount", "550000")
+        self("rates", "rates", "set", "--from", "2025-08", "--amount", "550000", "--by", "le")
+        self("rates_pending", "reference", "pending", "--json")
+        self("rates_by_proposer", "reference", "approve", "--by", " LE ")
+        self("rates_approve", "reference", "approve", "--by", "checker")
         self.month("2025-09")
         self("receivables", "receivables")
 
@@ -440,10 +443,22 @@ def test_reexport_of_an_approved_period_is_byte_identical(story: Story) -> None:
 # 2025-09
 
 
-def test_rates_set_back_dated(story: Story) -> None:
+def test_rates_set_back_dated_takes_effect_when_a_second_person_approves(story: Story) -> None:
     run = story["rates"]
     assert run.code == 0, run
-    levels = [(r[0], vnd(r[1])) for r in table_rows(run.stdout)]
+    assert "proposed: proposal" in run.stdout
+    [pending] = json.loads(story["rates_pending"].stdout)
+    assert (pending["kind"], pending["value"], pending["proposed_by"]) == (
+        "standard_level",
+        550_000,
+        "le",
+    )
+    assert pending["impact"]["people"] > 0 and pending["impact"]["arrears"] > 0
+    refused = story["rates_by_proposer"]
+    assert refused.code == 1 and "nothing was changed" in refused.stderr
+    approved = story["rates_approve"]
+    assert approved.code == 0, approved
+    levels = [(r[0], vnd(r[1])) for r in table_rows(approved.stdout)]
     assert levels == [("2021-07", 360_000), ("2024-07", 500_000), ("2025-08", 550_000)]
 
 

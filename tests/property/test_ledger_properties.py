@@ -28,6 +28,7 @@ from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.months import format_month, parse_month
 from ledger.rules import LINE_FIELDS, RuleViolation
+from ledger.service_layer import reference
 from projections.readmodels import SCHEMA
 from tests.conftest import Files, death, enrolment, settlement
 
@@ -241,7 +242,7 @@ def plans(
     )
     person = st.tuples(
         st.sampled_from(PROVINCES),
-        st.one_of(st.sampled_from([100, 150, 200, 250, 300]), st.integers(1, 300)),
+        st.one_of(st.sampled_from([100, 150, 200, 250, 300]), st.integers(100, 300)),
         st.sampled_from(["POST", "BANK"]),
         st.integers(-8, 1),  # effective month of the enrolment before the first payroll
     )
@@ -276,10 +277,14 @@ class Run:
         kind = op[0]
         if kind == "rate":
             month, amount = current + op[1], op[2]
+            propose = reference.propose_reference_change
             if m.levels.get(month) == amount:
-                self.refused(ledger.set_standard_level, format_month(month), amount, MAKER)
+                self.refused(
+                    propose, ledger.ports, "standard_level", format_month(month), amount, MAKER
+                )
             else:
-                ledger.set_standard_level(format_month(month), amount, MAKER)
+                propose(ledger.ports, "standard_level", format_month(month), amount, MAKER)
+                reference.approve_reference_changes(ledger.ports, CHECKER)
                 m.levels[month] = amount
             return
         p = list(m.persons.values())[op[1] % len(m.persons)]

@@ -28,6 +28,7 @@ from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from ledger.service_layer import reference
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
 from tests.conftest import NO_CLAIMANT, REVOKE, Files, death, enrolment, settlement
 
@@ -98,7 +99,11 @@ class History:
     def op(self, op: tuple[Any, ...]) -> None:
         ledger = self.ledger
         if op[0] == "rate":
-            self.attempt(ledger.set_standard_level, op[1], op[2], "officer")
+            with contextlib.suppress(REFUSED):  # proposed by one officer, approved by another
+                reference.propose_reference_change(
+                    ledger.ports, "standard_level", op[1], op[2], "officer"
+                )
+                reference.approve_reference_changes(ledger.ports, "director")
             return
         p = self.people[op[1] % len(self.people)]
         if op[0] == "death":

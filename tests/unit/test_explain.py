@@ -14,6 +14,7 @@ from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.months import parse_month
 from ledger.rules import RuleViolation, credits_through
+from ledger.service_layer import reference
 from replay.explain import EventRef, Explanation, as_json, explain, render
 from tests.conftest import NO_CLAIMANT, REVOKE, Files, death, enrolment, settlement
 
@@ -298,7 +299,10 @@ def test_back_dated_rate_change_shows_the_new_level_and_its_event(
 ) -> None:
     ledger.enrol(files.enrolments([enrolment(PID, effective_month="2025-05")]), MAKER)
     pay(ledger, "2025-05", "2025-06")
-    ledger.set_standard_level("2025-06", 550_000, MAKER)
+    reference.propose_reference_change(
+        ledger.ports, "standard_level", "2025-06", 550_000, "ministry"
+    )
+    reference.approve_reference_changes(ledger.ports, MAKER)  # the approval puts it in force
     pay(ledger, "2025-07")
 
     x = explain(ledger, PID)

@@ -12,7 +12,7 @@ from ledger import views
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
-from ledger.service_layer import payroll
+from ledger.service_layer import payroll, reference
 from tests.conftest import Files, death, enrolment, events_table, settlement
 
 A, B = "001000000001", "001000000002"
@@ -85,14 +85,17 @@ def test_periods_are_paid_in_order(ledger: Ledger, files: Files) -> None:
 
 
 def test_reference_data_is_bounded_and_covers_every_month(ledger: Ledger) -> None:
+    level = "standard_level"
     with pytest.raises(RuleViolation, match="positive amount of VND"):
-        ledger.set_standard_level("2025-01", 10**20, "ministry")
+        reference.propose_reference_change(ledger.ports, level, "2025-01", 10**20, "ministry")
     with pytest.raises(RuleViolation, match="no funeral multiplier would be in force"):
-        ledger.set_standard_level("2020-01", 300_000, "ministry")
-    ledger.set_reference_data("2020-01", "ministry", amount=300_000, multiplier=20)
+        reference.propose_reference_change(ledger.ports, level, "2020-01", 300_000, "ministry")
+    reference.propose_rates(ledger.ports, "2020-01", "ministry", amount=300_000, multiplier=20)
+    reference.approve_reference_changes(ledger.ports, "minister")
     ref = ledger.reference_data()
     assert ref.funeral_allowance(2020 * 12) == 6_000_000
-    ledger.set_reference_data("2025-01", "ministry", multiplier=25)
+    reference.propose_rates(ledger.ports, "2025-01", "ministry", multiplier=25)
+    reference.approve_reference_changes(ledger.ports, "minister")
     assert ledger.reference_data().funeral_allowance(2025 * 12 + 6) == 25 * 500_000
 
 
@@ -101,16 +104,35 @@ def test_a_line_break_inside_a_quoted_field_is_kept(ledger: Ledger, files: Files
     assert ledger.db.query("SELECT full_name FROM beneficiaries") == [("Nguyễn\nVăn An",)]
 
 
-def test_an_event_id_already_applied_changes_nothing_whoever_it_names(
-    ledger: Ledger, files: Files
-) -> None:
+def test_an_event_id_reused_for_another_person_is_refused(ledger: Ledger, files: Files) -> None:
     ledger.enrol(files.enrolments([enrolment(A), enrolment(B)]), "maker")
     first = death(A)
     assert ledger.import_deaths(files.deaths([first]), "registry").applied == 1
     again = death(B, event_id=first["event_id"], registration_number="KT-OTHER")
-    result = ledger.import_deaths(files.deaths([again]), "registry")
-    assert (result.applied, result.unchanged) == (0, 1)
+    with pytest.raises(InputRejected) as refused:
+        ledger.import_deaths(files.deaths([again]), "registry")
+    assert len(refused.value.problems) == 1
+    assert ": row 2: event_id: " in refused.value.problems[0]
+    assert "another person's death record" in refused.value.problems[0]
     assert ledger.db.query("SELECT personal_id FROM deaths WHERE in_force = 1") == [(A,)]
+
+
+def test_an_event_id_resent_with_other_content_is_refused_and_with_the_same_is_unchanged(
+    ledger: Ledger, files: Files
+) -> None:
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    first = death(A)
+    assert ledger.import_deaths(files.deaths([first]), "registry").applied == 1
+    resent = ledger.import_deaths(files.deaths([dict(first)]), "registry")
+    assert (resent.applied, resent.unchanged) == (0, 1)
+    moved = {**first, "date_of_death": "2025-06-30"}
+    with pytest.raises(InputRejected) as refused:
+        ledger.import_deaths(files.deaths([moved]), "registry")
+    assert "event_id: " in refused.value.problems[0]
+    assert "with other content" in refused.value.problems[0]
+    assert ledger.db.query("SELECT date_of_death FROM deaths WHERE in_force = 1") == [
+        (first["date_of_death"],)
+    ]
 
 
 def test_a_settlement_file_applied_before_changes_nothing_later(

@@ -15,6 +15,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from ledger.service_layer import reference
 from tests.conftest import NO_CLAIMANT, Files, death, enrolment, settlement
 
 MAKER = "maker"
@@ -210,7 +211,8 @@ def test_back_dated_enrolment_pays_arrears(ledger: Ledger, files: Files) -> None
 def test_back_dated_rate_change_pays_arrears(ledger: Ledger, files: Files) -> None:
     enrol(ledger, files, enrolment(PID, effective_month="2025-05"))
     pay(ledger, "2025-05", "2025-06")  # 2 x 500,000 issued
-    ledger.set_standard_level("2025-06", 550_000, MAKER)
+    reference.propose_reference_change(ledger.ports, "standard_level", "2025-06", 550_000, MAKER)
+    reference.approve_reference_changes(ledger.ports, CHECKER)
     pay(ledger, "2025-07")
 
     # credits May 500,000 + Jun 550,000 + Jul 550,000 = 1,600,000; issued 1,000,000
@@ -335,7 +337,8 @@ def test_running_an_approved_period_again_changes_nothing(ledger: Ledger, files:
     assert before == [regular("2025-05", 500_000)]
 
     # history changes behind the approved list: a back-dated rate and a new beneficiary
-    ledger.set_standard_level("2025-05", 600_000, MAKER)
+    reference.propose_reference_change(ledger.ports, "standard_level", "2025-05", 600_000, MAKER)
+    reference.approve_reference_changes(ledger.ports, CHECKER)
     enrol(ledger, files, enrolment(OTHER, effective_month="2025-05"))
     [summary] = ledger.run_payroll("2025-05", None, "someone-else")
 
