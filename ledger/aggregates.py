@@ -796,7 +796,8 @@ class PaymentList(Aggregate):
 
     def check_approver(self, actor: str) -> None:
         """Maker is never checker: whoever drew up these very lines may not approve them."""
-        if actor in self.drafted_by:
+        # one person however spelt: `Nguyen`, `nguyen `, a fullwidth `Ｎguyen`
+        if any(same_actor(actor, maker) for maker in self.drafted_by):
             raise RuleViolation(
                 f"{actor} drafted the list {self.period} {self.province_code} and cannot "
                 "approve it: another operator must approve"

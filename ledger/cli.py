@@ -48,7 +48,20 @@ def vnd(amount: int) -> str:
 
 
 def actor(args: argparse.Namespace) -> str:
-    return str(args.by or settings().user or getpass.getuser())
+    """Who acts: `--by`, else LEDGER_USER, else the OS account; checked and recorded as
+    `values.actor` gives it (an empty or invisible name is refused)."""
+    from ledger import values
+
+    if args.by is not None:
+        given, where = str(args.by), "--by"
+    elif settings().user is not None:
+        given, where = str(settings().user), "LEDGER_USER"
+    else:
+        given, where = getpass.getuser(), "the OS user name"
+    try:
+        return values.actor(given)
+    except values.InvalidValue as problem:
+        raise InputRejected([f"{where}: {problem}"]) from None
 
 
 @contextmanager
@@ -949,7 +962,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         checks.append(("--commune", values.commune_code, args.commune))
     for attribute, option in _MONTH_OPTIONS:
         checks.append((option, values.month, getattr(args, attribute, None)))
+    checks.append(("--reason", values.required_reason, getattr(args, "reason", None)))
     check_values(checks)  # an optional argument not given is None: not checked
+    if getattr(args, "reason", None) is not None:
+        args.reason = values.required_reason(args.reason)  # recorded as checked: NFC
+    if hasattr(args, "by"):
+        actor(args)  # who acts, refused before the store is opened
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1179,7 +1197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     approving = (args.command == "payroll" and args.payroll_command == "approve") or (
         args.command == "reference" and args.reference_command == "approve"
     )
-    if approving and not (args.by or settings().user):
+    if approving and args.by is None and settings().user is None:
         parser.error("approve needs --by USER (or LEDGER_USER): the approver names themself")
     if args.command == "rates" and args.amount is None and args.funeral_multiplier is None:
         parser.error("rates set needs --amount VND, --funeral-multiplier N, or both")
