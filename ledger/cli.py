@@ -1191,6 +1191,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHOWN_PROBLEMS = 100  # a bad file of a million rows is reported, not printed whole
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1205,8 +1208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_arguments(args)
         args.handler(args)
     except InputRejected as problem:
-        for line in problem.problems:
+        for line in problem.problems[:SHOWN_PROBLEMS]:
             warn(line)
+        hidden = problem.total - min(len(problem.problems), SHOWN_PROBLEMS)
+        if hidden > 0:
+            warn(f"... and {hidden:,} more problems (the first {SHOWN_PROBLEMS} are shown)")
         warn("nothing was changed: correct the problems above and run the command again")
         return 1
     except (RuleViolation, StoreUrlError) as problem:

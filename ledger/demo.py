@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ledger.application import Ledger, ListSummary
 from ledger.books import PAYABLE
@@ -29,6 +28,7 @@ from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
 from ledger.reference import provinces
 from ledger.service_layer import reference
+from ledger.terminal import SafeTable, print_table
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
 
 FAMILY = [
@@ -403,7 +403,7 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             )
             per_period.append((p, ledger.summaries(p)))
         for p, summaries in per_period:
-            out.print(_period_table(p, summaries))
+            print_table(out, _period_table(p, summaries))
         step("auditing: verify, and every approved list replayed from what was known then")
         audit = _audit(ledger, out_dir)
         _closing(ledger, out, per_period, out_dir, time.monotonic() - started)
@@ -480,9 +480,9 @@ def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> 
         ledger.terminate(pid, format_month(period + 1), "moved abroad", actor)
 
 
-def _period_table(period: str, summaries: list[ListSummary]) -> Table:
+def _period_table(period: str, summaries: list[ListSummary]) -> SafeTable:
     names = provinces()
-    table = Table(title=f"payroll {period}")
+    table = SafeTable(title=f"payroll {period}")
     table.add_column("province")
     for heading in ("lines", "total VND", "by bank", "receivables VND"):
         table.add_column(heading, justify="right")
@@ -511,7 +511,7 @@ def _closing(
     seconds: float,
 ) -> None:
     accounts = ledger.general_ledger()
-    table = Table(title="general ledger (every amount a balanced transfer)")
+    table = SafeTable(title="general ledger (every amount a balanced transfer)")
     for heading in ("account", "debits VND", "credits VND", "balance VND"):
         table.add_column(heading, justify="left" if heading == "account" else "right")
     debits = credits = 0
@@ -520,7 +520,7 @@ def _closing(
         debits += d
         credits += c
     table.add_row("all", f"{debits:,}", f"{credits:,}", f"{debits - credits:,}", style="bold")
-    out.print(table)
+    print_table(out, table)
     receivables = ledger.receivables()
     exports = sorted(out_dir.glob("*.csv"))
     # two projections kept apart, reconciled: the per-person subledger and the control account

@@ -25,8 +25,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from rich.table import Table
-
 from ledger import values
 from ledger.aggregates import REFERENCE_DATA_ID, beneficiary_id, death_record_id
 from ledger.application import Ledger
@@ -56,6 +54,7 @@ from ledger.rules import (
     balance as balance_of,
 )
 from ledger.service_layer.common import check_values
+from ledger.terminal import SafeTable
 
 # Payment-list events that carry rows for many people (lines, postings, settlements).
 _BULK = frozenset(
@@ -1122,14 +1121,14 @@ def _ref(ref: EventRef | None) -> str:
     return f"#{ref.notification_id} {ref.recorded_at}"
 
 
-def render(explanation: Explanation) -> list[Table]:
+def render(explanation: Explanation) -> list[SafeTable]:
     """Readable tables: the person, their history, credits month by month, the lines, the
     books' postings, the balance and the checks."""
     x = explanation
     p = x.person
-    tables: list[Table] = []
+    tables: list[SafeTable] = []
 
-    person = Table(title=f"{p.personal_id} {p.full_name}", show_header=False)
+    person = SafeTable(title=f"{p.personal_id} {p.full_name}", show_header=False)
     person.add_column("", style="bold")
     person.add_column("")
     person.add_column("event")
@@ -1161,7 +1160,7 @@ def render(explanation: Explanation) -> list[Table]:
     person.add_row("as known at", f"notification #{x.known_through}", "")
     tables.append(person)
 
-    history = Table(title="History: the person's events")
+    history = SafeTable(title="History: the person's events")
     for name in ("#", "recorded at", "event", "effective", "details", "by", "source"):
         history.add_column(name, justify="right" if name == "#" else "left")
     for h in x.history:
@@ -1176,7 +1175,7 @@ def render(explanation: Explanation) -> list[Table]:
         )
     tables.append(history)
 
-    credits = Table(title=f"Credits through {x.period} (rules 1 and 4)")
+    credits = SafeTable(title=f"Credits through {x.period} (rules 1 and 4)")
     for name in ("month", "standard level", "in force from", "set by", "coefficient", "allowance"):
         credits.add_column(
             name, justify="right" if name in ("standard level", "allowance") else "left"
@@ -1203,7 +1202,7 @@ def render(explanation: Explanation) -> list[Table]:
     credits.add_row("total", "", "", "", "", _vnd(x.balance.credits), style="bold")
     tables.append(credits)
 
-    lines = Table(title="Payment lines (approved)")
+    lines = SafeTable(title="Payment lines (approved)")
     for name in (
         "period", "payment id", "kind", "payee", "regular", "funeral", "arrears", "total",
         "status", "approved", "settlements",
@@ -1232,7 +1231,7 @@ def render(explanation: Explanation) -> list[Table]:
     tables.append(lines)
 
     if x.postings:
-        postings = Table(title="Books: credits posted on each approval")
+        postings = SafeTable(title="Books: credits posted on each approval")
         for name in ("list", "allowance", "funeral", "credited through", "event"):
             postings.add_column(
                 name, justify="right" if name in ("allowance", "funeral") else "left"
@@ -1248,7 +1247,7 @@ def render(explanation: Explanation) -> list[Table]:
         tables.append(postings)
 
     b = x.balance
-    balance = Table(title=f"Balance {b.period} (rule 2)", show_header=False)
+    balance = SafeTable(title=f"Balance {b.period} (rule 2)", show_header=False)
     balance.add_column("", style="bold")
     balance.add_column("", justify="right")
     balance.add_row("allowances", _vnd(b.allowance_credits))
@@ -1293,7 +1292,7 @@ def render(explanation: Explanation) -> list[Table]:
         balance.add_row("note", note)
     tables.append(balance)
 
-    checks = Table(title="Checks")
+    checks = SafeTable(title="Checks")
     checks.add_column("check")
     checks.add_column("ok")
     checks.add_column("detail")
