@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import fastavro
 from adapters import avro
 from ledger import values
 from ledger.config import settings
-from ledger.inputs import DeathRow, InputFile, InputRejected, read_rows, validate
+from ledger.inputs import DeathRow, Entry, InputFile, InputRejected, check_records, read_rows
 
 SUBJECT = "civil-registry.deaths-value"
 TOPIC = "civil-registry.deaths"
@@ -87,20 +87,30 @@ def is_container(path: Path) -> bool:
         return False
 
 
-def read_registrations(path: Path, problems: list[str] | None = None) -> list[tuple[int, DeathRow]]:
+def read_registrations(
+    path: Path, problems: list[str] | None = None, now: datetime | None = None
+) -> list[tuple[int, DeathRow]]:
     """A CSV file's rows or a container file's records, validated: the valid ones; the
-    problems, one line each, raised as InputRejected or added to `problems` (read_rows)."""
+    problems, one line each, raised as InputRejected or added to `problems` (read_rows).
+    `now`: the ledger's clock, for the dates that may not be in the future."""
     if is_container(path):
-        return read_container(path, problems)
-    return read_rows(path, DeathRow, problems)
+        return read_container(path, problems, now)
+    return read_rows(path, DeathRow, problems, now=now)
 
 
-def publish(path: Path, bootstrap: str, topic: str = TOPIC, partitions: int = 6) -> int:
+def publish(
+    path: Path,
+    bootstrap: str,
+    topic: str = TOPIC,
+    partitions: int = 6,
+    now: datetime | None = None,
+) -> int:
     """The registry side: every registration of a file as a message keyed by personal id, in
-    the file's order, in the wire format; returns how many."""
+    the file's order, in the wire format; returns how many. `now`: the clock the dates are
+    checked against (None: no check of the future)."""
     from kafka import KafkaProducer
 
-    rows = read_registrations(path)
+    rows = read_registrations(path, now=now)
     ensure_topics(bootstrap, [topic], partitions)
     producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     try:
@@ -135,15 +145,24 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) ->
 
 
 def read_container(
-    source: Path | InputFile, problems: list[str] | None = None
+    source: Path | InputFile, problems: list[str] | None = None, now: datetime | None = None
 ) -> list[tuple[int, DeathRow]]:
     """An Avro container file of DeathRegistration records (any registered version), each
-    validated as a row would be; records are numbered from 1. The valid ones; the problems
-    as read_rows gives them ("FILE: record N: FIELD: message")."""
+    validated as a row would be, as they are read; records are numbered from 1. The valid
+    ones; the problems as read_rows gives them ("FILE: record N: FIELD: message")."""
     file = source if isinstance(source, InputFile) else InputFile.read(source)
+    return check_records(
+        file.name, _container_entries(file), DeathRow, problems, unit="record", now=now
+    )
+
+
+def _container_entries(file: InputFile) -> Iterator[Entry]:
+    """A container file's records as the contract's fields, one at a time; a file that is not
+    a container file of this schema, or is cut short, raises InputRejected."""
     try:
         reader = fastavro.reader(io.BytesIO(file.data), reader_schema=avro.latest(SUBJECT).schema)
-        records = [row_fields(r) for r in reader]  # type: ignore[arg-type]
+        for number, record in enumerate(reader, start=1):
+            yield number, row_fields(record)  # type: ignore[arg-type]
     except Exception as err:  # not a container file, or not of this schema
         raise InputRejected(
             [
@@ -151,18 +170,17 @@ def read_container(
                 f"records ({type(err).__name__}: {err})"
             ]
         ) from None
-    numbers = list(range(1, len(records) + 1))
-    return validate(file.name, numbers, records, DeathRow, problems, unit="record")
 
 
 def registrations_in(
-    file: InputFile, problems: list[str]
+    file: InputFile, problems: list[str], now: datetime | None = None
 ) -> tuple[str, list[tuple[int, DeathRow]]]:
     """A registry file's valid registrations, CSV or Avro container (told by its first bytes),
-    with the unit its entries are numbered in ("row" or "record"); problems added."""
+    with the unit its entries are numbered in ("row" or "record"); problems added. `now`: the
+    ledger's clock (None: no check of the future, until the caller gives it)."""
     if file.data[:4] == CONTAINER_MAGIC:
-        return "record", read_container(file, problems)
-    return "row", read_rows(file, DeathRow, problems)
+        return "record", read_container(file, problems, now)
+    return "row", read_rows(file, DeathRow, problems, now=now)
 
 
 def write_container(path: Path, rows: list[DeathRow]) -> None:

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -77,14 +78,14 @@ def where(record: Any) -> str:
     return f"{record.topic} partition {record.partition} offset {record.offset}"
 
 
-def registration_of(record: Any) -> tuple[DeathRow, str] | Rejection:
+def registration_of(record: Any, now: datetime | None = None) -> tuple[DeathRow, str] | Rejection:
     """A message as a validated registration with its source for the audit trail, or why
-    it cannot be one."""
+    it cannot be one. `now`: the ledger's clock, for the dates that may not be in the future."""
     try:
         value = avro.decode(SUBJECT, record.value or b"")
     except avro.UndecodableMessage as err:
         return Rejection(err.reason, str(err))
-    result = validate_one(DeathRow, row_fields(value))
+    result = validate_one(DeathRow, row_fields(value), now)
     if isinstance(result, list):
         fields = [f for f, _ in result]
         reason = "invalid-personal-id" if "personal_id" in fields else "invalid-field"
@@ -222,8 +223,9 @@ class DeathRegistrationConsumer:
         rejections: list[tuple[Any, Rejection]] = []
         registrations: list[tuple[str, str, DeathRow]] = []
         registered: list[Any] = []
+        now = self.ledger.clock.now()
         for record in records:
-            got = registration_of(record)
+            got = registration_of(record, now)
             if isinstance(got, Rejection):
                 rejections.append((record, got))
             else:

@@ -270,7 +270,7 @@ class Ledger:
             period = views.latest_approved_period(self.db)
             if period is None:
                 return []
-        check_month(period, "--period")
+        check_month(period, "--period", self.clock.now())
         return views.receivables(self.db, period)
 
     def account(self, personal_id: str) -> Account | None:

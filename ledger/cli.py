@@ -937,6 +937,14 @@ def bounded(low: int, high: int) -> Callable[[str], int]:
     return check
 
 
+def month_by_now(text: str) -> str:
+    """A month argument, not more than a year after Vietnam's current month."""
+    from ledger import values
+    from ledger.service_layer.ports import VietnamClock
+
+    return values.month(text, VietnamClock().now())
+
+
 # the arguments checked as the values of files and messages are, by ledger.values
 _PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "reinstate", "move", "explain")
 _PROVINCE_COMMANDS = ("move", "payroll run", "payroll approve")
@@ -961,7 +969,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if command == "move":
         checks.append(("--commune", values.commune_code, args.commune))
     for attribute, option in _MONTH_OPTIONS:
-        checks.append((option, values.month, getattr(args, attribute, None)))
+        checks.append((option, month_by_now, getattr(args, attribute, None)))
     checks.append(("--reason", values.required_reason, getattr(args, "reason", None)))
     check_values(checks)  # an optional argument not given is None: not checked
     if getattr(args, "reason", None) is not None:

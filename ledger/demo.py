@@ -130,11 +130,12 @@ class Story:
             bank = r.random() < 0.5
             person = Person(pid, self.name(sex), province)
             self.people.append(person)
+            born = f"{year}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
             rows.append(
                 {
                     "personal_id": pid,
                     "full_name": person.name,
-                    "date_of_birth": f"{year}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+                    "date_of_birth": born,
                     "sex": sex,
                     "province_code": province,
                     "commune_code": f"{r.randrange(1, 33000):05d}",
@@ -147,6 +148,9 @@ class Story:
                     "decision_ref": f"{r.randint(100, 9999)}/QĐ-UBND",
                 }
             )
+        for row in rows:  # born no later than the first month paid (an orphan under 4)
+            first_day = f"{row['effective_month']}-01"
+            row["date_of_birth"] = min(row["date_of_birth"], first_day)
         return rows
 
     def write(self, name: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:

@@ -1,16 +1,27 @@
 """Validation of everything that comes in from files, with pydantic: one error line per bad row
 and field, naming the file and the row as a spreadsheet shows it (the header is row 1). The
-values themselves (ids, codes, months, dates, times) are checked by ledger.values, which the
-Avro records and the command line's arguments go through too."""
+values themselves (ids, codes, months, dates, times, names, references) are checked by
+ledger.values, which the Avro records and the command line's arguments go through too; the
+row models here say which value each field holds and check the fields against each other.
+
+A file is checked as a stream, CHUNK_ROWS rows at a time, so that a file of millions of rows
+is checked in bounded memory: once it has a problem (nothing of it will be applied) its valid
+rows are no longer kept, every row is still checked, and the report keeps the first
+MAX_PROBLEM_LINES lines in row order with the count of all of them (`Problems`)."""
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import csv
-import io
-from collections.abc import Callable, Sequence
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -21,345 +32,20 @@ from pydantic import (
     ConfigDict,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
 from ledger import values
 
+MAX_FILE_BYTES = 2 * 1024**3  # 2 GiB: the whole country's enrolments are well under 1 GB
+CHUNK_ROWS = 5_000  # rows validated together: pydantic's speed, in bounded memory
+MAX_PROBLEM_LINES = 1_000  # problem lines kept for a report; the rest are counted
 
-class InputRejected(Exception):
-    """Input that cannot be applied; `problems` holds one line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
-
-
-def _value(check: Callable[[str], Any]) -> Any:
-    """A validator from one of ledger.values' checks (their InvalidValue is a ValueError)."""
-    return AfterValidator(check)
-
-
-def _required(v: str) -> str:
-    if not v:
-        raise ValueError("is required")
-    return v
-
-
-def _coefficient(v: str) -> str:
-    try:
-        if not v.isascii():  # Decimal() reads Arabic-Indic and other Unicode digits too
-            raise InvalidOperation
-        c = Decimal(v)
-    except InvalidOperation:
-        raise ValueError(f"must be a decimal such as 1.5, got {v!r}") from None
-    if not c.is_finite() or c <= 0 or c > 3 or c.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError(f"must be above 0 and at most 3.0, with two decimals at most, got {v!r}")
-    return str(c)
-
-
-def _blank_to_str(v: Any) -> Any:
-    return "" if v is None else v
-
-
-Text = Annotated[str, BeforeValidator(_blank_to_str)]
-Required = Annotated[Text, AfterValidator(_required)]
-PersonalId = Annotated[Text, _value(values.personal_id)]
-ProvinceCode = Annotated[Text, _value(values.province_code)]
-CommuneCode = Annotated[Text, _value(values.commune_code)]
-Month = Annotated[Text, _value(values.month)]
-IsoDate = Annotated[Text, _value(values.iso_date)]
-Timestamp = Annotated[Text, _value(values.timestamp)]
-VietnamTime = Annotated[Text, _value(values.vietnam_time)]
-EventId = Annotated[Text, _value(values.event_id)]
-PaymentId = Annotated[Text, _value(values.payment_id)]
-Channel = Literal["POST", "BANK"]
-
-
-class _Row(BaseModel):
-    """A row's fields, each checked on its own. The checks across fields are `cross_field`,
-    run on the raw values of every row, valid or not, so that a file is reported whole."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
-
-    @classmethod
-    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
-        """Every problem across fields as (field, message), from the raw values; a check that
-        reads a field in `bad` (already refused on its own) is skipped."""
-        return []
-
-    @model_validator(mode="after")
-    def _across_fields(self) -> _Row:
-        problems = self.cross_field(self.model_dump(), set())
-        if problems:  # a row built directly, not through `validate`
-            field, message = problems[0]
-            raise ValueError(f"{field}: {message}")
-        return self
-
-
-class EnrolmentRow(_Row):
-    personal_id: PersonalId
-    full_name: Required
-    date_of_birth: IsoDate
-    sex: Literal["M", "F"]
-    province_code: ProvinceCode
-    commune_code: CommuneCode
-    category: Required
-    coefficient: Annotated[Text, AfterValidator(_coefficient)]
-    effective_month: Month
-    channel: Channel
-    bank_code: Text
-    account_number: Text
-    decision_ref: Required
-
-    @classmethod
-    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
-        if bad & {"channel", "bank_code", "account_number"}:
-            return []
-        return _bank_details(raw["channel"], raw["bank_code"], raw["account_number"], "")
-
-
-def _bank_details(channel: str, bank_code: str, account: str, prefix: str) -> list[tuple[str, str]]:
-    """Both bank details for BANK, neither for POST."""
-    found = []
-    for field, value in ((f"{prefix}bank_code", bank_code), (f"{prefix}account_number", account)):
-        if channel == "BANK" and not value:
-            found.append((field, "is required when the channel is BANK"))
-        if channel == "POST" and value:
-            found.append((field, "must be empty when the channel is POST"))
-    return found
-
-
-class DeathRow(_Row):
-    event_id: EventId
-    event_type: Literal["REGISTERED", "CORRECTED", "REVOKED"]
-    registration_number: Required
-    personal_id: PersonalId
-    full_name: Text
-    date_of_death: Text
-    registered_at: VietnamTime  # the registry's day is Vietnam's, from every way in
-    registry_office: Required
-    claimant_personal_id: Text
-    claimant_name: Text
-    claimant_channel: Text
-    claimant_bank_code: Text
-    claimant_account_number: Text
-
-    @classmethod
-    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        kind = None if "event_type" in bad else raw["event_type"]
-        if (kind != "REVOKED" or raw["date_of_death"]) and "registered_at" not in bad:
-            try:
-                values.death_registered_after(raw["date_of_death"], raw["registered_at"])
-            except ValueError as err:
-                found.append(("date_of_death", str(err)))
-        if kind == "REGISTERED" and not raw["full_name"]:
-            found.append(("full_name", "is required for REGISTERED"))
-        claimant = [raw[f"claimant_{f}"] for f in CLAIMANT_FIELDS]
-        if any(claimant):
-            if kind == "REVOKED":
-                found.append(("claimant_personal_id", "a REVOKED registration names no claimant"))
-            try:
-                values.personal_id(raw["claimant_personal_id"])
-            except ValueError as err:
-                found.append(("claimant_personal_id", str(err)))
-            if not raw["claimant_name"]:
-                found.append(("claimant_name", "is required with a claimant"))
-            channel = raw["claimant_channel"]
-            if channel not in ("POST", "BANK"):
-                found.append(("claimant_channel", "must be POST or BANK"))
-            found += _bank_details(
-                channel, raw["claimant_bank_code"], raw["claimant_account_number"], "claimant_"
-            )
-        return found
-
-    @property
-    def claimant_given(self) -> bool:
-        return any(
-            (
-                self.claimant_personal_id,
-                self.claimant_name,
-                self.claimant_channel,
-                self.claimant_bank_code,
-                self.claimant_account_number,
-            )
-        )
-
-    @property
-    def claimant(self) -> dict[str, str] | None:
-        if not self.claimant_given:
-            return None
-        return {
-            "personal_id": self.claimant_personal_id,
-            "name": self.claimant_name,
-            "channel": self.claimant_channel,
-            "bank_code": self.claimant_bank_code,
-            "account_number": self.claimant_account_number,
-        }
-
-
-class SettlementRow(_Row):
-    payment_id: PaymentId
-    status: Literal["PAID", "FAILED", "RETURNED"]
-    settled_at: Timestamp
-    reference: Text
-    reason: Text
-
-    @classmethod
-    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[tuple[str, str]]:
-        if "status" not in bad and raw["status"] != "PAID" and not raw["reason"]:
-            return [("reason", f"is required for {raw['status']}")]
-        return []
-
-
-CLAIMANT_FIELDS = ("personal_id", "name", "channel", "bank_code", "account_number")
-ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
-DEATH_COLUMNS = tuple(DeathRow.model_fields)
-SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
-
-RowModel = TypeVar("RowModel", bound=_Row)
-
-
-@cache
-def _adapter(model: type[_Row]) -> TypeAdapter[list[Any]]:
-    return TypeAdapter(list[model])  # type: ignore[valid-type]
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """A file as it came in: its name (for the error lines) and its bytes. Handlers take these,
-    so that they are tested without a file system."""
-
-    name: str
-    data: bytes
-
-    @classmethod
-    def read(cls, path: Path) -> InputFile:
-        try:
-            return cls(path.name, path.read_bytes())
-        except FileNotFoundError:
-            raise InputRejected([f"{path}: no such file"]) from None
-        except IsADirectoryError:
-            raise InputRejected([f"{path}: is a directory; give the file"]) from None
-        except PermissionError:
-            raise InputRejected([f"{path}: cannot be read (permission denied)"]) from None
-
-
-def read_rows(
-    source: Path | InputFile,
-    model: type[RowModel],
-    problems: list[str] | None = None,
-    refused: list[tuple[int, dict[str, str]]] | None = None,
-) -> list[tuple[int, RowModel]]:
-    """The rows of a CSV file as (row number, validated row). Column names and order must be
-    exactly the contract's: a file that cannot be read as such raises InputRejected at once.
-
-    A bad row is reported as one line per problem, `FILE: row N: FIELD: message`: without
-    `problems`, InputRejected lists them all; with a list, they are added to it (in row
-    order) and the valid rows are returned, so that the caller goes on checking those and
-    reports every problem of the file in one pass."""
-    file = source if isinstance(source, InputFile) else InputFile.read(source)
-    name = file.name
-    columns = tuple(model.model_fields)
-    try:
-        text = file.data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise InputRejected(
-            [f"{name}: not UTF-8 text ({err.reason} at byte {err.start})"]
-        ) from None
-    # newline="" keeps line breaks inside quoted fields as they are (csv module's rule)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise InputRejected([f"{name}: empty file; expected the header {','.join(columns)}"])
-    header = [h.strip() for h in header]
-    if tuple(header) != columns:
-        extra = [h for h in header if h not in columns]
-        missing = [c for c in columns if c not in header]
-        detail = []
-        if extra:
-            detail.append(f"unexpected column(s) {', '.join(extra)}")
-        if missing:
-            detail.append(f"missing column(s) {', '.join(missing)}")
-        if not detail:
-            detail.append("columns out of order")
-        raise InputRejected(
-            [f"{name}: row 1: header: {'; '.join(detail)}; expected {','.join(columns)}"]
-        )
-    found: list[str] = []
-    numbers: list[int] = []
-    records: list[dict[str, str]] = []
-    for number, cells in enumerate(reader, start=2):
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        if len(cells) != len(columns):
-            found.append(f"{name}: row {number}: has {len(cells)} fields, expected {len(columns)}")
-            continue
-        numbers.append(number)
-        records.append(dict(zip(columns, cells, strict=True)))
-    return validate(name, numbers, records, model, problems, found=found, refused=refused)
-
-
-def validate(
-    name: str,
-    numbers: Sequence[int],
-    records: list[dict[str, Any]],
-    model: type[RowModel],
-    problems: list[str] | None = None,
-    unit: str = "row",
-    found: Sequence[str] = (),
-    refused: list[tuple[int, dict[str, str]]] | None = None,
-) -> list[tuple[int, RowModel]]:
-    """Validate records, numbered as the source numbers them (a file's rows, a container
-    file's records): the valid ones as (number, row). Every problem of every record, each
-    field on its own and every check across fields, is one line naming the number and the
-    field; they and those the caller `found` already are, in row order, raised as
-    InputRejected, or added to `problems` when a list is given. `refused` receives each bad
-    record's fields that passed on their own, so that the caller checks those too (a
-    reference to an unknown payment in a row with another problem)."""
-    field_errors: dict[int, list[tuple[str, str]]] = {}
-    validated: list[Any] | None = None
-    try:
-        validated = _adapter(model).validate_python(records)
-    except ValidationError as err:
-        for e in err.errors(include_url=False):
-            if len(e["loc"]) > 1:  # a field on its own; the checks across fields come below
-                message = e["msg"].removeprefix("Value error, ")
-                field_errors.setdefault(int(e["loc"][0]), []).append((str(e["loc"][1]), message))
-    bad: dict[int, list[tuple[str, str]]] = {}
-    for i, record in enumerate(records):
-        own = field_errors.get(i, [])
-        given = {k: "" if v is None else str(v).strip() for k, v in record.items()}
-        # a field refused on its own, or one the record lacks: checks across it are skipped
-        skip = {f for f, _ in own} | (set(model.model_fields) - set(given))
-        raw = {f: given.get(f, "") for f in model.model_fields}
-        every = list(dict.fromkeys([*own, *model.cross_field(raw, skip)]))
-        if every:
-            bad[i] = every
-            if refused is not None:
-                refused.append((numbers[i], {f: v for f, v in raw.items() if f not in skip}))
-    good = [i for i in range(len(records)) if i not in bad]
-    if validated is None or bad:  # each of the others is valid on its own
-        validated = _adapter(model).validate_python([records[i] for i in good])
-    rows = list(zip([numbers[i] for i in good], validated, strict=True))
-    every_line = [f"{name}: {unit} {numbers[i]}: {f}: {m}" for i, pb in bad.items() for f, m in pb]
-    lines = sorted([*found, *every_line], key=row_order)
-    if problems is None:
-        if lines:
-            raise InputRejected(lines)
-    else:
-        problems.extend(lines)
-    return rows
-
-
-def validate_one(model: type[RowModel], record: dict[str, Any]) -> RowModel | list[tuple[str, str]]:
-    """One record (a Kafka message): the validated row, or every problem as (field, message)."""
-    problems: list[str] = []
-    rows = validate("", [1], [record], model, problems)
-    if rows:
-        return rows[0][1]
-    return [tuple(p.split(": ", 3)[2:4]) for p in problems]  # type: ignore[misc]
+# The csv module refuses a field longer than 131,072 characters with an error that ends the
+# reading; no field can be longer than the file, and the value checks refuse a long one with
+# a line naming its row and field.
+csv.field_size_limit(min(MAX_FILE_BYTES, 2**31 - 1))
 
 
 def row_order(problem: str) -> tuple[int, str]:
@@ -374,3 +60,550 @@ def row_order(problem: str) -> tuple[int, str]:
         return int(rest.split(":", 1)[0]), problem
     except (IndexError, ValueError):
         return 0, problem
+
+
+class Problems(list[str]):
+    """Problem lines as a report keeps them: the first `cap` in row order, each once, and
+    `total`, how many were added, so that a file with a problem on each of a million rows
+    costs a thousand lines of memory, and the report can say how many more there are. Add
+    lines with append, extend or +=; a plain list keeps every line instead."""
+
+    def __init__(self, lines: Iterable[str] = (), cap: int = MAX_PROBLEM_LINES) -> None:
+        super().__init__()
+        self.cap = cap
+        self.total = 0
+        self._kept: set[str] = set()
+        self.extend(lines)
+
+    def append(self, line: str) -> None:
+        if line in self._kept:
+            return
+        self.total += 1
+        if len(self) >= self.cap and row_order(line) >= row_order(self[-1]):
+            return
+        bisect.insort(self, line, key=row_order)
+        self._kept.add(line)
+        if len(self) > self.cap:
+            self._kept.discard(super().pop())
+
+    def extend(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.append(line)
+
+    def __iadd__(self, lines: Iterable[str]) -> Problems:  # type: ignore[override,misc]
+        self.extend(lines)
+        return self
+
+    @property
+    def more(self) -> int:
+        """How many problems were counted beyond the lines kept."""
+        return self.total - len(self)
+
+
+class InputRejected(Exception):
+    """Input that cannot be applied. `problems` holds the report's lines, one per problem (at
+    most MAX_PROBLEM_LINES, the first in row order when given as `Problems`), and `total`
+    counts every problem, so that a caller can show the first ones and say how many more."""
+
+    def __init__(self, problems: Sequence[str], total: int | None = None) -> None:
+        lines = list(problems[:MAX_PROBLEM_LINES])
+        if total is None:
+            total = problems.total if isinstance(problems, Problems) else len(problems)
+        self.problems = lines
+        self.total = max(total, len(lines))
+        more = f"\n... and {self.more:,} more problems" if self.more else ""
+        super().__init__("\n".join(lines) + more)
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.problems)
+
+
+# Row fields: which value each holds
+
+
+def _now(info: ValidationInfo) -> datetime | None:
+    """The ledger's "now" given to a validation as its context (None: no check of the
+    future, as for a row built directly)."""
+    return (info.context or {}).get("now")
+
+
+def _value(check: Callable[..., Any], *, dated: bool = False, optional: bool = False) -> Any:
+    """A validator from one of ledger.values' checks (their InvalidValue is a ValueError);
+    `dated`: the check takes the ledger's now too; `optional`: an empty field is let through
+    (the checks across fields say when it is required)."""
+
+    if not (dated or optional):
+        return AfterValidator(check)
+
+    def run(v: str, info: ValidationInfo) -> Any:
+        if optional and not v:
+            return v
+        return check(v, _now(info)) if dated else check(v)
+
+    return AfterValidator(run)
+
+
+def _required(v: str) -> str:
+    if not v:
+        raise ValueError("is required")
+    return v
+
+
+def _blank_to_str(v: Any) -> Any:
+    return "" if v is None else v
+
+
+Text = Annotated[str, BeforeValidator(_blank_to_str)]
+Required = Annotated[Text, AfterValidator(_required)]
+PersonalId = Annotated[Text, _value(values.personal_id)]
+ProvinceCode = Annotated[Text, _value(values.province_code)]
+CommuneCode = Annotated[Text, _value(values.commune_code)]
+Category = Annotated[Required, _value(values.category)]
+Coefficient = Annotated[Text, _value(values.coefficient)]
+Month = Annotated[Text, _value(values.month, dated=True)]
+PastDate = Annotated[Text, _value(values.iso_date, dated=True)]
+Timestamp = Annotated[Text, _value(values.timestamp, dated=True)]
+VietnamTime = Annotated[Text, _value(values.vietnam_time, dated=True)]
+EventId = Annotated[Text, _value(values.event_id)]
+PaymentId = Annotated[Text, _value(values.payment_id)]
+BankCode = Annotated[Text, _value(values.bank_code, optional=True)]
+AccountNumber = Annotated[Text, _value(values.account_number, optional=True)]
+Name = Annotated[Required, _value(values.person_name)]
+Reference = Annotated[Required, _value(values.reference)]
+Channel = Literal["POST", "BANK"]
+
+Problem = tuple[str, str]  # (field, message)
+
+
+class _Row(BaseModel):
+    """A row's fields, each checked on its own. The checks across fields are `cross_field`,
+    run on the raw values of every row, valid or not, so that a file is reported whole."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        """Every problem across fields as (field, message), from the raw values; a check that
+        reads a field in `bad` (already refused on its own) is skipped. (The checks against
+        the ledger's clock are the fields' own.)"""
+        return []
+
+    @model_validator(mode="after")
+    def _across_fields(self, info: ValidationInfo) -> _Row:
+        if (info.context or {}).get("across_checked"):  # check_records runs them on raw values
+            return self
+        problems = self.cross_field(self.model_dump(), set())
+        if problems:  # a row built directly, not through `check_records`
+            field, message = problems[0]
+            raise ValueError(f"{field}: {message}")
+        return self
+
+
+def _check(field: str, check: Callable[[], object]) -> list[Problem]:
+    """A check across fields as a list of at most one problem, naming `field`."""
+    try:
+        check()
+    except values.InvalidValue as err:
+        return [(field, str(err))]
+    return []
+
+
+def _bank_details(raw: dict[str, str], bad: set[str], prefix: str = "") -> list[Problem]:
+    """Both bank details for BANK, neither for POST (each valid on its own, if given)."""
+    channel = raw[f"{prefix}channel"]
+    found = []
+    for field in (f"{prefix}bank_code", f"{prefix}account_number"):
+        if field in bad:
+            continue
+        if channel == "BANK" and not raw[field]:
+            found.append((field, "is required when the channel is BANK"))
+        if channel == "POST" and raw[field]:
+            found.append((field, "must be empty when the channel is POST"))
+    return found
+
+
+class EnrolmentRow(_Row):
+    personal_id: PersonalId
+    full_name: Name
+    date_of_birth: PastDate
+    sex: Literal["M", "F"]
+    province_code: ProvinceCode
+    commune_code: CommuneCode
+    category: Category
+    coefficient: Coefficient
+    effective_month: Month
+    channel: Channel
+    bank_code: BankCode
+    account_number: AccountNumber
+    decision_ref: Reference
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        found = [] if "channel" in bad else _bank_details(raw, bad)
+        if not bad & {"category", "coefficient"}:
+            found += _check(
+                "coefficient", lambda: values.coefficient_for(raw["category"], raw["coefficient"])
+            )
+        if not bad & {"date_of_birth", "effective_month"}:
+            found += _check(
+                "date_of_birth",
+                lambda: values.born_by(raw["date_of_birth"], raw["effective_month"]),
+            )
+        return found
+
+
+CLAIMANT_FIELDS = ("personal_id", "name", "channel", "bank_code", "account_number")
+
+
+class DeathRow(_Row):
+    event_id: EventId
+    event_type: Literal["REGISTERED", "CORRECTED", "REVOKED"]
+    registration_number: Reference
+    personal_id: PersonalId
+    full_name: Annotated[Text, _value(values.person_name, optional=True)]
+    date_of_death: Annotated[Text, _value(values.iso_date, dated=True, optional=True)]
+    registered_at: VietnamTime  # the registry's day is Vietnam's, from every way in
+    registry_office: Annotated[Required, _value(values.office_name)]
+    claimant_personal_id: Annotated[Text, _value(values.personal_id, optional=True)]
+    claimant_name: Annotated[Text, _value(values.person_name, optional=True)]
+    claimant_channel: Text
+    claimant_bank_code: BankCode
+    claimant_account_number: AccountNumber
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        found: list[Problem] = []
+        kind = None if "event_type" in bad else raw["event_type"]
+        if (kind != "REVOKED" or raw["date_of_death"]) and not bad & {
+            "date_of_death",
+            "registered_at",
+        }:
+            found += _check(
+                "date_of_death",
+                lambda: values.death_registered_after(raw["date_of_death"], raw["registered_at"]),
+            )
+        if kind == "REGISTERED" and not raw["full_name"] and "full_name" not in bad:
+            found.append(("full_name", "is required for REGISTERED"))
+        if any(raw[f"claimant_{f}"] for f in CLAIMANT_FIELDS):
+            found += _claimant(raw, bad, kind)
+        return found
+
+    @property
+    def claimant_given(self) -> bool:
+        return any(getattr(self, f"claimant_{f}") for f in CLAIMANT_FIELDS)
+
+    @property
+    def claimant(self) -> dict[str, str] | None:
+        if not self.claimant_given:
+            return None
+        return {f: getattr(self, f"claimant_{f}") for f in CLAIMANT_FIELDS}
+
+
+def _claimant(raw: dict[str, str], bad: set[str], kind: str | None) -> list[Problem]:
+    """A named funeral claimant: all of their fields, someone other than the dead person, and
+    only on a registration or a correction."""
+    found: list[Problem] = []
+    if kind == "REVOKED":
+        found.append(("claimant_personal_id", "a REVOKED registration names no claimant"))
+    claimant = raw["claimant_personal_id"]
+    if "claimant_personal_id" not in bad:
+        found += _check("claimant_personal_id", lambda: values.personal_id(claimant))
+        if claimant and claimant == raw["personal_id"] and "personal_id" not in bad:
+            found.append(
+                (
+                    "claimant_personal_id",
+                    f"{claimant} is the person who died: the funeral allowance is paid to "
+                    "someone else",
+                )
+            )
+    if not raw["claimant_name"] and "claimant_name" not in bad:
+        found.append(("claimant_name", "is required with a claimant"))
+    if raw["claimant_channel"] not in ("POST", "BANK"):
+        found.append(("claimant_channel", "must be POST or BANK"))
+    return found + _bank_details(raw, bad, "claimant_")
+
+
+class SettlementRow(_Row):
+    payment_id: PaymentId
+    status: Literal["PAID", "FAILED", "RETURNED"]
+    settled_at: Timestamp
+    reference: Annotated[Text, _value(values.reference)]
+    reason: Annotated[Text, _value(values.reason)]
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        found: list[Problem] = []
+        status = None if "status" in bad else raw["status"]
+        if status == "PAID" and not raw["reference"] and "reference" not in bad:
+            found.append(("reference", "is required for PAID"))
+        if status in ("FAILED", "RETURNED") and not raw["reason"] and "reason" not in bad:
+            found.append(("reason", f"is required for {status}"))
+        if not bad & {"settled_at", "payment_id"}:
+            found += _check(
+                "settled_at", lambda: values.settled_in_period(raw["settled_at"], raw["payment_id"])
+            )
+        return found
+
+
+ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
+DEATH_COLUMNS = tuple(DeathRow.model_fields)
+SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
+
+RowModel = TypeVar("RowModel", bound=_Row)
+
+# (number, the record's fields), or (number, a problem of the entry as a whole)
+Entry = tuple[int, dict[str, Any] | str]
+# a row not applied: its number and the fields (those asked for) that passed on their own
+Refused = tuple[int, dict[str, str]]
+
+
+@cache
+def _adapter(model: type[_Row]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+# Reading files
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file as it came in: its name (for the error lines) and its bytes. Handlers take these,
+    so that they are tested without a file system."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def read(cls, path: Path) -> InputFile:
+        """A regular file of at most MAX_FILE_BYTES. Its kind and size are looked at before a
+        byte is read, so that a device (/dev/zero), a pipe or a huge file is refused with a
+        line instead of being read for ever or filling the memory."""
+        try:
+            # O_NONBLOCK: opening a FIFO does not wait for a writer
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise InputRejected([f"{path}: no such file"]) from None
+        except IsADirectoryError:
+            raise InputRejected([f"{path}: is a directory; give the file"]) from None
+        except PermissionError:
+            raise InputRejected([f"{path}: cannot be read (permission denied)"]) from None
+        except OSError as err:
+            raise InputRejected([f"{path}: cannot be read ({err.strerror or err})"]) from None
+        try:
+            found = os.fstat(fd)
+            if stat.S_ISDIR(found.st_mode):
+                raise InputRejected([f"{path}: is a directory; give the file"])
+            if not stat.S_ISREG(found.st_mode):
+                raise InputRejected(
+                    [f"{path}: is not a regular file (a device, a pipe or a socket); give the file"]
+                )
+            # one byte more than allowed is read: a file that grew since fstat is refused too
+            data = b""
+            if found.st_size <= MAX_FILE_BYTES:
+                with os.fdopen(fd, "rb", closefd=False) as f:
+                    data = f.read(MAX_FILE_BYTES + 1)
+            if found.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+                raise InputRejected(
+                    [
+                        f"{path}: is larger than {MAX_FILE_BYTES:,} bytes, the most an input "
+                        "file may be: split it"
+                    ]
+                )
+        finally:
+            os.close(fd)
+        return cls(path.name, data)
+
+
+# a line as the csv module takes one: \r\n, \r or \n ends it, the ending kept
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _lines(file: InputFile) -> Iterator[str]:
+    """A file's text, a line at a time: the text of a large file is never held whole. A line
+    break byte is never part of a UTF-8 sequence, so each line decodes on its own."""
+    start = len(codecs.BOM_UTF8) if file.data.startswith(codecs.BOM_UTF8) else 0
+    for number, line in enumerate(_LINE.finditer(file.data, start), start=1):
+        try:
+            yield line[0].decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputRejected(
+                [
+                    f"{file.name}: not UTF-8 text ({err.reason} at byte "
+                    f"{line.start() + err.start}, line {number})"
+                ]
+            ) from None
+
+
+def _csv_entries(file: InputFile, columns: tuple[str, ...]) -> Iterator[Entry]:
+    """A CSV file's rows as entries, numbered as a spreadsheet numbers them, after its header
+    is checked: a file that cannot be read as the contract says raises InputRejected."""
+    name = file.name
+    reader = csv.reader(_lines(file))
+    header = next(reader, None)
+    if header is None:
+        raise InputRejected([f"{name}: empty file; expected the header {','.join(columns)}"])
+    header = [h.strip() for h in header]
+    if tuple(header) != columns:
+        extra = [h for h in header if h not in columns]
+        missing = [c for c in columns if c not in header]
+        detail = []
+        if extra:
+            detail.append(f"unexpected column(s) {', '.join(values.shown(h) for h in extra)}")
+        if missing:
+            detail.append(f"missing column(s) {', '.join(missing)}")
+        if not detail:
+            detail.append("columns out of order")
+        raise InputRejected(
+            [f"{name}: row 1: header: {'; '.join(detail)}; expected {','.join(columns)}"]
+        )
+    number = 1
+    while True:
+        number += 1
+        try:
+            cells = next(reader, None)
+        except csv.Error as err:  # the reader cannot go on after one
+            raise InputRejected([f"{name}: row {number}: not readable as CSV ({err})"]) from None
+        if cells is None:
+            return
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(columns):
+            yield number, f"has {len(cells)} fields, expected {len(columns)}"
+        else:
+            yield number, dict(zip(columns, cells, strict=True))
+
+
+def read_rows(
+    source: Path | InputFile,
+    model: type[RowModel],
+    problems: list[str] | None = None,
+    refused: list[Refused] | None = None,
+    *,
+    now: datetime | None = None,
+    keep: Sequence[str] | None = None,
+) -> list[tuple[int, RowModel]]:
+    """The rows of a CSV file as (row number, validated row). Column names and order must be
+    exactly the contract's: a file that cannot be read as such raises InputRejected at once.
+    `now`: the ledger's clock, for the values that may not be in the future (None: no check).
+
+    Every problem of every row is one line, `FILE: row N: FIELD: message` (check_records)."""
+    file = source if isinstance(source, InputFile) else InputFile.read(source)
+    entries = _csv_entries(file, tuple(model.model_fields))
+    return check_records(file.name, entries, model, problems, refused=refused, now=now, keep=keep)
+
+
+def check_records(
+    name: str,
+    entries: Iterable[Entry],
+    model: type[RowModel],
+    problems: list[str] | None = None,
+    *,
+    unit: str = "row",
+    refused: list[Refused] | None = None,
+    now: datetime | None = None,
+    keep: Sequence[str] | None = None,
+) -> list[tuple[int, RowModel]]:
+    """Validate entries (a file's rows, a container file's records), CHUNK_ROWS at a time:
+    the valid ones as (number, row). Every problem of every entry, each field on its own and
+    every check across fields, is one line naming the number and the field. Without
+    `problems`, they are raised together as InputRejected once every entry is checked;
+    given a list, they are added to it (a `Problems` keeps the first ones and counts all), in
+    row order, so that the caller goes on checking and reports the whole file in one pass.
+
+    `refused` receives, for each entry not returned, its fields that passed on their own (those
+    in `keep`, when given), so that the caller checks those too (a reference to an unknown
+    payment in a row with another problem). Once the file has a problem, nothing of it will be
+    applied: its valid rows are no longer kept (and go to `refused`) when the problems are
+    raised at the end or the caller says with `keep` which fields it still needs."""
+    lines: list[str] = Problems() if problems is None else problems
+    drop_valid = problems is None or keep is not None
+    rows: list[tuple[int, RowModel]] = []
+    bad_file = False
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, CHUNK_ROWS)):
+        numbers = [n for n, e in chunk if not isinstance(e, str)]
+        records = [e for _, e in chunk if not isinstance(e, str)]
+        valid, bad = _check_chunk(model, numbers, records, now)
+        found = [f"{name}: {unit} {n}: {e}" for n, e in chunk if isinstance(e, str)]
+        found += [f"{name}: {unit} {n}: {f}: {m}" for n, pb, _ in bad for f, m in pb]
+        lines.extend(sorted(found, key=row_order))
+        if refused is not None:
+            refused.extend((n, _kept(fields, keep)) for n, _, fields in bad)
+        if found and drop_valid and not bad_file:
+            if refused is not None:
+                refused.extend((n, _kept(row.model_dump(), keep)) for n, row in rows)
+            rows = []
+        bad_file = bad_file or bool(found)
+        if bad_file and drop_valid:
+            if refused is not None:
+                refused.extend((n, _kept(row.model_dump(), keep)) for n, row in valid)
+        else:
+            rows += valid
+    if problems is None and lines:
+        raise InputRejected(lines)
+    return rows
+
+
+def _kept(fields: dict[str, str], keep: Sequence[str] | None) -> dict[str, str]:
+    return fields if keep is None else {f: fields[f] for f in keep if f in fields}
+
+
+def _check_chunk(
+    model: type[RowModel],
+    numbers: Sequence[int],
+    records: list[dict[str, Any]],
+    now: datetime | None,
+) -> tuple[list[tuple[int, RowModel]], list[tuple[int, list[Problem], dict[str, str]]]]:
+    """The valid records as (number, row), and the bad ones as (number, every problem, the
+    fields that passed on their own)."""
+    context = {"now": now, "across_checked": True}
+    field_errors: dict[int, list[Problem]] = {}
+    validated: list[Any] | None = None
+    try:
+        validated = _adapter(model).validate_python(records, context=context)
+    except ValidationError as err:
+        for e in err.errors(include_url=False, include_input=False):
+            if len(e["loc"]) > 1:  # a field on its own; the checks across fields come below
+                message = e["msg"].removeprefix("Value error, ")
+                field_errors.setdefault(int(e["loc"][0]), []).append((str(e["loc"][1]), message))
+    bad: list[tuple[int, list[Problem], dict[str, str]]] = []
+    refused: set[int] = set()
+    for i, record in enumerate(records):
+        own = field_errors.get(i, [])
+        given = {k: "" if v is None else str(v).strip() for k, v in record.items()}
+        # a field refused on its own, or one the record lacks: checks across it are skipped
+        skip = {f for f, _ in own} | (set(model.model_fields) - set(given))
+        raw = {f: given.get(f, "") for f in model.model_fields}
+        every = list(dict.fromkeys([*own, *model.cross_field(raw, skip)]))
+        if every:
+            bad.append((numbers[i], every, {f: v for f, v in raw.items() if f not in skip}))
+            refused.add(i)
+    good = [i for i in range(len(records)) if i not in refused]
+    if validated is None or refused:  # each of the others is valid on its own
+        validated = _adapter(model).validate_python([records[i] for i in good], context=context)
+    return list(zip([numbers[i] for i in good], validated, strict=True)), bad
+
+
+def validate(
+    name: str,
+    numbers: Sequence[int],
+    records: list[dict[str, Any]],
+    model: type[RowModel],
+    problems: list[str] | None = None,
+    unit: str = "row",
+    refused: list[Refused] | None = None,
+    now: datetime | None = None,
+) -> list[tuple[int, RowModel]]:
+    """Records already in memory, numbered as their source numbers them: check_records."""
+    entries: list[Entry] = list(zip(numbers, records, strict=True))
+    return check_records(name, entries, model, problems, unit=unit, refused=refused, now=now)
+
+
+def validate_one(
+    model: type[RowModel], record: dict[str, Any], now: datetime | None = None
+) -> RowModel | list[Problem]:
+    """One record (a Kafka message): the validated row, or every problem as (field, message),
+    ordered as a file's lines are."""
+    valid, bad = _check_chunk(model, [1], [record], now)
+    return valid[0][1] if valid else sorted(bad[0][1])

@@ -1,11 +1,14 @@
 """Reference data kept as versioned data files in the package, never as constants in code:
 the standard social-assistance level and the funeral multiplier by month (loaded once into the
-store as an event, then changed by events), and the provinces of the 2025 reorganisation."""
+store as an event, then changed by events), the provinces of the 2025 reorganisation, the
+beneficiary categories with their coefficients and the banks (reference_data/SOURCES.md says
+where each comes from)."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 
@@ -39,6 +42,21 @@ def province_codes() -> frozenset[str]:
     return frozenset(provinces())
 
 
+@cache
+def categories() -> dict[str, tuple[Decimal, Decimal]]:
+    """Category -> (lowest, highest) coefficient it allows: categories.csv."""
+    return {
+        r["category"]: (Decimal(r["min_coefficient"]), Decimal(r["max_coefficient"]))
+        for r in _rows("categories.csv")
+    }
+
+
+@cache
+def banks() -> dict[str, tuple[str, str]]:
+    """Bank code -> (name, NAPAS/VietQR bank identification number): banks.csv."""
+    return {r["bank_code"]: (r["name"], r["bin"]) for r in _rows("banks.csv")}
+
+
 def reference_data(levels: Iterable[tuple[str, str, int]]) -> ReferenceData:
     """Rules' reference data from (kind, from_month, value) rows."""
     standard: list[tuple[int, int]] = []
@@ -46,3 +64,10 @@ def reference_data(levels: Iterable[tuple[str, str, int]]) -> ReferenceData:
     for kind, month, value in levels:
         (standard if kind == "standard_level" else funeral).append((parse_month(month), value))
     return ReferenceData(Schedule.of(standard), Schedule.of(funeral))
+
+
+@cache
+def review_months() -> int:
+    """A payment line above this many months of the person's allowance is shown to the
+    approver for review (rules.review_limit): reference data line_review.csv."""
+    return int(_rows("line_review.csv")[0]["months_of_allowance"])

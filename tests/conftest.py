@@ -22,6 +22,17 @@ from tests import services
 
 STORE_KINDS = ("sqlite", "postgresql")
 
+# The chain key of every store the tests make (adapters/chain_key.py): never the user's key
+# file, nor one in the working directory. Subprocesses inherit it through os.environ.
+TEST_CHAIN_KEY = "5e" * 32
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chain_key() -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEDGER_CHAIN_KEY", TEST_CHAIN_KEY)
+        yield TEST_CHAIN_KEY
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
@@ -88,8 +99,19 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]
     return path
 
 
+# a category whose coefficients include the one a test gives (categories.csv)
+CATEGORY_OF = {
+    "1.0": "elderly_80_plus_no_pension",
+    "1.5": "severely_disabled_adult",
+    "2.0": "especially_severely_disabled_adult",
+    "2.5": "especially_severely_disabled_child_or_elderly",
+}
+
+
 def enrolment(personal_id: str, **overrides: Any) -> dict[str, Any]:
-    """An enrolment row with sensible defaults: POST, coefficient 1.0, province 01."""
+    """An enrolment row with sensible defaults: POST, coefficient 1.0, province 01; the
+    category, unless given, one that allows the coefficient (combined_categories otherwise)."""
+    coefficient = str(overrides.get("coefficient", "1.0"))
     row = {
         "personal_id": personal_id,
         "full_name": f"Người {personal_id[-4:]}",
@@ -97,7 +119,7 @@ def enrolment(personal_id: str, **overrides: Any) -> dict[str, Any]:
         "sex": "F",
         "province_code": "01",
         "commune_code": "00001",
-        "category": "elderly_80_plus",
+        "category": CATEGORY_OF.get(coefficient, "combined_categories"),
         "coefficient": "1.0",
         "effective_month": "2025-01",
         "channel": "POST",
@@ -183,10 +205,13 @@ SOURCE = re.compile(r"^(?P<topic>\S+) partition (?P<partition>\d+) offset (?P<of
 
 
 def settlement(payment_id: str, status: str = "PAID", **overrides: Any) -> dict[str, Any]:
+    """A settlement row, settled on 25 July 2025, or on the 25th of its payment's period when
+    that is later (a settlement is not before its period)."""
+    period = payment_id[:7] if re.fullmatch(r"\d{4}-\d{2}", payment_id[:7]) else ""
     row = {
         "payment_id": payment_id,
         "status": status,
-        "settled_at": "2025-07-25T10:00:00+07:00",
+        "settled_at": f"{max(period, '2025-07')}-25T10:00:00+07:00",
         "reference": f"REF-{payment_id[-6:]}",
         "reason": "" if status == "PAID" else "account closed",
     }

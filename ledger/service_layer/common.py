@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from ledger import values
-from ledger.inputs import InputRejected, row_order
+from ledger.inputs import InputRejected, Problems, row_order
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ def check_values(checks: Iterable[tuple[str, Callable[[str], object], str | None
         raise InputRejected(problems)
 
 
-def check_month(value: str, option: str) -> None:
-    check_values([(option, values.month, value)])
+def check_month(value: str, option: str, now: datetime | None = None) -> None:
+    """A month given as an option; with `now` (the ledger's clock), at most
+    values.MONTHS_AHEAD months after the current month."""
+    check_values([(option, lambda text: values.month(text, now), value)])
 
 
 def repeated(
@@ -53,5 +56,8 @@ def repeated(
 
 
 def sorted_problems(problems: list[str]) -> list[str]:
-    """One line per problem, by row (or record), each once."""
+    """One line per problem, by row (or record), each once; `Problems` are kept so already,
+    with the count of those beyond its first lines (InputRejected reads it)."""
+    if isinstance(problems, Problems):
+        return problems
     return sorted(set(problems), key=row_order)

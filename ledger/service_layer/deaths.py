@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.aggregates import DeathRecord, RegistrationRefused, death_record_id
-from ledger.inputs import DeathRow, InputFile, InputRejected
+from ledger.inputs import DeathRow, InputFile, InputRejected, Problems
 from ledger.service_layer.common import ImportResult, sorted_problems
 from ledger.service_layer.ports import Ports
 
@@ -48,8 +48,8 @@ def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     without a format error are decided too, so that every problem of the file is reported at
     once; a registration that follows a malformed one of the same person is decided without
     it."""
-    problems: list[str] = []
-    unit, records = ports.read_registrations(file, problems)
+    problems: list[str] = Problems()
+    unit, records = ports.read_registrations(file, problems, ports.clock.now())
     ports.read_models.catch_up()  # the guards are checked where the decision is made, below
     registrations = [
         (f"{file.name} {unit} {n}", f"{file.name}: {unit} {n}", row) for n, row in records

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from ledger import values
 from ledger.aggregates import Beneficiary, beneficiary_id, death_record_id
-from ledger.inputs import EnrolmentRow, InputFile, InputRejected, read_rows
+from ledger.inputs import EnrolmentRow, InputFile, InputRejected, Problems, read_rows
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, repeated, sorted_problems
 from ledger.service_layer.ports import Ports
@@ -17,10 +17,18 @@ from ledger.service_layer.ports import Ports
 
 def enrol(ports: Ports, file: InputFile, actor: str) -> int:
     """Enrol every row of an enrolment file, or none. The rows without a format error are
-    checked against the ledger too, so that every problem of the file is reported at once."""
-    problems: list[str] = []
-    partial: list[tuple[int, dict[str, str]]] = []  # bad rows' fields that are fine alone
-    rows = read_rows(file, EnrolmentRow, problems, refused=partial)
+    checked against the ledger too, so that every problem of the file is reported at once.
+    A bad file's rows are not kept whole: only the fields checked against the ledger."""
+    problems = Problems()
+    partial: list[tuple[int, dict[str, str]]] = []  # rows not applied: fields fine alone
+    rows = read_rows(
+        file,
+        EnrolmentRow,
+        problems,
+        refused=partial,
+        now=ports.clock.now(),
+        keep=("personal_id", "effective_month"),
+    )
     ports.decide_from_read_models()
     name = file.name
     # every person the file names, from good rows and bad ones alike
@@ -84,9 +92,11 @@ def beneficiary(ports: Ports, personal_id: str) -> Beneficiary:
 
 
 def _reason(reason: str) -> str:
-    if not reason.strip():
-        raise InputRejected(["--reason: a reason is required"])
-    return reason.strip()
+    """The reason as recorded (values.required_reason), or InputRejected naming --reason."""
+    try:
+        return values.required_reason(reason)
+    except values.InvalidValue as err:
+        raise InputRejected([f"--reason: {err}"]) from None
 
 
 def hold(ports: Ports, personal_id: str, reason: str, actor: str) -> None:
@@ -103,7 +113,7 @@ def release(ports: Ports, personal_id: str, actor: str) -> None:
 
 
 def terminate(ports: Ports, personal_id: str, from_month: str, reason: str, actor: str) -> None:
-    check_month(from_month, "--from")
+    check_month(from_month, "--from", ports.clock.now())
     why = _reason(reason)
     b = beneficiary(ports, personal_id)
     b.terminate(from_month, why, actor, "ledger terminate")

@@ -44,7 +44,7 @@ def draft(
 
 def provinces(ports: Ports, period: str, province_code: str | None) -> list[str]:
     """The provinces a command for a period covers: one, or every one with people or lists."""
-    check_month(period, "--period")
+    check_month(period, "--period", ports.clock.now())
     if province_code is not None:
         if province_code not in province_codes():
             raise InputRejected([f"--province: unknown province code {province_code!r}"])
@@ -246,7 +246,7 @@ def export_payroll(
     events, never the read models): one CSV per province and channel, ordered by payment_id,
     each with a manifest. Refused, with nothing written, when a list's recorded lines do not
     reproduce the digest, count and total its approval recorded."""
-    check_month(period, "--period")
+    check_month(period, "--period", ports.clock.now())
     codes = _provinces_to_export(province_code)
     drafts = {
         r[0]: r[1]

@@ -109,7 +109,9 @@ class Export(Protocol):
 
 
 # (file, problems to add to) -> (the unit its entries are numbered in, the valid entries)
-RegistrationsReader = Callable[[InputFile, list[str]], tuple[str, list[tuple[int, DeathRow]]]]
+RegistrationsReader = Callable[
+    [InputFile, list[str], datetime | None], tuple[str, list[tuple[int, DeathRow]]]
+]
 
 
 class Clock(Protocol):

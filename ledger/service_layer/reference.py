@@ -93,7 +93,7 @@ def propose_reference_changes(
     source: str = PROPOSE_SOURCE,
 ) -> list[Proposal]:
     """Propose several changes from one month on, in one transaction (all or none)."""
-    check_month(from_month, "--from")
+    check_month(from_month, "--from", ports.clock.now())
     _actor(actor)
     history = _history(ports)
     at = ports.clock.now().isoformat()

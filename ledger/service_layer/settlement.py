@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from ledger import values
 from ledger.aggregates import PaymentList, payment_list_id
-from ledger.inputs import InputFile, InputRejected, SettlementRow, read_rows
+from ledger.inputs import InputFile, InputRejected, Problems, SettlementRow, read_rows
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import ImportResult, repeated, sorted_problems
 from ledger.service_layer.ports import Ports
@@ -16,12 +16,19 @@ from ledger.service_layer.ports import Ports
 
 def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     """Apply a settlement results file: checked whole, then applied whole. The same file again
-    (recognised by its SHA-256), or rows already applied, change nothing. The rows without a
-    format error are checked against the lists too, so that every problem of the file is
-    reported at once."""
-    problems: list[str] = []
-    partial: list[tuple[int, dict[str, str]]] = []  # bad rows' fields that are fine alone
-    rows = read_rows(file, SettlementRow, problems, refused=partial)
+    (recognised by its SHA-256), or rows already applied, change nothing. Every row's payment
+    and status that are fine on their own are checked against the lists too, so that every
+    problem of the file is reported at once; a bad file's rows are not kept whole."""
+    problems = Problems()
+    partial: list[tuple[int, dict[str, str]]] = []  # rows not applied: fields fine alone
+    rows = read_rows(
+        file,
+        SettlementRow,
+        problems,
+        refused=partial,
+        now=ports.clock.now(),
+        keep=("payment_id", "status"),
+    )
     ports.decide_from_read_models()
     name = file.name
     digest = hashlib.sha256(file.data).hexdigest()
@@ -29,36 +36,32 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
         "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
     ):
         return ImportResult(0, len(rows))
-    # every payment the file names, from good rows and bad ones alike
-    named = [(number, row.payment_id) for number, row in rows]
-    named += [(number, f["payment_id"]) for number, f in partial if f.get("payment_id")]
-    seen, repeats = repeated(name, "payment_id", named)
+    # every payment the file names, with its status when valid, from every row
+    named: list[tuple[int, str, str | None]] = [(n, r.payment_id, r.status) for n, r in rows]
+    named += [(n, f["payment_id"], f.get("status")) for n, f in partial if f.get("payment_id")]
+    seen, repeats = repeated(name, "payment_id", [(number, pid) for number, pid, _ in named])
     problems += repeats
     lists: dict[tuple[str, str], PaymentList | None] = {}
-    for key in dict.fromkeys(values.payment_list_of(pid) for _, pid in named):
+    for key in dict.fromkeys(values.payment_list_of(pid) for _, pid, _ in named):
         lists[key] = ports.events.get(payment_list_id(*key))
-    for number, pid in named:
+    applied = unchanged = 0
+    for number, pid, status in named:
         found = lists[values.payment_list_of(pid)]
         if found is None or pid not in found.lines:
             problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
-    by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
-    applied = unchanged = 0
-    for number, row in rows:
-        payment_list = lists[values.payment_list_of(row.payment_id)]
-        if seen[row.payment_id] != number or payment_list is None:
-            continue  # a repeated row, or an unknown payment: named above
-        if row.payment_id not in payment_list.lines:
-            continue
-        by_list[(payment_list.period, payment_list.province_code)].append((number, row))
-        try:
-            if payment_list.check_settlement(row.payment_id, row.status) is None:
-                unchanged += 1
-            else:
-                applied += 1
-        except RuleViolation as err:
-            problems.append(f"{name}: row {number}: status: {err}")
+        elif seen[pid] == number and status is not None:  # a repeated row: named above
+            try:
+                if found.check_settlement(pid, status) is None:
+                    unchanged += 1
+                else:
+                    applied += 1
+            except RuleViolation as err:
+                problems.append(f"{name}: row {number}: status: {err}")
     if problems:
         raise InputRejected(sorted_problems(problems))
+    by_list: dict[tuple[str, str], list[tuple[int, SettlementRow]]] = defaultdict(list)
+    for number, row in rows:
+        by_list[values.payment_list_of(row.payment_id)].append((number, row))
     settled = [lists[key] for key in by_list]
     for payment_list in settled:
         assert payment_list is not None

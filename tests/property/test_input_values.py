@@ -1,19 +1,30 @@
-"""Properties of the values every way in shares (ledger.values, issue 10 point 3):
+"""Properties of the values every way in shares (ledger.values, issue 10 point 3, issue 11
+points 1, 4 and 7):
 
 - an id, code or month written with any digit that is not one of the ASCII 0-9 (Arabic-Indic,
   Devanagari, fullwidth, ...: `str.isdigit()` is true for each) is refused by every path: the
   value check, a CSV file, a Kafka message, an Avro container file and the command line;
 - a death registration gives the same row, or the same problems, whether it comes as a CSV
-  row (its time with any UTC offset) or as an Avro record (the same instant, in UTC).
+  row (its time with any UTC offset) or as an Avro record (the same instant, in UTC);
+- a day after today, or a moment more than five minutes ahead, is refused, and no other; a
+  name with a control or format character is refused; a name is recorded in NFC; a
+  coefficient outside its category's range is refused; an account number is 6 to 19 ASCII
+  digits; an actor is the same actor whatever the case, the width or the spaces around;
+- a file's report does not depend on how many rows are checked together.
 """
 
 from __future__ import annotations
 
+import re
+import string
 import tempfile
+import unicodedata
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import fastavro
 import pytest
@@ -22,10 +33,11 @@ from hypothesis import strategies as st
 
 from adapters import avro
 from adapters.civil_registry import SUBJECT, read_container, row_fields
-from ledger import values
+from ledger import inputs, values
 from ledger.cli import build_parser, check_arguments
 from ledger.inputs import (
     DEATH_COLUMNS,
+    ENROLMENT_COLUMNS,
     DeathRow,
     EnrolmentRow,
     InputRejected,
@@ -34,6 +46,8 @@ from ledger.inputs import (
     validate_one,
 )
 from ledger.months import VIETNAM
+from ledger.reference import categories
+from ledger.service_layer.ports import FixedDay
 from tests.conftest import NO_CLAIMANT, avro_death_record, death, enrolment, settlement, write_csv
 
 NOT_ASCII_DIGITS = st.characters(categories=["Nd"]).filter(lambda c: not c.isascii())
@@ -57,8 +71,8 @@ def refused_by(check: Any, text: str) -> None:
         check(text)
 
 
-def fields_refused(model: Any, record: dict[str, Any]) -> list[str]:
-    problems = validate_one(model, record)
+def fields_refused(model: Any, record: dict[str, Any], now: datetime | None = None) -> list[str]:
+    problems = validate_one(model, record, now)
     assert isinstance(problems, list), record
     return [field for field, _ in problems]
 
@@ -183,3 +197,169 @@ def test_csv_and_avro_of_one_registration_give_the_same_row(row: dict[str, Any])
     assert datetime.fromisoformat(got_csv.registered_at) == datetime.fromisoformat(
         row["registered_at"]
     )
+
+
+# Issue 11 point 1: what each value means, whatever is drawn
+
+TODAY = date(2025, 7, 31)
+NOW = FixedDay(lambda: TODAY).now()  # the last moment of that day, in Vietnam
+LETTERS = st.characters(categories=["L", "N"])  # nothing a trim would take away
+VIETNAMESE = (
+    "aăâbcdđeêghiklmnoôơpqrstuưvxyàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ"
+)
+
+
+def enrolment_problems(record: dict[str, Any]) -> list[str]:
+    problems = validate_one(EnrolmentRow, record, NOW)
+    return [field for field, _ in problems] if isinstance(problems, list) else []
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=st.dates(min_value=date(1900, 1, 1)))
+def test_a_day_after_today_is_refused_and_no_other(day: date) -> None:
+    text = day.isoformat()
+    if day > TODAY:
+        refused_by(lambda t: values.iso_date(t, NOW), text)
+        assert enrolment_problems(enrolment("001234567890", date_of_birth=text)) == [
+            "date_of_birth"
+        ]
+        row = death("001234567890", date_of_death=text, **NO_CLAIMANT)
+        assert "date_of_death" in fields_refused(DeathRow, row, NOW)
+    else:
+        assert values.iso_date(text, NOW) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(day=st.dates(max_value=date(1899, 12, 31)))
+def test_a_day_before_1900_is_refused(day: date) -> None:
+    refused_by(values.iso_date, day.isoformat())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(datetime(1900, 1, 2), datetime(9999, 12, 30)),
+    minutes=st.integers(-14 * 60, 14 * 60),
+)
+def test_a_moment_more_than_five_minutes_ahead_is_refused_and_no_other(
+    moment: datetime, minutes: int
+) -> None:
+    text = moment.replace(tzinfo=timezone(timedelta(minutes=minutes))).isoformat()
+    instant = datetime.fromisoformat(text)
+    if instant > NOW + values.CLOCK_SKEW:
+        refused_by(lambda t: values.timestamp(t, NOW), text)
+        refused_by(lambda t: values.vietnam_time(t, NOW), text)
+        row = settlement("2025-07-01-001234567890", settled_at=text)
+        assert fields_refused(SettlementRow, row, NOW) == ["settled_at"]
+    else:
+        assert datetime.fromisoformat(values.vietnam_time(text, NOW)) == instant
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    left=st.text(LETTERS, min_size=1, max_size=40),
+    bad=st.characters(categories=["Cc", "Cf"]),
+    right=st.text(LETTERS, min_size=1, max_size=40),
+)
+def test_a_name_with_a_control_or_format_character_is_refused(
+    left: str, bad: str, right: str
+) -> None:
+    name = left + bad + right
+    refused_by(values.person_name, name)
+    refused_by(values.actor, name)
+    assert enrolment_problems(enrolment("001234567890", full_name=name)) == ["full_name"]
+    assert fields_refused(DeathRow, death("001234567890", claimant_name=name)) == ["claimant_name"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(st.characters(categories=["L", "M", "N", "P", "Zs"]), max_size=60))
+def test_a_name_is_recorded_in_nfc_and_normalising_again_changes_nothing(name: str) -> None:
+    recorded = values.person_name(name)
+    assert unicodedata.is_normalized("NFC", recorded)
+    assert values.person_name(recorded) == recorded
+    assert values.person_name(unicodedata.normalize("NFD", name)) == recorded
+
+
+@settings(max_examples=200, deadline=None)
+@given(category=st.sampled_from(sorted(categories())), hundredths=st.integers(1, 300))
+def test_a_coefficient_outside_its_categorys_range_is_refused(
+    category: str, hundredths: int
+) -> None:
+    coefficient = f"{hundredths // 100}.{hundredths % 100:02d}"
+    low, high = categories()[category]
+    found = enrolment_problems(
+        enrolment("001234567890", category=category, coefficient=coefficient)
+    )
+    assert found == ([] if low <= Decimal(coefficient) <= high else ["coefficient"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=25), st.text("0123456789 -", max_size=25)))
+def test_an_account_number_is_six_to_nineteen_ascii_digits_and_nothing_else(text: str) -> None:
+    if re.fullmatch(r"[0-9]{6,19}", text):
+        assert values.account_number(text) == text
+    else:
+        refused_by(values.account_number, text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(digits=foreign_digits(10))
+def test_an_account_number_in_other_digits_is_refused(digits: str) -> None:
+    refused_by(values.account_number, digits)
+    row = enrolment("001234567890", channel="BANK", bank_code="VCB", account_number=digits)
+    assert enrolment_problems(row) == ["account_number"]
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text())
+def test_an_actor_is_the_same_actor_as_itself(text: str) -> None:
+    assert values.same_actor(text, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(string.ascii_letters + string.digits + VIETNAMESE + "._- ", max_size=40),
+    spaces=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+)
+def test_the_same_actor_whatever_the_case_the_width_or_the_spaces_around(
+    name: str, spaces: tuple[int, int]
+) -> None:
+    for other in (
+        name.upper(),
+        name.lower(),
+        fullwidth(name),
+        " " * spaces[0] + name + " " * spaces[1],
+        unicodedata.normalize("NFD", name),
+    ):
+        assert values.same_actor(name, other), (name, other)
+        assert values.same_actor(other, name)
+    if name.strip():
+        assert values.same_actor(values.actor(fullwidth(name)), name)
+    assert not values.same_actor(name, name + "x")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    bad=st.lists(st.sampled_from(["", "sex", "commune_code", "coefficient"]), max_size=12),
+    chunk=st.integers(1, 5),
+)
+def test_the_report_is_the_same_whatever_the_chunk_size(bad: list[str], chunk: int) -> None:
+    rows = []
+    for i, field in enumerate(bad):
+        row = enrolment(f"0010000000{i:02d}")
+        if field:
+            row[field] = "X"
+        rows.append(row)
+    reports = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_csv(Path(folder) / "e.csv", ENROLMENT_COLUMNS, rows)
+        for size in (chunk, 10_000):
+            with patch.object(inputs, "CHUNK_ROWS", size):
+                problems: list[str] = []
+                valid = read_rows(path, EnrolmentRow, problems, now=NOW)
+            reports.append((problems, [n for n, _ in valid]))
+    assert reports[0] == reports[1]
+    assert reports[0][1] == [i + 2 for i, field in enumerate(bad) if not field]

@@ -32,7 +32,7 @@ def test_a_container_file_is_imported_like_the_csv(
         date_of_death="2025-07-15",
         claimant_channel="BANK",
         claimant_bank_code="VCB",
-        claimant_account_number="0123",
+        claimant_account_number="0123456789",
     )
     corrected = death(
         A,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.export_files import export_bytes
+from adapters.export_files import list_files
 from ledger.application import Ledger
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS, InputFile, InputRejected
 from ledger.months import VIETNAM
@@ -43,13 +43,13 @@ class MemoryExport:
         self.out_dir = out_dir
         self.staged: dict[str, tuple[bytes, Approval]] = {}
 
-    def add_list_file(
-        self, approval: Approval, channel: str, rows: Iterable[Sequence[Any]]
-    ) -> ExportedFile:
-        data, count, total = export_bytes(rows)
-        name = f"{approval.period}_{approval.province_code}_{channel}.csv"
-        self.staged[name] = (data, approval)
-        return ExportedFile(self.out_dir / name, count, total, "")
+    def add_list(self, approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ExportedFile]:
+        files = []
+        for file in list_files(approval, rows):
+            name = f"{approval.period}_{approval.province_code}_{file.channel}.csv"
+            self.staged[name] = (file.data, approval)
+            files.append(ExportedFile(self.out_dir / name, file.rows, file.total_amount, ""))
+        return files
 
     def commit(self) -> None:
         MemoryExport.committed.update(self.staged)

@@ -196,3 +196,32 @@ def refusals(command: Callable[[Path, str], object], path: Path) -> list[str]:
     with pytest.raises(InputRejected) as refused:
         command(path, "operator")
     return [p.split(": ", 1)[1] for p in refused.value.problems]
+
+
+def test_a_status_change_is_checked_in_a_row_with_other_problems_too(
+    ledger: Ledger, files: Files
+) -> None:
+    """Issue 11: once a file is bad its rows are not kept whole, yet the payment and status
+    of each, fine on their own, are still checked against the lists."""
+    ledger.enrol(files.enrolments([enrolment(P1), enrolment(P2)]), "maker")
+    ledger.run_payroll("2025-07", None, "maker")
+    ledger.approve_payroll("2025-07", None, "checker")
+    ledger.settle(files.settlements([settlement(f"2025-07-01-{P1}", "PAID")]), "bank")
+    before = snapshot(ledger)
+    path = files.settlements(
+        [
+            settlement(f"2025-07-01-{P2}", "PAID"),  # row 2: fine, and not applied
+            settlement(f"2025-07-01-{P1}", "FAILED", settled_at="yesterday"),  # row 3: both
+            settlement(f"2025-07-01-{P2}", "PAID", reference=""),  # row 4: repeat, no reference
+        ]
+    )
+    with pytest.raises(InputRejected) as run:
+        ledger.settle(path, "bank")
+    name = path.name
+    assert refusal(run) == [
+        f"{name}: row 3: settled_at: must be an ISO 8601 time with offset, got 'yesterday'",
+        f"{name}: row 3: status: payment 2025-07-01-{P1} is PAID and cannot become FAILED",
+        f"{name}: row 4: payment_id: 2025-07-01-{P2} is already on row 2",
+        f"{name}: row 4: reference: is required for PAID",
+    ]
+    assert snapshot(ledger) == before
