@@ -105,6 +105,7 @@ def test_kill_during_enrol_and_approve_then_rerun(tmp_path: Path, enrolment_file
     rng = random.Random(5)
     path = tmp_path / "ledger.sqlite"
     store = f"sqlite:///{path}"
+    Ledger(store).close()  # `ledger init`: the commands below need a store
 
     assert kill_at_random_points(path, ("enrol", str(enrolment_file)), rng) >= 1
     # a killed enrolment recorded all of the file or nothing: rerun until it is in

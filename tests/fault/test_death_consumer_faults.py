@@ -313,6 +313,7 @@ def consume(
         "LEDGER_DEATHS_TOPIC": topic,
         "LEDGER_USER": ACTOR,
     }
+    Ledger(store, read_models="none").close()  # `ledger init`, once: consume needs a store
     with log.open("ab") as f:  # a file, not a pipe: a chatty client never blocks on it
         return subprocess.Popen(
             [

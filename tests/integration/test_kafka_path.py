@@ -173,12 +173,13 @@ def test_both_paths_agree_byte_for_byte(
         if not k.startswith("LEDGER_") or k == "LEDGER_CHAIN_KEY"
     }
     plain["LEDGER_STORE"] = f"sqlite:///{embedded / 'ledger.sqlite'}"
-    for step in steps:
+    for step in [("init",), *steps]:
         run = ledger_cli(plain, *step, cwd=embedded)
         assert run.returncode == 0, (step, run.stderr)
 
     url = new_database(postgres_server)
     env = kafka_env(kafka_bootstrap, url, f"ledger.events.agree-{uuid.uuid4().hex[:8]}")
+    assert ledger_cli(env, "init", cwd=kafka_dir).returncode == 0  # before its processes
     with background(env, "publish", "project"):
         for step in steps:  # each command waits until it can read its own writes
             run = ledger_cli(env, *step, cwd=kafka_dir)
@@ -246,6 +247,7 @@ def test_a_command_that_cannot_see_its_writes_says_so(
     env = kafka_env(
         kafka_bootstrap, url, f"ledger.events.idle-{uuid.uuid4().hex[:8]}", LEDGER_READ_TIMEOUT="2"
     )
+    assert ledger_cli(env, "init").returncode == 0
     run = ledger_cli(env, "enrol", files.enrolments([enrolment("001000000001")]))
     assert run.returncode == 1
     assert "check that `ledger publish` and `ledger project` are running" in run.stderr

@@ -134,6 +134,8 @@ def test_the_recorder_never_appends_under_another_key(filled: str, files: Files)
 def test_without_a_usable_key_the_command_says_what_to_do(
     tmp_path: Path, variables: dict[str, str], expected: str
 ) -> None:
+    with Ledger(f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"):
+        pass  # a store made with the tests' key: only the key is missing below
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env.update(variables, LEDGER_CHAIN_KEY_FILE=str(tmp_path / "keys" / "chain.key"))
     run = subprocess.run(
