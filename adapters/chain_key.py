@@ -10,7 +10,6 @@ altered."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -18,6 +17,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from adapters.new_files import FileExists, write_new_file
 from ledger.config import settings
 from ledger.rules import RuleViolation
 
@@ -91,30 +91,9 @@ def create_chain_key() -> Path:
             f"{path} exists: a chain key is never replaced (the stores made with it could no "
             "longer be verified); set LEDGER_CHAIN_KEY_FILE to make another"
         )
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = (secrets.token_bytes(KEY_BYTES).hex() + "\n").encode("ascii")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if a key file appeared meanwhile: never overwritten
-        except FileExistsError:
-            raise ChainKeyError(f"{path} exists: a chain key is never replaced") from None
-        except OSError:  # a file system without hard links
-            if path.exists():
-                raise ChainKeyError(f"{path} exists: a chain key is never replaced") from None
-            os.rename(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):  # the key file's name, durable too
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_new_file(path, data, 0o600)
+    except FileExists:
+        raise ChainKeyError(f"{path} exists: a chain key is never replaced") from None
     return path

@@ -13,10 +13,7 @@ writes one to a file of its own. `check_heads` finds each head again in the stor
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +22,7 @@ from typing import Any
 
 from adapters.chain import ChainHead
 from adapters.export_files import MANIFEST_SUFFIX
+from adapters.new_files import FileExists, write_new_file
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 
@@ -60,24 +58,10 @@ def write_checkpoint(ledger: Ledger, path: Path) -> ChainHead:
     data = (json.dumps(checkpoint_of(head), indent=2) + "\n").encode()
     if path.exists():
         raise RuleViolation(f"{path} exists: a checkpoint is never replaced; give another file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # never over a file that appeared meanwhile
-        except FileExistsError:
-            raise RuleViolation(f"{path} exists: a checkpoint is never replaced") from None
-        except OSError:  # a file system without hard links
-            if path.exists():
-                raise RuleViolation(f"{path} exists: a checkpoint is never replaced") from None
-            os.rename(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        write_new_file(path, data)
+    except FileExists:
+        raise RuleViolation(f"{path} exists: a checkpoint is never replaced") from None
     return head
 
 
