@@ -607,7 +607,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
             "verify found the problems above: keep the store as it is (do not run commands "
             "that write) and compare it with a backup and with Kafka ledger.events"
         )
-    say("the history is intact and everything derived from it agrees")
+    if not args.json:  # the JSON is the whole output: a program reads it
+        say("the history is intact and everything derived from it agrees")
 
 
 _REPLAY_FIGURES = (
@@ -865,33 +866,58 @@ def cmd_checkpoint(args: argparse.Namespace) -> None:
 
 
 def cmd_exports_check(args: argparse.Namespace) -> None:
+    from replay.as_of import Cut, check_issued
     from replay.exports_check import check_exports
 
     directory = Path(args.dir)
     if not directory.is_dir():
         raise RuleViolation(f"{args.dir} is not a folder: give the folder the export wrote")
-    with open_ledger(args, read_models="none", existing=True) as ledger:
+    with open_ledger(args, read_models="none", existing=True) as ledger, progress_bar() as bar:
         found = ledger.guard_problems()
         result = check_exports(ledger, directory)
+        # the record itself: every approved list recomputed by the rules from the events
+        # (read models changed behind the guards would otherwise pass with the files)
+        recomputed = check_issued(
+            ledger,
+            Cut.of(ledger.today()),
+            None,
+            lambda done, total: bar("lists recomputed", done, total),
+        )
+    differing = [
+        f"{c.period} {c.province_code} {c.channel}: {c.verdict}" for c in recomputed if not c.ok
+    ]
     if args.json:
         print_json(
             out,
             {
-                "ok": result.ok and not found,
+                "ok": result.ok and not found and not differing,
                 "checked": result.checked,
                 "equal": result.equal,
                 "findings": result.lines(),
                 "store_guards": found,
+                "lists_recomputed": len(recomputed),
+                "lists_differing": differing,
             },
         )
     else:
         for line in result.lines():
             say(line)
         say(result.summary)
+        for line in differing:
+            say(f"approved list {line}")
+        say(
+            f"{len(recomputed):,} approved lists recomputed from the events: "
+            f"{len(recomputed) - len(differing):,} equal"
+        )
     if found:
         raise RuleViolation(
             f"the store's guards are not in place ({found[0]}): the record itself may have "
             "been changed; send nothing and run `ledger verify`"
+        )
+    if differing:
+        raise RuleViolation(
+            f"{len(differing)} approved lists differ from what the rules give from the "
+            "events: the read models were changed; send nothing and run `ledger verify`"
         )
     if not result.ok:
         raise RuleViolation(

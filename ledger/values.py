@@ -388,6 +388,33 @@ def _invisible(c: str) -> bool:
     )
 
 
+# an actor is a user name: letters and digits of one script, and these
+_ACTOR_MARKS = frozenset(" .-_@'")
+
+
+def _script(c: str) -> str:
+    """The script of a letter, as the first word of its Unicode name (LATIN, CYRILLIC...)."""
+    return unicodedata.name(c, "UNKNOWN").split(" ", 1)[0]
+
+
+def _actor_problem(value: str) -> str | None:
+    """Why a user name could pass for someone else's: a character that is neither a letter,
+    a digit nor one of `_ACTOR_MARKS` (a braille blank U+2800 looks like nothing), or
+    letters of two scripts (a Cyrillic `е` among Latin letters looks like `e`)."""
+    for i, c in enumerate(value):
+        kind = unicodedata.category(c)
+        if not (kind[0] in "LN" or c in _ACTOR_MARKS):
+            marks = " ".join(sorted(_ACTOR_MARKS - {" "}))
+            return (
+                f"must be letters, digits, spaces and {marks} only "
+                f"(U+{ord(c):04X} at character {i + 1})"
+            )
+    scripts = {_script(c) for c in value if unicodedata.category(c)[0] == "L"}
+    if len(scripts) > 1:
+        return f"must be written in one script, not {' and '.join(sorted(scripts))} mixed"
+    return None
+
+
 def actor(text: str) -> str:
     """Who acts (`--by`, LEDGER_USER), as recorded: trimmed, in NFKC (fullwidth letters and
     ligatures as their plain letters), not empty, at most ACTOR_MAX characters, and with no
@@ -404,6 +431,9 @@ def actor(text: str) -> str:
             )
     if len(value) > ACTOR_MAX:
         raise InvalidValue(f"must be at most {ACTOR_MAX} characters, got {len(value):,}")
+    problem = _actor_problem(value)
+    if problem is not None:
+        raise InvalidValue(problem)
     return value
 
 

@@ -88,6 +88,7 @@ def decide_death_registrations(
     ports.guards.check()
     owners = _record_of_event_ids(ports, [row.event_id for _, _, row in registrations])
     pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
+    births = _births(ports, pids)
     loaded = ports.events.load_many([death_record_id(p) for p in pids])
     records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
     changed: dict[str, DeathRecord] = {}
@@ -104,6 +105,19 @@ def decide_death_registrations(
                 outcomes.append(RegistrationOutcome(where, UNCHANGED))
             else:
                 outcomes.append(_reused(where, row, "with other content"))
+            continue
+        born = births.get(row.personal_id)
+        if row.event_type != "REVOKED" and born is not None and row.date_of_death < born:
+            outcomes.append(
+                RegistrationOutcome(
+                    where,
+                    REFUSED,
+                    "death-before-birth",
+                    f"{row.date_of_death} is before the person's date of birth ({born}) "
+                    "as enrolled: check the date with the registry",
+                    field="date_of_death",
+                )
+            )
             continue
         try:
             record = _apply(record, row, actor, source)
@@ -143,6 +157,22 @@ def _reused(where: str, row: DeathRow, how: str) -> RegistrationOutcome:
         "own event_id; send this one with a new event_id",
         field="event_id",
     )
+
+
+def _births(ports: Ports, personal_ids: Sequence[str]) -> dict[str, str]:
+    """The enrolled date of birth of each of these people who is a beneficiary."""
+    found: dict[str, str] = {}
+    for i in range(0, len(personal_ids), 500):
+        chunk = personal_ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            ports.db.query(
+                "SELECT personal_id, date_of_birth FROM beneficiaries "
+                f"WHERE personal_id IN ({marks})",
+                chunk,
+            )
+        )
+    return found
 
 
 def _record_of_event_ids(ports: Ports, event_ids: Sequence[str]) -> dict[str, Any]:

@@ -651,3 +651,17 @@ def test_a_message_dated_in_the_future_is_rejected_by_the_consumer() -> None:
     )
     later = FixedDay(lambda: date(2025, 8, 2)).now()
     assert not isinstance(registration_of(message, later), Rejection)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "why"),
+    [
+        ("nguyen\u2800", r"U\+2800"),  # a braille blank: looks like nothing, is not a space
+        ("nguy\u0435n", "CYRILLIC and LATIN"),  # a Cyrillic е among Latin letters
+        ("ngu\u0443en", "CYRILLIC and LATIN"),  # a Cyrillic у
+        ("nguyen\u2063", "invisible"),
+    ],
+)
+def test_an_actor_that_could_pass_for_another_is_refused(spelling: str, why: str) -> None:
+    with pytest.raises(values.InvalidValue, match=why):
+        values.actor(spelling)

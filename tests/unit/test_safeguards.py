@@ -198,3 +198,13 @@ def test_the_process_environment_cannot_swap_the_recorder(
         events = ledger.db.query(f"SELECT COUNT(*) FROM {events_table(store_url)}")[0][0]
         chained = ledger.db.query("SELECT COUNT(*) FROM event_chain")[0][0]
     assert events == chained >= 3
+
+
+def test_a_death_before_the_persons_birth_is_refused(ledger: Ledger, files: Files) -> None:
+    ledger.enrol(files.enrolments([enrolment(A, date_of_birth="1940-01-01")]), "maker")
+    before_birth = death(A, date_of_death="1930-01-01")
+    with pytest.raises(InputRejected) as refused:
+        ledger.import_deaths(files.deaths([before_birth]), "registry")
+    [line] = refused.value.problems
+    assert ": row 2: date_of_death: 1930-01-01 is before the person's date of birth" in line
+    assert ledger.db.query("SELECT COUNT(*) FROM deaths") == [(0,)]
