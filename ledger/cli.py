@@ -314,7 +314,10 @@ def cmd_deaths_publish(args: argparse.Namespace) -> None:
 
     bootstrap = kafka_bootstrap("deaths publish")
     topic = settings().deaths_topic
-    sent = publish(Path(args.file), bootstrap, topic)
+    from ledger.service_layer.ports import VietnamClock
+
+    # a registry's own check before sending: no date in the future by Vietnam's clock
+    sent = publish(Path(args.file), bootstrap, topic, now=VietnamClock().now())
     say(f"{args.file}: {sent:,} registrations published to {topic}")
 
 
