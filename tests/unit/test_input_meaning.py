@@ -260,8 +260,9 @@ def test_the_banks_are_reference_data_with_their_napas_bins() -> None:
     bins = [bin_ for _, bin_ in found.values()]
     assert all(values.is_ascii_digits(b, 6) for b in bins) and len(set(bins)) == len(bins)
     sources = Path(values.__file__).parent / "reference_data" / "SOURCES.md"
-    first = sources.read_text(encoding="utf-8").splitlines()[0]
-    assert "banks.csv" in first and "State Bank of Vietnam" in first and "VietQR" in first
+    text = sources.read_text(encoding="utf-8")
+    banks_entry = text.split("**`banks.csv`**", 1)[1].split("\n- **", 1)[0]
+    assert "State Bank of Vietnam" in banks_entry and "VietQR" in banks_entry
 
 
 def test_a_bank_code_must_be_one_of_the_list() -> None:
