@@ -116,6 +116,12 @@ class _PostgresCursor:
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
         return self.cursor.executemany(PostgresDatabase._sql(sql), params)
 
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Rows into a table through COPY: the set-based path for large batches."""
+        with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def fetchall(self) -> list[Any]:
         return self.cursor.fetchall()  # type: ignore[no-any-return]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.books import post, transfers_of
 from ledger.rules import LINE, LINE_FIELDS, issued_delta
+from projections.writes import Insert, Staged, Writes
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS projection_position (
@@ -100,16 +101,6 @@ PAYABLE_SUBLEDGER_SQL = (
     "SELECT COALESCE(SUM(allowance_credited + funeral_credited - issued_total), 0) FROM balances"
 )
 
-# Amounts added to a beneficiary's balance as an upsert, so that the read models come out
-# the same whatever order events of different aggregates arrive in (Kafka keeps order only
-# within an aggregate's partition).
-_ISSUED = (
-    "INSERT INTO balances (personal_id, issued_total, funeral_issued) VALUES (?, ?, ?)"
-    " ON CONFLICT (personal_id) DO UPDATE SET"
-    " issued_total = balances.issued_total + excluded.issued_total,"
-    " funeral_issued = balances.funeral_issued + excluded.funeral_issued"
-)
-
 # Events whose payload is too large to copy into the audit trail (the store keeps them whole).
 _SUMMARISED = {
     "PaymentList.LinesIssued": "lines",
@@ -130,24 +121,75 @@ class RecordedEvent:
     payload: dict[str, Any]
 
 
-class _Writes:
-    """Statements to run in order; consecutive uses of one statement go in one executemany."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-
-    def add(self, sql: str, *rows: tuple[Any, ...]) -> None:
-        if not rows:
-            return
-        if self.runs and self.runs[-1][0] == sql:
-            self.runs[-1][1].extend(rows)
-        else:
-            self.runs.append((sql, list(rows)))
-
-    def flush(self, cursor: Any) -> None:
-        for sql, rows in self.runs:
-            cursor.executemany(sql, rows)
-        self.runs.clear()
+_DEATH_FIELDS = (
+    "registration_number",
+    "full_name",
+    "date_of_death",
+    "registered_at",
+    "registry_office",
+    "claimant_personal_id",
+    "claimant_name",
+    "claimant_channel",
+    "claimant_bank_code",
+    "claimant_account_number",
+    "last_recorded_at",
+)
+# The statements that carry a national month's rows (COPY and set-based on PostgreSQL).
+AUDIT_TRAIL = Insert(
+    "audit_trail",
+    (
+        "notification_id",
+        "recorded_at",
+        "event_type",
+        "aggregate_id",
+        "aggregate_version",
+        "actor",
+        "source",
+        "facts",
+    ),
+)
+ENROLLED = Insert(
+    "beneficiaries",
+    (
+        "personal_id",
+        "aggregate_id",
+        "full_name",
+        "date_of_birth",
+        "sex",
+        "province_code",
+        "commune_code",
+        "category",
+        "coefficient",
+        "effective_month",
+        "channel",
+        "bank_code",
+        "account_number",
+        "decision_ref",
+        "enrolled_at",
+    ),
+)
+# a death record opens with its first registration in force
+DEATH_OPENED = Insert(
+    "deaths", ("personal_id", "aggregate_id", *_DEATH_FIELDS, "first_recorded_at", "in_force")
+)
+LINES_ISSUED = Insert("payment_lines", ("list_id", *LINE_FIELDS, "status", "registration_number"))
+_SETTLED_COLUMNS = (
+    ("status", "TEXT"),
+    ("settled_at", "TEXT"),
+    ("reference", "TEXT"),
+    ("reason", "TEXT"),
+    ("payment_id", "TEXT"),
+)
+LINES_SETTLED = Staged(
+    name="settled",
+    columns=_SETTLED_COLUMNS,
+    row_sql="UPDATE payment_lines SET status = ?, settled_at = ?, reference = ?, reason = ?"
+    " WHERE payment_id = ?",
+    set_sql="UPDATE payment_lines l SET status = s.status, settled_at = s.settled_at,"
+    " reference = s.reference, reason = s.reason FROM {staging} s"
+    " WHERE l.payment_id = s.payment_id",
+    key=(4,),
+)
 
 
 class Projector:
@@ -156,7 +198,7 @@ class Projector:
     name = "ledger_read_models"
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Callable[[RecordedEvent, _Writes], None]] = {
+        self._handlers: dict[str, Callable[[RecordedEvent, Writes], None]] = {
             "Beneficiary.Enrolled": self._enrolled,
             "Beneficiary.PaymentsHeld": self._held,
             "Beneficiary.PaymentsReleased": self._released,
@@ -209,7 +251,7 @@ class Projector:
         """Apply events in the caller's transaction and move the position (the notification
         log's, for the in-process path; a Kafka consumer keeps its offsets instead)."""
         self.mark_projecting(cursor)
-        writes = _Writes()
+        writes = Writes()
         ledger_moves: dict[str, list[int]] = {}
         last = None
         for e in events:
@@ -218,8 +260,8 @@ class Projector:
                 raise ValueError(f"no projection for event type {e.type}")
             handler(e, writes)
             post(transfers_of(e.type, e.payload), ledger_moves)
-            writes.add(
-                "INSERT INTO audit_trail VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            writes.later(
+                AUDIT_TRAIL,
                 (
                     e.notification_id,
                     e.recorded_at,
@@ -259,13 +301,10 @@ class Projector:
 
     # Beneficiaries
 
-    def _enrolled(self, e: RecordedEvent, w: _Writes) -> None:
+    def _enrolled(self, e: RecordedEvent, w: Writes) -> None:
         p = e.payload
         w.add(
-            "INSERT INTO beneficiaries (personal_id, aggregate_id, full_name, date_of_birth, sex,"
-            " province_code, commune_code, category, coefficient, effective_month, channel,"
-            " bank_code, account_number, decision_ref, enrolled_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ENROLLED,
             (
                 p["personal_id"],
                 e.aggregate_id,
@@ -284,38 +323,35 @@ class Projector:
                 e.recorded_at,
             ),
         )
-        w.add(
-            "INSERT INTO balances (personal_id) VALUES (?) ON CONFLICT (personal_id) DO NOTHING",
-            (p["personal_id"],),
-        )
+        w.balance(p["personal_id"])
 
-    def _held(self, e: RecordedEvent, w: _Writes) -> None:
+    def _held(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "UPDATE beneficiaries SET held = 1, hold_reason = ? WHERE aggregate_id = ?",
             (e.payload["reason"], e.aggregate_id),
         )
 
-    def _released(self, e: RecordedEvent, w: _Writes) -> None:
+    def _released(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "UPDATE beneficiaries SET held = 0, hold_reason = NULL WHERE aggregate_id = ?",
             (e.aggregate_id,),
         )
 
-    def _terminated(self, e: RecordedEvent, w: _Writes) -> None:
+    def _terminated(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "UPDATE beneficiaries SET terminated_from = ?, termination_reason = ?"
             " WHERE aggregate_id = ?",
             (e.payload["from_month"], e.payload["reason"], e.aggregate_id),
         )
 
-    def _reinstated(self, e: RecordedEvent, w: _Writes) -> None:
+    def _reinstated(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "UPDATE beneficiaries SET terminated_from = NULL, termination_reason = NULL"
             " WHERE aggregate_id = ?",
             (e.aggregate_id,),
         )
 
-    def _moved(self, e: RecordedEvent, w: _Writes) -> None:
+    def _moved(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "UPDATE beneficiaries SET province_code = ?, commune_code = ? WHERE aggregate_id = ?",
             (e.payload["province_code"], e.payload["commune_code"], e.aggregate_id),
@@ -323,19 +359,17 @@ class Projector:
 
     # Deaths
 
-    def _death_record_opened(self, e: RecordedEvent, w: _Writes) -> None:
-        w.add(
-            "INSERT INTO deaths (personal_id, aggregate_id, first_recorded_at) VALUES (?, ?, ?)",
-            (e.payload["personal_id"], e.aggregate_id, e.recorded_at),
-        )
-        self._death_registered(e, w)
+    def _death_record_opened(self, e: RecordedEvent, w: Writes) -> None:
+        self._registration_applied(e, w)
+        row = (e.payload["personal_id"], e.aggregate_id, *self._death_row(e), e.recorded_at, 1)
+        w.add(DEATH_OPENED, row)
 
     @staticmethod
-    def _registration_applied(e: RecordedEvent, w: _Writes) -> None:
+    def _registration_applied(e: RecordedEvent, w: Writes) -> None:
         # On the Kafka path a death consumer decides before `ledger project` shows what it
         # just recorded, so an event id a registry reused can reach two death records. One
         # row per event id, the least record winning: the same row whichever arrives first.
-        w.add(
+        w.later(
             "INSERT INTO death_registration_events AS d (event_id, aggregate_id, event_type)"
             " VALUES (?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
             " aggregate_id = excluded.aggregate_id, event_type = excluded.event_type"
@@ -344,33 +378,37 @@ class Projector:
             (e.payload["event_id"], e.aggregate_id, e.type.rsplit(".", 1)[1]),
         )
 
-    def _death_registered(self, e: RecordedEvent, w: _Writes) -> None:
+    def _death_registered(self, e: RecordedEvent, w: Writes) -> None:
         self._registration_applied(e, w)
-        p = e.payload
-        c = p["claimant"] or {}
         w.add(
             "UPDATE deaths SET registration_number = ?, full_name = ?, date_of_death = ?,"
             " registered_at = ?, registry_office = ?, claimant_personal_id = ?,"
             " claimant_name = ?, claimant_channel = ?, claimant_bank_code = ?,"
             " claimant_account_number = ?, in_force = 1, last_recorded_at = ?"
             " WHERE aggregate_id = ?",
-            (
-                p["registration_number"],
-                p["full_name"],
-                p["date_of_death"],
-                p["registered_at"],
-                p["registry_office"],
-                c.get("personal_id"),
-                c.get("name"),
-                c.get("channel"),
-                c.get("bank_code"),
-                c.get("account_number"),
-                e.recorded_at,
-                e.aggregate_id,
-            ),
+            (*self._death_row(e), e.aggregate_id),
         )
 
-    def _death_corrected(self, e: RecordedEvent, w: _Writes) -> None:
+    @staticmethod
+    def _death_row(e: RecordedEvent) -> tuple[Any, ...]:
+        """A registration's fields in DEATH_FIELDS order, then when it was recorded."""
+        p = e.payload
+        c = p["claimant"] or {}
+        return (
+            p["registration_number"],
+            p["full_name"],
+            p["date_of_death"],
+            p["registered_at"],
+            p["registry_office"],
+            c.get("personal_id"),
+            c.get("name"),
+            c.get("channel"),
+            c.get("bank_code"),
+            c.get("account_number"),
+            e.recorded_at,
+        )
+
+    def _death_corrected(self, e: RecordedEvent, w: Writes) -> None:
         self._registration_applied(e, w)
         p = e.payload
         w.add(
@@ -401,7 +439,7 @@ class Projector:
                 ),
             )
 
-    def _death_revoked(self, e: RecordedEvent, w: _Writes) -> None:
+    def _death_revoked(self, e: RecordedEvent, w: Writes) -> None:
         self._registration_applied(e, w)
         w.add(
             "UPDATE deaths SET in_force = 0, last_recorded_at = ?"
@@ -416,7 +454,7 @@ class Projector:
 
     # Reference data
 
-    def _reference_loaded(self, e: RecordedEvent, w: _Writes) -> None:
+    def _reference_loaded(self, e: RecordedEvent, w: Writes) -> None:
         for kind, key in (
             ("standard_level", "standard_levels"),
             ("funeral_multiplier", "funeral_multipliers"),
@@ -424,7 +462,7 @@ class Projector:
             for month, value in e.payload[key]:
                 self._upsert_level(w, kind, month, value, e.recorded_at)
 
-    def _funeral_multiplier_set(self, e: RecordedEvent, w: _Writes) -> None:
+    def _funeral_multiplier_set(self, e: RecordedEvent, w: Writes) -> None:
         self._upsert_level(
             w,
             "funeral_multiplier",
@@ -433,13 +471,13 @@ class Projector:
             e.recorded_at,
         )
 
-    def _standard_level_set(self, e: RecordedEvent, w: _Writes) -> None:
+    def _standard_level_set(self, e: RecordedEvent, w: Writes) -> None:
         self._upsert_level(
             w, "standard_level", e.payload["from_month"], e.payload["amount"], e.recorded_at
         )
 
     @staticmethod
-    def _upsert_level(w: _Writes, kind: str, month: str, value: int, at: str) -> None:
+    def _upsert_level(w: Writes, kind: str, month: str, value: int, at: str) -> None:
         w.add(
             "INSERT INTO reference_levels (kind, from_month, value, recorded_at)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (kind, from_month) DO UPDATE SET"
@@ -449,14 +487,14 @@ class Projector:
 
     # Payment lists
 
-    def _list_opened(self, e: RecordedEvent, w: _Writes) -> None:
+    def _list_opened(self, e: RecordedEvent, w: Writes) -> None:
         w.add(
             "INSERT INTO payment_lists (list_id, period, province_code, status)"
             " VALUES (?, ?, ?, 'OPEN')",
             (e.aggregate_id, e.payload["period"], e.payload["province_code"]),
         )
 
-    def _list_drafted(self, e: RecordedEvent, w: _Writes) -> None:
+    def _list_drafted(self, e: RecordedEvent, w: Writes) -> None:
         p = e.payload
         w.add(
             "UPDATE payment_lists SET status = 'DRAFT', digest = ?, line_count = ?,"
@@ -474,7 +512,7 @@ class Projector:
             ),
         )
 
-    def _list_approved(self, e: RecordedEvent, w: _Writes) -> None:
+    def _list_approved(self, e: RecordedEvent, w: Writes) -> None:
         p = e.payload
         w.add(
             "UPDATE payment_lists SET status = 'APPROVED', digest = ?, line_count = ?,"
@@ -491,41 +529,38 @@ class Projector:
             ),
         )
 
-    def _lines_issued(self, e: RecordedEvent, w: _Writes) -> None:
+    def _lines_issued(self, e: RecordedEvent, w: Writes) -> None:
         at = {name: i for i, name in enumerate(e.payload["columns"])}
         order = [at[name] for name in LINE_FIELDS]
         rows = [[row[i] for i in order] for row in e.payload["lines"]]
         number = at.get("registration_number")  # absent from lines approved before rule 4
         registrations = [None if number is None else row[number] for row in e.payload["lines"]]
         w.add(
-            f"INSERT INTO payment_lines (list_id, {', '.join(LINE_FIELDS)}, status,"
-            f" registration_number) VALUES (?, {', '.join('?' * len(LINE_FIELDS))}, 'PENDING', ?)",
-            *[(e.aggregate_id, *row, reg) for row, reg in zip(rows, registrations, strict=True)],
+            LINES_ISSUED,
+            *[
+                (e.aggregate_id, *row, "PENDING", reg)
+                for row, reg in zip(rows, registrations, strict=True)
+            ],
         )
         total, funeral, person = LINE["total_amount"], LINE["funeral_amount"], LINE["personal_id"]
-        w.add(_ISSUED, *[(row[person], row[total], row[funeral]) for row in rows])
+        for row in rows:
+            w.balance(row[person], issued=row[total], funeral_issued=row[funeral])
 
-    def _credits_accrued(self, e: RecordedEvent, w: _Writes) -> None:
+    def _credits_accrued(self, e: RecordedEvent, w: Writes) -> None:
         at = {name: i for i, name in enumerate(e.payload["columns"])}
         pid, through = at["personal_id"], at["credited_through"]
         allowance, funeral = at["allowance_delta"], at["funeral_delta"]
-        w.add(
-            "INSERT INTO balances (personal_id, allowance_credited, funeral_credited,"
-            " credited_through) VALUES (?, ?, ?, ?) ON CONFLICT (personal_id) DO UPDATE SET"
-            " allowance_credited = balances.allowance_credited + excluded.allowance_credited,"
-            " funeral_credited = balances.funeral_credited + excluded.funeral_credited,"
-            " credited_through = CASE WHEN balances.credited_through IS NULL"
-            " OR balances.credited_through < excluded.credited_through"
-            " THEN excluded.credited_through ELSE balances.credited_through END",
-            *[(r[pid], r[allowance], r[funeral], r[through]) for r in e.payload["accruals"]],
-        )
+        for r in e.payload["accruals"]:
+            w.balance(
+                r[pid], allowance=r[allowance], funeral=r[funeral], credited_through=r[through]
+            )
 
-    def _lines_settled(self, e: RecordedEvent, w: _Writes) -> None:
+    def _lines_settled(self, e: RecordedEvent, w: Writes) -> None:
         settled = e.payload["settlements"]
         # A file that spans provinces settles several lists (aggregates), whose events Kafka
         # delivers in any order: the row is the earliest of them (ISO 8601 UTC times sort
         # as text), not the first to arrive.
-        w.add(
+        w.later(
             "INSERT INTO settlement_files AS f (file_sha256, source, first_applied_at)"
             " VALUES (?, ?, ?) ON CONFLICT (file_sha256) DO UPDATE SET"
             " source = excluded.source, first_applied_at = excluded.first_applied_at"
@@ -534,24 +569,23 @@ class Projector:
             (e.payload["file_sha256"], e.payload["source"], e.recorded_at),
         )
         w.add(
-            "UPDATE payment_lines SET status = ?, settled_at = ?, reference = ?, reason = ?"
-            " WHERE payment_id = ?",
+            LINES_SETTLED,
             *[
                 (s["status"], s["settled_at"], s["reference"], s["reason"], s["payment_id"])
                 for s in settled
             ],
         )
-        changes = []
         for s in settled:
             sign = issued_delta(s["previous_status"], s["status"])
             if sign:
-                changes.append(
-                    (s["personal_id"], sign * s["total_amount"], sign * s["funeral_amount"])
+                w.balance(
+                    s["personal_id"],
+                    issued=sign * s["total_amount"],
+                    funeral_issued=sign * s["funeral_amount"],
                 )
-        w.add(_ISSUED, *changes)
 
 
-def _audit_only(e: RecordedEvent, w: _Writes) -> None:
+def _audit_only(e: RecordedEvent, w: Writes) -> None:
     """Events that change no read model but the audit trail."""
 
 

@@ -1,0 +1,177 @@
+"""How the projector's writes reach the database.
+
+Statements run in the order the events asked for them, consecutive rows of one statement
+together. What does not depend on that order (the audit trail, the balances, which add up, and
+the upserts written to commute) waits for the end of the batch, so that it does not break the
+runs of the others. On PostgreSQL a large run goes through COPY, and an upsert or an update
+through a staging table and one set-based statement: a national month is a few statements, not
+millions of round trips. SQLite, local and fast at row statements, runs them one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+BULK_ROWS = 200  # below this a run is cheaper as row statements than as a COPY
+
+
+class Statement(Protocol):
+    @property
+    def row_sql(self) -> str: ...
+
+    def bulk(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Plain rows into a table: COPY on PostgreSQL."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    @property
+    def row_sql(self) -> str:
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)})"
+            f" VALUES ({_placeholders(len(self.columns))})"
+        )
+
+    def bulk(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+        cursor.copy_rows(self.table, self.columns, rows)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A change applied from a staging table: the rows are copied into it and `set_sql`
+    (which names the staging table `{staging}`) applies them all at once. `row_sql` is the
+    same change for one row. `key`: the columns that name the row changed; of rows with the
+    same key, the last wins (one set-based statement must not change a row twice)."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, SQL type)
+    row_sql: str
+    set_sql: str
+    key: tuple[int, ...] = ()
+
+    def bulk(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self.key:
+            last = {tuple(row[i] for i in self.key): row for row in rows}
+            rows = list(last.values())
+        staging = f"ledger_staging_{self.name}"
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging}"
+            f" ({', '.join(f'{n} {t}' for n, t in self.columns)}) ON COMMIT DROP"
+        )
+        cursor.execute(f"TRUNCATE {staging}")
+        cursor.copy_rows(staging, tuple(n for n, _ in self.columns), rows)
+        cursor.execute(self.set_sql.format(staging=staging))
+
+
+Runs = list[tuple["Statement | str", list[tuple[Any, ...]]]]
+
+
+def run_all(cursor: Any, runs: Runs) -> None:
+    bulk = hasattr(cursor, "copy_rows")
+    for statement, rows in runs:
+        if isinstance(statement, str):
+            cursor.executemany(statement, rows)
+        elif bulk and len(rows) >= BULK_ROWS:
+            statement.bulk(cursor, rows)
+        else:
+            cursor.executemany(statement.row_sql, rows)
+
+
+class Writes:
+    """The writes of one batch of events: `add` in order, `later` at the end (statements
+    whose result does not depend on their order), balances summed per person."""
+
+    def __init__(self) -> None:
+        self.runs: Runs = []
+        self.deferred: dict[Statement | str, list[tuple[Any, ...]]] = {}
+        self.balances: dict[str, list[Any]] = {}
+
+    def add(self, statement: Statement | str, *rows: tuple[Any, ...]) -> None:
+        if not rows:
+            return
+        if self.runs and self.runs[-1][0] == statement:
+            self.runs[-1][1].extend(rows)
+        else:
+            self.runs.append((statement, list(rows)))
+
+    def later(self, statement: Statement | str, *rows: tuple[Any, ...]) -> None:
+        self.deferred.setdefault(statement, []).extend(rows)
+
+    def balance(
+        self,
+        personal_id: str,
+        allowance: int = 0,
+        funeral: int = 0,
+        issued: int = 0,
+        funeral_issued: int = 0,
+        credited_through: str | None = None,
+    ) -> None:
+        """Amounts added to one person's balance (and the month credited through, the latest
+        wins): sums, so their order does not matter."""
+        b = self.balances.get(personal_id)
+        if b is None:
+            self.balances[personal_id] = [
+                allowance,
+                funeral,
+                issued,
+                funeral_issued,
+                credited_through,
+            ]
+            return
+        b[0] += allowance
+        b[1] += funeral
+        b[2] += issued
+        b[3] += funeral_issued
+        if credited_through is not None and (b[4] is None or b[4] < credited_through):
+            b[4] = credited_through
+
+    def flush(self, cursor: Any) -> None:
+        runs = self.runs + list(self.deferred.items())
+        if self.balances:
+            rows = [(pid, *amounts) for pid, amounts in sorted(self.balances.items())]
+            runs.append((BALANCES, rows))
+        run_all(cursor, runs)
+        self.runs, self.deferred, self.balances = [], {}, {}
+
+
+_BALANCE_COLUMNS = (
+    ("personal_id", "TEXT"),
+    ("allowance_credited", "BIGINT"),
+    ("funeral_credited", "BIGINT"),
+    ("issued_total", "BIGINT"),
+    ("funeral_issued", "BIGINT"),
+    ("credited_through", "TEXT"),
+)
+_BALANCE_UPSERT = (
+    " ON CONFLICT (personal_id) DO UPDATE SET"
+    " allowance_credited = balances.allowance_credited + excluded.allowance_credited,"
+    " funeral_credited = balances.funeral_credited + excluded.funeral_credited,"
+    " issued_total = balances.issued_total + excluded.issued_total,"
+    " funeral_issued = balances.funeral_issued + excluded.funeral_issued,"
+    " credited_through = CASE WHEN excluded.credited_through IS NULL"
+    " THEN balances.credited_through WHEN balances.credited_through IS NULL"
+    " OR balances.credited_through < excluded.credited_through"
+    " THEN excluded.credited_through ELSE balances.credited_through END"
+)
+_BALANCE_NAMES = ", ".join(n for n, _ in _BALANCE_COLUMNS)
+# Amounts added to beneficiaries' balances as an upsert, so that the read models come out the
+# same whatever order events of different aggregates arrive in (Kafka keeps order only within
+# an aggregate's partition).
+BALANCES = Staged(
+    name="balances",
+    columns=_BALANCE_COLUMNS,
+    row_sql=f"INSERT INTO balances ({_BALANCE_NAMES}) VALUES ({_placeholders(6)})"
+    + _BALANCE_UPSERT,
+    set_sql=f"INSERT INTO balances ({_BALANCE_NAMES}) SELECT {_BALANCE_NAMES} FROM {{staging}}"
+    + _BALANCE_UPSERT,
+    key=(0,),
+)
