@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -292,6 +292,17 @@ class EventStore:
         ConcurrentChange, when one moved)."""
         if aggregates:
             self.app.save(*aggregates, expected_versions=expected_versions or {})
+
+    def save_in_chunks(self, chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]]) -> int:
+        """Aggregates' new events, a chunk at a time, in one transaction: all or none. Each
+        chunk comes with the versions of the streams its decision read, checked under the
+        store's write lock (StreamsChanged when one moved). How many events were stored."""
+        mapper = self.app.mapper
+        stored = (
+            ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
+            for aggregates, expected in chunks
+        )
+        return int(self.app.recorder.insert_in_chunks(stored))  # type: ignore[attr-defined]
 
     def save_new(self, aggregate: Any) -> None:
         """Save an aggregate that several processes may create at once: one of them does."""

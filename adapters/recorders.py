@@ -16,7 +16,7 @@ events it caused, and refused when that position was already recorded."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -169,6 +169,20 @@ class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
             )
         return ids
 
+    def insert_in_chunks(
+        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
+    ) -> int:
+        """Chunks of events in ONE transaction (all or none), each chunk's streams checked
+        against its expected versions under the write lock taken by the first: a file of
+        millions of rows is stored whole without being held in memory whole."""
+        count = 0
+        with self.datastore.transaction(commit=True) as c:
+            for stored, expected in chunks:
+                if stored:
+                    self._insert_events(c, stored, expected_versions=expected)
+                    count += len(stored)
+        return count
+
 
 # the body of the PostgreSQL function every immutability trigger calls (checked by verify)
 REFUSE_CHANGE_BODY = (
@@ -243,6 +257,21 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
             PostgresAggregateRecorder._insert_stored_events(self, curs, chunk, **kwargs)
             ids.extend(row["notification_id"] for row in curs.fetchall())
         self._inserted.ids = ids
+
+    def insert_in_chunks(
+        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
+    ) -> int:
+        """Chunks of events in ONE transaction (all or none), each chunk's streams checked
+        against its expected versions under the table lock taken by the first: a file of
+        millions of rows is stored whole without being held in memory whole."""
+        count = 0
+        with self.datastore.transaction(commit=True) as curs:
+            for stored, expected in chunks:
+                if stored:
+                    self._insert_stored_events(curs, stored, expected_versions=expected)
+                    self._fetch_ids_after_insert_events(curs, stored)
+                    count += len(stored)
+        return count
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

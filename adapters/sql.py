@@ -78,7 +78,9 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(url, autocommit=True)
+        # No JIT: it spends most of a second compiling each province's accounts query, which
+        # then runs in a fraction of that.
+        self.conn = psycopg.connect(url, autocommit=True, options="-c jit=off")
 
     @staticmethod
     def _sql(sql: str) -> str:

@@ -20,6 +20,7 @@ from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
 from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, UntouchedReadModels
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
+from adapters.staging import StagingTable
 from adapters.store import StoreLocation, StoreUrlError
 from ledger import views
 from ledger.aggregates import Proposal, death_record_id
@@ -130,6 +131,7 @@ class Ledger:
             # every manifest names the chain's head as the export found it
             export=functools.partial(StagedExport, chain_head=self.events.chain_head),
             read_registrations=registrations_in,
+            stage=functools.partial(StagingTable, self.db),
             clock=self.clock,
             progress=self.progress,
         )

@@ -520,14 +520,8 @@ def check_records(
     drop_valid = problems is None or keep is not None
     rows: list[tuple[int, RowModel]] = []
     bad_file = False
-    iterator = iter(entries)
-    while chunk := list(islice(iterator, CHUNK_ROWS)):
-        numbers = [n for n, e in chunk if not isinstance(e, str)]
-        records = [e for _, e in chunk if not isinstance(e, str)]
-        valid, bad = _check_chunk(model, numbers, records, now)
-        found = [f"{name}: {unit} {n}: {e}" for n, e in chunk if isinstance(e, str)]
-        found += [f"{name}: {unit} {n}: {f}: {m}" for n, pb, _ in bad for f, m in pb]
-        lines.extend(sorted(found, key=row_order))
+    for valid, bad, found in _checked(name, entries, model, now, unit):
+        lines.extend(found)
         if refused is not None:
             refused.extend((n, _kept(fields, keep)) for n, _, fields in bad)
         if found and drop_valid and not bad_file:
@@ -543,6 +537,41 @@ def check_records(
     if problems is None and lines:
         raise InputRejected(lines)
     return rows
+
+
+def checked_chunks(
+    file: InputFile,
+    model: type[RowModel],
+    problems: list[str],
+    *,
+    now: datetime | None = None,
+    keep: Sequence[str] | None = None,
+) -> Iterator[tuple[list[tuple[int, RowModel]], list[Refused]]]:
+    """A file's rows checked CHUNK_ROWS at a time, for a caller that keeps them somewhere
+    other than memory (a file of millions of rows): each chunk's valid rows, and for each
+    refused row its fields that passed on their own (those in `keep`). Every problem is added
+    to `problems`, in row order; whether the file is applied is the caller's to decide once
+    every chunk is checked."""
+    entries = _csv_entries(file, tuple(model.model_fields))
+    for valid, bad, found in _checked(file.name, entries, model, now, "row"):
+        problems.extend(found)
+        yield valid, [(n, _kept(fields, keep)) for n, _, fields in bad]
+
+
+def _checked(
+    name: str, entries: Iterable[Entry], model: type[RowModel], now: datetime | None, unit: str
+) -> Iterator[
+    tuple[list[tuple[int, RowModel]], list[tuple[int, list[Problem], dict[str, str]]], list[str]]
+]:
+    """Each chunk: its valid rows, its bad ones, and their problem lines in row order."""
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, CHUNK_ROWS)):
+        numbers = [n for n, e in chunk if not isinstance(e, str)]
+        records = [e for _, e in chunk if not isinstance(e, str)]
+        valid, bad = _check_chunk(model, numbers, records, now)
+        found = [f"{name}: {unit} {n}: {e}" for n, e in chunk if isinstance(e, str)]
+        found += [f"{name}: {unit} {n}: {f}: {m}" for n, pb, _ in bad for f, m in pb]
+        yield valid, bad, sorted(found, key=row_order)
 
 
 def _kept(fields: dict[str, str], keep: Sequence[str] | None) -> dict[str, str]:

@@ -30,7 +30,9 @@ SCHEMA = [
         bank_code TEXT NOT NULL, account_number TEXT NOT NULL, decision_ref TEXT NOT NULL,
         terminated_from TEXT, termination_reason TEXT,
         held INTEGER NOT NULL DEFAULT 0, hold_reason TEXT, enrolled_at TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS beneficiaries_province ON beneficiaries (province_code)",
+    # a province's people in personal-id order: merged with their balances without a sort
+    """CREATE INDEX IF NOT EXISTS beneficiaries_province
+        ON beneficiaries (province_code, personal_id)""",
     """CREATE TABLE IF NOT EXISTS deaths (
         personal_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL UNIQUE,
         registration_number TEXT, full_name TEXT, date_of_death TEXT, registered_at TEXT,

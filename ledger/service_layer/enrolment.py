@@ -4,71 +4,143 @@ checked again under the store's write lock."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from uuid import UUID
 
 from ledger import values
 from ledger.aggregates import Beneficiary, beneficiary_id, death_record_id
-from ledger.inputs import EnrolmentRow, InputFile, InputRejected, Problems, read_rows
+from ledger.inputs import (
+    ENROLMENT_COLUMNS,
+    EnrolmentRow,
+    InputFile,
+    InputRejected,
+    Problems,
+    checked_chunks,
+)
 from ledger.rules import RuleViolation
-from ledger.service_layer.common import check_month, check_values, repeated, sorted_problems
-from ledger.service_layer.ports import Ports
+from ledger.service_layer.common import check_month, check_values, sorted_problems
+from ledger.service_layer.ports import ConcurrentChange, Ports, Staging
+
+# The rows of an enrolment file as staged between its check and its application: every
+# field of a valid row (applicable = 1), the fields still checked of a refused one.
+STAGED = (
+    ("row_number", "BIGINT"),
+    ("applicable", "INTEGER"),
+    *((column, "TEXT") for column in ENROLMENT_COLUMNS),
+)
+APPLY_CHUNK = 5000  # people per chunk of the save (one transaction for the whole file)
 
 
 def enrol(ports: Ports, file: InputFile, actor: str) -> int:
     """Enrol every row of an enrolment file, or none. The rows without a format error are
     checked against the ledger too, so that every problem of the file is reported at once.
-    A bad file's rows are not kept whole: only the fields checked against the ledger."""
-    problems = Problems()
-    partial: list[tuple[int, dict[str, str]]] = []  # rows not applied: fields fine alone
-    rows = read_rows(
-        file,
-        EnrolmentRow,
-        problems,
-        refused=partial,
-        now=ports.clock.now(),
-        keep=("personal_id", "effective_month"),
-    )
+
+    A national migration is millions of rows: the file is checked a chunk at a time into a
+    staging table, the checks across rows are set-based queries on it, and the people are
+    then stored a chunk at a time in one transaction, so memory stays flat."""
     ports.decide_from_read_models()
+    staged = ports.stage("enrolment", STAGED)
+    try:
+        problems = _check(ports, file, staged)
+        if problems:
+            raise InputRejected(sorted_problems(problems))
+        total = staged.query("SELECT COUNT(*) FROM {staged} WHERE applicable = 1")[0][0]
+        saved = ports.events.save_in_chunks(_people(ports, file.name, staged, actor, total))
+    except ConcurrentChange:
+        raise RuleViolation(
+            "a death registration of a person in this file was recorded while it was being "
+            "enrolled; nothing was recorded: run the command again"
+        ) from None
+    finally:
+        staged.close()
+    ports.show_saved()
+    return saved
+
+
+def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
+    """Every problem of the file, the rows staged as they are checked."""
+    problems = Problems()
     name = file.name
-    # every person the file names, from good rows and bad ones alike
-    named = [(number, row.personal_id) for number, row in rows]
-    named += [(number, f["personal_id"]) for number, f in partial if f.get("personal_id")]
-    first_rows, repeats = repeated(name, "personal_id", named)
-    problems += repeats
-    ids = list(first_rows)
-    enrolled = ports.existing("beneficiaries", "personal_id", ids)
-    dead, death_versions = deaths_in_record(ports, ids)
-    for number, pid in named:
-        if pid in enrolled:
-            problems.append(f"{name}: row {number}: personal_id: {pid} is already enrolled")
-        if pid in dead:
-            problems.append(
-                f"{name}: row {number}: personal_id: {pid} has a death "
-                "registration in force and cannot be enrolled"
-            )
+    expected = file.data.count(b"\n")
+    done = 0
+    chunks = checked_chunks(
+        file, EnrolmentRow, problems, now=ports.clock.now(), keep=("personal_id", "effective_month")
+    )
+    for valid, refused in chunks:
+        rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
+        rows += [
+            (number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused
+        ]
+        staged.add(rows)
+        named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
+        dead, _ = deaths_in_record(ports, sorted({pid for _, pid in named}))
+        problems += [
+            f"{name}: row {number}: personal_id: {pid} has a death "
+            "registration in force and cannot be enrolled"
+            for number, pid in named
+            if pid in dead
+        ]
+        done += len(rows)
+        ports.progress(f"checking {name}", done, max(done, expected))
+    staged.index("personal_id")
+    for number, pid, first in staged.stream(
+        "SELECT s.row_number, s.personal_id, f.first FROM {staged} s JOIN ("
+        " SELECT personal_id, MIN(row_number) AS first FROM {staged}"
+        " WHERE personal_id IS NOT NULL GROUP BY personal_id HAVING COUNT(*) > 1"
+        ") f ON f.personal_id = s.personal_id WHERE s.row_number > f.first"
+    ):
+        problems.append(f"{name}: row {number}: personal_id: {pid} is already on row {first}")
+    for number, pid in staged.stream(
+        "SELECT s.row_number, s.personal_id FROM {staged} s"
+        " JOIN beneficiaries b ON b.personal_id = s.personal_id"
+    ):
+        problems.append(f"{name}: row {number}: personal_id: {pid} is already enrolled")
     earliest = max(  # the first month both a level and a multiplier are in force
         str(first)
         for _, first in ports.db.query(
             "SELECT kind, MIN(from_month) FROM reference_levels GROUP BY kind"
         )
     )
-    months = [(number, row.effective_month) for number, row in rows]
-    months += [(number, f["effective_month"]) for number, f in partial if f.get("effective_month")]
-    for number, month in months:
-        if month < earliest:
-            problems.append(
-                f"{name}: row {number}: effective_month: no standard level in "
-                f"force for {month} (the first is from {earliest})"
+    for number, month in staged.stream(
+        "SELECT row_number, effective_month FROM {staged} WHERE effective_month < ?",
+        (earliest,),
+    ):
+        problems.append(
+            f"{name}: row {number}: effective_month: no standard level in "
+            f"force for {month} (the first is from {earliest})"
+        )
+    return problems
+
+
+def _people(
+    ports: Ports, name: str, staged: Staging, actor: str, total: int
+) -> Iterator[tuple[list[Beneficiary], dict[UUID, int | None]]]:
+    """The staged people as Beneficiary aggregates, a chunk at a time, each chunk with the
+    versions of its people's death records, which the save checks under the store's write
+    lock (rule 10, from the record). A death recorded since the file was checked stops it."""
+    columns = ", ".join(ENROLMENT_COLUMNS)
+    rows = iter(
+        staged.stream(
+            f"SELECT row_number, {columns} FROM {{staged}} WHERE applicable = 1 ORDER BY row_number"
+        )
+    )
+    done = 0
+    while chunk := list(islice(rows, APPLY_CHUNK)):
+        people = [
+            Beneficiary(
+                **dict(zip(ENROLMENT_COLUMNS, fields, strict=True)),
+                actor=actor,
+                source=f"{name} row {number}",
             )
-    if problems:
-        raise InputRejected(sorted_problems(problems))
-    beneficiaries = [
-        Beneficiary(**row.model_dump(), actor=actor, source=f"{name} row {number}")
-        for number, row in rows
-    ]
-    ports.save(*beneficiaries, expected_versions=death_versions)
-    return len(beneficiaries)
+            for number, *fields in chunk
+        ]
+        dead, versions = deaths_in_record(ports, [p.personal_id for p in people])
+        if dead:
+            raise ConcurrentChange(f"{len(dead)} of the people were registered dead meanwhile")
+        yield people, versions
+        done += len(people)
+        ports.progress(f"enrolling from {name}", done, total)
 
 
 def deaths_in_record(

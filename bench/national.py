@@ -1,0 +1,321 @@
+"""A month for the whole country, on PostgreSQL: the national benchmark.
+
+Brings up the project's PostgreSQL (scripts/services), makes a new database and a store in it,
+and generates from a seed an enrolment file of N people (default 3,800,000) over the 34
+provinces, half paid by bank. Then, each a separate `ledger` process as an operator runs it,
+with the peak memory the kernel reports for it:
+
+- `enrol` of the whole file (a migration);
+- for each of --months months: `payroll run`, `payroll approve`, `payroll export` of every
+  province, and `settle` of one file with an outcome for every line (one in fifty FAILED);
+- `verify` of the whole store, and `replay --as-of` the last day of the year from the store.
+
+Beside the targets, it measures PostgreSQL's own floor in the same run: a COPY of as many
+payment lines into a table, and a sorted export of them. Prints a table: seconds, rows per
+second, peak MiB, the target, and whether it is met. Tests never assert timings; this does.
+
+    python bench/national.py [--people N] [--months M] [--seed S] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger.demo import BANKS, CATEGORIES, FAMILY, GIVEN, MIDDLE, claim_directory  # noqa: E402
+from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
+from ledger.months import format_month, parse_month  # noqa: E402
+from ledger.reference import provinces  # noqa: E402
+
+FIRST_PERIOD = "2025-07"
+GIB = 1024
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    peak_mib: float
+    rows: int
+    target: str = ""
+    met: bool | None = None
+
+
+def ledger(store: str, *args: str) -> tuple[float, float, str]:
+    """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", *args, "--store", store], stdout=out, stderr=err
+        )
+        # wait4: the kernel's account of this one process's peak memory
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"ledger {' '.join(args)} failed:\n{err.read()}")
+        return seconds, usage.ru_maxrss / 1024, out.read()
+
+
+def people(count: int, seed: int) -> Iterator[list[str]]:
+    """Enrolment rows from a seed, one at a time: the same file for the same seed. Personal
+    ids are numbered per province, century and year of birth, so they never repeat."""
+    rng = random.Random(seed)
+    codes = sorted(provinces())
+    weights = [3.0 if c in ("01", "79") else 1.0 + (int(c) % 5) / 4 for c in codes]
+    shares = [c[2] for c in CATEGORIES]
+    serial: dict[tuple[str, int, int], int] = {}
+    for _ in range(count):
+        province = rng.choices(codes, weights)[0]
+        category, coefficient, _, (born_from, born_to) = rng.choices(CATEGORIES, shares)[0]
+        sex = rng.choice("MF")
+        year = min(rng.randint(born_from, born_to), 2025)
+        century = (year // 100 - 19) * 2 + (1 if sex == "F" else 0)
+        key = (province, century, year)
+        serial[key] = n = serial.get(key, 0) + 1
+        bank = rng.random() < 0.5
+        yield [
+            f"0{province}{century}{year % 100:02d}{n:06d}",
+            f"{rng.choice(FAMILY)} {rng.choice(MIDDLE[sex])} {rng.choice(GIVEN[sex])}",
+            f"{year}-{rng.randint(1, 6):02d}-{rng.randint(1, 28):02d}",
+            sex,
+            province,
+            f"{rng.randrange(1, 33000):05d}",
+            category,
+            coefficient,
+            FIRST_PERIOD,
+            "BANK" if bank else "POST",
+            rng.choice(BANKS) if bank else "",
+            str(rng.randrange(10**9, 10**13)) if bank else "",
+            f"{rng.randint(100, 9999)}/QĐ-UBND",
+        ]
+
+
+def write_enrolment(path: Path, count: int, seed: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(ENROLMENT_COLUMNS)
+        writer.writerows(people(count, seed))
+
+
+def write_settlement(exports: Path, path: Path, period: str) -> int:
+    """An outcome for every exported line of a period, one in fifty FAILED; read and written
+    a line at a time."""
+    rows = 0
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(SETTLEMENT_COLUMNS)
+        for export in sorted(exports.glob(f"**/*{period}*.csv")):
+            with export.open(encoding="utf-8") as lines:
+                for line in csv.DictReader(lines):
+                    failed = rows % 50 == 0
+                    writer.writerow(
+                        [
+                            line["payment_id"],
+                            "FAILED" if failed else "PAID",
+                            f"{period}-25T10:00:00+07:00",
+                            "" if failed else f"REF{rows}",
+                            "account closed" if failed else "",
+                        ]
+                    )
+                    rows += 1
+    return rows
+
+
+def floor(url: str, rows: int, work: Path) -> tuple[float, float]:
+    """PostgreSQL's own floor: COPY `rows` payment-line-shaped rows into a table, and export
+    them sorted to a file. (seconds of each)"""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(
+            "CREATE UNLOGGED TABLE IF NOT EXISTS bench_floor (payment_id TEXT, personal_id TEXT,"
+            " province_code TEXT, payee_name TEXT, channel TEXT, bank_code TEXT,"
+            " account_number TEXT, total_amount BIGINT)"
+        )
+        con.execute("TRUNCATE bench_floor")
+        started = time.perf_counter()
+        with con.cursor().copy("COPY bench_floor FROM STDIN") as copy:
+            for i, p in enumerate(people(rows, 1)):
+                copy.write_row(
+                    (uuid.UUID(int=i).hex, p[0], p[4], p[1], p[9], p[10], p[11], 500_000)
+                )
+        copy_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        with (
+            (work / "floor.csv").open("wb") as out,
+            con.cursor().copy(
+                "COPY (SELECT * FROM bench_floor ORDER BY province_code, payment_id) TO STDOUT"
+                " WITH (FORMAT csv)"
+            ) as copy,
+        ):
+            for block in copy:
+                out.write(block)
+        export_seconds = time.perf_counter() - started
+        con.execute("DROP TABLE bench_floor")
+    (work / "floor.csv").unlink()
+    return copy_seconds, export_seconds
+
+
+def services_url() -> str:
+    """The project's PostgreSQL, started if it is not running; a new database in it."""
+    started = subprocess.run(
+        [str(ROOT / "scripts" / "services"), "up"], capture_output=True, text=True, check=True
+    )
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in started.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    server = env["LEDGER_TEST_DATABASE_URL"]
+    import psycopg
+
+    name = f"bench_national_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop(url: str) -> None:
+    import psycopg
+
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=3_800_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=20250701)
+    parser.add_argument("--keep", help="keep the files (and the database) in this directory")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="ansinh-national-"))
+    claim_directory(work, "the national benchmark")
+    os.environ["LEDGER_CHAIN_KEY"] = os.environ.get("LEDGER_CHAIN_KEY") or secrets.token_hex(32)
+    url = services_url()
+    print(f"set-up: store {url}", file=sys.stderr)
+    steps: list[Step] = []
+    n = args.people
+
+    def step(name: str, rows: int, target: str, limit: float | None, *command: str) -> Step:
+        os.environ["LEDGER_USER"] = "checker" if "approve" in command else "maker"
+        s, m, _ = ledger(url, *command)
+        done = Step(name, s, m, rows, target, None if limit is None else s <= limit)
+        steps.append(done)
+        print(f"{name}: {s:.1f} s, {m:.0f} MiB", file=sys.stderr)
+        return done
+
+    try:
+        copy_s, export_s = floor(url, n, work)
+        steps.append(Step("floor: COPY of the lines", copy_s, 0, n, "PostgreSQL itself"))
+        steps.append(Step("floor: sorted export", export_s, 0, n, "PostgreSQL itself"))
+        floor_month = copy_s + export_s
+        ledger(url, "init")
+        enrolment = work / "enrolment.csv"
+        write_enrolment(enrolment, n, args.seed)
+        print(f"set-up: {n:,} people written to {enrolment}", file=sys.stderr)
+        step("enrol", n, "≤ 300 s", 300, "enrol", str(enrolment))
+        month_totals: list[float] = []
+        for i in range(args.months):
+            period = format_month(parse_month(FIRST_PERIOD) + i)
+            out = work / "exports" / period
+            run = step(f"{period} payroll run", n, "", None, "payroll", "run", "--period", period)
+            approve = step(
+                f"{period} payroll approve", n, "", None, "payroll", "approve", "--period", period
+            )
+            export = step(
+                f"{period} payroll export",
+                n,
+                "",
+                None,
+                "payroll",
+                "export",
+                "--period",
+                period,
+                "--out",
+                str(out),
+            )
+            month = run.seconds + approve.seconds + export.seconds
+            month_totals.append(month)
+            limit = max(120.0, 3 * floor_month)
+            steps.append(
+                Step(
+                    f"{period} run + approve + export",
+                    month,
+                    max(run.peak_mib, approve.peak_mib, export.peak_mib),
+                    n,
+                    f"≤ 120 s, ≤ 3× floor ({3 * floor_month:.0f} s)",
+                    month <= min(120.0, limit),
+                )
+            )
+            results = work / f"settlement-{period}.csv"
+            rows = write_settlement(out, results, period)
+            step(f"{period} settle", rows, "≤ 120 s", 120, "settle", str(results))
+        last_day = format_month(parse_month(FIRST_PERIOD) + args.months - 1) + "-28"
+        step("verify (whole store)", n * args.months, "≤ 600 s", 600, "verify")
+        step(
+            "replay --as-of (store)",
+            n * args.months,
+            "≤ 600 s",
+            600,
+            "replay",
+            "--as-of",
+            last_day,
+            "--out",
+            str(work / "replay.sqlite"),
+        )
+        if len(month_totals) > 1:
+            growth = month_totals[-1] / month_totals[0] - 1
+            steps.append(
+                Step(
+                    f"month {len(month_totals)} against month 1: {growth:+.0%}",
+                    month_totals[-1],
+                    0,
+                    n,
+                    "within 10 %",
+                    abs(growth) <= 0.10,
+                )
+            )
+    finally:
+        if not args.keep:
+            drop(url)
+            shutil.rmtree(work, ignore_errors=True)
+    report(steps, n, args)
+
+
+def report(steps: list[Step], n: int, args: argparse.Namespace) -> None:
+    peak = max(s.peak_mib for s in steps)
+    print(
+        f"\nnational benchmark: {n:,} people, {args.months} months, seed {args.seed}, "
+        f"PostgreSQL, {os.cpu_count()} cores"
+    )
+    width = max(len(s.name) for s in steps) + 2
+    print(f"{'step':<{width}}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}  target")
+    for s in steps:
+        rate = f"{s.rows / s.seconds:,.0f}" if s.seconds else ""
+        verdict = "" if s.met is None else (" met" if s.met else " MISSED")
+        memory = f"{s.peak_mib:.0f}" if s.peak_mib else ""
+        print(f"{s.name:<{width}}{s.seconds:>9.1f}{rate:>10}{memory:>10}  {s.target}{verdict}")
+    print(f"peak memory of any command: {peak:.0f} MiB (target ≤ {1.5 * GIB:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
