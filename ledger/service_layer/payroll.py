@@ -193,9 +193,13 @@ def approve_payroll(
     approved: list[str] = []
     refused: list[str] = []
     to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
-    for done, payment_list in enumerate(lists):
+    total = len(lists)
+    lists.reverse()
+    while lists:
+        # one approved list in memory at a time: its issued lines are the province's
+        payment_list = lists.pop()
         code = payment_list.province_code
-        ports.progress(f"payroll approve {period}", done, len(lists))
+        ports.progress(f"payroll approve {period}", total - len(lists) - 1, total)
         known_through = ports.read_models.through()
         lines = draft(ports, period, code)
         accruals = [row for a in lines.assessments if (row := a.accrual_row) is not None]
@@ -224,7 +228,7 @@ def approve_payroll(
         approved.append(code)
         to_review[code] = lines.to_review
         ports.read_models.catch_up()  # the next list must see this one's lines (a mover)
-    ports.progress(f"payroll approve {period}", len(lists), len(lists))
+    ports.progress(f"payroll approve {period}", total, total)
     ports.show_saved()
     if refused:
         done_text = (
