@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench bench-deaths services-up services-down clean
+.PHONY: demo test lint bench bench-deaths bench-national services-up services-down clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: lint  ## lint, type checks and the whole test suite, services included
 	@set -a; . ./.state/services.env; set +a; status=0; \
 	  $(BIN)/pytest || status=$$?; \
 	  if [ "$$(cat .state/was-up)" != 2 ]; then scripts/services down; fi; exit $$status
+
+# The whole country on PostgreSQL: 3,800,000 people over 12 months by default (long: see
+# README); BENCH_ARGS='--people 380000 --months 2' for a smaller run. Starts the services.
+bench-national: $(BIN)/.installed  ## a national year on PostgreSQL, beside its targets
+	$(BIN)/python bench/national.py $(BENCH_ARGS)
 
 services-up:  ## PostgreSQL and Kafka on loopback, for running pytest by hand
 	@scripts/services up

@@ -21,9 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from adapters.chain import GENESIS, NoChainKey, link
 from adapters.chain_key import ChainKeyError, key_id
@@ -221,13 +221,25 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
         self.chain_table = chain
         self._inserted = threading.local()
 
-    INSERT_CHUNK = 500
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's order (its tracking record, then the events and their chain) in one
+        transaction, without its pipeline: the events go by COPY, which a pipeline refuses."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        # One INSERT of a whole enrolment file's events (tens of megabytes in one statement)
-        # stalls the pipelined connection; several statements in the same transaction do not.
         self._key()  # refused before anything is written
         self._lock_table(curs)
         # Under the table lock, before any insert: an error raised after the events are
@@ -251,12 +263,37 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
             )
             _changed(expected, {r["originator_id"]: r["v"] for r in curs.fetchall()})
         self._notify_channel(curs)
-        ids: list[int] = []
-        for i in range(0, len(stored_events), self.INSERT_CHUNK):
-            chunk = stored_events[i : i + self.INSERT_CHUNK]
-            PostgresAggregateRecorder._insert_stored_events(self, curs, chunk, **kwargs)
-            ids.extend(row["notification_id"] for row in curs.fetchall())
-        self._inserted.ids = ids
+        self._inserted.ids = self._copy_events(curs, stored_events)
+
+    def _copy_events(self, curs: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Append the events by COPY (a national enrolment is millions of them) and return
+        their notification ids, in the events' order. Under the table lock nobody else
+        appends, so the ids above the last one before the COPY are exactly these events'."""
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        curs.execute(SQL("SELECT COALESCE(MAX(notification_id), 0) AS n FROM {}").format(table))
+        before = curs.fetchone()["n"]
+        copy_sql = SQL(
+            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+        ).format(table)
+        with curs.copy(copy_sql) as copy:
+            copy.set_types(["uuid", "int8", "text", "bytea"])
+            for e in stored_events:
+                copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+        curs.execute(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version FROM {}"
+                " WHERE notification_id > %s ORDER BY notification_id"
+            ).format(table),
+            (before,),
+        )
+        found = {(r["originator_id"], r["originator_version"]): r["notification_id"] for r in curs}
+        ids = [found[(e.originator_id, e.originator_version)] for e in stored_events]
+        if len(found) != len(stored_events) or ids != sorted(ids):
+            # the chain links events in notification order: never chain them out of it
+            raise ProgrammingError("the events appended are not numbered in the order given")
+        return ids
 
     def insert_in_chunks(
         self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
@@ -283,10 +320,10 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
             # the recorder holds an EXCLUSIVE lock on the events table: appends are serial,
             # and the last link was read under it before the insert
             rows = self._chain(self._inserted.previous, ids, stored_events)
-            # one statement for the batch: executemany costs a round of query handling per row
-            curs.execute(
-                f"INSERT INTO {self.chain_table} (notification_id, chain_hash, {KEY_COLUMN})"
-                " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[])",
-                ([n for n, _, _ in rows], [h for _, h, _ in rows], [k for _, _, k in rows]),
-            )
+            # one COPY for the batch: executemany costs a round of query handling per row
+            with curs.copy(
+                f"COPY {self.chain_table} (notification_id, chain_hash, {KEY_COLUMN}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
         return ids
