@@ -111,7 +111,7 @@ def open_application(env: dict[str, str], attempts: int = 5) -> LedgerApplicatio
 class EventStore:
     """The ledger's events in a SQLite file or a PostgreSQL database."""
 
-    NOTIFICATION_BATCH = 500
+    NOTIFICATION_BATCH = 5000
     APPLY_BYTES = 16 * 1024 * 1024
 
     def __init__(
@@ -420,10 +420,9 @@ class EventStore:
         batch bounded in count and bytes; empty at the end of the log."""
         transcoder = self.app.mapper.transcoder
         notes = self.app.recorder.select_notifications(  # type: ignore[attr-defined]
-            start=after, limit=self.NOTIFICATION_BATCH, inclusive_of_start=False
+            start=after, limit=self._batch_within_bytes(after), inclusive_of_start=False
         )
         batch: list[RecordedEvent] = []
-        size = 0
         for n in notes:
             state = transcoder.decode(n.state)
             recorded_at = state.pop("timestamp")
@@ -437,10 +436,26 @@ class EventStore:
                     payload=state,
                 )
             )
-            size += len(n.state)
-            if size > self.APPLY_BYTES:
-                break
         return batch
+
+    def _batch_within_bytes(self, after: int) -> int:
+        """How many of the next events make a batch of at most APPLY_BYTES (at least one),
+        asked before they are read: one approval's events of a thousand lines each, or a
+        province's settlements, must not all be read at once."""
+        sqlite = self.location.kind == "sqlite"
+        nid = "rowid" if sqlite else "notification_id"
+        sizes = self.db.query(
+            f"SELECT {'length' if sqlite else 'octet_length'}(state) FROM {self.table}"
+            f" WHERE {nid} > ? ORDER BY {nid} LIMIT ?",
+            (after, self.NOTIFICATION_BATCH),
+        )
+        total = count = 0
+        for (size,) in sizes:
+            total += int(size or 0)
+            if count and total > self.APPLY_BYTES:
+                break
+            count += 1
+        return max(count, 1)
 
     def latest_notification_id(self) -> int:
         return int(self.app.recorder.max_notification_id() or 0)  # type: ignore[attr-defined]

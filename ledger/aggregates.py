@@ -898,10 +898,16 @@ class PaymentList(Aggregate):
         return str(current)
 
     def settle(
-        self, settlements: list[dict[str, Any]], file_sha256: str, actor: str, source: str
+        self,
+        settlements: list[dict[str, Any]],
+        file_sha256: str,
+        actor: str,
+        source: str,
+        chunk_size: int = 1000,
     ) -> None:
         """Each settlement: payment_id, status, settled_at, reference, reason, row (checked
-        first with check_settlement). The event carries what the books need to post it."""
+        first with check_settlement). The events carry what the books need to post them, at
+        most `chunk_size` settlements each (a province's results are hundreds of thousands)."""
         records = []
         for s in settlements:
             previous = self.check_settlement(s["payment_id"], s["status"])
@@ -918,9 +924,12 @@ class PaymentList(Aggregate):
                     "funeral_amount": funeral,
                 }
             )
-        if records:
+        for i in range(0, len(records), chunk_size):
             self._lines_settled(
-                settlements=records, file_sha256=file_sha256, actor=actor, source=source
+                settlements=records[i : i + chunk_size],
+                file_sha256=file_sha256,
+                actor=actor,
+                source=source,
             )
 
     @event("LinesSettled")

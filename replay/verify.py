@@ -141,10 +141,10 @@ class _Stored:
     state: bytes
 
 
-def _paged(db: Any, select: str, key: str) -> Iterator[tuple[Any, ...]]:
+def _paged(db: Any, select: str, key: str, page: int = 5000) -> Iterator[tuple[Any, ...]]:
     """Rows in key order, a page at a time by key (two of these are read side by side)."""
     after = 0
-    while rows := db.query(f"{select} WHERE {key} > ? ORDER BY {key} LIMIT 5000", (after,)):
+    while rows := db.query(f"{select} WHERE {key} > ? ORDER BY {key} LIMIT ?", (after, page)):
         yield from rows
         after = int(rows[-1][0])
 
@@ -154,7 +154,8 @@ def _events(ledger: Ledger) -> Iterator[_Stored]:
     the recorder: what is on disk, whatever the library would do)."""
     table, nid = events_table(ledger)
     select = f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
-    for n, oid, version, topic, state in _paged(ledger.db, select, nid):
+    # small pages: an approval's events carry a thousand lines each
+    for n, oid, version, topic, state in _paged(ledger.db, select, nid, page=100):
         yield _Stored(int(n), str(UUID(str(oid))), int(version), topic, bytes(state))
 
 
