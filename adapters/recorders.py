@@ -85,6 +85,25 @@ class KeyedChain:
             raise ChainKeyError(key_mismatch(stored, mine))
         return bytes.fromhex(chain_hash)
 
+    def insert_in_chunks(
+        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
+    ) -> int:
+        """Chunks of events in ONE transaction (all or none), each chunk's streams checked
+        against its expected versions under the write lock taken by the first: a file of
+        millions of rows is stored whole without being held in memory whole."""
+        count = 0
+        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            for stored, expected in chunks:
+                if stored:
+                    self._append_chunk(cursor, stored, expected)
+                    count += len(stored)
+        return count
+
+    def _append_chunk(
+        self, cursor: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+    ) -> None:
+        raise NotImplementedError
+
     def _chain(
         self, previous: bytes, ids: Sequence[int], events: Sequence[StoredEvent]
     ) -> list[tuple[int, str, str]]:
@@ -169,19 +188,10 @@ class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
             )
         return ids
 
-    def insert_in_chunks(
-        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
-    ) -> int:
-        """Chunks of events in ONE transaction (all or none), each chunk's streams checked
-        against its expected versions under the write lock taken by the first: a file of
-        millions of rows is stored whole without being held in memory whole."""
-        count = 0
-        with self.datastore.transaction(commit=True) as c:
-            for stored, expected in chunks:
-                if stored:
-                    self._insert_events(c, stored, expected_versions=expected)
-                    count += len(stored)
-        return count
+    def _append_chunk(
+        self, c: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+    ) -> None:
+        self._insert_events(c, stored, expected_versions=expected)
 
 
 # the body of the PostgreSQL function every immutability trigger calls (checked by verify)
@@ -295,20 +305,11 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
             raise ProgrammingError("the events appended are not numbered in the order given")
         return ids
 
-    def insert_in_chunks(
-        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
-    ) -> int:
-        """Chunks of events in ONE transaction (all or none), each chunk's streams checked
-        against its expected versions under the table lock taken by the first: a file of
-        millions of rows is stored whole without being held in memory whole."""
-        count = 0
-        with self.datastore.transaction(commit=True) as curs:
-            for stored, expected in chunks:
-                if stored:
-                    self._insert_stored_events(curs, stored, expected_versions=expected)
-                    self._fetch_ids_after_insert_events(curs, stored)
-                    count += len(stored)
-        return count
+    def _append_chunk(
+        self, curs: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+    ) -> None:
+        self._insert_stored_events(curs, stored, expected_versions=expected)
+        self._fetch_ids_after_insert_events(curs, stored)
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -36,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from payroll_bench import ledger  # noqa: E402  (one process, timed, with its peak memory)
 
 from ledger.demo import BANKS, CATEGORIES, FAMILY, GIVEN, MIDDLE, claim_directory  # noqa: E402
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
@@ -46,6 +49,15 @@ FIRST_PERIOD = "2025-07"
 GIB = 1024
 
 
+NATIONAL = 3_800_000
+# targets this benchmark does not measure yet: said, not left out silently
+NOT_MEASURED = (
+    ("`ledger project` catching up a national month from ledger.events", "≤ 120 s"),
+    ("`deaths consume` during a payroll", "≥ 5,000/s, no approval refused for it"),
+    ("`replay --as-of` from Kafka", "≤ 600 s"),
+)
+
+
 @dataclass
 class Step:
     name: str
@@ -54,23 +66,13 @@ class Step:
     rows: int
     target: str = ""
     met: bool | None = None
+    national: float | None = None  # the seconds at national size, when projected
 
 
-def ledger(store: str, *args: str) -> tuple[float, float, str]:
-    """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", *args, "--store", store], stdout=out, stderr=err
-        )
-        # wait4: the kernel's account of this one process's peak memory
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"ledger {' '.join(args)} failed:\n{err.read()}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
+def projected(seconds: float, people: int, months: int = 1, of_months: int = 1) -> float:
+    """Seconds scaled linearly to the national size (and to `of_months` months of history
+    from `months`): what a smaller run says of the target, no more."""
+    return seconds * NATIONAL / people * of_months / months
 
 
 def people(count: int, seed: int) -> Iterator[list[str]]:
@@ -215,10 +217,13 @@ def main() -> None:
     steps: list[Step] = []
     n = args.people
 
-    def step(name: str, rows: int, target: str, limit: float | None, *command: str) -> Step:
+    def step(
+        name: str, rows: int, target: str, limit: float | None, *command: str, year: bool = False
+    ) -> Step:
         os.environ["LEDGER_USER"] = "checker" if "approve" in command else "maker"
         s, m, _ = ledger(url, *command)
-        done = Step(name, s, m, rows, target, None if limit is None else s <= limit)
+        scaled = projected(s, n, args.months, 12) if year else projected(s, n)
+        done = Step(name, s, m, rows, target, None if limit is None else scaled <= limit, scaled)
         steps.append(done)
         print(f"{name}: {s:.1f} s, {m:.0f} MiB", file=sys.stderr)
         return done
@@ -255,22 +260,22 @@ def main() -> None:
             )
             month = run.seconds + approve.seconds + export.seconds
             month_totals.append(month)
-            limit = max(120.0, 3 * floor_month)
             steps.append(
                 Step(
                     f"{period} run + approve + export",
                     month,
                     max(run.peak_mib, approve.peak_mib, export.peak_mib),
                     n,
-                    f"≤ 120 s, ≤ 3× floor ({3 * floor_month:.0f} s)",
-                    month <= min(120.0, limit),
+                    f"≤ 120 s and ≤ 3× floor ({3 * floor_month:.1f} s here)",
+                    projected(month, n) <= 120 and month <= 3 * floor_month,
+                    projected(month, n),
                 )
             )
             results = work / f"settlement-{period}.csv"
             rows = write_settlement(out, results, period)
             step(f"{period} settle", rows, "≤ 120 s", 120, "settle", str(results))
         last_day = format_month(parse_month(FIRST_PERIOD) + args.months - 1) + "-28"
-        step("verify (whole store)", n * args.months, "≤ 600 s", 600, "verify")
+        step("verify (whole store)", n * args.months, "≤ 600 s", 600, "verify", year=True)
         step(
             "replay --as-of (store)",
             n * args.months,
@@ -281,6 +286,7 @@ def main() -> None:
             last_day,
             "--out",
             str(work / "replay.sqlite"),
+            year=True,
         )
         if len(month_totals) > 1:
             growth = month_totals[-1] / month_totals[0] - 1
@@ -308,13 +314,27 @@ def report(steps: list[Step], n: int, args: argparse.Namespace) -> None:
         f"PostgreSQL, {os.cpu_count()} cores"
     )
     width = max(len(s.name) for s in steps) + 2
-    print(f"{'step':<{width}}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}  target")
+    scaled = n != NATIONAL or args.months != 12
+    national = "  national s" if scaled else ""
+    print(f"{'step':<{width}}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}{national}  target")
     for s in steps:
         rate = f"{s.rows / s.seconds:,.0f}" if s.seconds else ""
         verdict = "" if s.met is None else (" met" if s.met else " MISSED")
         memory = f"{s.peak_mib:.0f}" if s.peak_mib else ""
-        print(f"{s.name:<{width}}{s.seconds:>9.1f}{rate:>10}{memory:>10}  {s.target}{verdict}")
+        guess = ""
+        if scaled:
+            guess = f"{s.national:>12.0f}" if s.national is not None else " " * 12
+        print(
+            f"{s.name:<{width}}{s.seconds:>9.1f}{rate:>10}{memory:>10}{guess}  {s.target}{verdict}"
+        )
+    if scaled:
+        print(
+            f"national s: the seconds scaled linearly to {NATIONAL:,} people (and 12 months for "
+            "verify and replay); the verdicts are on them. Only a national run measures them."
+        )
     print(f"peak memory of any command: {peak:.0f} MiB (target ≤ {1.5 * GIB:.0f} MiB)")
+    for name, target in NOT_MEASURED:
+        print(f"not measured yet: {name} (target {target})")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def main() -> None:
     steps.append(("payroll export", s, m))
 
     results = work / "inputs" / "settlement.csv"
-    rows = 0
+    outcomes = 0
     with results.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(SETTLEMENT_COLUMNS)
@@ -126,9 +126,9 @@ def main() -> None:
                             "account closed" if status == "FAILED" else "",
                         ]
                     )
-                    rows += 1
+                    outcomes += 1
     s, m, _ = ledger(store, "settle", str(results))
-    steps.append((f"settle ({rows:,} rows)", s, m))
+    steps.append((f"settle ({outcomes:,} rows)", s, m))
 
     # the auditor's commands on the same store, measured beside the target, not in it
     audit: list[tuple[str, float, float]] = []

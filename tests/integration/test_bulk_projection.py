@@ -13,27 +13,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters import read_model_guards
 from adapters.sql import PostgresDatabase
 from projections import writes
-from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
-from tests.property.test_projection_order import PLAN, batches, history, interleaving, projected
+from projections.readmodels import READ_MODEL_TABLES, RecordedEvent
+from tests.property.test_projection_order import (
+    PLAN,
+    batches,
+    history,
+    interleaving,
+    projected,
+    projected_into,
+)
 from tests.services import new_database
 
 
 def projected_on_postgres(url: str, polls: Iterator[list[RecordedEvent]]) -> dict[str, list]:
-    db = PostgresDatabase(url)
-    try:
-        with db.transaction() as cursor:
-            Projector.create_schema(cursor)
-        read_model_guards.install(db)
-        projector = Projector()
-        for batch in polls:
-            with db.transaction() as cursor:
-                projector.apply(cursor, batch, move_position=False)
-        return {t: sorted(db.query(f"SELECT * FROM {t}"), key=repr) for t in READ_MODEL_TABLES}
-    finally:
-        db.close()
+    return projected_into(PostgresDatabase(url), polls)
 
 
 @pytest.fixture

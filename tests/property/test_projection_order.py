@@ -210,8 +210,12 @@ def batches(events: list[RecordedEvent], rng: random.Random) -> Iterator[list[Re
 
 def projected(path: Path, polls: Iterator[list[RecordedEvent]]) -> dict[str, list[tuple]]:
     """Every read-model table, its rows sorted, after applying each batch in a transaction of
-    its own to a fresh database (guarded as a store's read models are)."""
-    db = SQLiteDatabase(path)
+    its own to a fresh SQLite database (guarded as a store's read models are)."""
+    return projected_into(SQLiteDatabase(path), polls)
+
+
+def projected_into(db: Any, polls: Iterator[list[RecordedEvent]]) -> dict[str, list[tuple]]:
+    """The same, into a fresh database of either kind; closed afterwards."""
     try:
         with db.transaction() as cursor:
             Projector.create_schema(cursor)
