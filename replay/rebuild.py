@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
+
+T = TypeVar("T")
 
 
 def events_table(ledger: Ledger) -> tuple[str, str]:
@@ -104,16 +107,74 @@ def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]
 
 def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list[RecordedEvent]]:
     """Every event on Kafka `ledger.events` from offset 0, each once (a re-sent message has
-    the same notification id), in notification order: the second copy of the history."""
+    the same notification id), in notification order: the second copy of the history. The
+    partitions are merged by notification id as they are read, so memory holds what is read
+    ahead, never the topic."""
     from adapters.kafka_projection import recorded_event
 
-    events: dict[int, RecordedEvent] = {}
-    for record in whole_topic(bootstrap, topic):
+    def decoded(record: Any) -> tuple[int, RecordedEvent]:
         e = recorded_event(record)
-        events.setdefault(e.notification_id, e)
-    ordered = [events[n] for n in sorted(events)]
-    for i in range(0, len(ordered), batch):
-        yield ordered[i : i + batch]
+        return e.notification_id, e
+
+    out: list[RecordedEvent] = []
+    for _, e in merged_partitions(bootstrap, topic, decoded):
+        out.append(e)
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def merged_partitions(
+    bootstrap: str, topic: str, decode: Callable[[Any], tuple[int, T]], ahead: int = 20_000
+) -> Iterator[tuple[int, T]]:
+    """The records of every partition, decoded as (notification id, value), merged by
+    notification id. Each partition holds its
+    aggregates' events in the order they were published, and a re-sent event comes after
+    its first copy in the same partition: so an id at or below the last one given is a copy,
+    skipped. A partition read `ahead` events beyond the others is paused until they catch up."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        queues: dict[Any, deque[tuple[int, T]]] = {tp: deque() for tp in partitions}
+        paused: set[Any] = set()
+        last = 0
+        progress_at = time.monotonic()
+        while True:
+            reading = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
+            # give events while every partition still being read has one waiting
+            while all(queues[tp] for tp in reading) and any(queues.values()):
+                first = min((q for q in queues.values() if q), key=lambda q: q[0][0])
+                item = first.popleft()
+                if item[0] > last:
+                    last = item[0]
+                    yield item
+            if not reading:
+                return
+            for tp in partitions:
+                if len(queues[tp]) > ahead and tp not in paused:
+                    consumer.pause(tp)
+                    paused.add(tp)
+                elif len(queues[tp]) <= ahead // 2 and tp in paused:
+                    consumer.resume(tp)
+                    paused.discard(tp)
+            if time.monotonic() - progress_at > 120:
+                raise RuleViolation(f"{topic}: no message could be read for 120 s; is Kafka up?")
+            polled = consumer.poll(timeout_ms=1000)
+            if polled:
+                progress_at = time.monotonic()
+            for part, records in polled.items():
+                queues[part].extend(decode(r) for r in records if r.offset < ends[part])
+    finally:
+        consumer.close()
 
 
 def whole_topic(bootstrap: str, topic: str) -> Iterator[Any]:

@@ -266,32 +266,37 @@ def check_published_chain(ledger: Ledger, bootstrap: str, topic: str) -> Check:
     """The chain links published on Kafka, a copy out of the store's reach: someone who
     rewrote events and recomputed the chain after them still differs from it."""
     from adapters.kafka_log import SUBJECT
-    from replay.rebuild import whole_topic
+    from replay.rebuild import merged_partitions
+
+    def link_of(record: Any) -> tuple[int, str | None]:
+        event = avro.decode(SUBJECT, record.value)
+        return int(event["notification_id"]), event.get("chain_hash") or None
 
     check = Check("chain published on Kafka")
-    published: dict[int, str] = {}
-    for record in whole_topic(bootstrap, topic):
-        event = avro.decode(SUBJECT, record.value)
-        if event.get("chain_hash"):
-            published[int(event["notification_id"])] = str(event["chain_hash"])
-    stored = dict(_links(ledger))
-    for n in sorted(published):
-        if n not in stored:
+    # both in notification order, side by side: neither the topic nor the chain is held
+    stored = _links(ledger)
+    at: tuple[int, str] | None = next(stored, None)
+    count = head = 0
+    for n, published in merged_partitions(bootstrap, topic, link_of):
+        if published is None:
+            continue
+        count, head = count + 1, n
+        while at is not None and at[0] < n:
+            at = next(stored, None)
+        if at is None or at[0] != n:
             check.findings.append(
                 f"notification {n}: published on {topic}, but the store has no chain link "
                 "for it (removed)"
             )
-        elif stored[n] != published[n]:
+        elif at[1] != published:
             check.findings.append(
                 f"notification {n}: the store's chain link differs from the one published on "
                 f"{topic}: the store's history was rewritten from here"
             )
         if len(check.findings) >= MAX_FINDINGS:
             break
-    head = max(published, default=0)
     check.summary = (
-        f"{len(published):,} links published on {topic}, up to notification {head:,}, "
-        "equal to the store's"
+        f"{count:,} links published on {topic}, up to notification {head:,}, equal to the store's"
     )
     return check
 

@@ -9,16 +9,18 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.kafka_log import Publisher
+from adapters.kafka_projection import recorded_event
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from replay.as_of import VIETNAM, Cut, replay_into
-from replay.rebuild import differences, kafka_events
+from replay.rebuild import differences, kafka_events, merged_partitions
 from tests.conftest import Files, death, enrolment, new_store
-from tests.integration.test_publish import fill, unique_topic
+from tests.integration.test_publish import consume_all, fill, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +75,34 @@ def test_a_replay_from_kafka_equals_one_from_the_store(
     assert run.returncode == 0, run.stderr
     assert "from Kafka ledger.events replayed" in run.stdout
     assert compare(tmp_path / "cli.sqlite", tmp_path / "whole-store.sqlite") == {}
+
+
+def test_partitions_are_merged_as_read_each_event_once_in_order(
+    files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A publisher that crashed and sent part of the history again: Kafka holds copies. The
+    merge gives every stored event once, in notification order, while it reads at most a few
+    events ahead in a partition (paused until the others catch up)."""
+    store = new_store("postgresql", tmp_path, request)
+    settings = unique_topic()
+    with Ledger(store) as ledger:
+        fill(ledger, files, people=60)
+        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
+        publisher = Publisher(ledger, kafka_bootstrap, settings)
+        try:
+            assert publisher.run(once=True) == len(stored)
+            publisher._record_position(sorted(stored)[len(stored) // 3])  # as after a crash
+            assert publisher.run(once=True) > 0
+        finally:
+            publisher.close()
+    on_topic = consume_all(kafka_bootstrap, settings.name)
+    assert len(on_topic) > len(stored)  # copies are there
+
+    def decoded(record: Any) -> tuple[int, int]:
+        return recorded_event(record).notification_id, record.offset
+
+    merged = merged_partitions(kafka_bootstrap, settings.name, decoded, ahead=3)
+    assert [n for n, _ in merged] == sorted(stored)
+    batches = list(kafka_events(kafka_bootstrap, settings.name, batch=7))
+    assert [e.notification_id for b in batches for e in b] == sorted(stored)
+    assert max(len(b) for b in batches) == 7
