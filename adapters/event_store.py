@@ -420,7 +420,7 @@ class EventStore:
         batch bounded in count and bytes; empty at the end of the log."""
         transcoder = self.app.mapper.transcoder
         notes = self.app.recorder.select_notifications(  # type: ignore[attr-defined]
-            start=after, limit=self._batch_within_bytes(after), inclusive_of_start=False
+            start=after, limit=self.batch_within_bytes(after), inclusive_of_start=False
         )
         batch: list[RecordedEvent] = []
         for n in notes:
@@ -438,16 +438,16 @@ class EventStore:
             )
         return batch
 
-    def _batch_within_bytes(self, after: int) -> int:
-        """How many of the next events make a batch of at most APPLY_BYTES (at least one),
-        asked before they are read: one approval's events of a thousand lines each, or a
-        province's settlements, must not all be read at once."""
+    def batch_within_bytes(self, after: int, most: int | None = None) -> int:
+        """How many of the next events (at most `most`, default NOTIFICATION_BATCH) make a
+        batch of at most APPLY_BYTES (at least one), asked before they are read: one
+        approval's events of a thousand lines each must not all be read at once."""
         sqlite = self.location.kind == "sqlite"
         nid = "rowid" if sqlite else "notification_id"
         sizes = self.db.query(
             f"SELECT {'length' if sqlite else 'octet_length'}(state) FROM {self.table}"
             f" WHERE {nid} > ? ORDER BY {nid} LIMIT ?",
-            (after, self.NOTIFICATION_BATCH),
+            (after, most or self.NOTIFICATION_BATCH),
         )
         total = count = 0
         for (size,) in sizes:

@@ -177,7 +177,9 @@ class Publisher:
         position = self.position()
         while True:
             notes = app.recorder.select_notifications(
-                start=position, limit=self.BATCH, inclusive_of_start=False
+                start=position,
+                limit=self.ledger.events.batch_within_bytes(position, self.BATCH),
+                inclusive_of_start=False,
             )
             if not notes:
                 return sent

@@ -71,7 +71,8 @@ class ProjectionWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # an approval's events carry a thousand lines each: a poll of them stays bounded
+            fetch_max_bytes=16 * 1024 * 1024,
         )
         self.consumer.subscribe([self.settings.name])
         self.positioned: set[Any] = set()

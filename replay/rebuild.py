@@ -8,13 +8,11 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
-
-T = TypeVar("T")
 
 
 def events_table(ledger: Ledger) -> tuple[str, str]:
@@ -112,31 +110,43 @@ def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list
     ahead, never the topic."""
     from adapters.kafka_projection import recorded_event
 
-    def decoded(record: Any) -> tuple[int, RecordedEvent]:
-        e = recorded_event(record)
-        return e.notification_id, e
-
     out: list[RecordedEvent] = []
-    for _, e in merged_partitions(bootstrap, topic, decoded):
+    size = 0
+    for n, record in merged_partitions(bootstrap, topic):
+        e = recorded_event(record)
+        if e.notification_id != n:
+            raise RuleViolation(
+                f"{topic} partition {record.partition} offset {record.offset}: its header says "
+                f"notification {n}, its event {e.notification_id}"
+            )
         out.append(e)
-        if len(out) >= batch:
+        size += len(record.value)
+        if len(out) >= batch or size > BATCH_BYTES:
             yield out
-            out = []
+            out, size = [], 0
     if out:
         yield out
 
 
+BATCH_BYTES = 16 * 1024 * 1024  # of Kafka's records, per batch of events given or read ahead
+
+
 def merged_partitions(
-    bootstrap: str, topic: str, decode: Callable[[Any], tuple[int, T]], ahead: int = 20_000
-) -> Iterator[tuple[int, T]]:
-    """The records of every partition, decoded as (notification id, value), merged by
-    notification id. Each partition holds its
-    aggregates' events in the order they were published, and a re-sent event comes after
-    its first copy in the same partition: so an id at or below the last one given is a copy,
-    skipped. A partition read `ahead` events beyond the others is paused until they catch up."""
+    bootstrap: str, topic: str, ahead_bytes: int = BATCH_BYTES
+) -> Iterator[tuple[int, Any]]:
+    """The records of every partition as (notification id, record), merged by the id their
+    header carries; the caller decodes each as it comes. Each partition holds its aggregates'
+    events in the order they were published, and a re-sent event comes after its first copy
+    in the same partition: so an id at or below the last one given is a copy, skipped. A
+    partition holding more than `ahead_bytes` not yet given is paused until the others catch
+    up."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=max(ahead_bytes, 1024 * 1024),
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         if not partitions:
@@ -144,26 +154,28 @@ def merged_partitions(
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        queues: dict[Any, deque[tuple[int, T]]] = {tp: deque() for tp in partitions}
+        queues: dict[Any, deque[tuple[int, Any]]] = {tp: deque() for tp in partitions}
+        held = dict.fromkeys(partitions, 0)  # bytes waiting in each queue
         paused: set[Any] = set()
         last = 0
         progress_at = time.monotonic()
         while True:
             reading = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
-            # give events while every partition still being read has one waiting
+            # give records while every partition still being read has one waiting
             while all(queues[tp] for tp in reading) and any(queues.values()):
-                first = min((q for q in queues.values() if q), key=lambda q: q[0][0])
-                item = first.popleft()
-                if item[0] > last:
-                    last = item[0]
-                    yield item
+                tp = min((p for p in partitions if queues[p]), key=lambda p: queues[p][0][0])
+                n, record = queues[tp].popleft()
+                held[tp] -= len(record.value)
+                if n > last:
+                    last = n
+                    yield n, record
             if not reading:
                 return
             for tp in partitions:
-                if len(queues[tp]) > ahead and tp not in paused:
+                if held[tp] > ahead_bytes and tp not in paused:
                     consumer.pause(tp)
                     paused.add(tp)
-                elif len(queues[tp]) <= ahead // 2 and tp in paused:
+                elif held[tp] <= ahead_bytes // 2 and tp in paused:
                     consumer.resume(tp)
                     paused.discard(tp)
             if time.monotonic() - progress_at > 120:
@@ -172,9 +184,26 @@ def merged_partitions(
             if polled:
                 progress_at = time.monotonic()
             for part, records in polled.items():
-                queues[part].extend(decode(r) for r in records if r.offset < ends[part])
+                for r in records:
+                    if r.offset < ends[part]:
+                        queues[part].append((_notification_id(r), r))
+                        held[part] += len(r.value)
     finally:
         consumer.close()
+
+
+def _notification_id(record: Any) -> int:
+    """The notification id a published record's header carries."""
+    for name, value in record.headers or ():
+        if name == "notification_id":
+            try:
+                return int(value.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                break
+    raise RuleViolation(
+        f"{record.topic} partition {record.partition} offset {record.offset}: no readable "
+        "notification_id header"
+    )
 
 
 def whole_topic(bootstrap: str, topic: str) -> Iterator[Any]:

@@ -268,17 +268,21 @@ def check_published_chain(ledger: Ledger, bootstrap: str, topic: str) -> Check:
     from adapters.kafka_log import SUBJECT
     from replay.rebuild import merged_partitions
 
-    def link_of(record: Any) -> tuple[int, str | None]:
-        event = avro.decode(SUBJECT, record.value)
-        return int(event["notification_id"]), event.get("chain_hash") or None
-
     check = Check("chain published on Kafka")
     # both in notification order, side by side: neither the topic nor the chain is held
     stored = _links(ledger)
     at: tuple[int, str] | None = next(stored, None)
     count = head = 0
-    for n, published in merged_partitions(bootstrap, topic, link_of):
+    for n, record in merged_partitions(bootstrap, topic):
+        event = avro.decode(SUBJECT, record.value)
+        published = event.get("chain_hash") or None
         if published is None:
+            continue
+        if int(event["notification_id"]) != n:
+            check.findings.append(
+                f"{topic} partition {record.partition} offset {record.offset}: its header says "
+                f"notification {n}, its event {event['notification_id']}"
+            )
             continue
         count, head = count + 1, n
         while at is not None and at[0] < n:
