@@ -140,7 +140,7 @@ def merged_partitions(
     in the same partition: so an id at or below the last one given is a copy, skipped. A
     partition holding more than `ahead_bytes` not yet given is paused until the others catch
     up."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -148,17 +148,12 @@ def merged_partitions(
         fetch_max_bytes=max(ahead_bytes, 1024 * 1024),
     )
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        if not partitions:
-            raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
+        partitions, ends = _from_the_beginning(consumer, topic)
         queues: dict[Any, deque[tuple[int, Any]]] = {tp: deque() for tp in partitions}
         held = dict.fromkeys(partitions, 0)  # bytes waiting in each queue
         paused: set[Any] = set()
         last = 0
-        progress_at = time.monotonic()
+        read = _Reader(consumer, topic, ends)
         while True:
             reading = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
             # give records while every partition still being read has one waiting
@@ -178,16 +173,9 @@ def merged_partitions(
                 elif held[tp] <= ahead_bytes // 2 and tp in paused:
                     consumer.resume(tp)
                     paused.discard(tp)
-            if time.monotonic() - progress_at > 120:
-                raise RuleViolation(f"{topic}: no message could be read for 120 s; is Kafka up?")
-            polled = consumer.poll(timeout_ms=1000)
-            if polled:
-                progress_at = time.monotonic()
-            for part, records in polled.items():
-                for r in records:
-                    if r.offset < ends[part]:
-                        queues[part].append((_notification_id(r), r))
-                        held[part] += len(r.value)
+            for part, r in read():
+                queues[part].append((_notification_id(r), r))
+                held[part] += len(r.value)
     finally:
         consumer.close()
 
@@ -206,26 +194,46 @@ def _notification_id(record: Any) -> int:
     )
 
 
+class _Reader:
+    """One poll of the consumer: the records before each partition's end as of the start.
+    Refused when nothing could be read for 120 s."""
+
+    def __init__(self, consumer: Any, topic: str, ends: dict[Any, int]) -> None:
+        self.consumer, self.topic, self.ends = consumer, topic, ends
+        self.progress_at = time.monotonic()
+
+    def __call__(self) -> Iterator[tuple[Any, Any]]:
+        if time.monotonic() - self.progress_at > 120:
+            raise RuleViolation(f"{self.topic}: no message could be read for 120 s; is Kafka up?")
+        polled = self.consumer.poll(timeout_ms=1000)
+        if polled:
+            self.progress_at = time.monotonic()
+        for part, records in polled.items():
+            yield from ((part, r) for r in records if r.offset < self.ends[part])
+
+
+def _from_the_beginning(consumer: Any, topic: str) -> tuple[list[Any], dict[Any, int]]:
+    """Every partition of the topic assigned to the consumer at offset 0, and the end of
+    each as of now (what is published later is not read)."""
+    from kafka import TopicPartition
+
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    if not partitions:
+        raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return partitions, consumer.end_offsets(partitions)
+
+
 def whole_topic(bootstrap: str, topic: str) -> Iterator[Any]:
     """Every record of a topic from offset 0 to its end as of now."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        if not partitions:
-            raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        progress_at = time.monotonic()
+        partitions, ends = _from_the_beginning(consumer, topic)
+        read = _Reader(consumer, topic, ends)
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() - progress_at > 120:
-                raise RuleViolation(f"{topic}: no message could be read for 120 s; is Kafka up?")
-            polled = consumer.poll(timeout_ms=1000)
-            if polled:
-                progress_at = time.monotonic()
-            for tp, records in polled.items():
-                yield from (r for r in records if r.offset < ends[tp])
+            yield from (r for _, r in read())
     finally:
         consumer.close()
