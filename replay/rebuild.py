@@ -132,14 +132,17 @@ BATCH_BYTES = 16 * 1024 * 1024  # of Kafka's records, per batch of events given 
 
 
 def merged_partitions(
-    bootstrap: str, topic: str, ahead_bytes: int = BATCH_BYTES
+    bootstrap: str, topic: str, ahead_bytes: int = BATCH_BYTES, patience: float = 120.0
 ) -> Iterator[tuple[int, Any]]:
     """The records of every partition as (notification id, record), merged by the id their
     header carries; the caller decodes each as it comes. Each partition holds its aggregates'
     events in the order they were published, and a re-sent event comes after its first copy
-    in the same partition: so an id at or below the last one given is a copy, skipped. A
-    partition holding more than `ahead_bytes` not yet given is paused until the others catch
-    up."""
+    in the same partition: so an id at or below the last one given is a copy, skipped.
+
+    Records are given while every partition still being read has one waiting; otherwise the
+    partitions with nothing waiting are polled. When more than `ahead_bytes` wait in all,
+    every partition with something waiting is paused: a partition the merge waits for is
+    never paused, so each poll can bring what is needed next and memory stays bounded."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -150,32 +153,26 @@ def merged_partitions(
     try:
         partitions, ends = _from_the_beginning(consumer, topic)
         queues: dict[Any, deque[tuple[int, Any]]] = {tp: deque() for tp in partitions}
-        held = dict.fromkeys(partitions, 0)  # bytes waiting in each queue
-        paused: set[Any] = set()
+        held = 0  # bytes waiting in all queues
         last = 0
-        read = _Reader(consumer, topic, ends)
+        read = _Reader(consumer, topic, ends, patience)
         while True:
             reading = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
-            # give records while every partition still being read has one waiting
             while all(queues[tp] for tp in reading) and any(queues.values()):
                 tp = min((p for p in partitions if queues[p]), key=lambda p: queues[p][0][0])
                 n, record = queues[tp].popleft()
-                held[tp] -= len(record.value)
+                held -= len(record.value)
                 if n > last:
                     last = n
                     yield n, record
             if not reading:
                 return
-            for tp in partitions:
-                if held[tp] > ahead_bytes and tp not in paused:
-                    consumer.pause(tp)
-                    paused.add(tp)
-                elif held[tp] <= ahead_bytes // 2 and tp in paused:
-                    consumer.resume(tp)
-                    paused.discard(tp)
+            ahead = {tp for tp in reading if queues[tp]} if held > ahead_bytes else set()
+            consumer.pause(*ahead)
+            consumer.resume(*(set(partitions) - ahead))
             for part, r in read():
                 queues[part].append((_notification_id(r), r))
-                held[part] += len(r.value)
+                held += len(r.value)
     finally:
         consumer.close()
 
@@ -196,18 +193,23 @@ def _notification_id(record: Any) -> int:
 
 class _Reader:
     """One poll of the consumer: the records before each partition's end as of the start.
-    Refused when nothing could be read for 120 s."""
+    Refused when polls brought nothing for `patience` seconds in a row; the time the caller
+    spends between polls does not count."""
 
-    def __init__(self, consumer: Any, topic: str, ends: dict[Any, int]) -> None:
-        self.consumer, self.topic, self.ends = consumer, topic, ends
-        self.progress_at = time.monotonic()
+    def __init__(
+        self, consumer: Any, topic: str, ends: dict[Any, int], patience: float = 120.0
+    ) -> None:
+        self.consumer, self.topic, self.ends, self.patience = consumer, topic, ends, patience
+        self.waited = 0.0
 
     def __call__(self) -> Iterator[tuple[Any, Any]]:
-        if time.monotonic() - self.progress_at > 120:
-            raise RuleViolation(f"{self.topic}: no message could be read for 120 s; is Kafka up?")
+        if self.waited > self.patience:
+            raise RuleViolation(
+                f"{self.topic}: no message could be read for {self.patience:.0f} s; is Kafka up?"
+            )
+        began = time.monotonic()
         polled = self.consumer.poll(timeout_ms=1000)
-        if polled:
-            self.progress_at = time.monotonic()
+        self.waited = 0.0 if polled else self.waited + time.monotonic() - began
         for part, records in polled.items():
             yield from ((part, r) for r in records if r.offset < self.ends[part])
 

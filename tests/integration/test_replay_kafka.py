@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -104,3 +105,27 @@ def test_partitions_are_merged_as_read_each_event_once_in_order(
     batches = list(kafka_events(kafka_bootstrap, settings.name, batch=7))
     assert [e.notification_id for b in batches for e in b] == sorted(stored)
     assert max(len(b) for b in batches) == 7
+
+
+def test_a_slow_reader_is_not_taken_for_a_broker_that_is_down(
+    files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The time a replay spends applying what it was given is not time waiting for Kafka:
+    a consumer slower than the patience between two polls still gets every event, in order,
+    while a bound of a few bytes keeps most partitions paused."""
+    store = new_store("postgresql", tmp_path, request)
+    settings = unique_topic()
+    with Ledger(store) as ledger:
+        fill(ledger, files, people=30)
+        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
+        publisher = Publisher(ledger, kafka_bootstrap, settings)
+        try:
+            assert publisher.run(once=True) == len(stored)
+        finally:
+            publisher.close()
+    given = []
+    for n, _ in merged_partitions(kafka_bootstrap, settings.name, ahead_bytes=64, patience=3):
+        if not given:
+            time.sleep(4)  # longer than the patience, once
+        given.append(n)
+    assert given == sorted(stored)
