@@ -29,6 +29,7 @@ from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from ledger.rules import LINE_FIELDS, IssuedList
+from ledger.service_layer.ports import Fence
 from projections.readmodels import RecordedEvent
 
 
@@ -285,13 +286,16 @@ class EventStore:
             return None
 
     def save(
-        self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
+        self,
+        *aggregates: Any,
+        expected_versions: dict[UUID, int | None] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """The aggregates' new events in one transaction. `expected_versions`: streams the
-        decision read, checked under the store's write lock (StreamsChanged, a
-        ConcurrentChange, when one moved)."""
+        decision read, and `fence`: events that would make it wrong, both checked under the
+        store's write lock (a ConcurrentChange when one moved or crossed)."""
         if aggregates:
-            self.app.save(*aggregates, expected_versions=expected_versions or {})
+            self.app.save(*aggregates, expected_versions=expected_versions or {}, fence=fence)
 
     def save_in_chunks(self, chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]]) -> int:
         """Aggregates' new events, a chunk at a time, in one transaction: all or none. Each

@@ -27,7 +27,7 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.chain import GENESIS, NoChainKey, link
 from adapters.chain_key import ChainKeyError, key_id
-from ledger.service_layer.ports import ConcurrentChange
+from ledger.service_layer.ports import ConcurrentChange, Fence, FenceCrossed
 
 CHAIN_TABLE = "event_chain"
 KEY_COLUMN = "key_id"  # of event_chain: the id of the key each link was made with
@@ -47,6 +47,17 @@ def _changed(expected: dict[UUID, int | None], found: dict[UUID, int]) -> None:
     moved = [u for u, version in expected.items() if found.get(u) != version]
     if moved:
         raise StreamsChanged(f"{len(moved)} stream(s) changed since they were read: {moved[:3]}")
+
+
+def _crossed(fence: Fence | None, recorded: Iterable[Any]) -> None:
+    """Refuse the save when a stream of the fence is among those that recorded one of its
+    events after the decision (`recorded`: their originator ids, read under the write lock:
+    only the events since the decision, a few, are read)."""
+    if fence is None:
+        return
+    crossed = sorted({UUID(str(o)) for o in recorded} & fence.streams)
+    if crossed:
+        raise FenceCrossed(crossed)
 
 
 def key_mismatch(stored: str, given: str) -> str:
@@ -172,6 +183,16 @@ class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
                 )
                 found.update((UUID(str(o)), v) for o, v in c.fetchall())
             _changed(expected, found)
+        fence: Fence | None = kwargs.get("fence")
+        if fence is not None:
+            # after the insert: the events of other saves are those before ours
+            ours = min(ids) if ids else 2**62
+            c.execute(
+                f"SELECT originator_id FROM {self.events_table_name} WHERE rowid > ? AND rowid"
+                f" < ? AND topic IN ({','.join('?' * len(fence.topics))})",
+                [fence.after, ours, *fence.topics],
+            )
+            _crossed(fence, (r[0] for r in c.fetchall()))
         if ids:
             # the insert above holds the write lock: nobody appends between read and write
             c.execute(
@@ -272,6 +293,14 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
                 (list(expected),),
             )
             _changed(expected, {r["originator_id"]: r["v"] for r in curs.fetchall()})
+        fence: Fence | None = kwargs.get("fence")
+        if fence is not None:
+            curs.execute(
+                f'SELECT originator_id FROM "{self.datastore.schema}"."{self.events_table_name}"'
+                " WHERE notification_id > %s AND topic = ANY(%s)",
+                (fence.after, list(fence.topics)),
+            )
+            _crossed(fence, (r["originator_id"] for r in curs.fetchall()))
         self._notify_channel(curs)
         self._inserted.ids = self._copy_events(curs, stored_events)
 

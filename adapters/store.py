@@ -42,7 +42,7 @@ class StoreLocation:
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.path),
-                "SQLITE_LOCK_TIMEOUT": "30",
+                "SQLITE_LOCK_TIMEOUT": str(settings().lock_timeout),
                 "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedSQLiteApplicationRecorder",
             }
         parts = urlsplit(self.url)
@@ -53,6 +53,10 @@ class StoreLocation:
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or ""),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_LOCK_TIMEOUT": str(settings().lock_timeout),
+            # one connection, and one more when a command reads while it appends: 34
+            # approvers at once stay within the server's connections
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "4",
             "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedPostgresApplicationRecorder",
         }

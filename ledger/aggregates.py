@@ -43,7 +43,13 @@ def payment_list_id(period: str, province_code: str) -> UUID:
 
 
 REFERENCE_DATA_ID = uuid5(_NS, "reference-data")
+# before provinces approved in parallel, one register held every province's approvals: still
+# read for the order of periods in stores that have it, never written again
 PAYROLL_REGISTER_ID = uuid5(_NS, "payroll-register")
+
+
+def payroll_register_id(province_code: str) -> UUID:
+    return uuid5(_NS, f"payroll-register/{province_code}")
 
 
 class Beneficiary(Aggregate):
@@ -704,17 +710,19 @@ def _kind_text(kind: str) -> str:
 
 
 class PayrollRegister(Aggregate):
-    """Every approval of a payment list, one after the other. Each approval records itself
-    here in the same transaction as the list, so two approvals can never both compute from
-    the same balances (which would pay the same months twice: the second would fail on this
-    aggregate's version), and a province's periods are approved in order."""
+    """A province's approvals, one after the other. Each approval records itself here in the
+    same transaction as its list, so two approvals in one province can never both compute
+    from the same balances (the second would pay the first's months again: it fails on this
+    aggregate's version), and a province's periods are approved in order. Provinces approve
+    in parallel; a person on two provinces' lists at once (a move between the two
+    computations) is refused by the approval's fence on moves, not here."""
 
     @staticmethod
-    def create_id(**_: Any) -> UUID:
-        return PAYROLL_REGISTER_ID
+    def create_id(province_code: str = "", **_: Any) -> UUID:
+        return payroll_register_id(province_code) if province_code else PAYROLL_REGISTER_ID
 
     @event("Opened")
-    def __init__(self, actor: str, source: str) -> None:
+    def __init__(self, actor: str, source: str, province_code: str = "") -> None:
         self.latest: dict[str, str] = {}  # province -> latest approved period
 
     def check_order(self, period: str, province_code: str) -> None:

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     read_timeout: float = Field(
         default=60.0, gt=0, le=3600, description="seconds to wait for read models"
     )
+    # how long a save waits for the store's write lock: a national enrolment or approval
+    # holds it for minutes, and a command that gives up says so and records nothing
+    lock_timeout: int = Field(
+        default=30, ge=1, le=3600, description="seconds a save waits for the write lock"
+    )
     deaths_topic: str = Field(default="civil-registry.deaths", min_length=1, max_length=249)
     deaths_group: str = Field(default="ledger-deaths", min_length=1, max_length=249)
     events_topic: str = Field(default="ledger.events", min_length=1, max_length=249)

@@ -1,6 +1,6 @@
 """The monthly payroll: draft a period's lists (rule 3), approve them (maker is never checker,
-periods in order, one approval at a time through the payroll register), and export what the
-approvals recorded."""
+periods in order, one approval at a time in a province through its payroll register, the
+provinces in parallel), and export what the approvals recorded."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from ledger import views
-from ledger.aggregates import PAYROLL_REGISTER_ID, PaymentList, PayrollRegister, payment_list_id
+from ledger.aggregates import (
+    PAYROLL_REGISTER_ID,
+    Beneficiary,
+    PaymentList,
+    PayrollRegister,
+    beneficiary_id,
+    payment_list_id,
+    payroll_register_id,
+)
 from ledger.inputs import InputRejected
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
@@ -20,6 +29,8 @@ from ledger.service_layer.ports import (
     Approval,
     ExportedFile,
     ExportResult,
+    Fence,
+    FenceCrossed,
     Ports,
     ReadModelDatabase,
 )
@@ -59,11 +70,28 @@ def provinces(ports: Ports, period: str, province_code: str | None) -> list[str]
     ]
 
 
-def register(ports: Ports, actor: str) -> PayrollRegister:
-    found = ports.events.get(PAYROLL_REGISTER_ID)
+def register(ports: Ports, province_code: str, actor: str) -> PayrollRegister:
+    """The province's payroll register, new when nothing was approved there yet."""
+    found = ports.events.get(payroll_register_id(province_code))
     if found is None:
-        return PayrollRegister(actor=actor, source="ledger payroll approve")
+        return PayrollRegister(
+            actor=actor, source="ledger payroll approve", province_code=province_code
+        )
     return found  # type: ignore[no-any-return]
+
+
+def _check_order(
+    payroll_register: PayrollRegister, legacy: PayrollRegister | None, period: str, code: str
+) -> None:
+    """Periods in order in a province: after its register, the one register every province
+    shared before they approved in parallel (a store from before holds its approvals)."""
+    payroll_register.check_order(period, code)
+    if legacy is not None:
+        legacy.check_order(period, code)
+
+
+# what can put one person on two provinces' lists computed at the same time
+_MOVED = (get_topic(Beneficiary.Moved),)  # type: ignore[attr-defined]
 
 
 def _payment_list(ports: Ports, period: str, province_code: str) -> PaymentList | None:
@@ -85,7 +113,7 @@ def run_payroll(
     """Draft the lists of a period; an approved list is returned as it was approved."""
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
-    payroll_register = register(ports, actor)
+    legacy = ports.events.get(PAYROLL_REGISTER_ID)
     ports.decide_from_read_models()
     drafted: list[PaymentList] = []
     counts: dict[str, tuple[int, int]] = {}
@@ -96,7 +124,7 @@ def run_payroll(
         if payment_list is not None and payment_list.is_approved:
             continue
         try:
-            payroll_register.check_order(period, code)
+            _check_order(register(ports, code, actor), legacy, period, code)
         except RuleViolation:
             if province_code is not None:
                 raise
@@ -141,13 +169,12 @@ def approve_payroll(
 ) -> list[ListSummary]:
     """Approve the drafts of a period, list by list. Refused, for all of them, when the
     approver drafted any; a list whose history changed since its draft is refused and the
-    others are approved. Every approval goes through the payroll register, so two approvals
-    running at once can never both pay from the same balances."""
+    others are approved. Every approval goes through its province's payroll register, so two
+    approvals in a province can never both pay from the same balances; approvals in other
+    provinces run beside it, and one whose people moved while it computed is refused."""
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
-    # the register is read before the read models are caught up: any approval recorded
-    # after this read makes our save fail on the register's version
-    payroll_register = register(ports, actor)
+    legacy = ports.events.get(PAYROLL_REGISTER_ID)
     ports.decide_from_read_models()
     marks = ",".join("?" * len(codes))
     drafts = (
@@ -184,7 +211,7 @@ def approve_payroll(
         assert payment_list is not None
         try:
             payment_list.check_approver(actor)
-            payroll_register.check_order(period, code)
+            _check_order(register(ports, code, actor), legacy, period, code)
         except RuleViolation as err:
             problems.append(f"payroll {period} {code}: {err}")
         lists.append(payment_list)
@@ -200,10 +227,22 @@ def approve_payroll(
         payment_list = lists.pop()
         code = payment_list.province_code
         ports.progress(f"payroll approve {period}", total - len(lists) - 1, total)
+        # the register is read before the read models are caught up: an approval in this
+        # province recorded after this read makes our save fail on the register's version
+        payroll_register = register(ports, code, actor)
+        ports.read_models.catch_up()  # this list must see the lines approved before it
         known_through = ports.read_models.through()
         lines = draft(ports, period, code)
         accruals = [row for a in lines.assessments if (row := a.accrual_row) is not None]
+        # a resident who moved after `known_through` may be on another province's list
+        # computed meanwhile: checked under the store's write lock, set-based
+        fence = Fence(
+            known_through,
+            _MOVED,
+            frozenset(beneficiary_id(a.personal_id) for a in lines.assessments),
+        )
         try:
+            _check_order(payroll_register, legacy, period, code)
             payroll_register.record_approval(period, code, actor, "ledger payroll approve")
             payment_list.approve(
                 lines.digest,
@@ -214,20 +253,26 @@ def approve_payroll(
                 line_chunk,
                 known_through,
             )
-            ports.events.save(payment_list, payroll_register)
+            ports.events.save(payment_list, payroll_register, fence=fence)
         except RuleViolation as err:
             refused.append(f"payroll {period} {code}: {err}")
-            payroll_register = register(ports, actor)  # drop the approval recorded in memory
+            continue
+        except FenceCrossed as crossed:
+            refused.append(
+                f"payroll {period} {code}: {len(crossed.crossed)} of its people moved to "
+                "another province while it was being approved; nothing was recorded for it: "
+                f"run `ledger payroll run --period {period} --province {code}` again and have "
+                "the new draft approved"
+            )
             continue
         except IntegrityError:
             refused.append(
-                f"payroll {period} {code}: another approval was recorded at the same "
-                "time; run `payroll approve` again for the lists still in draft"
+                f"payroll {period} {code}: another approval in {code} was recorded at the "
+                "same time; run `payroll approve` again for the lists still in draft"
             )
-            break
+            continue
         approved.append(code)
         to_review[code] = lines.to_review
-        ports.read_models.catch_up()  # the next list must see this one's lines (a mover)
     ports.progress(f"payroll approve {period}", total, total)
     ports.show_saved()
     if refused:

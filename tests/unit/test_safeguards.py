@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from ledger import views
+from ledger.aggregates import PAYROLL_REGISTER_ID, PaymentList, PayrollRegister
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
@@ -35,14 +36,14 @@ def test_two_approvals_at_once_cannot_both_pay(
     with Ledger(store_url) as other:
         # the other approver read the register and the balances before this approval was
         # recorded: it would pay July again as arrears in August
-        stale_register = payroll.register(other.ports, "checker")
+        stale_register = payroll.register(other.ports, "01", "checker")
         stale_accounts = list(views.accounts(other.db, "b.province_code = ?", ("01",)))
         ledger.approve_payroll("2025-07", None, "checker")
         with monkeypatch.context() as stale:
-            stale.setattr(payroll, "register", lambda ports, actor: stale_register)
+            stale.setattr(payroll, "register", lambda ports, code, actor: stale_register)
             stale.setattr(views, "accounts", lambda *_, **__: iter(stale_accounts))
             with pytest.raises(
-                RuleViolation, match="another approval was recorded at the same time"
+                RuleViolation, match="another approval in 01 was recorded at the same time"
             ):
                 other.approve_payroll("2025-08", None, "checker")
     ledger.catch_up()
@@ -52,6 +53,41 @@ def test_two_approvals_at_once_cannot_both_pay(
     ledger.approve_payroll("2025-08", None, "checker")
     assert lines(ledger, "2025-07") == [("2025-07-01-001000000001", 500_000, 0)]
     assert lines(ledger, "2025-08") == [("2025-08-01-001000000001", 500_000, 0)]
+
+
+def test_a_mover_is_never_paid_by_two_provinces_approving_at_once(
+    ledger: Ledger, files: Files, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Province 01 computes its list with A on it; meanwhile A moves to 79 and 79's list,
+    with A on it, is approved. 01's approval is refused at its save (A moved after what it
+    computed from); its other people are paid once it is drawn up again, A only in 79."""
+    july = {"effective_month": "2025-07"}
+    ledger.enrol(files.enrolments([enrolment(A, **july), enrolment(B, **july)]), "maker")
+    ledger.run_payroll("2025-07", None, "maker")
+    approve = PaymentList.approve
+    meanwhile: list[str] = []
+
+    def approve_while_a_moves(self: PaymentList, *args: object, **kwargs: object) -> None:
+        approve(self, *args, **kwargs)  # computed: A is on 01's list
+        if self.province_code == "01" and not meanwhile:
+            meanwhile.append("moved")
+            with Ledger(store_url) as other:
+                other.move(A, "79", "26734", "maker")
+                other.run_payroll("2025-07", "79", "maker")
+                other.approve_payroll("2025-07", "79", "checker2")
+
+    with monkeypatch.context() as racing:
+        racing.setattr(PaymentList, "approve", approve_while_a_moves)
+        with pytest.raises(RuleViolation, match="1 of its people moved to another province"):
+            ledger.approve_payroll("2025-07", "01", "checker")
+    ledger.catch_up()
+    assert lines(ledger, "2025-07") == [("2025-07-79-001000000001", 500_000, 0)]
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.approve_payroll("2025-07", "01", "checker")
+    assert lines(ledger, "2025-07") == [
+        ("2025-07-01-001000000002", 500_000, 0),
+        ("2025-07-79-001000000001", 500_000, 0),
+    ]
 
 
 def test_whoever_drew_up_the_lines_cannot_approve_them(ledger: Ledger, files: Files) -> None:
@@ -82,6 +118,21 @@ def test_periods_are_paid_in_order(ledger: Ledger, files: Files) -> None:
         ledger.run_payroll("2025-07", "01", "maker")
     # over all provinces, the earlier period is simply not drawn up where it is too late
     assert ledger.run_payroll("2025-07", None, "maker") == []
+
+
+def test_a_store_from_before_parallel_approvals_keeps_its_periods_in_order(
+    ledger: Ledger, files: Files
+) -> None:
+    """A store whose approvals went through the one register all provinces shared: its
+    approvals still order the periods, though new ones go to each province's register."""
+    ledger.enrol(files.enrolments([enrolment(A)]), "maker")
+    shared = PayrollRegister(actor="checker", source="ledger payroll approve")
+    assert shared.id == PAYROLL_REGISTER_ID
+    shared.record_approval("2025-08", "01", "checker", "ledger payroll approve")
+    ledger.ports.events.save(shared)
+    with pytest.raises(RuleViolation, match="2025-08 is already approved in province 01"):
+        ledger.run_payroll("2025-07", "01", "maker")
+    assert [s.province_code for s in ledger.run_payroll("2025-09", None, "maker")] == ["01"]
 
 
 def test_reference_data_is_bounded_and_covers_every_month(ledger: Ledger) -> None:
