@@ -57,6 +57,10 @@ class StoreLocation:
             # one connection, and one more when a command reads while it appends: 34
             # approvers at once stay within the server's connections
             "POSTGRES_POOL_SIZE": "1",
+            # a file saved a chunk at a time keeps its transaction open while the next chunk
+            # is checked (a province's list loaded, seconds at national size): the library's
+            # 5 s would end it midway. A process that dies ends its transaction at once.
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "600",
             "POSTGRES_MAX_OVERFLOW": "4",
             "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedPostgresApplicationRecorder",
         }
