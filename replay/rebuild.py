@@ -140,9 +140,11 @@ def merged_partitions(
     in the same partition: so an id at or below the last one given is a copy, skipped.
 
     Records are given while every partition still being read has one waiting; otherwise the
-    partitions with nothing waiting are polled. When more than `ahead_bytes` wait in all,
-    every partition with something waiting is paused: a partition the merge waits for is
-    never paused, so each poll can bring what is needed next and memory stays bounded."""
+    partitions with nothing waiting are polled. When more than `ahead_bytes` wait in all, only
+    those are fetched: a partition the merge waits for is always fetched, so each poll can
+    bring what is needed next, and memory stays bounded. (The fetch is narrowed by assigning
+    only those partitions at the offsets this merge keeps, not by pausing the others:
+    kafka-python 3.0 can leave a resumed partition's records parked for good.)"""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -152,12 +154,14 @@ def merged_partitions(
     )
     try:
         partitions, ends = _from_the_beginning(consumer, topic)
+        offsets = consumer.beginning_offsets(partitions)  # the next offset to read, each
         queues: dict[Any, deque[tuple[int, Any]]] = {tp: deque() for tp in partitions}
         held = 0  # bytes waiting in all queues
         last = 0
+        fetched = set(partitions)
         read = _Reader(consumer, topic, ends, patience)
         while True:
-            reading = {tp for tp in partitions if consumer.position(tp) < ends[tp]}
+            reading = {tp for tp in partitions if offsets[tp] < ends[tp]}
             while all(queues[tp] for tp in reading) and any(queues.values()):
                 tp = min((p for p in partitions if queues[p]), key=lambda p: queues[p][0][0])
                 n, record = queues[tp].popleft()
@@ -167,11 +171,17 @@ def merged_partitions(
                     yield n, record
             if not reading:
                 return
-            ahead = {tp for tp in reading if queues[tp]} if held > ahead_bytes else set()
-            consumer.pause(*ahead)
-            consumer.resume(*(set(partitions) - ahead))
+            wanted = {tp for tp in reading if not queues[tp]} if held > ahead_bytes else reading
+            if wanted != fetched:
+                consumer.assign(sorted(wanted, key=lambda tp: tp.partition))
+                for tp in wanted:
+                    consumer.seek(tp, offsets[tp])
+                fetched = wanted
             for part, r in read():
+                if r.offset < offsets[part]:
+                    continue  # fetched again after a change of assignment
                 queues[part].append((_notification_id(r), r))
+                offsets[part] = r.offset + 1
                 held += len(r.value)
     finally:
         consumer.close()

@@ -5,9 +5,11 @@ the command replays Kafka's copy when asked."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -129,3 +131,34 @@ def test_a_slow_reader_is_not_taken_for_a_broker_that_is_down(
             time.sleep(4)  # longer than the patience, once
         given.append(n)
     assert given == sorted(stored)
+
+
+def test_a_long_history_over_many_partitions_is_merged_within_its_bound(
+    kafka_bootstrap: str,
+) -> None:
+    """Thousands of records spread unevenly over twelve partitions (a partition far ahead of
+    the others in ids, as aggregates publish in bursts), merged with only a few KiB read
+    ahead: every id once, in order, and the merge never stalls on the bound."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"ledger.events.test-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=12, replication_factor=1)])
+    finally:
+        admin.close()
+    rng = random.Random(7)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    count = 20_000
+    for n in range(1, count + 1):
+        # long runs on one partition, then another: the queues fill unevenly
+        partition = (n // 700 + rng.choice((0, 0, 0, 1))) % 12
+        producer.send(
+            topic, value=bytes(rng.randrange(50, 400)), partition=partition,
+            headers=[("notification_id", str(n).encode())],
+        )  # fmt: skip
+    producer.flush()
+    producer.close()
+    given = [n for n, _ in merged_partitions(kafka_bootstrap, topic, ahead_bytes=8192)]
+    assert given == list(range(1, count + 1))
