@@ -55,7 +55,8 @@ def _crossed(fence: Fence | None, recorded: Iterable[Any]) -> None:
     only the events since the decision, a few, are read)."""
     if fence is None:
         return
-    crossed = sorted({UUID(str(o)) for o in recorded} & fence.streams)
+    since = {UUID(str(o)) for o in recorded}
+    crossed = sorted(since & fence.streams()) if since else []
     if crossed:
         raise FenceCrossed(crossed)
 

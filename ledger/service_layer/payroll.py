@@ -4,8 +4,10 @@ provinces in parallel), and export what the approvals recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
@@ -88,6 +90,11 @@ def _check_order(
     payroll_register.check_order(period, code)
     if legacy is not None:
         legacy.check_order(period, code)
+
+
+def _streams_of(personal_ids: list[str]) -> Callable[[], set[UUID]]:
+    """The people's streams, worked out only when asked (a fence asks when one moved)."""
+    return lambda: {beneficiary_id(p) for p in personal_ids}
 
 
 # what can put one person on two provinces' lists computed at the same time
@@ -237,9 +244,7 @@ def approve_payroll(
         # a resident who moved after `known_through` may be on another province's list
         # computed meanwhile: checked under the store's write lock, set-based
         fence = Fence(
-            known_through,
-            _MOVED,
-            frozenset(beneficiary_id(a.personal_id) for a in lines.assessments),
+            known_through, _MOVED, _streams_of([a.personal_id for a in lines.assessments])
         )
         try:
             _check_order(payroll_register, legacy, period, code)

@@ -6,6 +6,7 @@ implement them; a handler test may inject its own."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -42,11 +43,12 @@ class Fence:
     """A save's condition, checked under the store's write lock: none of `streams` recorded
     an event of one of `topics` after notification `after` (what the decision was computed
     from). Cheaper than an expected version per stream when a decision reads hundreds of
-    thousands of them and only a few kinds of event can make it wrong."""
+    thousands of them and only a few kinds of event can make it wrong. `streams` is asked
+    only when such events were recorded since: usually never."""
 
     after: int
     topics: tuple[str, ...]
-    streams: frozenset[UUID]
+    streams: Callable[[], AbstractSet[UUID]]
 
 
 class FenceCrossed(ConcurrentChange):
