@@ -333,6 +333,17 @@ class EventStore:
             aggregates[event.originator_id] = event.mutate(previous)
         return aggregates
 
+    def has_recorded(self, aggregate_id: UUID, event_type: str) -> bool:
+        """Whether the aggregate recorded an event of this type (`PaymentList.Approved`),
+        without loading it: an approved list's aggregate holds all its lines."""
+        sqlite = self.location.kind == "sqlite"
+        return bool(
+            self.db.query(
+                f"SELECT 1 FROM {self.table} WHERE originator_id = ? AND topic LIKE ? LIMIT 1",
+                [aggregate_id.hex if sqlite else aggregate_id, f"%:{event_type}"],
+            )
+        )
+
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
         order, as issued, with any event among them whose link in the hash chain does not

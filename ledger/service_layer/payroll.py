@@ -127,9 +127,9 @@ def run_payroll(
     to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
     for done, code in enumerate(codes):
         ports.progress(f"payroll run {period}", done, len(codes))
+        if ports.events.has_recorded(payment_list_id(period, code), "PaymentList.Approved"):
+            continue  # rule 6: the approved list stands (not loaded: it holds every line)
         payment_list = _payment_list(ports, period, code)
-        if payment_list is not None and payment_list.is_approved:
-            continue
         try:
             _check_order(register(ports, code, actor), legacy, period, code)
         except RuleViolation:

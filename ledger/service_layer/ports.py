@@ -68,6 +68,7 @@ class ReadModelDatabase(Protocol):
 
 class EventStore(Protocol):
     def get(self, aggregate_id: UUID) -> Any | None: ...
+    def has_recorded(self, aggregate_id: UUID, event_type: str) -> bool: ...
     def save(
         self,
         *aggregates: Any,
