@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from adapters import avro
@@ -43,6 +43,24 @@ def recorded_event(record: Any) -> RecordedEvent:
         recorded_at=event["recorded_at"].isoformat(),
         payload=json.loads(event["payload"]),
     )
+
+
+APPLY_BYTES = 16 * 1024 * 1024  # of Kafka's records, decoded and applied at a time
+
+
+def within_bytes(records: list[Any], limit: int) -> Iterator[list[Any]]:
+    """Consecutive slices of the records, each of at most `limit` bytes of values (or one
+    record, when a record alone is larger)."""
+    part: list[Any] = []
+    size = 0
+    for r in records:
+        if part and size + len(r.value) > limit:
+            yield part
+            part, size = [], 0
+        part.append(r)
+        size += len(r.value)
+    if part:
+        yield part
 
 
 class ProjectionWorker:
@@ -116,43 +134,53 @@ class ProjectionWorker:
         with self.db.transaction() as cursor:
             Projector.mark_projecting(cursor)  # the offsets move with the rows, guarded alike
             stored = self.stored_offsets(cursor)
-            events: list[RecordedEvent] = []
+            records: list[Any] = []
             next_offsets: dict[int, int] = {}
-            for tp, records in batch.items():
+            for tp, polled in batch.items():
                 start = stored.get(tp.partition, 0)
-                for record in records:
+                for record in polled:
                     if record.offset < start:
                         continue  # applied before, by this worker or another
-                    events.append(recorded_event(record))
+                    records.append(record)
                     next_offsets[tp.partition] = record.offset + 1
-            ids = [e.notification_id for e in events]
-            already: set[int] = set()
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                cursor.execute(
-                    "SELECT notification_id FROM audit_trail WHERE notification_id IN"
-                    f" ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                already.update(r[0] for r in cursor.fetchall())
+            # decoded and applied a slice at a time, in this one transaction: a poll of an
+            # approval's events is a hundred MiB, ten times that once decoded (the read
+            # models do not depend on how the events are sliced)
             seen: set[int] = set()
-            new = []
-            for e in events:  # a re-sent event: the same notification id, applied once
-                if e.notification_id not in already and e.notification_id not in seen:
-                    seen.add(e.notification_id)
-                    new.append(e)
-            if new:
-                self.projector.apply(cursor, new, move_position=False)
+            for part in within_bytes(records, APPLY_BYTES):
+                events = [recorded_event(r) for r in part]
+                already = self._applied(cursor, [e.notification_id for e in events])
+                new = []
+                for e in events:  # a re-sent event: the same notification id, applied once
+                    if e.notification_id not in already and e.notification_id not in seen:
+                        seen.add(e.notification_id)
+                        new.append(e)
+                if new:
+                    self.projector.apply(cursor, new, move_position=False)
+                applied += len(new)
             cursor.executemany(
                 "INSERT INTO projection_offsets (consumer_group, topic, kafka_partition,"
                 " next_offset) VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, topic,"
                 " kafka_partition) DO UPDATE SET next_offset = excluded.next_offset",
                 [(self.group, self.settings.name, p, o) for p, o in next_offsets.items()],
             )
-            applied = len(new)
         self.consumer.commit_async()  # for monitoring only: the database is the truth
         self.progress(applied)
         return applied
+
+    @staticmethod
+    def _applied(cursor: Any, ids: list[int]) -> set[int]:
+        """Which of these notification ids the read models hold already."""
+        found: set[int] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            cursor.execute(
+                "SELECT notification_id FROM audit_trail WHERE notification_id IN"
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(r[0] for r in cursor.fetchall())
+        return found
 
     def caught_up(self) -> bool:
         return caught_up(self.consumer, self.positioned)
