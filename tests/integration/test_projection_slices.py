@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from adapters import kafka_projection
-from adapters.kafka_log import Publisher, TopicSettings
+from adapters.kafka_log import TopicSettings
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
-from ledger.application import Ledger
 from replay.rebuild import differences
 from tests.conftest import Files, new_store
-from tests.integration.test_publish import consume_all, fill, unique_topic
+from tests.integration.test_publish import consume_all, published
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +42,8 @@ def test_slices_of_a_poll_give_the_read_models_whole_polls_give(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = new_store("postgresql", tmp_path, request)
-    settings = unique_topic()
-    with Ledger(store) as ledger:
-        fill(ledger, files, people=40)
-        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            publisher.run(once=True)
-            publisher._record_position(sorted(stored)[len(stored) // 2])  # as after a crash
-            assert publisher.run(once=True) > 0  # half the history sent again
-        finally:
-            publisher.close()
+    # half the history sent twice, as after a crash of the publisher
+    settings, stored = published(store, files, kafka_bootstrap, 40, resend_from=1 / 2)
     assert len(consume_all(kafka_bootstrap, settings.name)) > len(stored)
 
     one_by_one = projected(

@@ -52,6 +52,27 @@ def fill(ledger: Ledger, files: Files, people: int = 30) -> None:
     ledger.approve_payroll("2025-07", None, "checker")
 
 
+def published(
+    store: str, files: Files, bootstrap: str, people: int, resend_from: float | None = None
+) -> tuple[TopicSettings, list[int]]:
+    """A store filled and published to a topic of its own; with `resend_from`, the publisher
+    then sends again from that fraction of the history on, as after a crash. The topic and
+    the stored notification ids."""
+    settings = unique_topic()
+    with Ledger(store) as ledger:
+        fill(ledger, files, people=people)
+        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
+        publisher = Publisher(ledger, bootstrap, settings)
+        try:
+            assert publisher.run(once=True) == len(stored)
+            if resend_from is not None:
+                publisher._record_position(sorted(stored)[int(len(stored) * resend_from)])
+                assert publisher.run(once=True) > 0
+        finally:
+            publisher.close()
+    return settings, stored
+
+
 def test_every_stored_event_is_on_the_topic_in_order(
     ledger: Ledger, files: Files, store_url: str, kafka_bootstrap: str
 ) -> None:

@@ -22,7 +22,7 @@ from ledger.application import Ledger
 from replay.as_of import VIETNAM, Cut, replay_into
 from replay.rebuild import differences, kafka_events, merged_partitions
 from tests.conftest import Files, death, enrolment, new_store
-from tests.integration.test_publish import consume_all, fill, unique_topic
+from tests.integration.test_publish import consume_all, fill, published, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -84,23 +84,13 @@ def test_partitions_are_merged_as_read_each_event_once_in_order(
 ) -> None:
     """A publisher that crashed and sent part of the history again: Kafka holds copies. The
     merge gives every stored event once, in notification order, while it reads at most a few
-    events ahead in a partition (paused until the others catch up)."""
+    events ahead in a partition (not fetched until the others catch up)."""
     store = new_store("postgresql", tmp_path, request)
-    settings = unique_topic()
-    with Ledger(store) as ledger:
-        fill(ledger, files, people=60)
-        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            assert publisher.run(once=True) == len(stored)
-            publisher._record_position(sorted(stored)[len(stored) // 3])  # as after a crash
-            assert publisher.run(once=True) > 0
-        finally:
-            publisher.close()
+    settings, stored = published(store, files, kafka_bootstrap, 60, resend_from=1 / 3)
     on_topic = consume_all(kafka_bootstrap, settings.name)
     assert len(on_topic) > len(stored)  # copies are there
 
-    # paused after every record: the others must catch up before it is read on
+    # a bound of one byte: a partition is read on only when the others caught up
     merged = list(merged_partitions(kafka_bootstrap, settings.name, ahead_bytes=1))
     assert [n for n, _ in merged] == sorted(stored)
     assert [recorded_event(r).notification_id for _, r in merged] == sorted(stored)
@@ -114,17 +104,10 @@ def test_a_slow_reader_is_not_taken_for_a_broker_that_is_down(
 ) -> None:
     """The time a replay spends applying what it was given is not time waiting for Kafka:
     a consumer slower than the patience between two polls still gets every event, in order,
-    while a bound of a few bytes keeps most partitions paused."""
-    store = new_store("postgresql", tmp_path, request)
-    settings = unique_topic()
-    with Ledger(store) as ledger:
-        fill(ledger, files, people=30)
-        stored = [n for (n,) in ledger.db.query("SELECT notification_id FROM audit_trail")]
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            assert publisher.run(once=True) == len(stored)
-        finally:
-            publisher.close()
+    while a bound of a few bytes keeps most partitions from being fetched."""
+    settings, stored = published(
+        new_store("postgresql", tmp_path, request), files, kafka_bootstrap, 30
+    )
     given = []
     for n, _ in merged_partitions(kafka_bootstrap, settings.name, ahead_bytes=64, patience=3):
         if not given:
