@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from adapters import avro
@@ -48,13 +48,15 @@ def recorded_event(record: Any) -> RecordedEvent:
 APPLY_BYTES = 16 * 1024 * 1024  # of Kafka's records, decoded and applied at a time
 
 
-def within_bytes(records: list[Any], limit: int) -> Iterator[list[Any]]:
-    """Consecutive slices of the records, each of at most `limit` bytes of values (or one
-    record, when a record alone is larger)."""
+def within_bytes(
+    records: Iterable[Any], limit: int, most: int | None = None
+) -> Iterator[list[Any]]:
+    """Consecutive slices of Kafka records, each of at most `limit` bytes of values (or one
+    record, when a record alone is larger) and at most `most` records."""
     part: list[Any] = []
     size = 0
     for r in records:
-        if part and size + len(r.value) > limit:
+        if part and (size + len(r.value) > limit or len(part) == most):
             yield part
             part, size = [], 0
         part.append(r)

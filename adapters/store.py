@@ -54,13 +54,13 @@ class StoreLocation:
             "POSTGRES_USER": unquote(parts.username or ""),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_LOCK_TIMEOUT": str(settings().lock_timeout),
-            # one connection, and one more when a command reads while it appends: 34
+            # one connection kept, up to five while a command reads as it appends: 34
             # approvers at once stay within the server's connections
             "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": "4",
             # a file saved a chunk at a time keeps its transaction open while the next chunk
             # is checked (a province's list loaded, seconds at national size): the library's
             # 5 s would end it midway. A process that dies ends its transaction at once.
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "600",
-            "POSTGRES_MAX_OVERFLOW": "4",
             "APPLICATION_RECORDER_TOPIC": "adapters.recorders:ChainedPostgresApplicationRecorder",
         }

@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,21 +40,73 @@ TARGET_MEMORY_MIB = 2048
 PERIOD = "2025-07"
 
 
-def ledger(store: str, *args: str) -> tuple[float, float, str]:
-    """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", *args, "--store", store], stdout=out, stderr=err
+@dataclass
+class Running:
+    """A `ledger` process started, its output going to files (a pipe left unread would
+    stop it once full)."""
+
+    args: tuple[str, ...]
+    proc: subprocess.Popen[str]
+    out: Any
+    err: Any
+    started: float
+
+
+@dataclass
+class Finished:
+    args: tuple[str, ...]
+    seconds: float
+    peak_mib: float
+    status: int
+    stdout: str
+    stderr: str
+
+
+def start(store: str, *args: str, env: dict[str, str] | None = None) -> Running:
+    """Start one `ledger` command (in this process's environment unless `env` is given)."""
+    # closed by finish(): they outlive this call while the process runs
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli", *args, "--store", store],
+        stdout=out,
+        stderr=err,
+        env=env,
+        text=True,
+    )
+    return Running(args, proc, out, err, started)
+
+
+def finish(running: Running) -> Finished:
+    """Wait for a started command: its seconds since it started and its peak memory."""
+    # wait4 rather than wait: the kernel's account of this one process's peak memory
+    _, status, usage = os.wait4(running.proc.pid, 0)
+    seconds = time.perf_counter() - running.started
+    running.proc.returncode = os.waitstatus_to_exitcode(status)
+    with running.out, running.err:
+        running.out.seek(0)
+        running.err.seek(0)
+        return Finished(
+            running.args,
+            seconds,
+            usage.ru_maxrss / 1024,
+            running.proc.returncode,
+            running.out.read(),
+            running.err.read(),
         )
-        # wait4 rather than wait: the kernel's account of this one process's peak memory
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"ledger {' '.join(args)} failed:\n{err.read()}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
+
+
+def succeeded(done: Finished) -> Finished:
+    if done.status:
+        raise SystemExit(f"ledger {' '.join(done.args)} failed:\n{done.stderr}")
+    return done
+
+
+def ledger(store: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run one `ledger` command; (seconds, peak RSS MiB, stdout)."""
+    done = succeeded(finish(start(store, *args, env=env)))
+    return done.seconds, done.peak_mib, done.stdout
 
 
 def chain_key(work: Path, keep: bool) -> None:

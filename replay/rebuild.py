@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from adapters.kafka_projection import APPLY_BYTES
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
@@ -108,27 +109,24 @@ def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list
     the same notification id), in notification order: the second copy of the history. The
     partitions are merged by notification id as they are read, so memory holds what is read
     ahead, never the topic."""
-    from adapters.kafka_projection import recorded_event
+    from adapters.kafka_projection import recorded_event, within_bytes
 
-    out: list[RecordedEvent] = []
-    size = 0
-    for n, record in merged_partitions(bootstrap, topic):
-        e = recorded_event(record)
-        if e.notification_id != n:
-            raise RuleViolation(
-                f"{topic} partition {record.partition} offset {record.offset}: its header says "
-                f"notification {n}, its event {e.notification_id}"
-            )
-        out.append(e)
-        size += len(record.value)
-        if len(out) >= batch or size > BATCH_BYTES:
-            yield out
-            out, size = [], 0
-    if out:
+    merged = (record for _, record in merged_partitions(bootstrap, topic))
+    for part in within_bytes(merged, BATCH_BYTES, most=batch):
+        out: list[RecordedEvent] = []
+        for record in part:
+            e, n = recorded_event(record), _notification_id(record)
+            if e.notification_id != n:
+                raise RuleViolation(
+                    f"{topic} partition {record.partition} offset {record.offset}: its header"
+                    f" says notification {n}, its event {e.notification_id}"
+                )
+            out.append(e)
         yield out
 
 
-BATCH_BYTES = 16 * 1024 * 1024  # of Kafka's records, per batch of events given or read ahead
+# of Kafka's records, per batch of events given or read ahead: the projection's own bound
+BATCH_BYTES = APPLY_BYTES
 
 
 def merged_partitions(

@@ -246,8 +246,7 @@ def approve_payroll(
         fence = Fence(
             known_through, _MOVED, _streams_of([a.personal_id for a in lines.assessments])
         )
-        try:
-            _check_order(payroll_register, legacy, period, code)
+        try:  # the order is checked again, on the register just read, as it is recorded
             payroll_register.record_approval(period, code, actor, "ledger payroll approve")
             payment_list.approve(
                 lines.digest,
