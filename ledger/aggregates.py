@@ -725,6 +725,12 @@ class PayrollRegister(Aggregate):
     def __init__(self, actor: str, source: str, province_code: str = "") -> None:
         self.latest: dict[str, str] = {}  # province -> latest approved period
 
+    @property
+    def recorded_version(self) -> int | None:
+        """Its version, None while nothing is approved in it (it is recorded with its first
+        approval): what a draft notes, so that its approval knows whether one came between."""
+        return self.version if self.latest else None
+
     def check_order(self, period: str, province_code: str) -> None:
         latest = self.latest.get(province_code)
         if latest is not None and period < latest:
@@ -742,6 +748,18 @@ class PayrollRegister(Aggregate):
         self.latest[province_code] = max(period, self.latest.get(province_code, period))
 
 
+@dataclass(frozen=True)
+class DraftFacts:
+    """What a draft was computed from, recorded with it so that its approval can check that
+    nothing it depends on changed since: the last event the read models showed, the digest
+    of the entries kept for the approval (`ledger.kept_drafts`), and the version of the
+    province's payroll register then (None: nothing approved there yet)."""
+
+    known_through: int
+    kept_digest: str
+    register_version: int | None
+
+
 class PaymentList(Aggregate):
     """The payment list of one period and province: drafted, approved by someone who did not
     draft it, then settled line by line. Approved lines are facts: never changed."""
@@ -756,6 +774,7 @@ class PaymentList(Aggregate):
         self.province_code = province_code
         self.draft_digest: str | None = None
         self.drafted_by: set[str] = set()  # everyone who drew up the current draft
+        self.draft_facts: DraftFacts | None = None  # what the latest draft was computed from
         self.approved_by: str | None = None
         # payment_id -> [status, personal_id, channel, total_amount, funeral_amount]
         self.lines: dict[str, list[Any]] = {}
@@ -773,6 +792,7 @@ class PaymentList(Aggregate):
         receivable_amount: int,
         actor: str,
         source: str,
+        facts: DraftFacts,
     ) -> None:
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is approved")
@@ -784,6 +804,9 @@ class PaymentList(Aggregate):
             receivable_amount=receivable_amount,
             actor=actor,
             source=source,
+            known_through=facts.known_through,
+            kept_digest=facts.kept_digest,
+            register_version=facts.register_version,
         )
 
     @event("Drafted")
@@ -796,11 +819,18 @@ class PaymentList(Aggregate):
         receivable_amount: int,
         actor: str,
         source: str,
+        # absent from drafts recorded before drafts were kept: such a draft is run again
+        known_through: int = 0,
+        kept_digest: str = "",
+        register_version: int | None = None,
     ) -> None:
         if digest != self.draft_digest:
             self.drafted_by = set()
         self.drafted_by.add(actor)
         self.draft_digest = digest
+        self.draft_facts = (
+            DraftFacts(known_through, kept_digest, register_version) if kept_digest else None
+        )
 
     def check_approver(self, actor: str) -> None:
         """Maker is never checker: whoever drew up these very lines may not approve them."""
@@ -811,6 +841,16 @@ class PaymentList(Aggregate):
                 "approve it: another operator must approve"
             )
 
+    def kept_draft_facts(self) -> DraftFacts:
+        """What the draft was computed from; refused for a draft recorded before drafts were
+        kept for their approval."""
+        if self.draft_facts is None:
+            raise RuleViolation(
+                f"the draft of {self.period} {self.province_code} was made before drafts were "
+                "kept for their approval: run the payroll again and have the new draft approved"
+            )
+        return self.draft_facts
+
     def approve(
         self,
         digest: str,
@@ -819,22 +859,25 @@ class PaymentList(Aggregate):
         actor: str,
         source: str,
         chunk_size: int,
-        known_through: int,
     ) -> None:
-        """Freeze the list. `lines` are rows in LINE_FIELDS order; `accruals` are
-        [personal_id, allowance_delta, funeral_delta, credited_through] postings that bring
-        each resident's credits in the books up to date. `known_through`: the last event the
-        read models showed when the lines were computed (an auditor recomputes from there)."""
+        """Freeze the list as drafted. `lines` are rows in ISSUED_FIELDS order; `accruals`
+        are [personal_id, allowance_delta, funeral_delta, credited_through] postings that bring
+        each resident's credits in the books up to date, both as the draft kept them; `digest`
+        is their lines' digest. The approval records the draft's `known_through`: the last
+        event the read models showed when the lines were computed (an auditor recomputes from
+        there)."""
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is already approved")
         if self.draft_digest is None:
             raise RuleViolation(f"the list {self.period} {self.province_code} has no draft")
         self.check_approver(actor)
+        facts = self.kept_draft_facts()
         if digest != self.draft_digest:
             raise RuleViolation(
-                f"the list {self.period} {self.province_code} changed since it was drafted "
-                "(new events arrived): run the payroll again and have the new draft approved"
+                f"the lines kept for {self.period} {self.province_code} are not the lines its "
+                "draft recorded: run the payroll again and have the new draft approved"
             )
+        known_through = facts.known_through
         total = sum(int(row[LINE["total_amount"]]) for row in lines)
         bank = sum(
             int(row[LINE["total_amount"]]) for row in lines if row[LINE["channel"]] == "BANK"

@@ -14,10 +14,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from adapters import read_model_guards
+from adapters import kept_drafts, read_model_guards
 from adapters.civil_registry import registrations_in
 from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
+from adapters.kept_drafts import KeptDrafts
 from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, UntouchedReadModels
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.staging import StagingTable
@@ -122,6 +123,7 @@ class Ledger:
         if self.events.created:
             with self.db.transaction() as cursor:
                 Projector.create_schema(cursor)
+                kept_drafts.create_schema(cursor)
         self.sync = self._read_model_sync(read_models)
         self.ports = Ports(
             events=self.events,
@@ -132,6 +134,7 @@ class Ledger:
             export=functools.partial(StagedExport, chain_head=self.events.chain_head),
             read_registrations=registrations_in,
             stage=functools.partial(StagingTable, self.db),
+            drafts=KeptDrafts(self.db),
             clock=self.clock,
             progress=self.progress,
         )

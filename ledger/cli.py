@@ -471,6 +471,14 @@ def cmd_payroll_approve(args: argparse.Namespace) -> None:
         return
     print_table(out, summary_table(f"payroll {args.period} approved by {actor(args)}", summaries))
     show_review(summaries, approved=True)
+    deaths = sum(s.deaths_since_draft for s in summaries)
+    if deaths:
+        say(
+            f"{deaths:,} people on the approved lists had a death registered, corrected or "
+            "revoked after the draft: their lines are paid as drafted, and what a line pays "
+            "for months after a death is an overpayment the next list recovers "
+            "(`ledger receivables`)"
+        )
 
 
 def cmd_payroll_export(args: argparse.Namespace) -> None:

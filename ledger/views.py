@@ -43,6 +43,8 @@ class ListSummary:
     waiting_for_claimant: int = 0
     # lines above their review limit (rules.review_limit), with the limit: shown to approvers
     to_review: tuple[tuple[Any, int], ...] = ()
+    # people on an approved list whose death record changed after its draft: paid as drafted
+    deaths_since_draft: int = 0
 
 
 def summaries(

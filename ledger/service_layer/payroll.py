@@ -16,6 +16,7 @@ from ledger import views
 from ledger.aggregates import (
     PAYROLL_REGISTER_ID,
     Beneficiary,
+    DraftFacts,
     PaymentList,
     PayrollRegister,
     beneficiary_id,
@@ -23,9 +24,10 @@ from ledger.aggregates import (
     payroll_register_id,
 )
 from ledger.inputs import InputRejected
+from ledger.kept_drafts import Fingerprinted, KeptDraft, kept_entries, read_kept
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
-from ledger.rules import DraftList, RuleViolation, draft_list
+from ledger.rules import DraftList, RuleViolation, draft_list, rows_digest
 from ledger.service_layer.common import check_month
 from ledger.service_layer.ports import (
     Approval,
@@ -97,8 +99,52 @@ def _streams_of(personal_ids: list[str]) -> Callable[[], set[UUID]]:
     return lambda: {beneficiary_id(p) for p in personal_ids}
 
 
-# what can put one person on two provinces' lists computed at the same time
-_MOVED = (get_topic(Beneficiary.Moved),)  # type: ignore[attr-defined]
+# what makes a draft wrong to pay as drafted: a person on two provinces' lists (a move), or
+# paid against an operator's hold or termination recorded after the draft
+_CHANGE_A_DRAFT = tuple(
+    get_topic(e)
+    for e in (Beneficiary.Moved, Beneficiary.PaymentsHeld, Beneficiary.EntitlementTerminated)  # type: ignore[attr-defined]
+)
+
+
+def _approvable(
+    ports: Ports, payment_list: PaymentList, actor: str
+) -> tuple[PayrollRegister, KeptDraft]:
+    """The province's register and the list's kept draft, when the draft can be approved as
+    drafted: nothing approved in the province since, and the kept entries its record names."""
+    period, code = payment_list.period, payment_list.province_code
+    payment_list.check_approver(actor)
+    facts = payment_list.kept_draft_facts()
+    payroll_register = register(ports, code, actor)
+    if payroll_register.recorded_version != facts.register_version:
+        raise RuleViolation(
+            f"a list of {code} was approved after this draft was made, so the draft does "
+            f"not count what that list pays: run `ledger payroll run --period {period} "
+            f"--province {code}` again and have the new draft approved"
+        )
+    kept = read_kept(ports.drafts.entries(str(payment_list.id)))
+    if kept.digest != facts.kept_digest:
+        raise RuleViolation(
+            "the draft kept for its approval is not the one its record names (a later run "
+            "replaced it, or someone changed it): run `ledger payroll run --period "
+            f"{period} --province {code}` again and have the new draft approved"
+        )
+    return payroll_register, kept
+
+
+def _deaths_since_draft(ports: Ports, payment_list: PaymentList) -> int:
+    """How many people of the list had a death registered, corrected or revoked after its
+    draft: their lines are paid as drafted; the approver is told."""
+    facts = payment_list.kept_draft_facts()
+    return int(
+        ports.db.query(
+            "SELECT COUNT(DISTINCT k.personal_id) FROM kept_draft_entries k"
+            " JOIN deaths d ON d.personal_id = k.personal_id"
+            " JOIN audit_trail a ON a.aggregate_id = d.aggregate_id"
+            " WHERE k.list_id = ? AND a.notification_id > ?",
+            (str(payment_list.id), facts.known_through),
+        )[0][0]
+    )
 
 
 def _payment_list(ports: Ports, period: str, province_code: str) -> PaymentList | None:
@@ -112,6 +158,20 @@ def _check_not_future(ports: Ports, period: str) -> None:
             f"{period} is in the future: a list is drawn up for {format_month(current)} "
             "or an earlier month"
         )
+
+
+def _draft_kept(ports: Ports, period: str, code: str, actor: str) -> tuple[DraftFacts, DraftList]:
+    """The province's draft, its entries kept for the approval, and the facts the draft was
+    computed from."""
+    # the register before the read models: every approval it holds is in what the draft reads
+    register_version = register(ports, code, actor).recorded_version
+    ports.read_models.catch_up()
+    known_through = ports.read_models.through()
+    lines = draft(ports, period, code)
+    entries = Fingerprinted(kept_entries(lines))
+    ports.drafts.keep(str(payment_list_id(period, code)), entries)
+    facts = DraftFacts(known_through, entries.digest, register_version)
+    return facts, lines
 
 
 def run_payroll(
@@ -136,7 +196,7 @@ def run_payroll(
             if province_code is not None:
                 raise
             continue  # a later period is already paid there: nothing to draw up
-        lines = draft(ports, period, code)
+        facts, lines = _draft_kept(ports, period, code, actor)
         if payment_list is None:
             payment_list = PaymentList(
                 period=period, province_code=code, actor=actor, source="ledger payroll run"
@@ -149,6 +209,7 @@ def run_payroll(
             lines.receivable_amount,
             actor,
             "ledger payroll run",
+            facts,
         )
         drafted.append(payment_list)
         counts[code] = (
@@ -227,6 +288,7 @@ def approve_payroll(
     approved: list[str] = []
     refused: list[str] = []
     to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
+    deaths_since: dict[str, int] = {}
     total = len(lists)
     lists.reverse()
     while lists:
@@ -234,28 +296,22 @@ def approve_payroll(
         payment_list = lists.pop()
         code = payment_list.province_code
         ports.progress(f"payroll approve {period}", total - len(lists) - 1, total)
-        # the register is read before the read models are caught up: an approval in this
-        # province recorded after this read makes our save fail on the register's version
-        payroll_register = register(ports, code, actor)
-        ports.read_models.catch_up()  # this list must see the lines approved before it
-        known_through = ports.read_models.through()
-        lines = draft(ports, period, code)
-        accruals = [row for a in lines.assessments if (row := a.accrual_row) is not None]
-        # a resident who moved after `known_through` may be on another province's list
-        # computed meanwhile: checked under the store's write lock, set-based
-        fence = Fence(
-            known_through, _MOVED, _streams_of([a.personal_id for a in lines.assessments])
-        )
-        try:  # the order is checked again, on the register just read, as it is recorded
+        try:
+            payroll_register, kept = _approvable(ports, payment_list, actor)
+            facts = payment_list.kept_draft_facts()
+            # a resident moved, held or terminated since the draft may be paid where they no
+            # longer are, or against an operator's decision: checked under the store's write
+            # lock, set-based (deaths are not: the list is paid as drafted, and what it pays
+            # after a death is an overpayment the next list recovers, rule 2)
+            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept.people))
             payroll_register.record_approval(period, code, actor, "ledger payroll approve")
             payment_list.approve(
-                lines.digest,
-                [list(line.issued_row()) for line in lines.lines],
-                accruals,
+                rows_digest(kept.line_rows),
+                kept.lines,
+                kept.accruals,
                 actor,
                 "ledger payroll approve",
                 line_chunk,
-                known_through,
             )
             ports.events.save(payment_list, payroll_register, fence=fence)
         except RuleViolation as err:
@@ -264,9 +320,9 @@ def approve_payroll(
         except FenceCrossed as crossed:
             refused.append(
                 f"payroll {period} {code}: {len(crossed.crossed)} of its people moved to "
-                "another province while it was being approved; nothing was recorded for it: "
-                f"run `ledger payroll run --period {period} --province {code}` again and have "
-                "the new draft approved"
+                "another province, were held or had their entitlement ended since it was "
+                "drafted; nothing was recorded for it: run `ledger payroll run --period "
+                f"{period} --province {code}` again and have the new draft approved"
             )
             continue
         except IntegrityError:
@@ -276,7 +332,8 @@ def approve_payroll(
             )
             continue
         approved.append(code)
-        to_review[code] = lines.to_review
+        to_review[code] = tuple(kept.to_review)
+        deaths_since[code] = _deaths_since_draft(ports, payment_list)
     ports.progress(f"payroll approve {period}", total, total)
     ports.show_saved()
     if refused:
@@ -287,7 +344,13 @@ def approve_payroll(
         )
         raise RuleViolation(done_text + "; ".join(refused))
     return [
-        ListSummary(**{**s.__dict__, "to_review": to_review.get(s.province_code, ())})
+        ListSummary(
+            **{
+                **s.__dict__,
+                "to_review": to_review.get(s.province_code, ()),
+                "deaths_since_draft": deaths_since.get(s.province_code, 0),
+            }
+        )
         for s in views.summaries(ports.db, period, province_code)
     ]
 

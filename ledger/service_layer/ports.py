@@ -97,6 +97,13 @@ class Staging(Protocol):
     def close(self) -> None: ...
 
 
+class KeptDrafts(Protocol):
+    """Each list's latest draft as `ledger.kept_drafts` entries, between run and approval."""
+
+    def keep(self, list_id: str, entries: Iterable[tuple[str, str]]) -> None: ...
+    def entries(self, list_id: str) -> Iterable[tuple[str, str]]: ...
+
+
 class ReadModelSync(Protocol):
     kind: str  # "in-process", "kafka" or "none"
 
@@ -194,6 +201,7 @@ class Ports:
     export: Callable[[Path], Export]
     read_registrations: RegistrationsReader
     stage: Callable[[str, Sequence[tuple[str, str]]], Staging]  # (name, [(column, SQL type)])
+    drafts: KeptDrafts
     clock: Clock = field(default_factory=VietnamClock)
     progress: Progress = no_progress
 

@@ -84,6 +84,15 @@ class Deaths:
     revoked: set[str] = field(default_factory=set)
 
 
+@dataclass
+class Drafted:
+    """The model's facts when a list was drafted."""
+
+    lines: list[tuple]  # expected lines, sorted
+    people: dict[str, tuple[int, int, int]]  # assessed: allowance, funeral credits, issued
+    registrations: dict[str, str | None]  # the registration in force of each
+
+
 class Model:
     def __init__(self, persons: list[Person]) -> None:
         self.persons = {p.pid: p for p in persons}
@@ -151,6 +160,34 @@ class Model:
 
     def enrolled(self) -> list[Person]:
         return [p for p in self.persons.values() if p.enrolled]
+
+    def drafted(self, period: int, province: str) -> Drafted:
+        """What a draft made now holds: approval pays it as drafted."""
+        people = [p for p in self.enrolled() if p.province == province]
+        return Drafted(
+            self.expected_lines(period, province),
+            {p.pid: (*self.credits(p, period), self.issued(p.pid)[0]) for p in people},
+            {p.pid: self.deaths[p.pid].in_force for p in people},
+        )
+
+    def state(self) -> dict[str, tuple[str, str, bool, int | None]]:
+        return {p.pid: (p.province, p.commune, p.held, p.terminated) for p in self.persons.values()}
+
+    @staticmethod
+    def changed_a_draft(
+        before: dict[str, tuple[str, str, bool, int | None]],
+        after: dict[str, tuple[str, str, bool, int | None]],
+    ) -> set[str]:
+        """Who moved (to another commune too: its post office pays them), was held or
+        terminated between the two states: what refuses the approval of a draft that
+        assessed them (the approval's fence); a death does not."""
+        return {
+            pid
+            for pid, (province, commune, held, terminated) in after.items()
+            if (province, commune) != before[pid][:2]
+            or (held and not before[pid][2])
+            or terminated != before[pid][3]
+        }
 
     def provinces(self) -> list[str]:
         return sorted({p.province for p in self.enrolled()})
@@ -575,8 +612,13 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
     # whoever drafted a list cannot approve it
     run.refused(ledger.approve_payroll, text, None, MAKER)
 
+    # a list is approved as drafted: what the model held then
+    snapshots = {code: model.drafted(period, code) for code in provinces}
+    changed: set[str] = set()  # who moved, was held or terminated since the drafts
     if step["between"] is not None:  # new events after the draft
+        before = model.state()
         run.op(step["between"], period)
+        changed = model.changed_a_draft(before, model.state())
     approved_codes: set[str] = set()
     listed = set(provinces)  # provinces with a list for the period
     while pending := sorted((listed | set(model.provinces())) - approved_codes):
@@ -584,12 +626,13 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
             ledger.run_payroll(text, None, MAKER)
             listed |= set(pending)
             drafts = {c: ledger.draft(text, c) for c in pending}
-        # what approval must freeze: the model's lines for the history as it is now
-        expected = {code: model.expected_lines(period, code) for code in pending}
-        stale = [c for c in pending if [ln.as_row() for ln in drafts[c].lines] != expected[c]]
-        issued_before = {p.pid: model.issued(p.pid)[0] for p in model.enrolled()}
-        if stale:  # a list whose history changed since the draft is refused, others go on
-            with pytest.raises(RuleViolation, match="changed since it was drafted"):
+            snapshots = {c: model.drafted(period, c) for c in pending}
+            changed = set()
+        # a draft is refused only when someone it assessed moved, was held or terminated
+        # since; any other change (a death, an enrolment, a rate) leaves it approvable as is
+        stale = [c for c in pending if changed & set(snapshots[c].people)]
+        if stale:  # the others go on
+            with pytest.raises(RuleViolation, match="since it was drafted"):
                 ledger.approve_payroll(text, None, CHECKER)
         else:
             ledger.approve_payroll(text, None, CHECKER)
@@ -605,8 +648,9 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
             assert status[code] == "APPROVED"
             approved_codes.add(code)
             model.approved.add(period)
+            snapshot = snapshots[code]
             approved = [r for r in line_rows(ledger, text) if r[2] == code]
-            assert approved == expected[code]
+            assert approved == snapshot.lines
             assert approved == [ln.as_row() for ln in drafts[code].lines]
             digest = ledger.db.query(
                 "SELECT digest FROM payment_lists WHERE period = ? AND province_code = ?",
@@ -620,21 +664,21 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
                     "total_amount": row[14],
                     "funeral_amount": row[12],
                     "status": "PENDING",
-                    "registration": model.deaths[row[5]].in_force if row[4] == "FUNERAL" else None,
+                    "registration": (
+                        snapshot.registrations[row[5]] if row[4] == "FUNERAL" else None
+                    ),
                 }
-            for p in model.enrolled():
-                if p.province == code:
-                    a, f = model.credits(p, period)
-                    model.credited[p.pid] = (a, f, text)
-                    # never more than owed: a new line brings what was issued exactly up to
-                    # the credits; without a line nothing more is issued
-                    now = model.issued(p.pid)[0]
-                    assert now == issued_before[p.pid] or (
-                        now == a + f and now > issued_before[p.pid]
-                    )
+            for pid, (a, f, issued_then) in snapshot.people.items():
+                model.credited[pid] = (a, f, text)
+                # never more than owed when drafted: a line brings what was issued exactly
+                # up to the credits; without a line nothing more is issued
+                paid = sum(r[14] for r in approved if r[5] == pid)
+                assert paid == 0 or issued_then + paid == a + f
         if stale:
             ledger.run_payroll(text, None, MAKER)
             drafts = {c: ledger.draft(text, c) for c in stale}
+            snapshots = {c: model.drafted(period, c) for c in stale}
+            changed = set()
 
     # rule 6: running the payroll again for an approved period returns the approved list
     before = line_rows(ledger)

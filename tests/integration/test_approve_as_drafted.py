@@ -1,0 +1,134 @@
+"""A list is approved as it was drafted. A death registered between the draft and the approval
+does not refuse the approval: the line is paid as drafted and the next list recovers what it
+paid after the death. What would make the draft wrong to pay (a hold, a move, an approval in
+the province since, a kept entry changed) refuses it, with nothing recorded."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.aggregates import PaymentList
+from ledger.application import Ledger
+from ledger.rules import RuleViolation
+from tests.conftest import Files, death, enrolment
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = [f"0010{n:08d}" for n in range(300)]  # enough for PostgreSQL's COPY path
+
+
+def lines_of(ledger: Ledger, period: str) -> list[tuple[object, ...]]:
+    return ledger.db.query(
+        "SELECT payment_id, kind, total_amount FROM payment_lines WHERE period = ?"
+        " ORDER BY payment_id",
+        (period,),
+    )
+
+
+def status_of(ledger: Ledger, period: str) -> str:
+    return str(
+        ledger.db.query("SELECT status FROM payment_lists WHERE period = ?", (period,))[0][0]
+    )
+
+
+def enrolled(ledger: Ledger, files: Files) -> Ledger:
+    ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
+    return ledger
+
+
+def test_deaths_after_the_draft_are_paid_as_drafted_and_recovered_next_month(
+    ledger: Ledger, files: Files
+) -> None:
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    drafted = [
+        (ln.payment_id, ln.kind, ln.total_amount) for ln in ledger.draft("2025-07", "01").lines
+    ]
+    dead = PEOPLE[:5]
+    ledger.import_deaths(
+        files.deaths([death(p, date_of_death="2025-05-15") for p in dead]), "registry"
+    )
+
+    (summary,) = ledger.approve_payroll("2025-07", "01", "checker")
+
+    assert summary.status == "APPROVED"
+    assert summary.deaths_since_draft == 5
+    assert lines_of(ledger, "2025-07") == drafted
+    # January to July at 500,000: the dead are paid as drafted, as regular lines
+    assert drafted[0] == (f"2025-07-01-{dead[0]}", "REGULAR", 3_500_000)
+    # August: the funeral allowance (20 x 500,000) less June and July paid after the death
+    ledger.run_payroll("2025-08", "01", "maker")
+    ledger.approve_payroll("2025-08", "01", "checker")
+    august = {pid: (kind, total) for pid, kind, total in lines_of(ledger, "2025-08")}
+    assert august[f"2025-08-01-{dead[0]}F"] == ("FUNERAL", 9_000_000)
+    assert august[f"2025-08-01-{PEOPLE[5]}"] == ("REGULAR", 500_000)
+
+
+def test_a_hold_after_the_draft_refuses_it_and_the_new_draft_leaves_the_person_out(
+    ledger: Ledger, files: Files
+) -> None:
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.hold(PEOPLE[0], "not found at home", "officer")
+
+    with pytest.raises(RuleViolation, match="held or had their entitlement ended since it"):
+        ledger.approve_payroll("2025-07", "01", "checker")
+    assert status_of(ledger, "2025-07") == "DRAFT"
+    assert lines_of(ledger, "2025-07") == []
+
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.approve_payroll("2025-07", "01", "checker")
+    paid = {pid for pid, _, _ in lines_of(ledger, "2025-07")}
+    assert f"2025-07-01-{PEOPLE[0]}" not in paid and len(paid) == len(PEOPLE) - 1
+
+
+def test_a_kept_entry_changed_after_the_draft_refuses_the_approval(
+    ledger: Ledger, files: Files
+) -> None:
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    with ledger.db.transaction() as cursor:  # anyone with the database
+        cursor.execute(
+            "UPDATE kept_draft_entries SET entry = REPLACE(entry, '3500000', '35000000')"
+            " WHERE personal_id = ?",
+            (PEOPLE[7],),
+        )
+
+    with pytest.raises(RuleViolation, match="or someone changed it"):
+        ledger.approve_payroll("2025-07", "01", "checker")
+    assert status_of(ledger, "2025-07") == "DRAFT"
+    assert lines_of(ledger, "2025-07") == []
+
+
+def test_an_approval_in_the_province_after_the_draft_refuses_it_and_nothing_is_paid_twice(
+    ledger: Ledger, files: Files
+) -> None:
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-08", "01", "maker")  # drafted before July is paid
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.approve_payroll("2025-07", "01", "checker")
+
+    with pytest.raises(RuleViolation, match="was approved after this draft was made"):
+        ledger.approve_payroll("2025-08", "01", "checker")
+    assert status_of(ledger, "2025-08") == "DRAFT"
+
+    ledger.run_payroll("2025-08", "01", "maker")
+    ledger.approve_payroll("2025-08", "01", "checker")
+    assert {total for _, _, total in lines_of(ledger, "2025-08")} == {500_000}
+
+
+def test_a_draft_recorded_before_drafts_were_kept_is_drafted_again() -> None:
+    payment_list = PaymentList(period="2025-07", province_code="01", actor="maker", source="t")
+    # a Drafted event as stores recorded it before: without the facts of its draft
+    payment_list._drafted(
+        digest="d",
+        line_count=0,
+        total_amount=0,
+        bank_amount=0,
+        receivable_amount=0,
+        actor="maker",
+        source="t",
+    )
+    with pytest.raises(RuleViolation, match="before drafts were kept"):
+        payment_list.approve("d", [], [], "checker", "t", 1000)
+    assert not payment_list.is_approved
