@@ -344,6 +344,28 @@ class EventStore:
             )
         )
 
+    def events_holding(
+        self, aggregate_id: UUID, bulk: Sequence[str], needle: bytes
+    ) -> Iterator[StoredEvent | tuple[int, str]]:
+        """An aggregate's stored events in order, those of the `bulk` types (thousands of
+        people each) only when their stored bytes hold `needle`: the others are given as
+        (version, topic), their bytes left in the database. One person's view of a national
+        list reads that person's events, not the list."""
+        sqlite = self.location.kind == "sqlite"
+        holds = "instr(state, ?) > 0" if sqlite else "position(?::bytea in state) > 0"
+        of_bulk = " OR ".join("topic LIKE ?" for _ in bulk) or "1 = 0"
+        rows = self.db.stream(  # type: ignore[attr-defined]
+            f"SELECT originator_version, topic, CASE WHEN ({of_bulk}) AND NOT {holds}"
+            f" THEN NULL ELSE state END FROM {self.table} WHERE originator_id = ?"
+            " ORDER BY originator_version",
+            [*(f"%:{t}" for t in bulk), needle, aggregate_id.hex if sqlite else aggregate_id],
+        )
+        for version, topic, state in rows:
+            if state is None:
+                yield int(version), str(topic)
+            else:
+                yield StoredEvent(aggregate_id, int(version), str(topic), bytes(state))
+
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
         order, as issued, with any event among them whose link in the hash chain does not

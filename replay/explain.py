@@ -297,9 +297,9 @@ class _Events:
         self.ignored = 0  # recorded after the read models were read
 
     def of(self, ids: Sequence[UUID], person: str | None = None) -> dict[UUID, list[_Recorded]]:
-        """With `person`, the bulk events of a payment list (thousands of lines each) are
-        decoded only when their stored bytes hold the personal id: one person's view of a
-        national list must not decode the whole list."""
+        """With `person`, the bulk events of a payment list (thousands of lines each) leave
+        the database only when their stored bytes hold the personal id (the store searches
+        them): one person's view of a national list reads that person's events."""
         audit = self._audit([str(u) for u in ids])
         mapper = self.ledger.app.mapper
         # a compressed or enciphered store hides the id from a byte search: decode everything
@@ -313,9 +313,19 @@ class _Events:
             rows = audit.get(str(uid), {})
             recorded = []
             joined = 0
-            for stored in self.ledger.app.recorder.select_events(uid):
-                version = stored.originator_version
-                event_type = stored.topic.rsplit(":", 1)[1]
+            stored_events = (
+                self.ledger.events.events_holding(uid, sorted(_BULK), needle)
+                if needle is not None
+                else self.ledger.app.recorder.select_events(uid)
+            )
+            for stored in stored_events:
+                # an event of many people without this one: its bytes stayed in the database
+                version, topic = (
+                    stored
+                    if isinstance(stored, tuple)
+                    else (stored.originator_version, stored.topic)
+                )
+                event_type = topic.rsplit(":", 1)[1]
                 row = rows.get(version)
                 if row is None:
                     if not rows or version > max(rows):
@@ -332,7 +342,7 @@ class _Events:
                         f"notification {ref.notification_id}: {ref.event_type} in the audit "
                         f"trail, {event_type} in the store"
                     )
-                if needle is not None and event_type in _BULK and needle not in stored.state:
+                if isinstance(stored, tuple):
                     continue
                 attributes = vars(mapper.to_domain_event(stored))
                 facts = {k: v for k, v in attributes.items() if k not in _ENVELOPE}
