@@ -18,6 +18,9 @@ from typing import Any
 
 from ledger.rules import LINE_FIELDS, DraftList, PaymentLine, RuleViolation
 
+# one encoder for every entry: `json.dumps` with options builds a new one per call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 
 def kept_entries(draft: DraftList) -> Iterator[tuple[str, str]]:
     """(personal id, entry text) for each person the draft assessed, in personal-id order."""
@@ -28,7 +31,7 @@ def kept_entries(draft: DraftList) -> Iterator[tuple[str, str]]:
             a.accrual_row,
             a.review_limit if line is not None else None,
         ]
-        yield a.personal_id, json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        yield a.personal_id, _ENCODER.encode(entry)
 
 
 class Fingerprinted:
