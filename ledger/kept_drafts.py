@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import LINE_FIELDS, DraftList, PaymentLine, RuleViolation
+from ledger.rules import LINE, LINE_FIELDS, DraftList, PaymentLine, RuleViolation
 
 # one encoder for every entry: `json.dumps` with options builds a new one per call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -44,8 +44,8 @@ class Fingerprinted:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for personal_id, text in self._entries:
-            self._hash.update(text.encode())
-            self._hash.update(b"\n")
+            # the person too: an approval fences the people its entries name
+            self._hash.update(f"{personal_id}\x1f{text}\n".encode())
             yield personal_id, text
 
     @property
@@ -81,8 +81,11 @@ def read_kept(entries: Iterable[tuple[str, str]]) -> KeptDraft:
         try:
             line, accrual, limit = json.loads(text)
             review = (PaymentLine(*line), int(limit)) if line and limit is not None else None
-        except (ValueError, TypeError):
+            whose = {row[i] for row, i in ((line, LINE["personal_id"]), (accrual, 0)) if row}
+        except (ValueError, TypeError, IndexError, KeyError):
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is unreadable") from None
+        if whose - {personal_id}:
+            raise KeptDraftUnreadable(f"the kept entry of {personal_id} is someone else's")
         kept.people.append(personal_id)
         if line is not None:
             kept.lines.append(line)

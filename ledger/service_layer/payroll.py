@@ -24,7 +24,13 @@ from ledger.aggregates import (
     payroll_register_id,
 )
 from ledger.inputs import InputRejected
-from ledger.kept_drafts import Fingerprinted, KeptDraft, kept_entries, read_kept
+from ledger.kept_drafts import (
+    Fingerprinted,
+    KeptDraft,
+    KeptDraftUnreadable,
+    kept_entries,
+    read_kept,
+)
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
 from ledger.rules import DraftList, RuleViolation, draft_list, rows_digest
@@ -122,12 +128,20 @@ def _approvable(
             f"not count what that list pays: run `ledger payroll run --period {period} "
             f"--province {code}` again and have the new draft approved"
         )
-    kept = read_kept(ports.drafts.entries(str(payment_list.id)))
+    again = (
+        f"run `ledger payroll run --period {period} --province {code}` again and have the "
+        "new draft approved"
+    )
+    try:
+        kept = read_kept(ports.drafts.entries(str(payment_list.id)))
+    except KeptDraftUnreadable as err:
+        raise RuleViolation(
+            f"the draft kept for its approval was changed ({err}): {again}"
+        ) from None
     if kept.digest != facts.kept_digest:
         raise RuleViolation(
             "the draft kept for its approval is not the one its record names (a later run "
-            "replaced it, or someone changed it): run `ledger payroll run --period "
-            f"{period} --province {code}` again and have the new draft approved"
+            f"replaced it, or someone changed it): {again}"
         )
     return payroll_register, kept
 

@@ -100,6 +100,25 @@ def test_a_kept_entry_changed_after_the_draft_refuses_the_approval(
     assert lines_of(ledger, "2025-07") == []
 
 
+def test_a_kept_entry_moved_to_another_person_refuses_the_approval(
+    ledger: Ledger, files: Files
+) -> None:
+    """The approval fences the people the entries name: renaming one (to hide a mover from
+    the fence) is refused."""
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.move(PEOPLE[3], "04", "00001", "officer")
+    with ledger.db.transaction() as cursor:
+        cursor.execute(
+            "UPDATE kept_draft_entries SET personal_id = ? WHERE personal_id = ?",
+            ("009999999999", PEOPLE[3]),
+        )
+
+    with pytest.raises(RuleViolation, match="the draft kept for its approval was changed"):
+        ledger.approve_payroll("2025-07", "01", "checker")
+    assert status_of(ledger, "2025-07") == "DRAFT"
+
+
 def test_an_approval_in_the_province_after_the_draft_refuses_it_and_nothing_is_paid_twice(
     ledger: Ledger, files: Files
 ) -> None:
