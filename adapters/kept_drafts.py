@@ -34,6 +34,7 @@ class KeptDrafts:
         with self.db.transaction() as cursor:
             create_schema(cursor)  # a store made before drafts were kept
             cursor.execute(f"DELETE FROM {_TABLE} WHERE list_id = ?", (list_id,))
+            _discard_approved(cursor)
             batch: list[tuple[Any, ...]] = []
             for seq, (personal_id, entry) in enumerate(entries):
                 batch.append((list_id, seq, personal_id, entry))
@@ -41,6 +42,24 @@ class KeptDrafts:
                     run_all(cursor, [(_INSERT, batch)])
                     batch = []
             run_all(cursor, [(_INSERT, batch)])
+
+    def discard(self, list_id: str) -> None:
+        """Drop the list's entries (once approved, its events hold what was kept)."""
+        with self.db.transaction() as cursor:
+            cursor.execute(f"DELETE FROM {_TABLE} WHERE list_id = ?", (list_id,))
+
+    def deaths_since(self, list_id: str, known_through: int) -> int:
+        """How many people of the kept draft had their death record changed after the
+        notification `known_through` (by the read models)."""
+        return int(
+            self.db.query(
+                f"SELECT COUNT(DISTINCT k.personal_id) FROM {_TABLE} k"
+                " JOIN deaths d ON d.personal_id = k.personal_id"
+                " JOIN audit_trail a ON a.aggregate_id = d.aggregate_id"
+                " WHERE k.list_id = ? AND a.notification_id > ?",
+                (list_id, known_through),
+            )[0][0]
+        )
 
     def entries(self, list_id: str) -> Iterator[tuple[str, str]]:
         """The list's entries in the order kept; none when nothing was kept."""
@@ -53,3 +72,11 @@ class KeptDrafts:
                 (list_id,),
             )
         )
+
+
+def _discard_approved(cursor: Any) -> None:
+    """Entries of lists approved since (an approval that stopped before it discarded them)."""
+    cursor.execute(
+        f"DELETE FROM {_TABLE} WHERE list_id IN"
+        " (SELECT list_id FROM payment_lists WHERE status <> 'DRAFT')"
+    )

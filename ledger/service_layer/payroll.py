@@ -146,21 +146,6 @@ def _approvable(
     return payroll_register, kept
 
 
-def _deaths_since_draft(ports: Ports, payment_list: PaymentList) -> int:
-    """How many people of the list had a death registered, corrected or revoked after its
-    draft: their lines are paid as drafted; the approver is told."""
-    facts = payment_list.kept_draft_facts()
-    return int(
-        ports.db.query(
-            "SELECT COUNT(DISTINCT k.personal_id) FROM kept_draft_entries k"
-            " JOIN deaths d ON d.personal_id = k.personal_id"
-            " JOIN audit_trail a ON a.aggregate_id = d.aggregate_id"
-            " WHERE k.list_id = ? AND a.notification_id > ?",
-            (str(payment_list.id), facts.known_through),
-        )[0][0]
-    )
-
-
 def _payment_list(ports: Ports, period: str, province_code: str) -> PaymentList | None:
     return ports.events.get(payment_list_id(period, province_code))  # type: ignore[no-any-return]
 
@@ -302,7 +287,7 @@ def approve_payroll(
     approved: list[str] = []
     refused: list[str] = []
     to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
-    deaths_since: dict[str, int] = {}
+    recorded: list[PaymentList] = []
     total = len(lists)
     lists.reverse()
     while lists:
@@ -346,10 +331,17 @@ def approve_payroll(
             )
             continue
         approved.append(code)
+        recorded.append(payment_list)
         to_review[code] = tuple(kept.to_review)
-        deaths_since[code] = _deaths_since_draft(ports, payment_list)
     ports.progress(f"payroll approve {period}", total, total)
     ports.show_saved()
+    # people of each list whose death was recorded after its draft: paid as drafted
+    deaths_since = {
+        pl.province_code: ports.drafts.deaths_since(str(pl.id), pl.kept_draft_facts().known_through)
+        for pl in recorded
+    }
+    for pl in recorded:
+        ports.drafts.discard(str(pl.id))
     if refused:
         done_text = (
             f"approved {period} for {', '.join(approved)}; "

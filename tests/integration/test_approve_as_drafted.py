@@ -54,6 +54,8 @@ def test_deaths_after_the_draft_are_paid_as_drafted_and_recovered_next_month(
     assert summary.status == "APPROVED"
     assert summary.deaths_since_draft == 5
     assert lines_of(ledger, "2025-07") == drafted
+    # once approved, what was kept is in the list's events: the entries go
+    assert ledger.db.query("SELECT COUNT(*) FROM kept_draft_entries") == [(0,)]
     # January to July at 500,000: the dead are paid as drafted, as regular lines
     assert drafted[0] == (f"2025-07-01-{dead[0]}", "REGULAR", 3_500_000)
     # August: the funeral allowance (20 x 500,000) less June and July paid after the death
