@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import LINE, LINE_FIELDS, DraftList, PaymentLine, RuleViolation
+from ledger.rules import FUNERAL, LINE, LINE_FIELDS, DraftList, PaymentLine, RuleViolation
 
 # one encoder for every entry: `json.dumps` with options builds a new one per call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -44,8 +44,9 @@ class Fingerprinted:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for personal_id, text in self._entries:
-            # the person too: an approval fences the people its entries name
-            self._hash.update(f"{personal_id}\x1f{text}\n".encode())
+            # the person too (an approval fences the people its entries name), both as JSON
+            # strings: no text of one field can pass for a field boundary
+            self._hash.update(_ENCODER.encode([personal_id, text]).encode())
             yield personal_id, text
 
     @property
@@ -61,6 +62,7 @@ class KeptDraft:
     accruals: list[list[Any]] = field(default_factory=list)  # ACCRUAL_FIELDS rows
     to_review: list[tuple[PaymentLine, int]] = field(default_factory=list)  # (line, limit)
     people: list[str] = field(default_factory=list)  # everyone assessed
+    claimants_paid: list[str] = field(default_factory=list)  # whose FUNERAL line it pays
     digest: str = ""  # of the entries as read (Fingerprinted)
 
     @property
@@ -89,6 +91,8 @@ def read_kept(entries: Iterable[tuple[str, str]]) -> KeptDraft:
         kept.people.append(personal_id)
         if line is not None:
             kept.lines.append(line)
+            if line[LINE["kind"]] == FUNERAL:
+                kept.claimants_paid.append(personal_id)
         if review is not None:
             kept.to_review.append(review)
         if accrual is not None:

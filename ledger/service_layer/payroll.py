@@ -16,10 +16,12 @@ from ledger import views
 from ledger.aggregates import (
     PAYROLL_REGISTER_ID,
     Beneficiary,
+    DeathRecord,
     DraftFacts,
     PaymentList,
     PayrollRegister,
     beneficiary_id,
+    death_record_id,
     payment_list_id,
     payroll_register_id,
 )
@@ -100,16 +102,29 @@ def _check_order(
         legacy.check_order(period, code)
 
 
-def _streams_of(personal_ids: list[str]) -> Callable[[], set[UUID]]:
-    """The people's streams, worked out only when asked (a fence asks when one moved)."""
-    return lambda: {beneficiary_id(p) for p in personal_ids}
+def _streams_of(kept: KeptDraft) -> Callable[[], set[UUID]]:
+    """The streams an approval's fence watches, worked out only when asked (a fence asks when
+    one of its events was recorded since the draft): every person the draft assessed, and
+    the death record of each person whose funeral line it pays."""
+    return lambda: (
+        {beneficiary_id(p) for p in kept.people} | {death_record_id(p) for p in kept.claimants_paid}
+    )
 
 
-# what makes a draft wrong to pay as drafted: a person on two provinces' lists (a move), or
-# paid against an operator's hold or termination recorded after the draft
+# What makes a draft wrong to pay as drafted: a person on two provinces' lists (a move); a
+# payment against an operator's hold or termination; a funeral line paid to a claimant, an
+# account or under a registration that a correction or a revocation replaced (the claimant
+# paid is not the one owed, and no balance of theirs would recover it). A death registered
+# after the draft does not: rule 2 recovers what the line pays after it on the next list.
 _CHANGE_A_DRAFT = tuple(
     get_topic(e)
-    for e in (Beneficiary.Moved, Beneficiary.PaymentsHeld, Beneficiary.EntitlementTerminated)  # type: ignore[attr-defined]
+    for e in (
+        Beneficiary.Moved,  # type: ignore[attr-defined]
+        Beneficiary.PaymentsHeld,  # type: ignore[attr-defined]
+        Beneficiary.EntitlementTerminated,  # type: ignore[attr-defined]
+        DeathRecord.Corrected,  # type: ignore[attr-defined]
+        DeathRecord.Revoked,  # type: ignore[attr-defined]
+    )
 )
 
 
@@ -298,11 +313,9 @@ def approve_payroll(
         try:
             payroll_register, kept = _approvable(ports, payment_list, actor)
             facts = payment_list.kept_draft_facts()
-            # a resident moved, held or terminated since the draft may be paid where they no
-            # longer are, or against an operator's decision: checked under the store's write
-            # lock, set-based (deaths are not: the list is paid as drafted, and what it pays
-            # after a death is an overpayment the next list recovers, rule 2)
-            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept.people))
+            # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
+            # lock, set-based
+            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept))
             payroll_register.record_approval(period, code, actor, "ledger payroll approve")
             payment_list.approve(
                 rows_digest(kept.line_rows),
@@ -318,9 +331,10 @@ def approve_payroll(
             continue
         except FenceCrossed as crossed:
             refused.append(
-                f"payroll {period} {code}: {len(crossed.crossed)} of its people moved to "
-                "another province, were held or had their entitlement ended since it was "
-                "drafted; nothing was recorded for it: run `ledger payroll run --period "
+                f"payroll {period} {code}: {len(crossed.crossed)} of its people moved, were "
+                "held, had their entitlement ended or the death behind their funeral line "
+                "corrected or revoked since it was drafted; nothing was recorded for it: run "
+                "`ledger payroll run --period "
                 f"{period} --province {code}` again and have the new draft approved"
             )
             continue

@@ -10,7 +10,7 @@ import pytest
 from ledger.aggregates import PaymentList
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from tests.conftest import Files, death, enrolment
+from tests.conftest import NO_CLAIMANT, Files, death, enrolment
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_a_hold_after_the_draft_refuses_it_and_the_new_draft_leaves_the_person_o
     ledger.run_payroll("2025-07", "01", "maker")
     ledger.hold(PEOPLE[0], "not found at home", "officer")
 
-    with pytest.raises(RuleViolation, match="held or had their entitlement ended since it"):
+    with pytest.raises(RuleViolation, match="were held, had their entitlement ended"):
         ledger.approve_payroll("2025-07", "01", "checker")
     assert status_of(ledger, "2025-07") == "DRAFT"
     assert lines_of(ledger, "2025-07") == []
@@ -82,6 +82,53 @@ def test_a_hold_after_the_draft_refuses_it_and_the_new_draft_leaves_the_person_o
     ledger.approve_payroll("2025-07", "01", "checker")
     paid = {pid for pid, _, _ in lines_of(ledger, "2025-07")}
     assert f"2025-07-01-{PEOPLE[0]}" not in paid and len(paid) == len(PEOPLE) - 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {
+            "event_type": "CORRECTED",
+            "claimant_personal_id": "008888888888",
+            "claimant_name": "Con gái",
+            "claimant_channel": "BANK",
+            "claimant_bank_code": "VCB",
+            "claimant_account_number": "0011223344",
+        },
+        {"event_type": "REVOKED", **NO_CLAIMANT},
+    ],
+    ids=["claimant-corrected", "registration-revoked"],
+)
+def test_a_funeral_line_whose_death_was_corrected_or_revoked_since_the_draft_is_refused(
+    ledger: Ledger, files: Files, change: dict[str, str]
+) -> None:
+    """Paid as drafted, the funeral line would go to a claimant (or under a registration) no
+    longer in force, and no balance of the person owed would recover it."""
+    enrolled(ledger, files)
+    dead = PEOPLE[0]
+    ledger.import_deaths(files.deaths([death(dead, date_of_death="2025-06-15")]), "registry")
+    ledger.run_payroll("2025-07", "01", "maker")
+    funeral = f"2025-07-01-{dead}F"
+    assert funeral in {ln.payment_id for ln in ledger.draft("2025-07", "01").lines}
+    ledger.import_deaths(
+        files.deaths([death(dead, date_of_death="2025-06-15", **change)]), "registry"
+    )
+
+    with pytest.raises(RuleViolation, match="corrected or revoked since it was drafted"):
+        ledger.approve_payroll("2025-07", "01", "checker")
+    assert status_of(ledger, "2025-07") == "DRAFT"
+
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.approve_payroll("2025-07", "01", "checker")
+    paid = {pid: (kind, total) for pid, kind, total in lines_of(ledger, "2025-07")}
+    if change["event_type"] == "REVOKED":  # alive again: January to July to the person
+        assert funeral not in paid and paid[f"2025-07-01-{dead}"] == ("REGULAR", 3_500_000)
+    else:
+        (row,) = ledger.db.query(
+            "SELECT payee_personal_id, channel FROM payment_lines WHERE payment_id = ?",
+            (funeral,),
+        )
+        assert row == ("008888888888", "BANK")
 
 
 def test_a_kept_entry_changed_after_the_draft_refuses_the_approval(

@@ -82,6 +82,7 @@ class Deaths:
     last: str | None = None
     regs: dict[str, dict[str, Any]] = field(default_factory=dict)  # number -> month, claimant
     revoked: set[str] = field(default_factory=set)
+    replaced: int = 0  # corrections and revocations recorded
 
 
 @dataclass
@@ -170,24 +171,31 @@ class Model:
             {p.pid: self.deaths[p.pid].in_force for p in people},
         )
 
-    def state(self) -> dict[str, tuple[str, str, bool, int | None]]:
-        return {p.pid: (p.province, p.commune, p.held, p.terminated) for p in self.persons.values()}
+    def state(self) -> dict[str, tuple[str, str, bool, int | None, int]]:
+        return {
+            p.pid: (p.province, p.commune, p.held, p.terminated, self.deaths[p.pid].replaced)
+            for p in self.persons.values()
+        }
 
     @staticmethod
     def changed_a_draft(
-        before: dict[str, tuple[str, str, bool, int | None]],
-        after: dict[str, tuple[str, str, bool, int | None]],
-    ) -> set[str]:
-        """Who moved (to another commune too: its post office pays them), was held or
-        terminated between the two states: what refuses the approval of a draft that
-        assessed them (the approval's fence); a death does not."""
-        return {
-            pid
-            for pid, (province, commune, held, terminated) in after.items()
-            if (province, commune) != before[pid][:2]
+        before: dict[str, tuple[str, str, bool, int | None, int]],
+        after: dict[str, tuple[str, str, bool, int | None, int]],
+        drafted: Drafted,
+    ) -> bool:
+        """Whether what happened between the two states refuses the approval of the draft
+        (the approval's fence): someone it assessed moved (to another commune too: its post
+        office pays them), was held or terminated; or the death behind one of its funeral
+        lines was corrected or revoked. A death registered does not."""
+        funeral = {row[5] for row in drafted.lines if row[4] == "FUNERAL"}
+        return any(
+            (province, commune) != before[pid][:2]
             or (held and not before[pid][2])
             or terminated != before[pid][3]
-        }
+            or (pid in funeral and replaced != before[pid][4])
+            for pid, (province, commune, held, terminated, replaced) in after.items()
+            if pid in drafted.people
+        )
 
     def provinces(self) -> list[str]:
         return sorted({p.province for p in self.enrolled()})
@@ -345,6 +353,7 @@ class Run:
                 self.import_deaths_twice(path)
                 d.revoked.add(d.in_force)
                 d.in_force = None
+                d.replaced += 1
         elif kind == "hold":
             if not p.enrolled:
                 self.refused(ledger.hold, p.pid, "under review", MAKER)
@@ -416,6 +425,7 @@ class Run:
             number = d.in_force
             path = self.files.deaths([self.death_row(p, "CORRECTED", number, current, **extra)])
             self.import_deaths_twice(path)
+            d.replaced += 1
             d.regs[number]["month"] = month
             if claimant is not None:  # empty claimant fields keep the claimant already known
                 d.regs[number]["claimant"] = claimant
@@ -614,11 +624,10 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
 
     # a list is approved as drafted: what the model held then
     snapshots = {code: model.drafted(period, code) for code in provinces}
-    changed: set[str] = set()  # who moved, was held or terminated since the drafts
+    before = after = model.state()  # of the people when drafted, and after the event between
     if step["between"] is not None:  # new events after the draft
-        before = model.state()
         run.op(step["between"], period)
-        changed = model.changed_a_draft(before, model.state())
+        after = model.state()
     approved_codes: set[str] = set()
     listed = set(provinces)  # provinces with a list for the period
     while pending := sorted((listed | set(model.provinces())) - approved_codes):
@@ -627,10 +636,10 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
             listed |= set(pending)
             drafts = {c: ledger.draft(text, c) for c in pending}
             snapshots = {c: model.drafted(period, c) for c in pending}
-            changed = set()
+            before = after
         # a draft is refused only when someone it assessed moved, was held or terminated
         # since; any other change (a death, an enrolment, a rate) leaves it approvable as is
-        stale = [c for c in pending if changed & set(snapshots[c].people)]
+        stale = [c for c in pending if model.changed_a_draft(before, after, snapshots[c])]
         if stale:  # the others go on
             with pytest.raises(RuleViolation, match="since it was drafted"):
                 ledger.approve_payroll(text, None, CHECKER)
@@ -678,7 +687,7 @@ def payroll(run: Run, period: int, step: dict[str, Any]) -> None:
             ledger.run_payroll(text, None, MAKER)
             drafts = {c: ledger.draft(text, c) for c in stale}
             snapshots = {c: model.drafted(period, c) for c in stale}
-            changed = set()
+            before = after
 
     # rule 6: running the payroll again for an approved period returns the approved list
     before = line_rows(ledger)

@@ -1,0 +1,47 @@
+"""The digest of a kept draft tells any two different sequences of entries apart: the person
+and the entry are framed so that no text can pass for a boundary between entries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.kept_drafts import Fingerprinted, KeptDraftUnreadable, read_kept
+
+tricky = st.text(
+    alphabet=st.sampled_from(["0", "1", '"', ",", "[", "]", "\x1f", "\n", "\\", "n", "u"]),
+    max_size=8,
+)
+entries = st.lists(st.tuples(tricky, tricky), max_size=4)
+
+
+def digest(pairs: list[tuple[str, str]]) -> str:
+    fingerprinted = Fingerprinted(pairs)
+    assert list(fingerprinted) == pairs  # passed through as they come
+    return fingerprinted.digest
+
+
+@given(entries, entries)
+def test_different_entries_never_share_a_digest(
+    a: list[tuple[str, str]], b: list[tuple[str, str]]
+) -> None:
+    assert (digest(a) == digest(b)) == (a == b)
+
+
+def test_two_entries_merged_into_one_forged_row_do_not_keep_the_digest() -> None:
+    a, b = (
+        ("001000000001", '[null,["001000000001",1,0,"2025-07"],null]'),
+        ("001000000002", "[null,null,null]"),
+    )
+    forged = (f"{a[0]}\x1f{a[1]}\n{b[0]}", b[1])  # the framing the first version used
+    assert digest([forged]) != digest([a, b])
+
+
+def test_an_entry_for_someone_else_is_refused() -> None:
+    line = ["2025-07-01-001000000002", "2025-07", "01", "00001", "REGULAR", "001000000002"]
+    line += ["001000000002", "Người", "POST", "", "", 500_000, 0, 0, 500_000, None]
+    with pytest.raises(KeptDraftUnreadable, match="someone else's"):
+        read_kept([("001000000001", json.dumps([line, None, None]))])
