@@ -51,11 +51,11 @@ def _changed(expected: dict[UUID, int | None], found: dict[UUID, int]) -> None:
 
 def _crossed(fence: Fence | None, recorded: Iterable[Any]) -> None:
     """Refuse the save when a stream of the fence is among those that recorded one of its
-    events after the decision (`recorded`: their originator ids, read under the write lock:
-    only the events since the decision, a few, are read)."""
+    events after the decision (`recorded`: their originator id, topic and stored bytes, read
+    under the write lock: only the events since the decision, a few, are read)."""
     if fence is None:
         return
-    since = {UUID(str(o)) for o in recorded}
+    since = {UUID(str(o)) for o, topic, state in recorded if fence.crosses(topic, bytes(state))}
     crossed = sorted(since & fence.streams()) if since else []
     if crossed:
         raise FenceCrossed(crossed)
@@ -189,11 +189,12 @@ class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
             # after the insert: the events of other saves are those before ours
             ours = min(ids) if ids else 2**62
             c.execute(
-                f"SELECT originator_id FROM {self.events_table_name} WHERE rowid > ? AND rowid"
+                f"SELECT originator_id, topic, state FROM {self.events_table_name}"
+                " WHERE rowid > ? AND rowid"
                 f" < ? AND topic IN ({','.join('?' * len(fence.topics))})",
                 [fence.after, ours, *fence.topics],
             )
-            _crossed(fence, (r[0] for r in c.fetchall()))
+            _crossed(fence, c.fetchall())
         if ids:
             # the insert above holds the write lock: nobody appends between read and write
             c.execute(
@@ -297,11 +298,12 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
         fence: Fence | None = kwargs.get("fence")
         if fence is not None:
             curs.execute(
-                f'SELECT originator_id FROM "{self.datastore.schema}"."{self.events_table_name}"'
+                "SELECT originator_id, topic, state FROM"
+                f' "{self.datastore.schema}"."{self.events_table_name}"'
                 " WHERE notification_id > %s AND topic = ANY(%s)",
                 (fence.after, list(fence.topics)),
             )
-            _crossed(fence, (r["originator_id"] for r in curs.fetchall()))
+            _crossed(fence, ((r["originator_id"], r["topic"], r["state"]) for r in curs.fetchall()))
         self._notify_channel(curs)
         self._inserted.ids = self._copy_events(curs, stored_events)
 

@@ -4,6 +4,7 @@ provinces in parallel), and export what the approvals recorded."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,11 @@ def _streams_of(kept: KeptDraft) -> Callable[[], set[UUID]]:
 
 
 # What makes a draft wrong to pay as drafted: a person on two provinces' lists (a move); a
-# payment against an operator's hold or termination; a funeral line paid to a claimant, an
-# account or under a registration that a correction or a revocation replaced (the claimant
+# payment against an operator's hold or termination; a funeral line paid to a claimant or an
+# account that a correction replaced, or under a registration since revoked (the claimant
 # paid is not the one owed, and no balance of theirs would recover it). A death registered
-# after the draft does not: rule 2 recovers what the line pays after it on the next list.
+# after the draft does not, nor a correction of its date alone: rule 2 settles what the line
+# paid on the next list.
 _CHANGE_A_DRAFT = tuple(
     get_topic(e)
     for e in (
@@ -126,6 +128,21 @@ _CHANGE_A_DRAFT = tuple(
         DeathRecord.Revoked,  # type: ignore[attr-defined]
     )
 )
+
+
+_CORRECTED = get_topic(DeathRecord.Corrected)  # type: ignore[attr-defined]
+
+
+def _changes_a_draft(topic: str, state: bytes) -> bool:
+    """A correction changes a funeral line only when it names a claimant (new, or their
+    channel or account); one of the date alone is settled by rule 2. What cannot be read as
+    the event's JSON (a compressed or enciphered store) counts as a change."""
+    if topic != _CORRECTED:
+        return True
+    try:
+        return json.loads(state).get("claimant") is not None
+    except (ValueError, AttributeError):
+        return True
 
 
 def _approvable(
@@ -315,7 +332,7 @@ def approve_payroll(
             facts = payment_list.kept_draft_facts()
             # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
             # lock, set-based
-            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept))
+            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept), _changes_a_draft)
             payroll_register.record_approval(period, code, actor, "ledger payroll approve")
             payment_list.approve(
                 rows_digest(kept.line_rows),

@@ -49,6 +49,8 @@ class Fence:
     after: int
     topics: tuple[str, ...]
     streams: Callable[[], AbstractSet[UUID]]
+    # whether such an event, by its topic and stored bytes, crosses the fence (default: all)
+    crosses: Callable[[str, bytes], bool] = lambda topic, state: True
 
 
 class FenceCrossed(ConcurrentChange):

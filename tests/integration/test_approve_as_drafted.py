@@ -131,6 +131,29 @@ def test_a_funeral_line_whose_death_was_corrected_or_revoked_since_the_draft_is_
         assert row == ("008888888888", "BANK")
 
 
+def test_a_correction_of_the_date_of_death_alone_leaves_the_funeral_line_approvable(
+    ledger: Ledger, files: Files
+) -> None:
+    """No claimant named: the claimant in force stays, and rule 2 settles the new date."""
+    enrolled(ledger, files)
+    dead = PEOPLE[0]
+    ledger.import_deaths(files.deaths([death(dead, date_of_death="2025-06-15")]), "registry")
+    ledger.run_payroll("2025-07", "01", "maker")
+    drafted = [
+        (ln.payment_id, ln.kind, ln.total_amount) for ln in ledger.draft("2025-07", "01").lines
+    ]
+    ledger.import_deaths(
+        files.deaths(
+            [death(dead, event_type="CORRECTED", date_of_death="2025-05-15", **NO_CLAIMANT)]
+        ),
+        "registry",
+    )
+
+    (summary,) = ledger.approve_payroll("2025-07", "01", "checker")
+    assert (summary.status, summary.deaths_since_draft) == ("APPROVED", 1)
+    assert lines_of(ledger, "2025-07") == drafted
+
+
 def test_a_kept_entry_changed_after_the_draft_refuses_the_approval(
     ledger: Ledger, files: Files
 ) -> None:

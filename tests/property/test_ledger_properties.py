@@ -82,7 +82,7 @@ class Deaths:
     last: str | None = None
     regs: dict[str, dict[str, Any]] = field(default_factory=dict)  # number -> month, claimant
     revoked: set[str] = field(default_factory=set)
-    replaced: int = 0  # corrections and revocations recorded
+    replaced: int = 0  # revocations, and corrections that name a claimant, recorded
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Model:
         """Whether what happened between the two states refuses the approval of the draft
         (the approval's fence): someone it assessed moved (to another commune too: its post
         office pays them), was held or terminated; or the death behind one of its funeral
-        lines was corrected or revoked. A death registered does not."""
+        lines was revoked, or corrected with a claimant. A death registered does not."""
         funeral = {row[5] for row in drafted.lines if row[4] == "FUNERAL"}
         return any(
             (province, commune) != before[pid][:2]
@@ -425,7 +425,8 @@ class Run:
             number = d.in_force
             path = self.files.deaths([self.death_row(p, "CORRECTED", number, current, **extra)])
             self.import_deaths_twice(path)
-            d.replaced += 1
+            if claimant is not None:  # a correction of the date alone is settled by rule 2
+                d.replaced += 1
             d.regs[number]["month"] = month
             if claimant is not None:  # empty claimant fields keep the claimant already known
                 d.regs[number]["claimant"] = claimant
