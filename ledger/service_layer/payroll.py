@@ -348,11 +348,11 @@ def approve_payroll(
             continue
         except FenceCrossed as crossed:
             refused.append(
-                f"payroll {period} {code}: {len(crossed.crossed)} of its people moved, were "
-                "held, had their entitlement ended or the death behind their funeral line "
-                "corrected or revoked since it was drafted; nothing was recorded for it: run "
-                "`ledger payroll run --period "
-                f"{period} --province {code}` again and have the new draft approved"
+                f"payroll {period} {code}: {len(crossed.crossed)} of its people changed "
+                "since it was drafted (moved to another province or commune, held, "
+                "terminated, or the death behind their funeral line revoked or corrected "
+                "with a claimant); nothing was recorded for it: run `ledger payroll run "
+                f"--period {period} --province {code}` again and have the new draft approved"
             )
             continue
         except IntegrityError:

@@ -78,7 +78,7 @@ def test_a_mover_is_never_paid_by_two_provinces_approving_at_once(
 
     with monkeypatch.context() as racing:
         racing.setattr(PaymentList, "approve", approve_while_a_moves)
-        with pytest.raises(RuleViolation, match="1 of its people moved to another province"):
+        with pytest.raises(RuleViolation, match="1 of its people changed since it was drafted"):
             ledger.approve_payroll("2025-07", "01", "checker")
     ledger.catch_up()
     assert lines(ledger, "2025-07") == [("2025-07-79-001000000001", 500_000, 0)]
