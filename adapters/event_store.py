@@ -28,7 +28,7 @@ from adapters.chain_key import ChainKeyError, key_id, load_chain_key
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
-from ledger.rules import LINE_FIELDS, IssuedList
+from ledger.rules import LINE_FIELDS, PENDING, IssuedList
 from ledger.service_layer.ports import Fence
 from projections.readmodels import RecordedEvent
 
@@ -365,6 +365,82 @@ class EventStore:
                 yield int(version), str(topic)
             else:
                 yield StoredEvent(aggregate_id, int(version), str(topic), bytes(state))
+
+    # Payment lists without their lines: a national list is hundreds of thousands of them, in
+    # the events of these types, a thousand an event
+    LINE_EVENTS = (
+        "PaymentList.LinesIssued",
+        "PaymentList.CreditsAccrued",
+        "PaymentList.LinesSettled",
+    )
+
+    def list_header(self, list_id: UUID) -> Any | None:
+        """A payment list as its aggregate, loaded without its lines: its few other events
+        applied, each line event counted in its version only (its bytes left in the
+        database). New events of it are recorded after every one it has."""
+        sqlite = self.location.kind == "sqlite"
+        of_lines = " OR ".join("topic LIKE ?" for _ in self.LINE_EVENTS)
+        rows = self.db.query(
+            f"SELECT originator_version, topic, CASE WHEN {of_lines} THEN NULL ELSE state END"
+            f" FROM {self.table} WHERE originator_id = ? ORDER BY originator_version",
+            [*(f"%:{t}" for t in self.LINE_EVENTS), list_id.hex if sqlite else list_id],
+        )
+        payment_list: Any = None
+        for version, topic, state in rows:
+            if state is None and payment_list is not None:
+                payment_list.version = int(version)
+                continue
+            stored = StoredEvent(list_id, int(version), str(topic), bytes(state or b""))
+            event: Any = self.app.mapper.to_domain_event(stored)
+            payment_list = event.mutate(payment_list)
+        return payment_list
+
+    def line_states(
+        self, list_id: UUID, through_version: int
+    ) -> Iterator[tuple[str, int, str, str | None, str | None, int | None, int | None]]:
+        """What a list's events up to `through_version` record of its lines, a few events
+        at a time: for each line issued (payment_id, 0, PENDING, personal_id, channel,
+        total_amount, funeral_amount), and for each settlement (payment_id, the event's
+        version, status, None, None, None, None). A line's state is its issue and its
+        settlement of the highest version."""
+        sqlite = self.location.kind == "sqlite"
+        kinds = ("PaymentList.LinesIssued", "PaymentList.LinesSettled")
+        after = 0
+        while True:
+            rows = self.db.query(
+                f"SELECT originator_version, topic, state FROM {self.table}"
+                " WHERE originator_id = ? AND originator_version > ? AND originator_version <= ?"
+                " AND (topic LIKE ? OR topic LIKE ?) ORDER BY originator_version LIMIT 20",
+                [
+                    list_id.hex if sqlite else list_id,
+                    after,
+                    through_version,
+                    *(f"%:{t}" for t in kinds),
+                ],
+            )
+            if not rows:
+                return
+            for version, topic, state in rows:
+                stored = StoredEvent(list_id, int(version), str(topic), bytes(state))
+                event: Any = self.app.mapper.to_domain_event(stored)
+                if str(topic).endswith(".LinesIssued"):
+                    at = {name: i for i, name in enumerate(event.columns)}
+                    pid, person, channel = at["payment_id"], at["personal_id"], at["channel"]
+                    total, funeral = at["total_amount"], at["funeral_amount"]
+                    for line in event.lines:
+                        yield (
+                            line[pid],
+                            0,
+                            PENDING,
+                            line[person],
+                            line[channel],
+                            int(line[total]),
+                            int(line[funeral]),
+                        )
+                else:
+                    for s in event.settlements:
+                        yield s["payment_id"], int(version), s["status"], None, None, None, None
+            after = int(rows[-1][0])
 
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS

@@ -20,8 +20,6 @@ from ledger.rules import (
     ACCRUAL_FIELDS,
     ISSUED_FIELDS,
     LINE,
-    PENDING,
-    SETTLEMENT_MOVES,
     Entitlement,
     RuleViolation,
 )
@@ -776,8 +774,9 @@ class PaymentList(Aggregate):
         self.drafted_by: set[str] = set()  # everyone who drew up the current draft
         self.draft_facts: DraftFacts | None = None  # what the latest draft was computed from
         self.approved_by: str | None = None
-        # payment_id -> [status, personal_id, channel, total_amount, funeral_amount]
-        self.lines: dict[str, list[Any]] = {}
+        # Its lines are not kept here: a national list is hundreds of thousands of them, and
+        # the one command that needs their state (settle) reads it from the LinesIssued and
+        # LinesSettled events themselves, set-based (EventStore.line_states).
 
     @property
     def is_approved(self) -> bool:
@@ -923,30 +922,13 @@ class PaymentList(Aggregate):
     def _lines_issued(
         self, columns: list[str], lines: list[list[Any]], actor: str, source: str
     ) -> None:
-        at = {name: i for i, name in enumerate(columns)}
-        pid, person, channel = at["payment_id"], at["personal_id"], at["channel"]
-        total, funeral = at["total_amount"], at["funeral_amount"]
-        for row in lines:
-            self.lines[row[pid]] = [PENDING, row[person], row[channel], row[total], row[funeral]]
+        pass  # facts in the record; the list's state does not hold them (see __init__)
 
     @event("CreditsAccrued")
     def _credits_accrued(
         self, columns: list[str], accruals: list[list[Any]], actor: str, source: str
     ) -> None:
         pass  # postings to the books; the list's own state does not change
-
-    def check_settlement(self, payment_id: str, status: str) -> str | None:
-        """The line's current status when `status` is a legal next move, None when the line
-        already has that status (a repeated file), else RuleViolation."""
-        line = self.lines.get(payment_id)
-        if line is None:
-            raise UnknownPayment(f"unknown payment {payment_id}")
-        current = line[0]
-        if current == status:
-            return None
-        if status not in SETTLEMENT_MOVES[current]:
-            raise RuleViolation(f"payment {payment_id} is {current} and cannot become {status}")
-        return str(current)
 
     def settle(
         self,
@@ -956,28 +938,18 @@ class PaymentList(Aggregate):
         source: str,
         chunk_size: int = 1000,
     ) -> None:
-        """Each settlement: payment_id, status, settled_at, reference, reason, row (checked
-        first with check_settlement). The events carry what the books need to post them, at
-        most `chunk_size` settlements each (a province's results are hundreds of thousands)."""
-        records = []
-        for s in settlements:
-            previous = self.check_settlement(s["payment_id"], s["status"])
-            if previous is None:
-                continue
-            _, personal_id, channel, total, funeral = self.lines[s["payment_id"]]
-            records.append(
-                {
-                    **s,
-                    "previous_status": previous,
-                    "personal_id": personal_id,
-                    "channel": channel,
-                    "total_amount": total,
-                    "funeral_amount": funeral,
-                }
+        """Record settlements of this list's lines, each already checked against the line's
+        state in the record (rules.settlement_move): payment_id, status, settled_at,
+        reference, reason, row, previous_status, and what the books need to post it
+        (personal_id, channel, total_amount, funeral_amount); at most `chunk_size` an event."""
+        if not self.is_approved:
+            raise RuleViolation(
+                f"the list {self.period} {self.province_code} is not approved: nothing of it "
+                "can be settled"
             )
-        for i in range(0, len(records), chunk_size):
+        for i in range(0, len(settlements), chunk_size):
             self._lines_settled(
-                settlements=records[i : i + chunk_size],
+                settlements=settlements[i : i + chunk_size],
                 file_sha256=file_sha256,
                 actor=actor,
                 source=source,
@@ -987,9 +959,4 @@ class PaymentList(Aggregate):
     def _lines_settled(
         self, settlements: list[dict[str, Any]], file_sha256: str, actor: str, source: str
     ) -> None:
-        for s in settlements:
-            self.lines[s["payment_id"]][0] = s["status"]
-
-
-class UnknownPayment(RuleViolation):
-    """A settlement names a payment that no approved list holds."""
+        pass  # facts in the record, read by the next settlement (see __init__)

@@ -44,6 +44,16 @@ class RuleViolation(ValueError):
     """A command that the payment rules refuse."""
 
 
+def settlement_move(payment_id: str, current: str, status: str) -> str | None:
+    """Rule 7 for one line: its current status when `status` is a legal next move, None when
+    the line already has that status (a repeated file), else RuleViolation."""
+    if current == status:
+        return None
+    if status not in SETTLEMENT_MOVES[current]:
+        raise RuleViolation(f"payment {payment_id} is {current} and cannot become {status}")
+    return current
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A value in force from a month on, until the next change (standard level, funeral

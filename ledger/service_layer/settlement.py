@@ -1,14 +1,17 @@
 """Settlement results from the post office and the banks: checked whole against the approved
 lists (rule 7), then applied whole; the same file again changes nothing.
 
-A national file is millions of rows: its rows are checked a chunk at a time into a staging
-table, and checked against one payment list at a time (the lists are the record of each line's
-state), so memory holds one list, not the country."""
+A national file is millions of rows, and a list hundreds of thousands of lines: the file's rows
+are checked a chunk at a time into a staging table; the state of the lines of the lists it names
+is read from their events (each once) into another; the two are joined in the database, and the
+settlements are recorded a chunk at a time in one transaction. Memory holds a chunk, not a list
+and not the country; the lists' aggregates are loaded without their lines."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from ledger import values
@@ -21,7 +24,7 @@ from ledger.inputs import (
     SettlementRow,
     checked_chunks,
 )
-from ledger.rules import RuleViolation
+from ledger.rules import RuleViolation, settlement_move
 from ledger.service_layer.common import ImportResult, sorted_problems
 from ledger.service_layer.ports import Ports, Staging
 
@@ -51,10 +54,15 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
             "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
         ):
             return ImportResult(0, rows)
-        applied, unchanged = _check(ports, file.name, staged, problems)
-        if problems:
-            raise InputRejected(sorted_problems(problems))
-        ports.events.save_in_chunks(_settled(ports, file.name, staged, digest, actor))
+        lists = _lists(ports, staged)
+        lines = _stage_lines(ports, lists)
+        try:
+            applied, unchanged = _check(file.name, staged, lines, problems)
+            if problems:
+                raise InputRejected(sorted_problems(problems))
+            ports.events.save_in_chunks(_settled(lists, file.name, staged, lines, digest, actor))
+        finally:
+            lines.close()
     finally:
         staged.close()
     ports.show_saved()
@@ -87,59 +95,128 @@ def _stage(ports: Ports, file: InputFile, staged: Staging, problems: Problems) -
     return valid_rows
 
 
-def _check(ports: Ports, name: str, staged: Staging, problems: Problems) -> tuple[int, int]:
-    """Each named payment against its list, one list at a time: unknown payments, repeated
-    rows, and moves the line's status does not allow (rule 7). (applied, unchanged) rows."""
-    applied = unchanged = 0
+# The state of the lines of every list the file names, as their events record it
+# (EventStore.line_states): a line's state is its issue (seq 0) and its settlement of the
+# highest seq.
+LINE_STATES = (
+    ("payment_id", "TEXT"),
+    ("seq", "BIGINT"),
+    ("status", "TEXT"),
+    ("personal_id", "TEXT"),
+    ("channel", "TEXT"),
+    ("total_amount", "BIGINT"),
+    ("funeral_amount", "BIGINT"),
+)
+
+
+def _lists(ports: Ports, staged: Staging) -> dict[tuple[str, str], PaymentList]:
+    """The approved lists the file's payments are on, without their lines."""
+    lists: dict[tuple[str, str], PaymentList] = {}
     for period, province in staged.query(
         "SELECT DISTINCT period, province_code FROM {staged} WHERE period IS NOT NULL ORDER BY 1, 2"
     ):
-        found: PaymentList | None = ports.events.get(payment_list_id(period, province))
-        for number, pid, status, first in staged.stream(
-            "SELECT row_number, payment_id, status,"
-            " MIN(row_number) OVER (PARTITION BY payment_id) FROM {staged}"
-            " WHERE period = ? AND province_code = ? ORDER BY row_number",
-            (period, province),
-        ):
-            if number != first:
-                problems.append(
-                    f"{name}: row {number}: payment_id: {pid} is already on row {first}"
-                )
-            if found is None or pid not in found.lines:
-                problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
-            elif number == first and status is not None:
-                try:
-                    if found.check_settlement(pid, status) is None:
-                        unchanged += 1
-                    else:
-                        applied += 1
-                except RuleViolation as err:
-                    problems.append(f"{name}: row {number}: status: {err}")
+        found: PaymentList | None = ports.events.list_header(payment_list_id(period, province))
+        if found is not None and found.is_approved:
+            lists[(period, province)] = found
+    return lists
+
+
+def _stage_lines(ports: Ports, lists: dict[tuple[str, str], PaymentList]) -> Staging:
+    """The state of those lists' lines, read from their events up to the versions loaded:
+    what the settlement is checked against, and what it records after."""
+    lines = ports.stage("settled_lines", LINE_STATES)
+    batch: list[tuple[Any, ...]] = []
+    for payment_list in lists.values():
+        for state in ports.events.line_states(payment_list.id, payment_list.version):
+            batch.append(state)
+            if len(batch) >= 5000:
+                lines.add(batch)
+                batch = []
+    lines.add(batch)
+    lines.index("payment_id", "seq")
+    return lines
+
+
+def _rows_with_lines(
+    staged: Staging, lines: Staging, where: str = "", params: tuple[Any, ...] = ()
+) -> Iterable[tuple[Any, ...]]:
+    """Each staged row of a payment, in the order of its list and row, with the row its
+    payment is first on, and the line's issue and current status (NULL: no such line)."""
+    columns = ", ".join(f"f.{c}" for c in SETTLEMENT_COLUMNS)
+    return staged.stream(
+        "SELECT f.row_number, f.applicable, f.period, f.province_code,"
+        " MIN(f.row_number) OVER (PARTITION BY f.payment_id),"
+        f" i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
+        f" (SELECT s.status FROM {lines.table} s WHERE s.payment_id = f.payment_id"
+        "   ORDER BY s.seq DESC LIMIT 1),"
+        f" {columns}"
+        f" FROM {{staged}} f LEFT JOIN {lines.table} i ON i.payment_id = f.payment_id"
+        " AND i.seq = 0 WHERE f.period IS NOT NULL" + where + " ORDER BY f.period,"
+        " f.province_code, f.row_number",
+        params,
+    )
+
+
+def _check(name: str, staged: Staging, lines: Staging, problems: Problems) -> tuple[int, int]:
+    """Each named payment against its line: unknown payments, repeated rows, and moves the
+    line's status does not allow (rule 7). (applied, unchanged) rows."""
+    applied = unchanged = 0
+    at = {c: i for i, c in enumerate(SETTLEMENT_COLUMNS, start=10)}
+    for row in _rows_with_lines(staged, lines):
+        number, first, person, current = row[0], row[4], row[5], row[9]
+        pid, status = row[at["payment_id"]], row[at["status"]]
+        if number != first:
+            problems.append(f"{name}: row {number}: payment_id: {pid} is already on row {first}")
+        if person is None:
+            problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
+        elif number == first and status is not None:
+            try:
+                if settlement_move(pid, current, status) is None:
+                    unchanged += 1
+                else:
+                    applied += 1
+            except RuleViolation as err:
+                problems.append(f"{name}: row {number}: status: {err}")
     return applied, unchanged
 
 
 def _settled(
-    ports: Ports, name: str, staged: Staging, digest: str, actor: str
+    lists: dict[tuple[str, str], PaymentList],
+    name: str,
+    staged: Staging,
+    lines: Staging,
+    digest: str,
+    actor: str,
+    chunk: int = 1000,
 ) -> Iterator[tuple[list[PaymentList], dict[UUID, int | None]]]:
-    """Each list with its rows settled, one list at a time, for one transaction."""
-    columns = ", ".join(SETTLEMENT_COLUMNS)
-    for period, province in staged.query(
-        "SELECT DISTINCT period, province_code FROM {staged} WHERE applicable = 1 ORDER BY 1, 2"
-    ):
-        payment_list = ports.events.get(payment_list_id(period, province))
-        if payment_list is None:  # checked above; a store never loses an aggregate
-            raise RuleViolation(f"the list {period} {province} is not in the record")
-        payment_list.settle(
-            [
-                {**dict(zip(SETTLEMENT_COLUMNS, fields, strict=True)), "row": number}
-                for number, *fields in staged.stream(
-                    f"SELECT row_number, {columns} FROM {{staged}} WHERE applicable = 1"
-                    " AND period = ? AND province_code = ? ORDER BY row_number",
-                    (period, province),
-                )
-            ],
-            digest,
-            actor,
-            name,
+    """The settlements of each list, a chunk of rows at a time, for one transaction; each
+    move checked again (rules.settlement_move) against the line's state in the record."""
+    at = {c: i for i, c in enumerate(SETTLEMENT_COLUMNS, start=10)}
+    pending: list[dict[str, Any]] = []
+    current_list: PaymentList | None = None
+    for row in _rows_with_lines(staged, lines, " AND f.applicable = 1"):
+        number, key = row[0], (row[2], row[3])
+        settlement = {c: row[i] for c, i in at.items()}
+        previous = settlement_move(settlement["payment_id"], row[9], settlement["status"])
+        if previous is None:
+            continue
+        payment_list = lists[key]
+        if payment_list is not current_list or len(pending) >= chunk:
+            if current_list is not None and pending:
+                current_list.settle(pending, digest, actor, name, chunk)
+                yield [current_list], {}
+            current_list, pending = payment_list, []
+        pending.append(
+            {
+                **settlement,
+                "row": number,
+                "previous_status": previous,
+                "personal_id": row[5],
+                "channel": row[6],
+                "total_amount": int(row[7]),
+                "funeral_amount": int(row[8]),
+            }
         )
-        yield [payment_list], {}
+    if current_list is not None and pending:
+        current_list.settle(pending, digest, actor, name, chunk)
+        yield [current_list], {}
