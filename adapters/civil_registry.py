@@ -178,7 +178,7 @@ def registrations_in(
     """A registry file's valid registrations, CSV or Avro container (told by its first bytes),
     with the unit its entries are numbered in ("row" or "record"); problems added. `now`: the
     ledger's clock (None: no check of the future, until the caller gives it)."""
-    if file.data[:4] == CONTAINER_MAGIC:
+    if file.head(4) == CONTAINER_MAGIC:
         return "record", read_container(file, problems, now)
     return "row", read_rows(file, DeathRow, problems, now=now)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import hashlib
 import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from itertools import islice
@@ -366,13 +366,19 @@ def _adapter(model: type[_Row]) -> TypeAdapter[list[Any]]:
 # Reading files
 
 
-@dataclass(frozen=True)
 class InputFile:
-    """A file as it came in: its name (for the error lines) and its bytes. Handlers take these,
-    so that they are tested without a file system."""
+    """A file as it came in: its name (for the error lines) and its bytes, either given (the
+    handlers are tested without a file system) or read from its path a block at a time each
+    time they are asked for: a national file is never held whole. `sha256` is the digest of
+    the bytes the last complete reading gave, which are the bytes that were checked."""
 
-    name: str
-    data: bytes
+    BLOCK = 1 << 20
+
+    def __init__(self, name: str, data: bytes = b"", path: Path | None = None) -> None:
+        self.name = name
+        self._data = data
+        self._path = path
+        self._sha256: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> InputFile:
@@ -398,21 +404,63 @@ class InputFile:
                 raise InputRejected(
                     [f"{path}: is not a regular file (a device, a pipe or a socket); give the file"]
                 )
-            # one byte more than allowed is read: a file that grew since fstat is refused too
-            data = b""
-            if found.st_size <= MAX_FILE_BYTES:
-                with os.fdopen(fd, "rb", closefd=False) as f:
-                    data = f.read(MAX_FILE_BYTES + 1)
-            if found.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
-                raise InputRejected(
-                    [
-                        f"{path}: is larger than {MAX_FILE_BYTES:,} bytes, the most an input "
-                        "file may be: split it"
-                    ]
-                )
+            if found.st_size > MAX_FILE_BYTES:
+                raise InputRejected([_too_large(path)])
         finally:
             os.close(fd)
-        return cls(path.name, data)
+        return cls(path.name, path=path)
+
+    def blocks(self) -> Iterator[bytes]:
+        """The file's bytes a block at a time; a file that grew past MAX_FILE_BYTES since it
+        was looked at is refused when the reading gets there."""
+        digest = hashlib.sha256()
+        if self._path is None:
+            for i in range(0, len(self._data), self.BLOCK):
+                block = self._data[i : i + self.BLOCK]
+                digest.update(block)
+                yield block
+        else:
+            size = 0
+            try:
+                with self._path.open("rb") as f:
+                    while block := f.read(self.BLOCK):
+                        size += len(block)
+                        if size > MAX_FILE_BYTES:
+                            raise InputRejected([_too_large(self._path)])
+                        digest.update(block)
+                        yield block
+            except OSError as err:
+                raise InputRejected(
+                    [f"{self._path}: cannot be read ({err.strerror or err})"]
+                ) from None
+        self._sha256 = digest.hexdigest()
+
+    @property
+    def data(self) -> bytes:
+        """The whole file in memory: for the small files that are read whole (Avro)."""
+        return b"".join(self.blocks())
+
+    @property
+    def sha256(self) -> str:
+        """The digest of what the last complete reading of the file gave."""
+        if self._sha256 is None:
+            for _ in self.blocks():
+                pass
+        assert self._sha256 is not None
+        return self._sha256
+
+    def head(self, n: int) -> bytes:
+        """The file's first `n` bytes (what kind of file it is)."""
+        return next(self.blocks(), b"")[:n]
+
+    def count_lines(self) -> int:
+        return sum(block.count(b"\n") for block in self.blocks())
+
+
+def _too_large(path: Path) -> str:
+    return (
+        f"{path}: is larger than {MAX_FILE_BYTES:,} bytes, the most an input file may be: split it"
+    )
 
 
 # a line as the csv module takes one: \r\n, \r or \n ends it, the ending kept
@@ -422,17 +470,44 @@ _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 def _lines(file: InputFile) -> Iterator[str]:
     """A file's text, a line at a time: the text of a large file is never held whole. A line
     break byte is never part of a UTF-8 sequence, so each line decodes on its own."""
-    start = len(codecs.BOM_UTF8) if file.data.startswith(codecs.BOM_UTF8) else 0
-    for number, line in enumerate(_LINE.finditer(file.data, start), start=1):
-        try:
-            yield line[0].decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise InputRejected(
-                [
-                    f"{file.name}: not UTF-8 text ({err.reason} at byte "
-                    f"{line.start() + err.start}, line {number})"
-                ]
-            ) from None
+    number = 0
+    offset = 0  # of `rest` in the file
+    rest = b""
+    first = True
+    bom = codecs.BOM_UTF8
+    for block in file.blocks():
+        buffer = rest + block
+        if first:
+            if len(buffer) < len(bom):  # too short yet to tell whether it starts with one
+                rest = buffer
+                continue
+            first = False
+            if buffer.startswith(bom):
+                buffer, offset = buffer[len(bom) :], len(bom)
+        # the lines ended in this buffer; a \r at its very end may be the start of \r\n
+        cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1))
+        complete, rest = buffer[: cut + 1], buffer[cut + 1 :]
+        for line in _LINE.finditer(complete):
+            number += 1
+            yield _decoded(file, line, number, offset)
+        offset += len(complete)
+    if first and rest.startswith(bom):
+        rest, offset = rest[len(bom) :], len(bom)
+    for line in _LINE.finditer(rest):
+        number += 1
+        yield _decoded(file, line, number, offset)
+
+
+def _decoded(file: InputFile, line: re.Match[bytes], number: int, offset: int) -> str:
+    try:
+        return line[0].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputRejected(
+            [
+                f"{file.name}: not UTF-8 text ({err.reason} at byte "
+                f"{offset + line.start() + err.start}, line {number})"
+            ]
+        ) from None
 
 
 def _csv_entries(file: InputFile, columns: tuple[str, ...]) -> Iterator[Entry]:

@@ -62,7 +62,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
     """Every problem of the file, the rows staged as they are checked."""
     problems = Problems()
     name = file.name
-    expected = file.data.count(b"\n")
+    expected = file.count_lines()
     done = 0
     chunks = checked_chunks(
         file, EnrolmentRow, problems, now=ports.clock.now(), keep=("personal_id", "effective_month")

@@ -9,7 +9,6 @@ and not the country; the lists' aggregates are loaded without their lines."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 from uuid import UUID
@@ -49,7 +48,7 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     try:
         problems = Problems()
         rows = _stage(ports, file, staged, problems)
-        digest = hashlib.sha256(file.data).hexdigest()
+        digest = file.sha256
         if not problems and ports.db.query(
             "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
         ):
