@@ -5,7 +5,7 @@ reproduce the digest the run recorded. A new draft of a list replaces its entrie
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from adapters.sql import ReadModelDatabase
@@ -25,8 +25,23 @@ def create_schema(cursor: Any) -> None:
 
 
 class KeptDrafts:
-    def __init__(self, db: ReadModelDatabase) -> None:
-        self.db = db
+    """On a connection of its own (opened when first asked for): a payroll run keeps its
+    entries while it still reads the province's accounts on the command's connection."""
+
+    def __init__(self, connect: Callable[[], ReadModelDatabase]) -> None:
+        self._connect = connect
+        self._db: ReadModelDatabase | None = None
+
+    @property
+    def db(self) -> ReadModelDatabase:
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()  # type: ignore[attr-defined]
+            self._db = None
 
     def keep(self, list_id: str, entries: Iterable[tuple[str, str]]) -> None:
         """Replace the list's entries with these (personal id, entry text), in one

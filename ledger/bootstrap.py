@@ -134,7 +134,7 @@ class Ledger:
             export=functools.partial(StagedExport, chain_head=self.events.chain_head),
             read_registrations=registrations_in,
             stage=functools.partial(StagingTable, self.db),
-            drafts=KeptDrafts(self.db),
+            drafts=KeptDrafts(self._connect),
             clock=self.clock,
             progress=self.progress,
         )
@@ -160,7 +160,14 @@ class Ledger:
         missing, disabled or altered, one line each; nothing is put back."""
         return self.events.guard_problems() + read_model_guards.problems(self.db)
 
+    def _connect(self) -> ReadModelDatabase:
+        """Another connection to the store's read-model database."""
+        if self.location.path is not None:
+            return SQLiteDatabase(self.location.path)
+        return PostgresDatabase(self.location.url)
+
     def close(self) -> None:
+        self.ports.drafts.close()
         self.db.close()
         self.events.close()
 

@@ -16,15 +16,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import FUNERAL, LINE, LINE_FIELDS, DraftList, PaymentLine, RuleViolation
+from ledger.rules import FUNERAL, LINE, LINE_FIELDS, Assessment, PaymentLine, RuleViolation
 
 # one encoder for every entry: `json.dumps` with options builds a new one per call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def kept_entries(draft: DraftList) -> Iterator[tuple[str, str]]:
-    """(personal id, entry text) for each person the draft assessed, in personal-id order."""
-    for a in draft.assessments:  # personal-id order: their lines come in payment-id order
+def kept_entries(assessments: Iterable[Assessment]) -> Iterator[tuple[str, str]]:
+    """(personal id, entry text) for each person the draft assessed, in the order given
+    (personal-id order: their lines come in payment-id order)."""
+    for a in assessments:
         line = a.line
         entry = [
             list(line.issued_row()) if line is not None else None,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ledger.months import format_month
@@ -461,31 +461,79 @@ class DraftList:
     lines: tuple[PaymentLine, ...]
     assessments: tuple[Assessment, ...]
 
+    @cached_property
+    def tally(self) -> DraftTally:
+        tally = DraftTally()
+        for a in self.assessments:
+            tally.add(a)
+        return tally
+
     @property
     def total_amount(self) -> int:
-        return sum(line.total_amount for line in self.lines)
+        return self.tally.total_amount
 
     @property
     def bank_amount(self) -> int:
-        return sum(line.total_amount for line in self.lines if line.channel == "BANK")
+        return self.tally.bank_amount
 
     @property
     def receivable_amount(self) -> int:
-        return sum(a.receivable for a in self.assessments)
+        return self.tally.receivable_amount
 
     @property
     def digest(self) -> str:
-        return lines_digest(self.lines)
+        return self.tally.digest
 
     @property
     def to_review(self) -> tuple[tuple[PaymentLine, int], ...]:
         """The lines above their review limit, with the limit, by payment id."""
-        return tuple(
-            sorted(
-                ((a.line, a.review_limit) for a in self.assessments if a.line and a.review_limit),
-                key=lambda pair: pair[0].payment_id,
-            )
-        )
+        return tuple(self.tally.to_review)
+
+
+class DraftTally:
+    """What a draft comes to, added up one assessment at a time in personal-id order (their
+    lines then come in payment-id order): a province's list is drafted without being held.
+    The same figures whether the draft is held whole (DraftList) or streamed (payroll run)."""
+
+    def __init__(self) -> None:
+        self.line_count = 0
+        self.total_amount = 0
+        self.bank_amount = 0
+        self.receivable_amount = 0
+        self.held = 0
+        self.waiting_for_claimant = 0
+        self.to_review: list[tuple[PaymentLine, int]] = []  # by payment id
+        self._digest = hashlib.sha256()
+        self._last: str | None = None
+
+    def add(self, a: Assessment) -> None:
+        if self._last is not None and a.personal_id <= self._last:
+            raise ValueError(f"assessments out of personal-id order at {a.personal_id}")
+        self._last = a.personal_id
+        self.receivable_amount += a.receivable
+        self.held += a.withheld == "HELD"
+        self.waiting_for_claimant += a.withheld == "NO_CLAIMANT"
+        line = a.line
+        if line is None:
+            return
+        self.line_count += 1
+        self.total_amount += line.total_amount
+        if line.channel == "BANK":
+            self.bank_amount += line.total_amount
+        _digest_row(self._digest, line.as_row())
+        if a.review_limit:
+            self.to_review.append((line, a.review_limit))
+
+    def counted(self, assessments: Iterable[Assessment]) -> Iterator[Assessment]:
+        """The assessments passed through as they come, each added on the way."""
+        for a in assessments:
+            self.add(a)
+            yield a
+
+    @property
+    def digest(self) -> str:
+        """lines_digest of the lines added so far."""
+        return self._digest.hexdigest()
 
 
 def lines_digest(lines: Sequence[PaymentLine]) -> str:
@@ -499,9 +547,13 @@ def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
     them), in the order they were issued."""
     h = hashlib.sha256()
     for row in rows:
-        h.update("\x1f".join(str(v) for v in row).encode())
-        h.update(b"\n")
+        _digest_row(h, row)
     return h.hexdigest()
+
+
+def _digest_row(h: Any, row: Sequence[Any]) -> None:
+    h.update("\x1f".join(str(v) for v in row).encode())
+    h.update(b"\n")
 
 
 @dataclass(frozen=True)
@@ -542,10 +594,15 @@ def draft_list(
 ) -> DraftList:
     """Rule 3: one line per beneficiary resident in the province with a positive balance."""
     assessments = tuple(
-        sorted(
-            (assess(a, period, ref, review_months) for a in accounts),
-            key=lambda a: a.personal_id,
-        )
+        sorted(assessed(period, accounts, ref, review_months), key=lambda a: a.personal_id)
     )
     lines = tuple(sorted((a.line for a in assessments if a.line), key=lambda ln: ln.payment_id))
     return DraftList(format_month(period), province_code, lines, assessments)
+
+
+def assessed(
+    period: int, accounts: Iterable[Account], ref: ReferenceData, review_months: int | None
+) -> Iterator[Assessment]:
+    """Rules 2 to 5 for each account, in the order given (draft_list sorts them; a streamed
+    draft reads its accounts in personal-id order)."""
+    return (assess(a, period, ref, review_months) for a in accounts)

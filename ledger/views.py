@@ -97,13 +97,25 @@ IN_PROVINCE = "b.province_code = ?"
 
 
 def accounts(
-    db: ReadModelDatabase, where: str, params: Sequence[Any], *, through: int | None = None
+    db: ReadModelDatabase,
+    where: str,
+    params: Sequence[Any],
+    *,
+    through: int | None = None,
+    streamed: bool = False,
 ) -> Iterator[Account]:
     """Beneficiaries as the rules see them for period `through` (None: every period's lines
-    counted), read in one query."""
+    counted), read in one query; `streamed`: in personal-id order, a few thousand rows at a
+    time (a province of a national store is hundreds of thousands)."""
     coefficients: dict[str, Decimal] = {}
     later_than = "9999-12" if through is None else format_month(through)
-    for r in db.query(f"{_ACCOUNTS_SQL} WHERE {where}", (later_than, later_than, *params)):
+    sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (later_than, later_than, *params)
+    rows = (
+        db.stream(f"{sql} ORDER BY b.personal_id", params)  # type: ignore[attr-defined]
+        if streamed
+        else db.query(sql, params)
+    )
+    for r in rows:
         (
             pid,
             name,

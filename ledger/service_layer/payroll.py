@@ -36,7 +36,7 @@ from ledger.kept_drafts import (
 )
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
-from ledger.rules import DraftList, RuleViolation, draft_list, rows_digest
+from ledger.rules import DraftList, DraftTally, RuleViolation, assessed, draft_list, rows_digest
 from ledger.service_layer.common import check_month
 from ledger.service_layer.ports import (
     Approval,
@@ -191,18 +191,23 @@ def _check_not_future(ports: Ports, period: str) -> None:
         )
 
 
-def _draft_kept(ports: Ports, period: str, code: str, actor: str) -> tuple[DraftFacts, DraftList]:
-    """The province's draft, its entries kept for the approval, and the facts the draft was
-    computed from."""
+def _draft_kept(ports: Ports, period: str, code: str, actor: str) -> tuple[DraftFacts, DraftTally]:
+    """The province's draft kept for the approval as it is computed, a person at a time (a
+    province is never held), what it comes to, and the facts it was computed from."""
     # the register before the read models: every approval it holds is in what the draft reads
     register_version = register(ports, code, actor).recorded_version
     ports.read_models.catch_up()
     known_through = ports.read_models.through()
-    lines = draft(ports, period, code)
-    entries = Fingerprinted(kept_entries(lines))
+    month = parse_month(period)
+    tally = DraftTally()
+    people = views.accounts(ports.db, views.IN_PROVINCE, (code,), through=month, streamed=True)
+    entries = Fingerprinted(
+        kept_entries(
+            tally.counted(assessed(month, people, ports.reference_data(ports.db), review_months()))
+        )
+    )
     ports.drafts.keep(str(payment_list_id(period, code)), entries)
-    facts = DraftFacts(known_through, entries.digest, register_version)
-    return facts, lines
+    return DraftFacts(known_through, entries.digest, register_version), tally
 
 
 def run_payroll(
@@ -234,7 +239,7 @@ def run_payroll(
             )
         payment_list.draft(
             lines.digest,
-            len(lines.lines),
+            lines.line_count,
             lines.total_amount,
             lines.bank_amount,
             lines.receivable_amount,
@@ -243,11 +248,8 @@ def run_payroll(
             facts,
         )
         drafted.append(payment_list)
-        counts[code] = (
-            sum(a.withheld == "HELD" for a in lines.assessments),
-            sum(a.withheld == "NO_CLAIMANT" for a in lines.assessments),
-        )
-        to_review[code] = lines.to_review
+        counts[code] = (lines.held, lines.waiting_for_claimant)
+        to_review[code] = tuple(lines.to_review)
     ports.progress(f"payroll run {period}", len(codes), len(codes))
     ports.save(*drafted)
     return [
