@@ -297,16 +297,21 @@ class EventStore:
         if aggregates:
             self.app.save(*aggregates, expected_versions=expected_versions or {}, fence=fence)
 
-    def save_in_chunks(self, chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]]) -> int:
+    def save_in_chunks(
+        self,
+        chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]],
+        fence: Fence | None = None,
+    ) -> int:
         """Aggregates' new events, a chunk at a time, in one transaction: all or none. Each
         chunk comes with the versions of the streams its decision read, checked under the
-        store's write lock (StreamsChanged when one moved). How many events were stored."""
+        store's write lock (StreamsChanged when one moved), and the `fence` is checked with
+        the first (FenceCrossed). How many events were stored."""
         mapper = self.app.mapper
         stored = (
             ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
             for aggregates, expected in chunks
         )
-        return int(self.app.recorder.insert_in_chunks(stored))  # type: ignore[attr-defined]
+        return int(self.app.recorder.insert_in_chunks(stored, fence))  # type: ignore[attr-defined]
 
     def save_new(self, aggregate: Any) -> None:
         """Save an aggregate that several processes may create at once: one of them does."""

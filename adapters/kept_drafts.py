@@ -36,6 +36,8 @@ class KeptDrafts:
     def db(self) -> ReadModelDatabase:
         if self._db is None:
             self._db = self._connect()
+            with self._db.transaction() as cursor:
+                create_schema(cursor)  # a store made before drafts were kept
         return self._db
 
     def close(self) -> None:
@@ -47,7 +49,6 @@ class KeptDrafts:
         """Replace the list's entries with these (personal id, entry text), in one
         transaction: an approval reads the old draft's or the new one's, never a mix."""
         with self.db.transaction() as cursor:
-            create_schema(cursor)  # a store made before drafts were kept
             cursor.execute(f"DELETE FROM {_TABLE} WHERE list_id = ?", (list_id,))
             _discard_approved(cursor)
             batch: list[tuple[Any, ...]] = []
@@ -78,8 +79,6 @@ class KeptDrafts:
 
     def entries(self, list_id: str) -> Iterator[tuple[str, str]]:
         """The list's entries in the order kept; none when nothing was kept."""
-        with self.db.transaction() as cursor:
-            create_schema(cursor)  # a store made before drafts were kept: none
         return (
             (str(p), str(e))
             for p, e in self.db.stream(  # type: ignore[attr-defined]

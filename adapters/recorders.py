@@ -56,7 +56,7 @@ def _crossed(fence: Fence | None, recorded: Iterable[Any]) -> None:
     if fence is None:
         return
     since = {UUID(str(o)) for o, topic, state in recorded if fence.crosses(topic, bytes(state))}
-    crossed = sorted(since & fence.streams()) if since else []
+    crossed = sorted(set(fence.streams(since))) if since else []
     if crossed:
         raise FenceCrossed(crossed)
 
@@ -98,21 +98,29 @@ class KeyedChain:
         return bytes.fromhex(chain_hash)
 
     def insert_in_chunks(
-        self, chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]]
+        self,
+        chunks: Iterable[tuple[Sequence[StoredEvent], dict[UUID, int | None]]],
+        fence: Fence | None = None,
     ) -> int:
         """Chunks of events in ONE transaction (all or none), each chunk's streams checked
-        against its expected versions under the write lock taken by the first: a file of
-        millions of rows is stored whole without being held in memory whole."""
+        against its expected versions, and the `fence` with the first, under the write lock
+        that chunk takes: a file of millions of rows, or a national list, is stored whole
+        without being held in memory whole."""
         count = 0
         with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
             for stored, expected in chunks:
                 if stored:
-                    self._append_chunk(cursor, stored, expected)
+                    self._append_chunk(cursor, stored, expected, fence)
+                    fence = None
                     count += len(stored)
         return count
 
     def _append_chunk(
-        self, cursor: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+        self,
+        cursor: Any,
+        stored: Sequence[StoredEvent],
+        expected: dict[UUID, int | None],
+        fence: Fence | None,
     ) -> None:
         raise NotImplementedError
 
@@ -212,9 +220,13 @@ class ChainedSQLiteApplicationRecorder(KeyedChain, SQLiteProcessRecorder):
         return ids
 
     def _append_chunk(
-        self, c: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+        self,
+        c: Any,
+        stored: Sequence[StoredEvent],
+        expected: dict[UUID, int | None],
+        fence: Fence | None,
     ) -> None:
-        self._insert_events(c, stored, expected_versions=expected)
+        self._insert_events(c, stored, expected_versions=expected, fence=fence)
 
 
 # the body of the PostgreSQL function every immutability trigger calls (checked by verify)
@@ -338,9 +350,13 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
         return ids
 
     def _append_chunk(
-        self, curs: Any, stored: Sequence[StoredEvent], expected: dict[UUID, int | None]
+        self,
+        curs: Any,
+        stored: Sequence[StoredEvent],
+        expected: dict[UUID, int | None],
+        fence: Fence | None,
     ) -> None:
-        self._insert_stored_events(curs, stored, expected_versions=expected)
+        self._insert_stored_events(curs, stored, expected_versions=expected, fence=fence)
         self._fetch_ids_after_insert_events(curs, stored)
 
     def _fetch_ids_after_insert_events(

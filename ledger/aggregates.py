@@ -19,7 +19,6 @@ from ledger.months import month_of_iso, parse_month
 from ledger.rules import (
     ACCRUAL_FIELDS,
     ISSUED_FIELDS,
-    LINE,
     Entitlement,
     RuleViolation,
 )
@@ -853,18 +852,17 @@ class PaymentList(Aggregate):
     def approve(
         self,
         digest: str,
-        lines: list[list[Any]],
-        accruals: list[list[Any]],
+        line_count: int,
+        total_amount: int,
+        bank_amount: int,
         actor: str,
         source: str,
-        chunk_size: int,
     ) -> None:
-        """Freeze the list as drafted. `lines` are rows in ISSUED_FIELDS order; `accruals`
-        are [personal_id, allowance_delta, funeral_delta, credited_through] postings that bring
-        each resident's credits in the books up to date, both as the draft kept them; `digest`
-        is their lines' digest. The approval records the draft's `known_through`: the last
-        event the read models showed when the lines were computed (an auditor recomputes from
-        there)."""
+        """Freeze the list as drafted: `digest`, count and totals are those of the lines the
+        draft kept, which `issue` then records, a chunk at a time, with the postings
+        (`accrue`) that bring each resident's credits in the books up to date. The approval
+        records the draft's `known_through`: the last event the read models showed when the
+        lines were computed (an auditor recomputes from there)."""
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is already approved")
         if self.draft_digest is None:
@@ -876,34 +874,30 @@ class PaymentList(Aggregate):
                 f"the lines kept for {self.period} {self.province_code} are not the lines its "
                 "draft recorded: run the payroll again and have the new draft approved"
             )
-        known_through = facts.known_through
-        total = sum(int(row[LINE["total_amount"]]) for row in lines)
-        bank = sum(
-            int(row[LINE["total_amount"]]) for row in lines if row[LINE["channel"]] == "BANK"
-        )
         self._approved(
             digest=digest,
-            line_count=len(lines),
-            total_amount=total,
-            bank_amount=bank,
-            known_through=known_through,
+            line_count=line_count,
+            total_amount=total_amount,
+            bank_amount=bank_amount,
+            known_through=facts.known_through,
             actor=actor,
             source=source,
         )
-        for i in range(0, len(lines), chunk_size):
-            self._lines_issued(
-                columns=list(ISSUED_FIELDS),
-                lines=lines[i : i + chunk_size],
-                actor=actor,
-                source=source,
-            )
-        for i in range(0, len(accruals), chunk_size):
-            self._credits_accrued(
-                columns=list(ACCRUAL_FIELDS),
-                accruals=accruals[i : i + chunk_size],
-                actor=actor,
-                source=source,
-            )
+
+    def issue(self, lines: list[list[Any]], actor: str, source: str) -> None:
+        """Record approved lines (rows in ISSUED_FIELDS order), after `approve`."""
+        if not self.is_approved:
+            raise RuleViolation(f"the list {self.period} {self.province_code} is not approved")
+        self._lines_issued(columns=list(ISSUED_FIELDS), lines=lines, actor=actor, source=source)
+
+    def accrue(self, accruals: list[list[Any]], actor: str, source: str) -> None:
+        """Record the approval's postings ([personal_id, allowance_delta, funeral_delta,
+        credited_through] rows), after `approve`."""
+        if not self.is_approved:
+            raise RuleViolation(f"the list {self.period} {self.province_code} is not approved")
+        self._credits_accrued(
+            columns=list(ACCRUAL_FIELDS), accruals=accruals, actor=actor, source=source
+        )
 
     @event("Approved")
     def _approved(

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import FUNERAL, LINE, LINE_FIELDS, Assessment, PaymentLine, RuleViolation
+from ledger.rules import LINE, LINE_FIELDS, Assessment, PaymentLine, RuleViolation, digest_row
 
 # one encoder for every entry: `json.dumps` with options builds a new one per call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -55,48 +55,64 @@ class Fingerprinted:
         return self._hash.hexdigest()
 
 
-@dataclass
-class KeptDraft:
-    """A kept draft read back whole: what the approval records and whom it fences."""
-
-    lines: list[list[Any]] = field(default_factory=list)  # ISSUED_FIELDS rows
-    accruals: list[list[Any]] = field(default_factory=list)  # ACCRUAL_FIELDS rows
-    to_review: list[tuple[PaymentLine, int]] = field(default_factory=list)  # (line, limit)
-    people: list[str] = field(default_factory=list)  # everyone assessed
-    claimants_paid: list[str] = field(default_factory=list)  # whose FUNERAL line it pays
-    digest: str = ""  # of the entries as read (Fingerprinted)
-
-    @property
-    def line_rows(self) -> Iterator[list[Any]]:
-        """The lines as the list's digest covers them (LINE_FIELDS)."""
-        return (row[: len(LINE_FIELDS)] for row in self.lines)
-
-
 class KeptDraftUnreadable(RuleViolation):
     """An entry of a kept draft is not what a payroll run writes."""
 
 
-def read_kept(entries: Iterable[tuple[str, str]]) -> KeptDraft:
-    """The kept draft from its (personal id, entry text) pairs, in the order kept."""
-    kept = KeptDraft()
-    fingerprinted = Fingerprinted(entries)
-    for personal_id, text in fingerprinted:
+# A kept entry as read: (personal id, line in ISSUED_FIELDS order, posting in ACCRUAL_FIELDS
+# order, the review limit its line is above), any but the first None.
+KeptEntry = tuple[str, list[Any] | None, list[Any] | None, int | None]
+
+
+def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
+    """Each kept entry checked as it is read: unreadable, or naming someone else than the
+    person it is kept for, is refused (KeptDraftUnreadable)."""
+    for personal_id, text in pairs:
         try:
             line, accrual, limit = json.loads(text)
-            review = (PaymentLine(*line), int(limit)) if line and limit is not None else None
+            limit = int(limit) if line and limit is not None else None
             whose = {row[i] for row, i in ((line, LINE["personal_id"]), (accrual, 0)) if row}
         except (ValueError, TypeError, IndexError, KeyError):
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is unreadable") from None
         if whose - {personal_id}:
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is someone else's")
-        kept.people.append(personal_id)
-        if line is not None:
-            kept.lines.append(line)
-            if line[LINE["kind"]] == FUNERAL:
-                kept.claimants_paid.append(personal_id)
-        if review is not None:
-            kept.to_review.append(review)
-        if accrual is not None:
-            kept.accruals.append(accrual)
-    kept.digest = fingerprinted.digest
-    return kept
+        yield personal_id, line or None, accrual or None, limit
+
+
+@dataclass
+class KeptSummary:
+    """What a kept draft comes to, read in one pass (never held): what the approval records
+    of it and shows, and the digests it is checked by."""
+
+    digest: str = ""  # of the entries as read (Fingerprinted): the one its Drafted names
+    lines_digest: str = ""  # of their lines (rules.rows_digest): the list's own digest
+    line_count: int = 0
+    total_amount: int = 0
+    bank_amount: int = 0
+    to_review: list[tuple[PaymentLine, int]] = field(default_factory=list)  # (line, limit)
+
+
+def summarise(pairs: Iterable[tuple[str, str]]) -> KeptSummary:
+    """The kept draft's summary, its entries read once, a few thousand at a time."""
+    fingerprinted = Fingerprinted(pairs)
+    summary = KeptSummary()
+    lines = hashlib.sha256()
+    total, channel = LINE["total_amount"], LINE["channel"]
+    for _, line, _, limit in read_entries(fingerprinted):
+        if line is None:
+            continue
+        summary.line_count += 1
+        summary.total_amount += int(line[total])
+        if line[channel] == "BANK":
+            summary.bank_amount += int(line[total])
+        digest_row(lines, line[: len(LINE_FIELDS)])
+        if limit is not None:
+            try:
+                summary.to_review.append((PaymentLine(*line), limit))
+            except TypeError:
+                raise KeptDraftUnreadable(
+                    f"the kept entry of {line[LINE['personal_id']]} is unreadable"
+                ) from None
+    summary.digest = fingerprinted.digest
+    summary.lines_digest = lines.hexdigest()
+    return summary

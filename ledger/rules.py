@@ -520,7 +520,7 @@ class DraftTally:
         self.total_amount += line.total_amount
         if line.channel == "BANK":
             self.bank_amount += line.total_amount
-        _digest_row(self._digest, line.as_row())
+        digest_row(self._digest, line.as_row())
         if a.review_limit:
             self.to_review.append((line, a.review_limit))
 
@@ -547,11 +547,12 @@ def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
     them), in the order they were issued."""
     h = hashlib.sha256()
     for row in rows:
-        _digest_row(h, row)
+        digest_row(h, row)
     return h.hexdigest()
 
 
-def _digest_row(h: Any, row: Sequence[Any]) -> None:
+def digest_row(h: Any, row: Sequence[Any]) -> None:
+    """Add one row to a rows_digest under way."""
     h.update("\x1f".join(str(v) for v in row).encode())
     h.update(b"\n")
 

@@ -5,7 +5,8 @@ provinces in parallel), and export what the approvals recorded."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -29,14 +30,15 @@ from ledger.aggregates import (
 from ledger.inputs import InputRejected
 from ledger.kept_drafts import (
     Fingerprinted,
-    KeptDraft,
     KeptDraftUnreadable,
+    KeptSummary,
     kept_entries,
-    read_kept,
+    read_entries,
+    summarise,
 )
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
-from ledger.rules import DraftList, DraftTally, RuleViolation, assessed, draft_list, rows_digest
+from ledger.rules import FUNERAL, LINE, DraftList, DraftTally, RuleViolation, assessed, draft_list
 from ledger.service_layer.common import check_month
 from ledger.service_layer.ports import (
     Approval,
@@ -103,13 +105,59 @@ def _check_order(
         legacy.check_order(period, code)
 
 
-def _streams_of(kept: KeptDraft) -> Callable[[], set[UUID]]:
-    """The streams an approval's fence watches, worked out only when asked (a fence asks when
-    one of its events was recorded since the draft): every person the draft assessed, and
-    the death record of each person whose funeral line it pays."""
-    return lambda: (
-        {beneficiary_id(p) for p in kept.people} | {death_record_id(p) for p in kept.claimants_paid}
-    )
+def _fenced(ports: Ports, list_id: str, digest: str) -> Callable[[AbstractSet[UUID]], list[UUID]]:
+    """The streams an approval's fence watches, among those it is asked about (a fence asks
+    when one of its events was recorded since the draft): every person the draft assessed,
+    and the death record of each person whose funeral line it pays. The kept entries are
+    read again to tell, never held."""
+
+    def watched(since: AbstractSet[UUID]) -> list[UUID]:
+        found = []
+        read = Fingerprinted(ports.drafts.entries(list_id))
+        for personal_id, line, _, _ in read_entries(read):
+            streams = [beneficiary_id(personal_id)]
+            if line is not None and line[LINE["kind"]] == FUNERAL:
+                streams.append(death_record_id(personal_id))
+            found += [s for s in streams if s in since]
+        if read.digest != digest:
+            raise KeptDraftUnreadable("its entries changed while it was being approved")
+        return found
+
+    return watched
+
+
+def _approval_events(
+    ports: Ports,
+    payment_list: PaymentList,
+    payroll_register: PayrollRegister,
+    digest: str,
+    actor: str,
+    chunk: int,
+) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
+    """An approval's events for its one transaction: the approval with the register's, then
+    the kept lines and then the postings, a chunk at a time, the kept entries read again for
+    each (a province's list is never held). Entries that no longer give the digest checked
+    before refuse it all."""
+    yield [payment_list, payroll_register], {}
+    for record, column in ((payment_list.issue, 1), (payment_list.accrue, 2)):
+        read = Fingerprinted(ports.drafts.entries(str(payment_list.id)))
+        batch: list[list[Any]] = []
+        for entry in read_entries(read):
+            row = entry[column]
+            if row is not None:
+                batch.append(row)  # type: ignore[arg-type]
+            if len(batch) >= chunk:
+                record(batch, actor, _APPROVE)
+                yield [payment_list], {}
+                batch = []
+        if batch:
+            record(batch, actor, _APPROVE)
+            yield [payment_list], {}
+        if read.digest != digest:
+            raise KeptDraftUnreadable("its entries changed while it was being approved")
+
+
+_APPROVE = "ledger payroll approve"
 
 
 # What makes a draft wrong to pay as drafted: a person on two provinces' lists (a move); a
@@ -147,7 +195,7 @@ def _changes_a_draft(topic: str, state: bytes) -> bool:
 
 def _approvable(
     ports: Ports, payment_list: PaymentList, actor: str
-) -> tuple[PayrollRegister, KeptDraft]:
+) -> tuple[PayrollRegister, KeptSummary]:
     """The province's register and the list's kept draft, when the draft can be approved as
     drafted: nothing approved in the province since, and the kept entries its record names."""
     period, code = payment_list.period, payment_list.province_code
@@ -165,7 +213,7 @@ def _approvable(
         "new draft approved"
     )
     try:
-        kept = read_kept(ports.drafts.entries(str(payment_list.id)))
+        kept = summarise(ports.drafts.entries(str(payment_list.id)))
     except KeptDraftUnreadable as err:
         raise RuleViolation(
             f"the draft kept for its approval was changed ({err}): {again}"
@@ -334,17 +382,27 @@ def approve_payroll(
             facts = payment_list.kept_draft_facts()
             # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
             # lock, set-based
-            fence = Fence(facts.known_through, _CHANGE_A_DRAFT, _streams_of(kept), _changes_a_draft)
-            payroll_register.record_approval(period, code, actor, "ledger payroll approve")
-            payment_list.approve(
-                rows_digest(kept.line_rows),
-                kept.lines,
-                kept.accruals,
-                actor,
-                "ledger payroll approve",
-                line_chunk,
+            fence = Fence(
+                facts.known_through,
+                _CHANGE_A_DRAFT,
+                _fenced(ports, str(payment_list.id), kept.digest),
+                _changes_a_draft,
             )
-            ports.events.save(payment_list, payroll_register, fence=fence)
+            payroll_register.record_approval(period, code, actor, _APPROVE)
+            payment_list.approve(
+                kept.lines_digest,
+                kept.line_count,
+                kept.total_amount,
+                kept.bank_amount,
+                actor,
+                _APPROVE,
+            )
+            ports.events.save_in_chunks(
+                _approval_events(
+                    ports, payment_list, payroll_register, kept.digest, actor, line_chunk
+                ),
+                fence=fence,
+            )
         except RuleViolation as err:
             refused.append(f"payroll {period} {code}: {err}")
             continue

@@ -48,7 +48,8 @@ class Fence:
 
     after: int
     topics: tuple[str, ...]
-    streams: Callable[[], AbstractSet[UUID]]
+    # of the streams that recorded such an event since, those the decision read
+    streams: Callable[[AbstractSet[UUID]], Iterable[UUID]]
     # whether such an event, by its topic and stored bytes, crosses the fence (default: all)
     crosses: Callable[[str, bytes], bool] = lambda topic, state: True
 
@@ -79,7 +80,9 @@ class EventStore(Protocol):
     ) -> None: ...
     def save_new(self, aggregate: Any) -> None: ...
     def save_in_chunks(
-        self, chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]]
+        self,
+        chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]],
+        fence: Fence | None = None,
     ) -> int: ...
     def save_tracked(self, aggregates: Sequence[Any], tracking: Any) -> None: ...
     def tracked_position(self, name: str) -> int | None: ...

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.kept_drafts import Fingerprinted, KeptDraftUnreadable, read_kept
+from ledger.kept_drafts import Fingerprinted, KeptDraftUnreadable, read_entries
 
 tricky = st.text(
     alphabet=st.sampled_from(["0", "1", '"', ",", "[", "]", "\x1f", "\n", "\\", "n", "u"]),
@@ -44,4 +44,4 @@ def test_an_entry_for_someone_else_is_refused() -> None:
     line = ["2025-07-01-001000000002", "2025-07", "01", "00001", "REGULAR", "001000000002"]
     line += ["001000000002", "Người", "POST", "", "", 500_000, 0, 0, 500_000, None]
     with pytest.raises(KeptDraftUnreadable, match="someone else's"):
-        read_kept([("001000000001", json.dumps([line, None, None]))])
+        list(read_entries([("001000000001", json.dumps([line, None, None]))]))
