@@ -449,46 +449,52 @@ class EventStore:
 
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
-        order, as issued, with any event among them whose link in the hash chain does not
-        hold; None when the list was never approved."""
+        order, as issued (read from the record each time they are read, a few events at a
+        time), with any event among them whose link in the hash chain does not hold; None
+        when the list was never approved."""
         approved: Any = None
-        rows: list[tuple[Any, ...]] = []
-        stored = self._stored(list_id, ("PaymentList.Approved", "PaymentList.LinesIssued"))
-        for _, record in stored:
-            event: Any = self.app.mapper.to_domain_event(record)
-            if type(event).__qualname__.endswith("Approved"):
-                approved = event
-                continue
-            at = {name: i for i, name in enumerate(event.columns)}
-            order = [at[name] for name in LINE_FIELDS]
-            rows.extend(tuple(line[i] for i in order) for line in event.lines)
+        for _, record in self._stored(list_id, ("PaymentList.Approved",)):
+            approved = self.app.mapper.to_domain_event(record)
         if approved is None:
             return None
+        kinds = ("PaymentList.Approved", "PaymentList.LinesIssued")
         return IssuedList(
             approved_by=approved.actor,
             approved_at=approved.timestamp.isoformat(),
             digest=approved.digest,
             line_count=approved.line_count,
             total_amount=approved.total_amount,
-            rows=rows,
-            unchained=tuple(self._unchained(stored)),
+            rows=_IssuedRows(self, list_id),
+            unchained=tuple(self._unchained(self._stored_chunks(list_id, kinds))),
         )
 
     def _stored(self, aggregate_id: UUID, types: Sequence[str]) -> list[tuple[int, StoredEvent]]:
         """An aggregate's stored events of some types, with their notification ids."""
+        return list(self._stored_chunks(aggregate_id, types))
+
+    def _stored_chunks(
+        self, aggregate_id: UUID, types: Sequence[str], chunk: int = 20
+    ) -> Iterator[tuple[int, StoredEvent]]:
+        """An aggregate's stored events of some types, with their notification ids, read
+        `chunk` events at a time."""
         sqlite = self.location.kind == "sqlite"
         nid = "rowid" if sqlite else "notification_id"
-        rows = self.db.query(
-            f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
-            f" WHERE originator_id = ? AND ({' OR '.join('topic LIKE ?' for _ in types)})"
-            " ORDER BY originator_version",
-            [aggregate_id.hex if sqlite else aggregate_id, *(f"%:{t}" for t in types)],
-        )
-        return [
-            (int(n), StoredEvent(UUID(str(o)), v, t, bytes(state))) for n, o, v, t, state in rows
-        ]
+        after = 0
+        while True:
+            rows = self.db.query(
+                f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
+                " WHERE originator_id = ? AND originator_version > ?"
+                f" AND ({' OR '.join('topic LIKE ?' for _ in types)})"
+                f" ORDER BY originator_version LIMIT {chunk}",
+                [aggregate_id.hex if sqlite else aggregate_id, after, *(f"%:{t}" for t in types)],
+            )
+            for n, o, v, t, state in rows:
+                yield int(n), StoredEvent(UUID(str(o)), v, t, bytes(state))
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][2])
 
-    def _unchained(self, stored: Sequence[tuple[int, StoredEvent]]) -> Iterator[str]:
+    def _unchained(self, stored: Iterable[tuple[int, StoredEvent]]) -> Iterator[str]:
         """Each event whose link in the hash chain does not reproduce from its stored bytes
         (an event rewritten together with what the approval recorded of it)."""
         for n, e in stored:
@@ -577,3 +583,21 @@ class EventStore:
 
     def latest_notification_id(self) -> int:
         return int(self.app.recorder.max_notification_id() or 0)  # type: ignore[attr-defined]
+
+
+class _IssuedRows:
+    """A list's issued lines in LINE_FIELDS order, read from its LinesIssued events each time
+    they are iterated, a few events at a time."""
+
+    def __init__(self, store: EventStore, list_id: UUID) -> None:
+        self.store = store
+        self.list_id = list_id
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        mapper = self.store.app.mapper
+        for _, record in self.store._stored_chunks(self.list_id, ("PaymentList.LinesIssued",)):
+            event: Any = mapper.to_domain_event(record)
+            at = {name: i for i, name in enumerate(event.columns)}
+            order = [at[name] for name in LINE_FIELDS]
+            for line in event.lines:
+                yield tuple(line[i] for i in order)

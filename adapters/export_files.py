@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,27 +75,41 @@ def export_row(row: Sequence[Any]) -> list[Any]:
 def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
     """A payment file as the contract gives it, from lines ordered by payment_id: its bytes,
     its row count and its total amount."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    # Python's writer quotes a cell only for the characters of its line terminator: a carriage
-    # return inside a cell would be left bare and read as the end of a row. Such a row is
-    # written with "\r\n" (which quotes it) and ended with "\n" like every other.
-    one = io.StringIO()
-    quoting = csv.writer(one, lineterminator="\r\n")
-    writer.writerow(LINE_FIELDS)
-    count = total = 0
+    writer = _PaymentFile()
     for row in rows:
+        writer.add(row)
+    return writer.finish()
+
+
+class _PaymentFile:
+    """A payment file written a line at a time (several of a list at once)."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\n")
+        # Python's writer quotes a cell only for the characters of its line terminator: a
+        # carriage return inside a cell would be left bare and read as the end of a row.
+        # Such a row is written with "\r\n" (which quotes it) and ended with "\n" like
+        # every other.
+        self.one = io.StringIO()
+        self.quoting = csv.writer(self.one, lineterminator="\r\n")
+        self.writer.writerow(LINE_FIELDS)
+        self.count = self.total = 0
+
+    def add(self, row: Sequence[Any]) -> None:
         cells = export_row(row)
         if any(isinstance(c, str) and "\r" in c for c in cells):
-            one.seek(0)
-            one.truncate()
-            quoting.writerow(cells)
-            buffer.write(one.getvalue()[:-2] + "\n")
+            self.one.seek(0)
+            self.one.truncate()
+            self.quoting.writerow(cells)
+            self.buffer.write(self.one.getvalue()[:-2] + "\n")
         else:
-            writer.writerow(cells)
-        count += 1
-        total += int(row[TOTAL])
-    return buffer.getvalue().encode("utf-8"), count, total
+            self.writer.writerow(cells)
+        self.count += 1
+        self.total += int(row[TOTAL])
+
+    def finish(self) -> tuple[bytes, int, int]:
+        return self.buffer.getvalue().encode("utf-8"), self.count, self.total
 
 
 @dataclass(frozen=True)
@@ -151,11 +164,36 @@ def list_file(approval: Approval, channel: str, rows: Iterable[Sequence[Any]]) -
 
 def list_files(approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ListFile]:
     """An approved list's payment files from its recorded lines (LINE_FIELDS order, any
-    order): one per channel that has lines, by channel, each ordered by payment_id."""
-    by_channel: dict[str, list[Sequence[Any]]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: str(r[LINE["payment_id"]])):
-        by_channel[row[LINE["channel"]]].append(row)
-    return [list_file(approval, channel, lines) for channel, lines in sorted(by_channel.items())]
+    order): one per channel that has lines, by channel, each ordered by payment_id. Lines
+    recorded in payment-id order (as approvals issue them) are written as they are read,
+    the list never held; others are sorted first."""
+    if iter(rows) is rows:  # read once only: kept, to be read again if out of order
+        rows = list(rows)
+    try:
+        return _list_files(approval, rows, ordered=True)
+    except _OutOfOrder:
+        return _list_files(
+            approval, sorted(rows, key=lambda r: str(r[LINE["payment_id"]])), ordered=False
+        )
+
+
+class _OutOfOrder(Exception):
+    pass
+
+
+def _list_files(approval: Approval, rows: Iterable[Sequence[Any]], ordered: bool) -> list[ListFile]:
+    files: dict[str, _PaymentFile] = {}
+    last = ""
+    for row in rows:
+        payment = str(row[LINE["payment_id"]])
+        if ordered and payment <= last:
+            raise _OutOfOrder
+        last = payment
+        channel = row[LINE["channel"]]
+        if channel not in files:
+            files[channel] = _PaymentFile()
+        files[channel].add(row)
+    return [ListFile(approval, channel, *files[channel].finish()) for channel in sorted(files)]
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

@@ -28,7 +28,6 @@ import argparse
 import csv
 import os
 import random
-import secrets
 import shutil
 import subprocess
 import sys
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from deaths_during_payroll import measure as deaths_during_payroll  # noqa: E402
-from payroll_bench import ledger  # noqa: E402  (one process, timed, with its peak memory)
+from payroll_bench import chain_key, ledger  # noqa: E402  (one process, timed, with its peak memory)
 
 from ledger.demo import BANKS, CATEGORIES, FAMILY, GIVEN, MIDDLE, claim_directory  # noqa: E402
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
@@ -272,7 +271,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="ansinh-national-"))
     claim_directory(work, "the national benchmark")
-    os.environ["LEDGER_CHAIN_KEY"] = os.environ.get("LEDGER_CHAIN_KEY") or secrets.token_hex(32)
+    chain_key(work, keep=bool(args.keep))  # with --keep, written beside the kept store
     url = services_url()
     print(f"set-up: store {url}", file=sys.stderr)
     steps: list[Step] = []

@@ -560,25 +560,31 @@ def digest_row(h: Any, row: Sequence[Any]) -> None:
 @dataclass(frozen=True)
 class IssuedList:
     """A payment list as its approval recorded it: the approval's facts and the lines of its
-    LinesIssued events (LINE_FIELDS order, as issued)."""
+    LinesIssued events (LINE_FIELDS order, as issued). `rows` may be read more than once,
+    each time from the record (a national list is never held)."""
 
     approved_by: str
     approved_at: str
     digest: str
     line_count: int
     total_amount: int
-    rows: list[tuple[Any, ...]]
+    rows: Iterable[Sequence[Any]]
     unchained: tuple[str, ...] = ()  # events whose link in the hash chain does not hold
 
     def problems(self) -> list[str]:
         """How the recorded lines fail to reproduce what the approval recorded of them, or
-        the chain what was stored."""
+        the chain what was stored (the lines read once)."""
         found = list(self.unchained)
-        if rows_digest(self.rows) != self.digest:
+        h = hashlib.sha256()
+        count = total = 0
+        for row in self.rows:
+            digest_row(h, row)
+            count += 1
+            total += int(row[LINE["total_amount"]])
+        if h.hexdigest() != self.digest:
             found.append("the lines do not reproduce the digest recorded at approval")
-        if len(self.rows) != self.line_count:
-            found.append(f"{len(self.rows):,} lines where the approval counted {self.line_count:,}")
-        total = sum(int(row[LINE["total_amount"]]) for row in self.rows)
+        if count != self.line_count:
+            found.append(f"{count:,} lines where the approval counted {self.line_count:,}")
         if total != self.total_amount:
             found.append(
                 f"a total of {total:,} VND where the approval recorded {self.total_amount:,}"

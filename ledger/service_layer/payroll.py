@@ -134,11 +134,11 @@ def _approval_events(
     actor: str,
     chunk: int,
 ) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
-    """An approval's events for its one transaction: the approval with the register's, then
-    the kept lines and then the postings, a chunk at a time, the kept entries read again for
+    """An approval's events for its one transaction: the approval, the kept lines and then
+    the postings, a chunk at a time, and the register's, the kept entries read again for
     each (a province's list is never held). Entries that no longer give the digest checked
     before refuse it all."""
-    yield [payment_list, payroll_register], {}
+    yield [payment_list], {}
     for record, column in ((payment_list.issue, 1), (payment_list.accrue, 2)):
         read = Fingerprinted(ports.drafts.entries(str(payment_list.id)))
         batch: list[list[Any]] = []
@@ -155,6 +155,7 @@ def _approval_events(
             yield [payment_list], {}
         if read.digest != digest:
             raise KeptDraftUnreadable("its entries changed while it was being approved")
+    yield [payroll_register], {}  # last, as the approvals before were recorded
 
 
 _APPROVE = "ledger payroll approve"
