@@ -172,6 +172,43 @@ def test_a_kept_entry_changed_after_the_draft_refuses_the_approval(
     assert lines_of(ledger, "2025-07") == []
 
 
+def test_a_kept_entry_changed_while_the_approval_records_refuses_it_all(
+    ledger: Ledger, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval reads the kept entries once to check them, then again for the lines and
+    the postings it records a chunk at a time: entries that differ on a later reading (the
+    table changed meanwhile) refuse the whole approval, with nothing recorded."""
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    drafts = ledger.ports.drafts
+    entries = drafts.entries
+    readings: list[str] = []
+
+    def changed_after_the_check(list_id: str) -> object:
+        readings.append(list_id)
+        for personal_id, entry in entries(list_id):
+            if len(readings) > 1 and personal_id == PEOPLE[-1]:  # the last line's chunk
+                entry = entry.replace("3500000", "35000000")
+            yield personal_id, entry
+
+    monkeypatch.setattr(drafts, "entries", changed_after_the_check)
+    monkeypatch.setattr(ledger, "LINE_CHUNK", 50)  # the change comes chunks after the first
+    with pytest.raises(RuleViolation, match="changed while it was being approved"):
+        ledger.approve_payroll("2025-07", "01", "checker")
+    assert len(readings) == 2  # the check, then the lines (refused before the postings)
+    monkeypatch.undo()
+    ledger.catch_up()
+    assert status_of(ledger, "2025-07") == "DRAFT"
+    assert lines_of(ledger, "2025-07") == []
+    assert ledger.db.query(
+        "SELECT COUNT(*) FROM audit_trail WHERE event_type LIKE 'PaymentList.%'"
+        " AND event_type NOT IN ('PaymentList.Opened', 'PaymentList.Drafted')"
+    ) == [(0,)]
+    # the same draft, read the same each time, is approved
+    (summary,) = ledger.approve_payroll("2025-07", "01", "checker")
+    assert summary.status == "APPROVED" and summary.lines == len(PEOPLE)
+
+
 def test_a_kept_entry_moved_to_another_person_refuses_the_approval(
     ledger: Ledger, files: Files
 ) -> None:
