@@ -215,7 +215,7 @@ class StagedExport:
         self.out_dir = out_dir
         self.chain_head = chain_head
         self.staged: list[tuple[Path, Path]] = []
-        self.manifests: list[ListFile] = []
+        self.manifests: list[tuple[str, dict[str, Any]]] = []
 
     def _stage(self, name: str, data: bytes) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)  # not before there is a file to write
@@ -230,7 +230,8 @@ class StagedExport:
 
     def _add(self, file: ListFile) -> ExportedFile:
         path = self._stage(file.name, file.data)
-        self.manifests.append(file)
+        # its manifest without the file's bytes: a national export is 700 MB of them
+        self.manifests.append((file.manifest_name, file.manifest()))
         return ExportedFile(path, file.rows, file.total_amount, file.sha256)
 
     def add_list_file(
@@ -251,8 +252,10 @@ class StagedExport:
     def commit(self) -> None:
         if self.manifests:
             head = self._head()
-            for file in self.manifests:
-                self._stage(file.manifest_name, manifest_bytes(file.manifest(head)))
+            for name, manifest in self.manifests:
+                if head is not None:
+                    manifest = {**manifest, "chain_head": head.as_json()}
+                self._stage(name, manifest_bytes(manifest))
             self.manifests.clear()
         for tmp, final in self.staged:
             os.replace(tmp, final)
