@@ -45,9 +45,10 @@ class Fingerprinted:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for personal_id, text in self._entries:
-            # the person too (an approval fences the people its entries name), both as JSON
-            # strings: no text of one field can pass for a field boundary
-            self._hash.update(_ENCODER.encode([personal_id, text]).encode())
+            # the person too (an approval fences the people its entries name), each field
+            # framed by its length in bytes: no text of one field can pass for a boundary
+            person, entry = personal_id.encode(), text.encode()
+            self._hash.update(b"%d:%s%d:%s" % (len(person), person, len(entry), entry))
             yield personal_id, text
 
     @property
