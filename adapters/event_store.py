@@ -408,44 +408,17 @@ class EventStore:
         total_amount, funeral_amount), and for each settlement (payment_id, the event's
         version, status, None, None, None, None). A line's state is its issue and its
         settlement of the highest version."""
-        sqlite = self.location.kind == "sqlite"
         kinds = ("PaymentList.LinesIssued", "PaymentList.LinesSettled")
-        after = 0
-        while True:
-            rows = self.db.query(
-                f"SELECT originator_version, topic, state FROM {self.table}"
-                " WHERE originator_id = ? AND originator_version > ? AND originator_version <= ?"
-                " AND (topic LIKE ? OR topic LIKE ?) ORDER BY originator_version LIMIT 20",
-                [
-                    list_id.hex if sqlite else list_id,
-                    after,
-                    through_version,
-                    *(f"%:{t}" for t in kinds),
-                ],
-            )
-            if not rows:
-                return
-            for version, topic, state in rows:
-                stored = StoredEvent(list_id, int(version), str(topic), bytes(state))
-                event: Any = self.app.mapper.to_domain_event(stored)
-                if str(topic).endswith(".LinesIssued"):
-                    at = {name: i for i, name in enumerate(event.columns)}
-                    pid, person, channel = at["payment_id"], at["personal_id"], at["channel"]
-                    total, funeral = at["total_amount"], at["funeral_amount"]
-                    for line in event.lines:
-                        yield (
-                            line[pid],
-                            0,
-                            PENDING,
-                            line[person],
-                            line[channel],
-                            int(line[total]),
-                            int(line[funeral]),
-                        )
-                else:
-                    for s in event.settlements:
-                        yield s["payment_id"], int(version), s["status"], None, None, None, None
-            after = int(rows[-1][0])
+        fields = ("payment_id", "personal_id", "channel", "total_amount", "funeral_amount")
+        for _, record in self._stored_chunks(list_id, kinds, through=through_version):
+            event: Any = self.app.mapper.to_domain_event(record)
+            if record.topic.endswith(".LinesIssued"):
+                for pid, person, channel, total, funeral in _lines_of(event, fields):
+                    yield pid, 0, PENDING, person, channel, int(total), int(funeral)
+            else:
+                version = record.originator_version
+                for s in event.settlements:
+                    yield s["payment_id"], version, s["status"], None, None, None, None
 
     def issued_list(self, list_id: UUID) -> IssuedList | None:
         """What a payment list's approval recorded: the approval and its lines in LINE_FIELDS
@@ -473,20 +446,29 @@ class EventStore:
         return list(self._stored_chunks(aggregate_id, types))
 
     def _stored_chunks(
-        self, aggregate_id: UUID, types: Sequence[str], chunk: int = 20
+        self,
+        aggregate_id: UUID,
+        types: Sequence[str],
+        chunk: int = 20,
+        through: int = 2**62,
     ) -> Iterator[tuple[int, StoredEvent]]:
-        """An aggregate's stored events of some types, with their notification ids, read
-        `chunk` events at a time."""
+        """An aggregate's stored events of some types up to version `through`, with their
+        notification ids, read `chunk` events at a time."""
         sqlite = self.location.kind == "sqlite"
         nid = "rowid" if sqlite else "notification_id"
         after = 0
         while True:
             rows = self.db.query(
                 f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
-                " WHERE originator_id = ? AND originator_version > ?"
+                " WHERE originator_id = ? AND originator_version > ? AND originator_version <= ?"
                 f" AND ({' OR '.join('topic LIKE ?' for _ in types)})"
                 f" ORDER BY originator_version LIMIT {chunk}",
-                [aggregate_id.hex if sqlite else aggregate_id, after, *(f"%:{t}" for t in types)],
+                [
+                    aggregate_id.hex if sqlite else aggregate_id,
+                    after,
+                    through,
+                    *(f"%:{t}" for t in types),
+                ],
             )
             for n, o, v, t, state in rows:
                 yield int(n), StoredEvent(UUID(str(o)), v, t, bytes(state))
@@ -596,8 +578,13 @@ class _IssuedRows:
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         mapper = self.store.app.mapper
         for _, record in self.store._stored_chunks(self.list_id, ("PaymentList.LinesIssued",)):
-            event: Any = mapper.to_domain_event(record)
-            at = {name: i for i, name in enumerate(event.columns)}
-            order = [at[name] for name in LINE_FIELDS]
-            for line in event.lines:
-                yield tuple(line[i] for i in order)
+            yield from _lines_of(mapper.to_domain_event(record), LINE_FIELDS)
+
+
+def _lines_of(event: Any, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The lines of a LinesIssued event, each as the values of `fields` (its columns are
+    named in the event)."""
+    at = {name: i for i, name in enumerate(event.columns)}
+    order = [at[name] for name in fields]
+    for line in event.lines:
+        yield tuple(line[i] for i in order)

@@ -886,18 +886,23 @@ class PaymentList(Aggregate):
 
     def issue(self, lines: list[list[Any]], actor: str, source: str) -> None:
         """Record approved lines (rows in ISSUED_FIELDS order), after `approve`."""
-        if not self.is_approved:
-            raise RuleViolation(f"the list {self.period} {self.province_code} is not approved")
+        self._require_approved("issued")
         self._lines_issued(columns=list(ISSUED_FIELDS), lines=lines, actor=actor, source=source)
 
     def accrue(self, accruals: list[list[Any]], actor: str, source: str) -> None:
         """Record the approval's postings ([personal_id, allowance_delta, funeral_delta,
         credited_through] rows), after `approve`."""
-        if not self.is_approved:
-            raise RuleViolation(f"the list {self.period} {self.province_code} is not approved")
+        self._require_approved("posted")
         self._credits_accrued(
             columns=list(ACCRUAL_FIELDS), accruals=accruals, actor=actor, source=source
         )
+
+    def _require_approved(self, doing: str) -> None:
+        if not self.is_approved:
+            raise RuleViolation(
+                f"the list {self.period} {self.province_code} is not approved: nothing of it "
+                f"can be {doing}"
+            )
 
     @event("Approved")
     def _approved(
@@ -936,11 +941,7 @@ class PaymentList(Aggregate):
         state in the record (rules.settlement_move): payment_id, status, settled_at,
         reference, reason, row, previous_status, and what the books need to post it
         (personal_id, channel, total_amount, funeral_amount); at most `chunk_size` an event."""
-        if not self.is_approved:
-            raise RuleViolation(
-                f"the list {self.period} {self.province_code} is not approved: nothing of it "
-                "can be settled"
-            )
+        self._require_approved("settled")
         for i in range(0, len(settlements), chunk_size):
             self._lines_settled(
                 settlements=settlements[i : i + chunk_size],

@@ -471,31 +471,32 @@ def _lines(file: InputFile) -> Iterator[str]:
     """A file's text, a line at a time: the text of a large file is never held whole. A line
     break byte is never part of a UTF-8 sequence, so each line decodes on its own."""
     number = 0
-    offset = 0  # of `rest` in the file
-    rest = b""
-    first = True
-    bom = codecs.BOM_UTF8
-    for block in file.blocks():
-        buffer = rest + block
-        if first:
-            if len(buffer) < len(bom):  # too short yet to tell whether it starts with one
-                rest = buffer
-                continue
-            first = False
-            if buffer.startswith(bom):
-                buffer, offset = buffer[len(bom) :], len(bom)
-        # the lines ended in this buffer; a \r at its very end may be the start of \r\n
-        cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1))
-        complete, rest = buffer[: cut + 1], buffer[cut + 1 :]
-        for line in _LINE.finditer(complete):
+    for piece, offset in _pieces(file):
+        for line in _LINE.finditer(piece):
             number += 1
             yield _decoded(file, line, number, offset)
-        offset += len(complete)
-    if first and rest.startswith(bom):
-        rest, offset = rest[len(bom) :], len(bom)
-    for line in _LINE.finditer(rest):
-        number += 1
-        yield _decoded(file, line, number, offset)
+
+
+def _pieces(file: InputFile) -> Iterator[tuple[bytes, int]]:
+    """The file's bytes in pieces that end with a line break (the last may not), each with
+    its offset in the file; a UTF-8 byte order mark at the start left out."""
+    bom = codecs.BOM_UTF8
+    blocks = file.blocks()
+    rest = b""
+    for block in blocks:  # enough bytes to tell whether the file starts with one
+        rest += block
+        if len(rest) >= len(bom):
+            break
+    offset = len(bom) if rest.startswith(bom) else 0
+    rest = rest[offset:]
+    for block in blocks:
+        buffer = rest + block
+        # the lines ended in this buffer; a \r at its very end may be the start of \r\n
+        cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r", 0, len(buffer) - 1)) + 1
+        yield buffer[:cut], offset
+        offset += cut
+        rest = buffer[cut:]
+    yield rest, offset
 
 
 def _decoded(file: InputFile, line: re.Match[bytes], number: int, offset: int) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import LINE, LINE_FIELDS, Assessment, PaymentLine, RuleViolation, digest_row
+from ledger.rules import LINE, LINE_FIELDS, Assessment, LinesTally, PaymentLine, RuleViolation
 
 # one encoder for every entry: `json.dumps` with options builds a new one per call
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -61,8 +61,8 @@ class KeptDraftUnreadable(RuleViolation):
 
 
 # A kept entry as read: (personal id, line in ISSUED_FIELDS order, posting in ACCRUAL_FIELDS
-# order, the review limit its line is above), any but the first None.
-KeptEntry = tuple[str, list[Any] | None, list[Any] | None, int | None]
+# order, (the line, the review limit it is above)), any but the first None.
+KeptEntry = tuple[str, list[Any] | None, list[Any] | None, tuple[PaymentLine, int] | None]
 
 
 def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
@@ -71,13 +71,13 @@ def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
     for personal_id, text in pairs:
         try:
             line, accrual, limit = json.loads(text)
-            limit = int(limit) if line and limit is not None else None
+            review = (PaymentLine(*line), int(limit)) if line and limit is not None else None
             whose = {row[i] for row, i in ((line, LINE["personal_id"]), (accrual, 0)) if row}
         except (ValueError, TypeError, IndexError, KeyError):
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is unreadable") from None
         if whose - {personal_id}:
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is someone else's")
-        yield personal_id, line or None, accrual or None, limit
+        yield personal_id, line or None, accrual or None, review
 
 
 @dataclass
@@ -86,7 +86,7 @@ class KeptSummary:
     of it and shows, and the digests it is checked by."""
 
     digest: str = ""  # of the entries as read (Fingerprinted): the one its Drafted names
-    lines_digest: str = ""  # of their lines (rules.rows_digest): the list's own digest
+    lines_digest: str = ""  # of their lines (rules.LinesTally): the list's own digest
     line_count: int = 0
     total_amount: int = 0
     bank_amount: int = 0
@@ -96,24 +96,18 @@ class KeptSummary:
 def summarise(pairs: Iterable[tuple[str, str]]) -> KeptSummary:
     """The kept draft's summary, its entries read once, a few thousand at a time."""
     fingerprinted = Fingerprinted(pairs)
-    summary = KeptSummary()
-    lines = hashlib.sha256()
-    total, channel = LINE["total_amount"], LINE["channel"]
-    for _, line, _, limit in read_entries(fingerprinted):
-        if line is None:
-            continue
-        summary.line_count += 1
-        summary.total_amount += int(line[total])
-        if line[channel] == "BANK":
-            summary.bank_amount += int(line[total])
-        digest_row(lines, line[: len(LINE_FIELDS)])
-        if limit is not None:
-            try:
-                summary.to_review.append((PaymentLine(*line), limit))
-            except TypeError:
-                raise KeptDraftUnreadable(
-                    f"the kept entry of {line[LINE['personal_id']]} is unreadable"
-                ) from None
-    summary.digest = fingerprinted.digest
-    summary.lines_digest = lines.hexdigest()
-    return summary
+    lines = LinesTally()
+    to_review = []
+    for _, line, _, review in read_entries(fingerprinted):
+        if line is not None:
+            lines.add(line[: len(LINE_FIELDS)])
+        if review is not None:
+            to_review.append(review)
+    return KeptSummary(
+        fingerprinted.digest,
+        lines.digest,
+        lines.count,
+        lines.total_amount,
+        lines.bank_amount,
+        to_review,
+    )

@@ -496,14 +496,11 @@ class DraftTally:
     The same figures whether the draft is held whole (DraftList) or streamed (payroll run)."""
 
     def __init__(self) -> None:
-        self.line_count = 0
-        self.total_amount = 0
-        self.bank_amount = 0
+        self.lines = LinesTally()
         self.receivable_amount = 0
         self.held = 0
         self.waiting_for_claimant = 0
         self.to_review: list[tuple[PaymentLine, int]] = []  # by payment id
-        self._digest = hashlib.sha256()
         self._last: str | None = None
 
     def add(self, a: Assessment) -> None:
@@ -516,11 +513,7 @@ class DraftTally:
         line = a.line
         if line is None:
             return
-        self.line_count += 1
-        self.total_amount += line.total_amount
-        if line.channel == "BANK":
-            self.bank_amount += line.total_amount
-        digest_row(self._digest, line.as_row())
+        self.lines.add(line.as_row())
         if a.review_limit:
             self.to_review.append((line, a.review_limit))
 
@@ -531,30 +524,48 @@ class DraftTally:
             yield a
 
     @property
+    def line_count(self) -> int:
+        return self.lines.count
+
+    @property
+    def total_amount(self) -> int:
+        return self.lines.total_amount
+
+    @property
+    def bank_amount(self) -> int:
+        return self.lines.bank_amount
+
+    @property
     def digest(self) -> str:
-        """lines_digest of the lines added so far."""
+        """The digest of the lines added so far."""
+        return self.lines.digest
+
+
+class LinesTally:
+    """Lines (LINE_FIELDS rows) counted one at a time: how many, their total, the bank's
+    share and their digest. A draft, a kept draft and an issued list add up their lines
+    here, so that the figures one records are the figures the others check."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total_amount = 0
+        self.bank_amount = 0
+        self._digest = hashlib.sha256()
+
+    def add(self, row: Sequence[Any]) -> None:
+        # the digest an approval records and an export checks: each row's fields, \x1f
+        # between them, a line break after
+        self._digest.update("\x1f".join(str(v) for v in row).encode())
+        self._digest.update(b"\n")
+        amount = int(row[LINE["total_amount"]])
+        self.count += 1
+        self.total_amount += amount
+        if row[LINE["channel"]] == "BANK":
+            self.bank_amount += amount
+
+    @property
+    def digest(self) -> str:
         return self._digest.hexdigest()
-
-
-def lines_digest(lines: Sequence[PaymentLine]) -> str:
-    """A fingerprint of a list's lines, so that an approver approves exactly what was drafted
-    and an export writes exactly what was approved."""
-    return rows_digest(line.as_row() for line in lines)
-
-
-def rows_digest(rows: Iterable[Sequence[Any]]) -> str:
-    """The same fingerprint over rows in LINE_FIELDS order (as the LinesIssued events hold
-    them), in the order they were issued."""
-    h = hashlib.sha256()
-    for row in rows:
-        digest_row(h, row)
-    return h.hexdigest()
-
-
-def digest_row(h: Any, row: Sequence[Any]) -> None:
-    """Add one row to a rows_digest under way."""
-    h.update("\x1f".join(str(v) for v in row).encode())
-    h.update(b"\n")
 
 
 @dataclass(frozen=True)
@@ -575,19 +586,17 @@ class IssuedList:
         """How the recorded lines fail to reproduce what the approval recorded of them, or
         the chain what was stored (the lines read once)."""
         found = list(self.unchained)
-        h = hashlib.sha256()
-        count = total = 0
+        lines = LinesTally()
         for row in self.rows:
-            digest_row(h, row)
-            count += 1
-            total += int(row[LINE["total_amount"]])
-        if h.hexdigest() != self.digest:
+            lines.add(row)
+        if lines.digest != self.digest:
             found.append("the lines do not reproduce the digest recorded at approval")
-        if count != self.line_count:
-            found.append(f"{count:,} lines where the approval counted {self.line_count:,}")
-        if total != self.total_amount:
+        if lines.count != self.line_count:
+            found.append(f"{lines.count:,} lines where the approval counted {self.line_count:,}")
+        if lines.total_amount != self.total_amount:
             found.append(
-                f"a total of {total:,} VND where the approval recorded {self.total_amount:,}"
+                f"a total of {lines.total_amount:,} VND where the approval recorded "
+                f"{self.total_amount:,}"
             )
         return found
 

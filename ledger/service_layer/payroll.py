@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -31,6 +32,7 @@ from ledger.inputs import InputRejected
 from ledger.kept_drafts import (
     Fingerprinted,
     KeptDraftUnreadable,
+    KeptEntry,
     KeptSummary,
     kept_entries,
     read_entries,
@@ -105,22 +107,27 @@ def _check_order(
         legacy.check_order(period, code)
 
 
+def _reread(ports: Ports, list_id: str, digest: str) -> Iterator[KeptEntry]:
+    """A list's kept entries read again while its approval records (they are never held),
+    refused at the end when they no longer give the digest checked before it began."""
+    read = Fingerprinted(ports.drafts.entries(list_id))
+    yield from read_entries(read)
+    if read.digest != digest:
+        raise KeptDraftUnreadable("its entries changed while it was being approved")
+
+
 def _fenced(ports: Ports, list_id: str, digest: str) -> Callable[[AbstractSet[UUID]], list[UUID]]:
     """The streams an approval's fence watches, among those it is asked about (a fence asks
     when one of its events was recorded since the draft): every person the draft assessed,
-    and the death record of each person whose funeral line it pays. The kept entries are
-    read again to tell, never held."""
+    and the death record of each person whose funeral line it pays."""
 
     def watched(since: AbstractSet[UUID]) -> list[UUID]:
         found = []
-        read = Fingerprinted(ports.drafts.entries(list_id))
-        for personal_id, line, _, _ in read_entries(read):
+        for personal_id, line, _, _ in _reread(ports, list_id, digest):
             streams = [beneficiary_id(personal_id)]
             if line is not None and line[LINE["kind"]] == FUNERAL:
                 streams.append(death_record_id(personal_id))
             found += [s for s in streams if s in since]
-        if read.digest != digest:
-            raise KeptDraftUnreadable("its entries changed while it was being approved")
         return found
 
     return watched
@@ -135,26 +142,15 @@ def _approval_events(
     chunk: int,
 ) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
     """An approval's events for its one transaction: the approval, the kept lines and then
-    the postings, a chunk at a time, and the register's, the kept entries read again for
-    each (a province's list is never held). Entries that no longer give the digest checked
-    before refuse it all."""
+    the postings, a chunk at a time, and the register's; the kept entries are read again for
+    the lines and for the postings (a province's list is never held)."""
     yield [payment_list], {}
+    list_id = str(payment_list.id)
     for record, column in ((payment_list.issue, 1), (payment_list.accrue, 2)):
-        read = Fingerprinted(ports.drafts.entries(str(payment_list.id)))
-        batch: list[list[Any]] = []
-        for entry in read_entries(read):
-            row = entry[column]
-            if row is not None:
-                batch.append(row)  # type: ignore[arg-type]
-            if len(batch) >= chunk:
-                record(batch, actor, _APPROVE)
-                yield [payment_list], {}
-                batch = []
-        if batch:
-            record(batch, actor, _APPROVE)
+        rows = (e[column] for e in _reread(ports, list_id, digest) if e[column] is not None)
+        while batch := list(islice(rows, chunk)):
+            record(batch, actor, _APPROVE)  # type: ignore[arg-type]
             yield [payment_list], {}
-        if read.digest != digest:
-            raise KeptDraftUnreadable("its entries changed while it was being approved")
     yield [payroll_register], {}  # last, as the approvals before were recorded
 
 

@@ -9,8 +9,9 @@ and not the country; the lists' aggregates are loaded without their lines."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from itertools import groupby, islice
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger import values
@@ -136,14 +137,28 @@ def _stage_lines(ports: Ports, lists: dict[tuple[str, str], PaymentList]) -> Sta
     return lines
 
 
-def _rows_with_lines(
-    staged: Staging, lines: Staging, where: str = "", params: tuple[Any, ...] = ()
-) -> Iterable[tuple[Any, ...]]:
+class _Row(NamedTuple):
+    """A staged row of a payment with what the record holds of its line."""
+
+    number: int
+    period: str
+    province_code: str
+    first: int  # the row its payment is first on
+    # the line: all None when no approved list has it
+    personal_id: Any
+    channel: Any
+    total_amount: Any
+    funeral_amount: Any
+    current: Any  # its status now
+    settlement: dict[str, Any]  # the row's fields (SETTLEMENT_COLUMNS)
+
+
+def _rows_with_lines(staged: Staging, lines: Staging, where: str = "") -> Iterator[_Row]:
     """Each staged row of a payment, in the order of its list and row, with the row its
-    payment is first on, and the line's issue and current status (NULL: no such line)."""
+    payment is first on, and the line's issue and current status."""
     columns = ", ".join(f"f.{c}" for c in SETTLEMENT_COLUMNS)
-    return staged.stream(
-        "SELECT f.row_number, f.applicable, f.period, f.province_code,"
+    for row in staged.stream(
+        "SELECT f.row_number, f.period, f.province_code,"
         " MIN(f.row_number) OVER (PARTITION BY f.payment_id),"
         f" i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
         f" (SELECT s.status FROM {lines.table} s WHERE s.payment_id = f.payment_id"
@@ -151,26 +166,25 @@ def _rows_with_lines(
         f" {columns}"
         f" FROM {{staged}} f LEFT JOIN {lines.table} i ON i.payment_id = f.payment_id"
         " AND i.seq = 0 WHERE f.period IS NOT NULL" + where + " ORDER BY f.period,"
-        " f.province_code, f.row_number",
-        params,
-    )
+        " f.province_code, f.row_number"
+    ):
+        yield _Row._make([*row[:9], dict(zip(SETTLEMENT_COLUMNS, row[9:], strict=True))])
 
 
 def _check(name: str, staged: Staging, lines: Staging, problems: Problems) -> tuple[int, int]:
     """Each named payment against its line: unknown payments, repeated rows, and moves the
     line's status does not allow (rule 7). (applied, unchanged) rows."""
     applied = unchanged = 0
-    at = {c: i for i, c in enumerate(SETTLEMENT_COLUMNS, start=10)}
     for row in _rows_with_lines(staged, lines):
-        number, first, person, current = row[0], row[4], row[5], row[9]
-        pid, status = row[at["payment_id"]], row[at["status"]]
+        number, first = row.number, row.first
+        pid, status = row.settlement["payment_id"], row.settlement["status"]
         if number != first:
             problems.append(f"{name}: row {number}: payment_id: {pid} is already on row {first}")
-        if person is None:
+        if row.personal_id is None:
             problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
         elif number == first and status is not None:
             try:
-                if settlement_move(pid, current, status) is None:
+                if settlement_move(pid, row.current, status) is None:
                     unchanged += 1
                 else:
                     applied += 1
@@ -190,32 +204,26 @@ def _settled(
 ) -> Iterator[tuple[list[PaymentList], dict[UUID, int | None]]]:
     """The settlements of each list, a chunk of rows at a time, for one transaction; each
     move checked again (rules.settlement_move) against the line's state in the record."""
-    at = {c: i for i, c in enumerate(SETTLEMENT_COLUMNS, start=10)}
-    pending: list[dict[str, Any]] = []
-    current_list: PaymentList | None = None
-    for row in _rows_with_lines(staged, lines, " AND f.applicable = 1"):
-        number, key = row[0], (row[2], row[3])
-        settlement = {c: row[i] for c, i in at.items()}
-        previous = settlement_move(settlement["payment_id"], row[9], settlement["status"])
-        if previous is None:
-            continue
+    rows = _rows_with_lines(staged, lines, " AND f.applicable = 1")
+    for key, of_list in groupby(rows, key=lambda r: (r.period, r.province_code)):
         payment_list = lists[key]
-        if payment_list is not current_list or len(pending) >= chunk:
-            if current_list is not None and pending:
-                current_list.settle(pending, digest, actor, name, chunk)
-                yield [current_list], {}
-            current_list, pending = payment_list, []
-        pending.append(
-            {
-                **settlement,
-                "row": number,
-                "previous_status": previous,
-                "personal_id": row[5],
-                "channel": row[6],
-                "total_amount": int(row[7]),
-                "funeral_amount": int(row[8]),
-            }
-        )
-    if current_list is not None and pending:
-        current_list.settle(pending, digest, actor, name, chunk)
-        yield [current_list], {}
+        moves = (m for m in map(_settlement, of_list) if m is not None)
+        while batch := list(islice(moves, chunk)):
+            payment_list.settle(batch, digest, actor, name)
+            yield [payment_list], {}
+
+
+def _settlement(row: _Row) -> dict[str, Any] | None:
+    """What the settlement of a row records, None when it changes nothing."""
+    previous = settlement_move(row.settlement["payment_id"], row.current, row.settlement["status"])
+    if previous is None:
+        return None
+    return {
+        **row.settlement,
+        "row": row.number,
+        "previous_status": previous,
+        "personal_id": row.personal_id,
+        "channel": row.channel,
+        "total_amount": int(row.total_amount),
+        "funeral_amount": int(row.funeral_amount),
+    }
