@@ -47,10 +47,10 @@ class KeptDrafts:
 
     def keep(self, list_id: str, entries: Iterable[tuple[str, str]]) -> None:
         """Replace the list's entries with these (personal id, entry text), in one
-        transaction: an approval reads the old draft's or the new one's, never a mix."""
-        with self.db.transaction() as cursor:
+        transaction: an approval reads the old draft's or the new one's, never a mix. Two
+        runs of one list keep theirs one after the other; runs of other lists, beside it."""
+        with self.db.transaction(lock=f"{_TABLE} {list_id}") as cursor:
             cursor.execute(f"DELETE FROM {_TABLE} WHERE list_id = ?", (list_id,))
-            _discard_approved(cursor)
             batch: list[tuple[Any, ...]] = []
             for seq, (personal_id, entry) in enumerate(entries):
                 batch.append((list_id, seq, personal_id, entry))
@@ -58,10 +58,12 @@ class KeptDrafts:
                     run_all(cursor, [(_INSERT, batch)])
                     batch = []
             run_all(cursor, [(_INSERT, batch)])
+        with self.db.transaction(lock=_TABLE) as cursor:
+            _discard_approved(cursor)
 
     def discard(self, list_id: str) -> None:
         """Drop the list's entries (once approved, its events hold what was kept)."""
-        with self.db.transaction() as cursor:
+        with self.db.transaction(lock=f"{_TABLE} {list_id}") as cursor:
             cursor.execute(f"DELETE FROM {_TABLE} WHERE list_id = ?", (list_id,))
 
     def deaths_since(self, list_id: str, known_through: int) -> int:

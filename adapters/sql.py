@@ -19,7 +19,7 @@ class Cursor(Protocol):
 
 
 class ReadModelDatabase(Protocol):
-    def transaction(self) -> Any: ...
+    def transaction(self, lock: str | None = None) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]: ...
     def close(self) -> None: ...
@@ -46,7 +46,8 @@ class SQLiteDatabase:
         return value
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, lock: str | None = None) -> Iterator[sqlite3.Cursor]:
+        """One writer at a time: SQLite has no finer lock to take for `lock`."""
         cursor = self.conn.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -71,7 +72,9 @@ class SQLiteDatabase:
 
 class PostgresDatabase:
     """Read models in PostgreSQL. The projection's `?` placeholders become psycopg's `%s`;
-    a transaction-scoped advisory lock lets one writer at a time move the read models."""
+    a transaction-scoped advisory lock lets one writer at a time move the read models. A
+    table beside them that is not a read model names a `lock` of its own: its writers do not
+    wait for the read models' (a province's payroll run keeps its draft while another's does)."""
 
     LOCK_KEY = 20250701
 
@@ -87,9 +90,12 @@ class PostgresDatabase:
         return sql.replace("%", "%%").replace("?", "%s")  # a literal % stays one
 
     @contextmanager
-    def transaction(self) -> Iterator[_PostgresCursor]:
+    def transaction(self, lock: str | None = None) -> Iterator[_PostgresCursor]:
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
+            if lock is None:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
+            else:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
             yield _PostgresCursor(cursor)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

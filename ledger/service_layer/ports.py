@@ -5,12 +5,12 @@ implement them; a handler test may inject its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from ledger.inputs import DeathRow, InputFile
@@ -65,7 +65,7 @@ class FenceCrossed(ConcurrentChange):
 class ReadModelDatabase(Protocol):
     """The read models: SQL with `?` placeholders, the same on SQLite and PostgreSQL."""
 
-    def transaction(self) -> Any: ...
+    def transaction(self, lock: str | None = None) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
@@ -205,6 +205,35 @@ class FixedDay:
         return self._today()
 
 
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+class Workers(Protocol):
+    """Who does a handler's work for each of several jobs (a period's provinces): the
+    command's own process, one job after another, or processes of their own, each with its
+    own ports on the same store. Results come as jobs finish, in any order."""
+
+    def each(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
+    ) -> Iterator[Result]: ...
+
+    def close(self) -> None: ...
+
+
+class OneAfterAnother:
+    """Every job in the command's own process, with its ports, in the order given."""
+
+    def each(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
+    ) -> Iterator[Result]:
+        for job in jobs:
+            yield work(ports, job)
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class Ports:
     """Everything a handler works through, injected by `ledger.bootstrap`."""
@@ -219,6 +248,12 @@ class Ports:
     drafts: KeptDrafts
     clock: Clock = field(default_factory=VietnamClock)
     progress: Progress = no_progress
+    workers: Workers = field(default_factory=OneAfterAnother)
+
+    def each(self, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]) -> Iterator[Result]:
+        """`work(ports, job)` for every job, by the workers; results as they finish. `work`
+        is a module's function and jobs plain values: a worker process gets them pickled."""
+        return self.workers.each(self, work, jobs)
 
     def save(
         self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None
