@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import date
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters import kept_drafts, read_model_guards
 from adapters.civil_registry import registrations_in
@@ -34,10 +36,12 @@ from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
     ExportResult,
     FixedDay,
+    OneAfterAnother,
     Ports,
     Progress,
     ReadModelSync,
     VietnamClock,
+    Workers,
     no_progress,
 )
 from ledger.service_layer.reference import PendingChange
@@ -62,6 +66,57 @@ class StoreGuards:
             )
 
 
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+class WorkerProcesses:
+    """A handler's jobs done in `count` processes of their own, each with its own ledger on
+    the same PostgreSQL store (which takes many writers; the provinces of a period are
+    independent): the command's Python work on every core. Started when first asked for."""
+
+    def __init__(self, store: str | None, read_models: str, count: int) -> None:
+        self.store, self.read_models, self.count = store, read_models, count
+        self._pool: ProcessPoolExecutor | None = None
+
+    def each(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
+    ) -> Iterator[Result]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.count,
+                # a new interpreter, not a fork: nothing of this process's connections
+                mp_context=get_context("spawn"),
+                initializer=_open_worker,
+                initargs=(self.store, self.read_models),
+            )
+        futures: list[Future[Result]] = [self._pool.submit(_work, work, job) for job in jobs]
+        try:
+            for done in as_completed(futures):
+                yield done.result()
+        finally:
+            for future in futures:
+                future.cancel()  # the jobs not started, when one failed
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+_worker: Ledger | None = None  # in a worker process: its own ledger
+
+
+def _open_worker(store: str | None, read_models: str) -> None:
+    global _worker
+    _worker = Ledger(store, read_models=read_models, create=False)
+
+
+def _work(work: Callable[[Ports, Job], Result], job: Job) -> Result:
+    assert _worker is not None
+    return work(_worker.ports, job)
+
+
 class Ledger:
     """The ledger as operators use it."""
 
@@ -75,6 +130,7 @@ class Ledger:
         read_models: str = "in-process",
         existing: bool = False,
         create: bool = True,
+        workers: int = 1,
     ) -> None:
         """`read_models`: "in-process" (kept up to date here from the notification log, the
         embedded default), "kafka" (kept by `ledger project` from ledger.events: commands
@@ -84,6 +140,8 @@ class Ledger:
         Vietnam (default: the country's clock, whatever the machine's zone). `create`: make
         the store when there is none (`ledger init`, the demo, tests); without it a missing
         store is refused, so that a typo in a path never answers from a new empty store.
+        `workers`: processes that draft and approve a period's provinces side by side (a
+        PostgreSQL store; the embedded one takes one writer at a time).
 
         An existing store is always opened as it is: no table, trigger or guard is ever put
         back (that would erase the evidence `verify` looks for); `guard_problems` says what
@@ -105,8 +163,16 @@ class Ledger:
                 "with LEDGER_KAFKA set the read models are kept in PostgreSQL by `ledger "
                 "project`: give a postgresql:// store, or unset LEDGER_KAFKA"
             )
+        if workers > 1 and location.kind != "postgresql":
+            raise StoreUrlError(
+                f"{workers} workers need a postgresql:// store: the embedded store takes one "
+                "writer at a time (give --jobs 1)"
+            )
         self.location = location
         self.read_models = read_models
+        self.workers: Workers = (
+            WorkerProcesses(store, read_models, workers) if workers > 1 else OneAfterAnother()
+        )
         self.clock = FixedDay(today) if today is not None else VietnamClock()
         self.progress = progress or no_progress
         self.db: ReadModelDatabase
@@ -137,6 +203,7 @@ class Ledger:
             drafts=KeptDrafts(self._connect),
             clock=self.clock,
             progress=self.progress,
+            workers=self.workers,
         )
         if self.events.created:  # guarded from the start; never put back later
             read_model_guards.install(self.db)
@@ -167,6 +234,7 @@ class Ledger:
         return PostgresDatabase(self.location.url)
 
     def close(self) -> None:
+        self.workers.close()
         self.ports.drafts.close()
         self.db.close()
         self.events.close()

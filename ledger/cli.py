@@ -92,6 +92,7 @@ def open_ledger(
     read_models: str | None = None,
     existing: bool = False,
     report: bool = False,
+    workers: int = 1,
 ) -> Any:
     """The ledger on the store the command names, which must exist (`ledger init` makes
     one). A store whose guards are missing or altered is refused, except by `verify`
@@ -102,7 +103,12 @@ def open_ledger(
     if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
         read_models = "kafka" if settings().kafka else "in-process"
     ledger = Ledger(
-        args.store, progress=progress, read_models=read_models, existing=existing, create=False
+        args.store,
+        progress=progress,
+        read_models=read_models,
+        existing=existing,
+        create=False,
+        workers=workers,
     )
     if not existing:
         try:
@@ -447,7 +453,7 @@ def show_review(summaries: Sequence[Any], approved: bool) -> None:
 
 
 def cmd_payroll_run(args: argparse.Namespace) -> None:
-    with progress_bar() as report, open_ledger(args, report) as ledger:
+    with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
         summaries = ledger.run_payroll(args.period, args.province, actor(args))
     if args.json:
         print_json(out, summaries_json(summaries))
@@ -464,7 +470,7 @@ def cmd_payroll_run(args: argparse.Namespace) -> None:
 
 
 def cmd_payroll_approve(args: argparse.Namespace) -> None:
-    with progress_bar() as report, open_ledger(args, report) as ledger:
+    with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
         summaries = ledger.approve_payroll(args.period, args.province, actor(args))
     if args.json:
         print_json(out, summaries_json(summaries))
@@ -1150,6 +1156,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--province", metavar="CODE")
         if name == "export":
             p.add_argument("--out", required=True, metavar="DIR")
+        else:
+            p.add_argument(
+                "--jobs",
+                type=bounded(1, 34),  # a period has 34 provinces to share out
+                default=1,
+                metavar="N",
+                help="provinces worked on side by side, each in a process of its own (a "
+                "PostgreSQL store; at most the machine's cores are worth it)",
+            )
 
     p = command(
         commands,

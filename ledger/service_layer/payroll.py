@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -255,55 +256,75 @@ def _draft_kept(ports: Ports, period: str, code: str, actor: str) -> tuple[Draft
     return DraftFacts(known_through, entries.digest, register_version), tally
 
 
+@dataclass(frozen=True)
+class _Drafted:
+    """What one province's draft came to, beyond its list's summary."""
+
+    province_code: str
+    held: int
+    waiting_for_claimant: int
+    to_review: tuple[tuple[Any, int], ...]
+
+
+def _draft_province(ports: Ports, job: tuple[str, str, str, bool]) -> _Drafted | None:
+    """Draft one province's list of a period and record it (None: nothing to draw up
+    there). `job`: period, province, actor, and whether that province alone was asked for
+    (then a later period paid there is an error, not a province passed over)."""
+    period, code, actor, alone = job
+    if ports.events.has_recorded(payment_list_id(period, code), "PaymentList.Approved"):
+        return None  # rule 6: the approved list stands (not loaded: it holds every line)
+    payment_list = _payment_list(ports, period, code)
+    try:
+        _check_order(
+            register(ports, code, actor), ports.events.get(PAYROLL_REGISTER_ID), period, code
+        )
+    except RuleViolation:
+        if alone:
+            raise
+        return None  # a later period is already paid there: nothing to draw up
+    facts, lines = _draft_kept(ports, period, code, actor)
+    if payment_list is None:
+        payment_list = PaymentList(
+            period=period, province_code=code, actor=actor, source="ledger payroll run"
+        )
+    payment_list.draft(
+        lines.digest,
+        lines.line_count,
+        lines.total_amount,
+        lines.bank_amount,
+        lines.receivable_amount,
+        actor,
+        "ledger payroll run",
+        facts,
+    )
+    ports.save(payment_list)
+    return _Drafted(code, lines.held, lines.waiting_for_claimant, tuple(lines.to_review))
+
+
 def run_payroll(
     ports: Ports, period: str, province_code: str | None, actor: str
 ) -> list[ListSummary]:
-    """Draft the lists of a period; an approved list is returned as it was approved."""
+    """Draft the lists of a period, each province's recorded as it is drafted, by the
+    ledger's workers; an approved list is returned as it was approved."""
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
-    legacy = ports.events.get(PAYROLL_REGISTER_ID)
     ports.decide_from_read_models()
-    drafted: list[PaymentList] = []
-    counts: dict[str, tuple[int, int]] = {}
-    to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
-    for done, code in enumerate(codes):
+    jobs = [(period, code, actor, province_code is not None) for code in codes]
+    drafted: dict[str, _Drafted] = {}
+    ports.progress(f"payroll run {period}", 0, len(codes))
+    for done, result in enumerate(ports.each(_draft_province, jobs), start=1):
+        if result is not None:
+            drafted[result.province_code] = result
         ports.progress(f"payroll run {period}", done, len(codes))
-        if ports.events.has_recorded(payment_list_id(period, code), "PaymentList.Approved"):
-            continue  # rule 6: the approved list stands (not loaded: it holds every line)
-        payment_list = _payment_list(ports, period, code)
-        try:
-            _check_order(register(ports, code, actor), legacy, period, code)
-        except RuleViolation:
-            if province_code is not None:
-                raise
-            continue  # a later period is already paid there: nothing to draw up
-        facts, lines = _draft_kept(ports, period, code, actor)
-        if payment_list is None:
-            payment_list = PaymentList(
-                period=period, province_code=code, actor=actor, source="ledger payroll run"
-            )
-        payment_list.draft(
-            lines.digest,
-            lines.line_count,
-            lines.total_amount,
-            lines.bank_amount,
-            lines.receivable_amount,
-            actor,
-            "ledger payroll run",
-            facts,
-        )
-        drafted.append(payment_list)
-        counts[code] = (lines.held, lines.waiting_for_claimant)
-        to_review[code] = tuple(lines.to_review)
-    ports.progress(f"payroll run {period}", len(codes), len(codes))
-    ports.save(*drafted)
+    ports.show_saved()  # what workers of their own recorded
+    none = _Drafted("", 0, 0, ())
     return [
         ListSummary(
             **{
                 **s.__dict__,
-                "held": counts.get(s.province_code, (0, 0))[0],
-                "waiting_for_claimant": counts.get(s.province_code, (0, 0))[1],
-                "to_review": to_review.get(s.province_code, ()),
+                "held": drafted.get(s.province_code, none).held,
+                "waiting_for_claimant": drafted.get(s.province_code, none).waiting_for_claimant,
+                "to_review": drafted.get(s.province_code, none).to_review,
             }
         )
         for s in views.summaries(ports.db, period, province_code)
@@ -366,70 +387,20 @@ def approve_payroll(
     approved: list[str] = []
     refused: list[str] = []
     to_review: dict[str, tuple[tuple[Any, int], ...]] = {}
-    recorded: list[PaymentList] = []
-    total = len(lists)
-    lists.reverse()
-    while lists:
-        # one approved list in memory at a time: its issued lines are the province's
-        payment_list = lists.pop()
-        code = payment_list.province_code
-        ports.progress(f"payroll approve {period}", total - len(lists) - 1, total)
-        try:
-            payroll_register, kept = _approvable(ports, payment_list, actor)
-            facts = payment_list.kept_draft_facts()
-            # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
-            # lock, set-based
-            fence = Fence(
-                facts.known_through,
-                _CHANGE_A_DRAFT,
-                _fenced(ports, str(payment_list.id), kept.digest),
-                _changes_a_draft,
-            )
-            payroll_register.record_approval(period, code, actor, _APPROVE)
-            payment_list.approve(
-                kept.lines_digest,
-                kept.line_count,
-                kept.total_amount,
-                kept.bank_amount,
-                actor,
-                _APPROVE,
-            )
-            ports.events.save_in_chunks(
-                _approval_events(
-                    ports, payment_list, payroll_register, kept.digest, actor, line_chunk
-                ),
-                fence=fence,
-            )
-        except RuleViolation as err:
-            refused.append(f"payroll {period} {code}: {err}")
-            continue
-        except FenceCrossed as crossed:
-            refused.append(
-                f"payroll {period} {code}: {len(crossed.crossed)} of its people changed "
-                "since it was drafted (moved to another province or commune, held, "
-                "terminated, or the death behind their funeral line revoked or corrected "
-                "with a claimant); nothing was recorded for it: run `ledger payroll run "
-                f"--period {period} --province {code}` again and have the new draft approved"
-            )
-            continue
-        except IntegrityError:
-            refused.append(
-                f"payroll {period} {code}: another approval in {code} was recorded at the "
-                "same time; run `payroll approve` again for the lists still in draft"
-            )
-            continue
-        approved.append(code)
-        recorded.append(payment_list)
-        to_review[code] = tuple(kept.to_review)
-    ports.progress(f"payroll approve {period}", total, total)
-    ports.show_saved()
-    # people of each list whose death was recorded after its draft: paid as drafted
-    deaths_since = {
-        pl.province_code: ports.drafts.deaths_since(str(pl.id), pl.kept_draft_facts().known_through)
-        for pl in recorded
-    }
-    for pl in recorded:
-        ports.drafts.discard(str(pl.id))
+    deaths_since: dict[str, int] = {}
+    jobs = [(period, pl.province_code, actor, line_chunk) for pl in lists]
+    ports.progress(f"payroll approve {period}", 0, len(jobs))
+    for done, outcome in enumerate(ports.each(_approve_province, jobs), start=1):
+        if isinstance(outcome, str):
+            refused.append(outcome)
+        else:
+            approved.append(outcome.province_code)
+            to_review[outcome.province_code] = outcome.to_review
+            deaths_since[outcome.province_code] = outcome.deaths_since_draft
+        ports.progress(f"payroll approve {period}", done, len(jobs))
+    ports.show_saved()  # what workers of their own recorded
+    approved.sort()
+    refused.sort()
     if refused:
         done_text = (
             f"approved {period} for {', '.join(approved)}; "
@@ -447,6 +418,62 @@ def approve_payroll(
         )
         for s in views.summaries(ports.db, period, province_code)
     ]
+
+
+@dataclass(frozen=True)
+class _Approved:
+    province_code: str
+    to_review: tuple[tuple[Any, int], ...]
+    deaths_since_draft: int  # people whose death record changed after the draft
+
+
+def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved | str:
+    """Approve one province's draft of a period, as drafted, and show it in the read
+    models; or why it was refused (nothing recorded for it). `job`: period, province,
+    approver, lines per LinesIssued event. A province's list is never held: its lines are
+    read from the kept draft as they are recorded."""
+    period, code, actor, line_chunk = job
+    payment_list = _payment_list(ports, period, code)
+    assert payment_list is not None  # a draft, checked before
+    try:
+        payroll_register, kept = _approvable(ports, payment_list, actor)
+        facts = payment_list.kept_draft_facts()
+        # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
+        # lock, set-based
+        fence = Fence(
+            facts.known_through,
+            _CHANGE_A_DRAFT,
+            _fenced(ports, str(payment_list.id), kept.digest),
+            _changes_a_draft,
+        )
+        payroll_register.record_approval(period, code, actor, _APPROVE)
+        payment_list.approve(
+            kept.lines_digest, kept.line_count, kept.total_amount, kept.bank_amount, actor, _APPROVE
+        )
+        ports.events.save_in_chunks(
+            _approval_events(ports, payment_list, payroll_register, kept.digest, actor, line_chunk),
+            fence=fence,
+        )
+    except RuleViolation as err:
+        return f"payroll {period} {code}: {err}"
+    except FenceCrossed as crossed:
+        return (
+            f"payroll {period} {code}: {len(crossed.crossed)} of its people changed "
+            "since it was drafted (moved to another province or commune, held, "
+            "terminated, or the death behind their funeral line revoked or corrected "
+            "with a claimant); nothing was recorded for it: run `ledger payroll run "
+            f"--period {period} --province {code}` again and have the new draft approved"
+        )
+    except IntegrityError:
+        return (
+            f"payroll {period} {code}: another approval in {code} was recorded at the "
+            "same time; run `payroll approve` again for the lists still in draft"
+        )
+    ports.show_saved()
+    # people of the list whose death was recorded after its draft: paid as drafted
+    deaths = ports.drafts.deaths_since(str(payment_list.id), facts.known_through)
+    ports.drafts.discard(str(payment_list.id))
+    return _Approved(code, tuple(kept.to_review), deaths)
 
 
 def export_payroll(

@@ -1,0 +1,125 @@
+"""A period's provinces drafted and approved by worker processes of their own (`--jobs`), on
+the real PostgreSQL server: the same lists, lines and postings as one process gives; a
+province refused in a worker is refused alone, with nothing recorded for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters.store import StoreUrlError
+from ledger.aggregates import payment_list_id
+from ledger.application import Ledger
+from ledger.rules import RuleViolation
+from tests.conftest import Files, enrolment, new_store
+
+pytestmark = pytest.mark.integration
+
+PERIOD = "2025-07"
+CODES = ("01", "04", "08", "79")
+# 250 in each province: past the COPY path's threshold; five of them back-dated to January 2023
+PEOPLE = [
+    enrolment(
+        f"0{i}10{n:08d}",
+        province_code=code,
+        effective_month="2023-01" if n % 50 == 0 else "2025-05",
+    )
+    for i, code in enumerate(CODES)
+    for n in range(250)
+]
+
+
+def drafted_and_approved(files: Files, tmp_path: Path, request: pytest.FixtureRequest, jobs: int):
+    """A new store with PEOPLE, PERIOD run and approved by `jobs` workers: what it records."""
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments(PEOPLE), "maker")
+    with Ledger(store, workers=jobs) as ledger:
+        drafted = ledger.run_payroll(PERIOD, None, "maker")
+        approved = ledger.approve_payroll(PERIOD, None, "checker")
+        lines = ledger.db.query(
+            "SELECT payment_id, personal_id, total_amount, arrears_amount, status"
+            " FROM payment_lines WHERE period = ? ORDER BY payment_id",
+            (PERIOD,),
+        )
+        balances = ledger.db.query(
+            "SELECT personal_id, allowance_credited, issued_total, credited_through"
+            " FROM balances ORDER BY personal_id"
+        )
+        issued = {
+            code: [
+                tuple(row) for row in ledger.events.issued_list(payment_list_id(PERIOD, code)).rows
+            ]
+            for code in CODES
+        }
+    return store, drafted, approved, lines, balances, issued
+
+
+def figures(summaries: list) -> list[tuple]:
+    return [
+        (s.province_code, s.status, s.lines, s.total_amount, s.bank_amount, s.to_review)
+        for s in summaries
+    ]
+
+
+def test_two_workers_draft_and_approve_what_one_process_does(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    _, drafted1, approved1, lines1, balances1, issued1 = drafted_and_approved(
+        files, tmp_path / "one", request, 1
+    )
+    _, drafted2, approved2, lines2, balances2, issued2 = drafted_and_approved(
+        files, tmp_path / "two", request, 2
+    )
+
+    assert figures(drafted2) == figures(drafted1)
+    assert figures(approved2) == figures(approved1)
+    assert [s.province_code for s in approved2] == list(CODES)
+    assert {s.status for s in approved2} == {"APPROVED"}
+    # May to July at 500,000 (two months of arrears); from January 2023, 18 months at
+    # 360,000 and 13 at 500,000: above the review limit (24 months of allowance)
+    assert lines2 == lines1 and len(lines2) == len(PEOPLE)
+    assert lines2[1][2:] == (1_500_000, 1_000_000, "PENDING")
+    assert lines2[0][2:] == (12_980_000, 12_480_000, "PENDING")
+    assert all(len(s.to_review) == 5 for s in approved2)
+    assert balances2 == balances1 and len(balances2) == len(PEOPLE)
+    assert issued2 == issued1 and all(len(rows) == 250 for rows in issued2.values())
+
+
+def test_a_province_refused_in_a_worker_is_refused_alone(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments(PEOPLE), "maker")
+    with Ledger(store, workers=2) as ledger:
+        ledger.run_payroll(PERIOD, None, "maker")
+    with psycopg.connect(store) as con:  # someone changes a kept entry of 08
+        con.execute(
+            "UPDATE kept_draft_entries SET entry = replace(entry, '500000', '5000000')"
+            " WHERE list_id = (SELECT list_id FROM payment_lists WHERE province_code = '08')"
+            " AND seq = 7"
+        )
+
+    with Ledger(store, workers=2) as ledger:
+        with pytest.raises(RuleViolation) as refused:
+            ledger.approve_payroll(PERIOD, None, "checker")
+        status = {s.province_code: s.status for s in ledger.summaries(PERIOD)}
+        in_08 = ledger.db.query(
+            "SELECT COUNT(*) FROM payment_lines WHERE period = ? AND province_code = '08'",
+            (PERIOD,),
+        )
+
+    assert str(refused.value).startswith(f"approved {PERIOD} for 01, 04, 79; ")
+    assert f"payroll {PERIOD} 08: the draft kept for its approval" in str(refused.value)
+    assert status == {"01": "APPROVED", "04": "APPROVED", "08": "DRAFT", "79": "APPROVED"}
+    assert in_08 == [(0,)]
+
+
+def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    Ledger(store).close()
+    with pytest.raises(StoreUrlError, match="2 workers need a postgresql:// store"):
+        Ledger(store, workers=2)
