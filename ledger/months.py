@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta, timezone
+from functools import lru_cache
 
 # The country's time (no daylight saving): a day, a month and "the end of DATE" are Vietnam's.
 VIETNAM = timezone(timedelta(hours=7), "ICT")
@@ -16,6 +17,8 @@ class InvalidMonth(ValueError):
     pass
 
 
+# A national payroll parses and formats a few dozen months millions of times: remembered.
+@lru_cache(maxsize=4096)
 def parse_month(text: str) -> int:
     match = _MONTH.match(text or "")
     if not match:
@@ -23,6 +26,7 @@ def parse_month(text: str) -> int:
     return int(match.group(1)) * 12 + int(match.group(2)) - 1
 
 
+@lru_cache(maxsize=4096)
 def format_month(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 

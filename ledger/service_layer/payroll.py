@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -142,16 +141,31 @@ def _approval_events(
     actor: str,
     chunk: int,
 ) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
-    """An approval's events for its one transaction: the approval, the kept lines and then
-    the postings, a chunk at a time, and the register's; the kept entries are read again for
-    the lines and for the postings (a province's list is never held)."""
+    """An approval's events for its one transaction: the approval, the kept lines and the
+    postings, `chunk` of each an event, as one reading of the kept entries gives them (a
+    province's list is never held), and last the register's."""
     yield [payment_list], {}
-    list_id = str(payment_list.id)
-    for record, column in ((payment_list.issue, 1), (payment_list.accrue, 2)):
-        rows = (e[column] for e in _reread(ports, list_id, digest) if e[column] is not None)
-        while batch := list(islice(rows, chunk)):
-            record(batch, actor, _APPROVE)  # type: ignore[arg-type]
+    lines: list[Any] = []
+    postings: list[Any] = []
+    for _, line, posting, _ in _reread(ports, str(payment_list.id), digest):
+        if line is not None:
+            lines.append(line)
+        if posting is not None:
+            postings.append(posting)
+        if len(lines) >= chunk:
+            payment_list.issue(lines, actor, _APPROVE)
+            lines = []
             yield [payment_list], {}
+        if len(postings) >= chunk:
+            payment_list.accrue(postings, actor, _APPROVE)
+            postings = []
+            yield [payment_list], {}
+    if lines:
+        payment_list.issue(lines, actor, _APPROVE)
+    if postings:
+        payment_list.accrue(postings, actor, _APPROVE)
+    if lines or postings:
+        yield [payment_list], {}
     yield [payroll_register], {}  # last, as the approvals before were recorded
 
 

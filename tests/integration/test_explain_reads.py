@@ -40,7 +40,8 @@ def test_explain_reads_only_the_list_events_that_hold_the_person(
     assert [k for k in kinds if k in BULK] == BULK  # one of each: issued, posted, settled
     assert all(person.encode() in e.state for e in fetched if e.topic.rsplit(":", 1)[1] in BULK)
     left = [e[1].rsplit(":", 1)[1] for e in read if isinstance(e, tuple)]
-    assert left == ["PaymentList.LinesIssued"] * 2 + ["PaymentList.CreditsAccrued"] * 2
+    # (an approval records lines and postings as one reading of its draft gives them)
+    assert sorted(left) == ["PaymentList.CreditsAccrued"] * 2 + ["PaymentList.LinesIssued"] * 2
 
     x = explain(ledger, person)
     assert x.ok, [c for c in x.checks if not c.ok]
