@@ -515,6 +515,8 @@ def cmd_payroll_export(args: argparse.Namespace) -> None:
     print_table(out, table)
     for line in result.not_written:
         say(f"not written: {line}")
+    if not result.files:
+        say(f"no file written: the approved lists of {args.period} have no line to pay")
 
 
 def cmd_settle(args: argparse.Namespace) -> None:

@@ -509,6 +509,7 @@ def export_payroll(
     files: list[ExportedFile] = []
     not_written: list[str] = []
     problems: list[str] = []
+    approved = 0  # lists approved: one with no line writes no file, and is no error
     try:
         for done, code in enumerate(codes):
             ports.progress(f"payroll export {period}", done, len(codes))
@@ -520,6 +521,7 @@ def export_payroll(
                         f"`ledger payroll approve --period {period} --province {code} --by USER`"
                     )
                 continue
+            approved += 1
             found = issued.problems()
             if found:
                 problems.append(f"payroll {period} {code}: {'; '.join(found)}")
@@ -532,7 +534,7 @@ def export_payroll(
                 "; ".join(problems) + ": the stored events were altered. Nothing was "
                 "exported: run `ledger verify` and keep the store as it is"
             )
-        if not files:
+        if not approved:
             where = f" {province_code}" if province_code else ""
             raise RuleViolation(
                 f"no approved list for {period}{where} to export"

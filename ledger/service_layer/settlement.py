@@ -14,6 +14,8 @@ from itertools import groupby, islice
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from ledger import values
 from ledger.aggregates import PaymentList, payment_list_id
 from ledger.inputs import (
@@ -60,7 +62,17 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
             applied, unchanged = _check(file.name, staged, lines, problems)
             if problems:
                 raise InputRejected(sorted_problems(problems))
-            ports.events.save_in_chunks(_settled(lists, file.name, staged, lines, digest, actor))
+            try:
+                ports.events.save_in_chunks(
+                    _settled(lists, file.name, staged, lines, digest, actor)
+                )
+            except IntegrityError:  # a list's next event taken by another settlement
+                raise RuleViolation(
+                    f"another settlement of the lists {file.name} names was recorded while it "
+                    f"was being checked; nothing of {file.name} was recorded: run `ledger "
+                    "settle` with it again (its rows are then checked against what the other "
+                    "recorded, by rule 7)"
+                ) from None
         finally:
             lines.close()
     finally:
