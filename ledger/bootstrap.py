@@ -11,6 +11,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +30,7 @@ from ledger import views
 from ledger.aggregates import Proposal, death_record_id
 from ledger.config import settings
 from ledger.inputs import InputFile
-from ledger.rules import Account, DraftList, ReferenceData
+from ledger.rules import Account, DraftList, ReferenceData, RuleViolation
 from ledger.service_layer import deaths, enrolment, entitlement, payroll, reference, settlement
 from ledger.service_layer.common import ImportResult, check_month
 from ledger.service_layer.deaths import DeathDecision, Registration
@@ -94,6 +95,13 @@ class WorkerProcesses:
         try:
             for done in as_completed(futures):
                 yield done.result()
+        except BrokenProcessPool:
+            self.close()
+            raise RuleViolation(
+                "a worker process stopped (killed, or out of memory) while it worked: each "
+                "province is recorded whole or not at all, and what the workers recorded "
+                "stands; run the command again for the provinces still to do"
+            ) from None
         finally:
             for future in futures:
                 future.cancel()  # the jobs not started, when one failed
