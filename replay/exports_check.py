@@ -11,6 +11,7 @@ export writes with). A list with a file here and another channel's file missing 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -62,10 +63,12 @@ class ExportsCheck:
 
 @dataclass(frozen=True)
 class _List:
-    """An approved list as the store recorded it, with the files its lines give."""
+    """An approved list as the store recorded it, with the manifests of the files its lines
+    give (what the export writes of each, its SHA-256 among them; not the files' bytes: a
+    national folder is hundreds of megabytes of them)."""
 
     issued: IssuedList | None
-    files: dict[str, ListFile]
+    files: dict[str, dict[str, Any]]  # channel: manifest
     altered: tuple[str, ...]
 
 
@@ -78,16 +81,35 @@ class _Record:
         key = (period, province)
         if key not in self.lists:
             issued = self.ledger.events.issued_list(payment_list_id(period, province))
-            files: dict[str, ListFile] = {}
+            files: dict[str, dict[str, Any]] = {}
             altered: tuple[str, ...] = ()
             if issued is not None:
                 altered = tuple(issued.problems())
-                approval = Approval(
-                    period, province, issued.approved_by, issued.approved_at, issued.digest
-                )
-                files = {f.channel: f for f in list_files(approval, issued.rows)}
+                files = {f.channel: f.manifest() for f in self._files(period, province, issued)}
             self.lists[key] = _List(issued, files, altered)
         return self.lists[key]
+
+    def data(self, period: str, province: str, channel: str) -> bytes:
+        """The bytes of one file the recorded lines give (read again: the rare case of a
+        file that differs, to say where)."""
+        issued = self.of(period, province).issued
+        assert issued is not None
+        found = [f for f in self._files(period, province, issued) if f.channel == channel]
+        return found[0].data if found else b""
+
+    @staticmethod
+    def _files(period: str, province: str, issued: IssuedList) -> list[ListFile]:
+        approval = Approval(period, province, issued.approved_by, issued.approved_at, issued.digest)
+        return list_files(approval, issued.rows)
+
+
+def _sha256_of(path: Path) -> str:
+    """A file's SHA-256, read a block at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _payment_files(directory: Path, pattern: re.Pattern[str]) -> Iterator[Path]:
@@ -155,11 +177,12 @@ def check_exports(ledger: Ledger, directory: Path) -> ExportsCheck:
         problems.extend(found)
         if not found:
             expected = listed.files.get(channel)
-            data = csv_path.read_bytes()
             if expected is None:
                 problems.append(f"list {period} {province} has no {channel} line to pay")
-            elif data != expected.data:
-                where = _first_difference(data, expected.data)
+            elif _sha256_of(csv_path) != expected["sha256"]:
+                where = _first_difference(
+                    csv_path.read_bytes(), record.data(period, province, channel)
+                )
                 problems.append(
                     f"its bytes differ from the file the recorded lines give ({where}): "
                     "do not send it"
@@ -176,8 +199,8 @@ def check_exports(ledger: Ledger, directory: Path) -> ExportsCheck:
             if channel not in channels:
                 result.findings.append(
                     Finding(
-                        name(folder_of[(period, province)] / expected.name),
-                        f"missing: list {period} {province} has {expected.rows:,} {channel} "
+                        name(folder_of[(period, province)] / expected["file"]),
+                        f"missing: list {period} {province} has {expected['rows']:,} {channel} "
                         "lines, and this folder has its other files",
                     )
                 )
@@ -209,7 +232,7 @@ def _manifest_problems(
     expected = listed.files.get(channel)
     if expected is None:
         return [*problems, f"list {period} {province} has no {channel} line to pay"]
-    want = expected.manifest()
+    want = expected
     for key in MANIFEST_KEYS:
         if key not in manifest:
             problems.append(f"{key} is missing; the record gives {want[key]!r}")
