@@ -13,7 +13,9 @@ it has none, so that no command ever puts back a guard someone removed (the evid
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -301,16 +303,22 @@ class EventStore:
         self,
         chunks: Iterable[tuple[Sequence[Any], dict[UUID, int | None]]],
         fence: Fence | None = None,
+        spool: bool = False,
     ) -> int:
         """Aggregates' new events, a chunk at a time, in one transaction: all or none. Each
         chunk comes with the versions of the streams its decision read, checked under the
         store's write lock (StreamsChanged when one moved), and the `fence` is checked with
-        the first (FenceCrossed). How many events were stored."""
+        the first (FenceCrossed). With `spool`, every chunk is made (and its events encoded)
+        before the save takes the lock, which then covers only their insertion: other
+        commands wait seconds for it, not the minutes a province's events take to make.
+        How many events were stored."""
         mapper = self.app.mapper
-        stored = (
+        stored: Iterable[tuple[list[StoredEvent], dict[UUID, int | None]]] = (
             ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
             for aggregates, expected in chunks
         )
+        if spool:
+            stored = _spooled(stored)
         return int(self.app.recorder.insert_in_chunks(stored, fence))  # type: ignore[attr-defined]
 
     def save_new(self, aggregate: Any) -> None:
@@ -579,6 +587,21 @@ class _IssuedRows:
         mapper = self.store.app.mapper
         for _, record in self.store._stored_chunks(self.list_id, ("PaymentList.LinesIssued",)):
             yield from _lines_of(mapper.to_domain_event(record), LINE_FIELDS)
+
+
+def _spooled(chunks: Iterable[Any]) -> Iterator[Any]:
+    """The chunks written to a temporary file, all of them, then read back one at a time:
+    memory holds a chunk. Pickle, because the file is this process's own (unlinked as it is
+    made, gone with the process) and holds only what it wrote."""
+    with tempfile.TemporaryFile() as spool:
+        for chunk in chunks:
+            pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(spool)  # noqa: S301  (see above)
+            except EOFError:
+                return
 
 
 def _lines_of(event: Any, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:

@@ -467,6 +467,7 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
         ports.events.save_in_chunks(
             _approval_events(ports, payment_list, payroll_register, kept.digest, actor, line_chunk),
             fence=fence,
+            spool=True,  # the entries read and encoded before the store's lock is taken
         )
     except RuleViolation as err:
         return f"payroll {period} {code}: {err}"

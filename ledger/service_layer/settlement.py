@@ -64,7 +64,7 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
                 raise InputRejected(sorted_problems(problems))
             try:
                 ports.events.save_in_chunks(
-                    _settled(lists, file.name, staged, lines, digest, actor)
+                    _settled(lists, file.name, staged, lines, digest, actor), spool=True
                 )
             except IntegrityError:  # a list's next event taken by another settlement
                 raise RuleViolation(

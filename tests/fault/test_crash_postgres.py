@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -40,13 +41,12 @@ def ledger_cli(store: str, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def saving(store: str) -> bool:
+def saving(watch: psycopg.Connection[Any]) -> bool:
     """Whether a session holds the events table's write lock (a save is half written)."""
-    with psycopg.connect(store, autocommit=True) as con:
-        row = con.execute(
-            "SELECT COUNT(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
-            " AND granted AND mode = 'ExclusiveLock'"
-        ).fetchone()
+    row = watch.execute(
+        "SELECT COUNT(*) FROM pg_locks WHERE relation = 'ledger_events'::regclass"
+        " AND granted AND mode = 'ExclusiveLock'"
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -62,10 +62,10 @@ def kill_while_saving(store: str, *args: str, workers: bool = False) -> str:
     the write lock. Its stderr; fails when it never took the lock."""
     command = ledger_cli(store, *args)
     deadline = time.monotonic() + 120
-    while not saving(store):
-        assert command.poll() is None, command.communicate()[1].decode()
-        assert time.monotonic() < deadline, "the command never took the write lock"
-        time.sleep(0.005)
+    with psycopg.connect(store, autocommit=True) as watch:
+        while not saving(watch):  # as often as the server answers: a save is short
+            assert command.poll() is None, command.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the command never took the write lock"
     for pid in workers_of(command.pid) if workers else [command.pid]:
         with contextlib.suppress(ProcessLookupError):  # gone already: nothing to kill
             os.kill(pid, signal.SIGKILL)

@@ -123,3 +123,36 @@ def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
     Ledger(store).close()
     with pytest.raises(StoreUrlError, match="2 workers need a postgresql:// store"):
         Ledger(store, workers=2)
+
+
+def test_an_approval_makes_its_events_before_it_takes_the_write_lock(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Approvals side by side wait for one another only while each inserts its events, not
+    while it reads its kept draft and encodes them (seconds, not a province's minutes)."""
+    from ledger.service_layer import payroll
+
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments(PEOPLE[:250]), "maker")
+        ledger.run_payroll(PERIOD, "01", "maker")
+    locked_while_reading: list[bool] = []
+    reread = payroll._reread
+
+    def watched(*args: object) -> object:
+        with psycopg.connect(store, autocommit=True) as watch:
+            for n, entry in enumerate(reread(*args)):  # type: ignore[arg-type]
+                if n == 100:
+                    row = watch.execute(
+                        "SELECT COUNT(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'"
+                        " AND relation = 'ledger_events'::regclass"
+                    ).fetchone()
+                    locked_while_reading.append(bool(row and row[0]))
+                yield entry
+
+    monkeypatch.setattr(payroll, "_reread", watched)
+    with Ledger(store) as ledger:
+        (summary,) = ledger.approve_payroll(PERIOD, "01", "checker")
+
+    assert summary.status == "APPROVED" and summary.lines == 250
+    assert locked_while_reading == [False]

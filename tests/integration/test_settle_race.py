@@ -54,9 +54,9 @@ def test_two_settlements_at_once_settle_a_line_once_and_the_other_is_refused(
     both_checked = threading.Barrier(2, timeout=30)
     save = EventStore.save_in_chunks
 
-    def save_after_both_checked(self: EventStore, chunks: Any, fence: Any = None) -> int:
+    def save_after_both_checked(self: EventStore, chunks: Any, **options: Any) -> int:
         both_checked.wait()
-        return save(self, chunks, fence)
+        return save(self, chunks, **options)
 
     monkeypatch.setattr(EventStore, "save_in_chunks", save_after_both_checked)
     outcomes: dict[str, Any] = {}
