@@ -541,6 +541,21 @@ class DraftTally:
         return self.lines.digest
 
 
+class TalliedRows:
+    """Rows passed through as they are read, added up on the way (`lines`, afresh at each
+    reading): what writes a list's files checks it in the same reading."""
+
+    def __init__(self, rows: Iterable[Sequence[Any]]) -> None:
+        self.rows = rows
+        self.lines = LinesTally()
+
+    def __iter__(self) -> Iterator[Sequence[Any]]:
+        self.lines = LinesTally()
+        for row in self.rows:
+            self.lines.add(row)
+            yield row
+
+
 class LinesTally:
     """Lines (LINE_FIELDS rows) counted one at a time: how many, their total, the bank's
     share and their digest. A draft, a kept draft and an issued list add up their lines
@@ -582,13 +597,15 @@ class IssuedList:
     rows: Iterable[Sequence[Any]]
     unchained: tuple[str, ...] = ()  # events whose link in the hash chain does not hold
 
-    def problems(self) -> list[str]:
+    def problems(self, lines: LinesTally | None = None) -> list[str]:
         """How the recorded lines fail to reproduce what the approval recorded of them, or
-        the chain what was stored (the lines read once)."""
+        the chain what was stored: the lines read once, or added up already (`lines`, as a
+        reading that wrote the files gave them)."""
         found = list(self.unchained)
-        lines = LinesTally()
-        for row in self.rows:
-            lines.add(row)
+        if lines is None:
+            lines = LinesTally()
+            for row in self.rows:
+                lines.add(row)
         if lines.digest != self.digest:
             found.append("the lines do not reproduce the digest recorded at approval")
         if lines.count != self.line_count:

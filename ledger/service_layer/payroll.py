@@ -40,7 +40,16 @@ from ledger.kept_drafts import (
 )
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
-from ledger.rules import FUNERAL, LINE, DraftList, DraftTally, RuleViolation, assessed, draft_list
+from ledger.rules import (
+    FUNERAL,
+    LINE,
+    DraftList,
+    DraftTally,
+    RuleViolation,
+    TalliedRows,
+    assessed,
+    draft_list,
+)
 from ledger.service_layer.common import check_month
 from ledger.service_layer.ports import (
     Approval,
@@ -523,12 +532,16 @@ def export_payroll(
                     )
                 continue
             approved += 1
-            found = issued.problems()
+            # the files staged and the lines checked in one reading: a list whose lines do
+            # not give what its approval recorded refuses the export, and nothing is written
+            approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
+            rows = TalliedRows(issued.rows)
+            written = staged.add_list(approval, rows)
+            found = issued.problems(rows.lines)
             if found:
                 problems.append(f"payroll {period} {code}: {'; '.join(found)}")
                 continue
-            approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
-            files.extend(staged.add_list(approval, issued.rows))
+            files.extend(written)
         ports.progress(f"payroll export {period}", len(codes), len(codes))
         if problems:
             raise RuleViolation(
