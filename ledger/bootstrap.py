@@ -83,6 +83,9 @@ class WorkerProcesses:
     def each(
         self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
     ) -> Iterator[Result]:
+        if len(jobs) < 2:  # nothing to do side by side: no process to start
+            yield from OneAfterAnother().each(ports, work, jobs)
+            return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.count,
