@@ -244,6 +244,21 @@ class StagedExport:
         """Every file of an approved list, from its recorded lines (`list_files`)."""
         return [self._add(file) for file in list_files(approval, rows)]
 
+    def handover(self) -> tuple[list[tuple[Path, Path]], list[tuple[str, dict[str, Any]]]]:
+        """What is staged here (the files' temporary and final paths, the manifests to
+        write), given up for another export of the folder to commit or discard."""
+        given = (self.staged, self.manifests)
+        self.staged, self.manifests = [], []
+        return given
+
+    def adopt(
+        self, staged: tuple[list[tuple[Path, Path]], list[tuple[str, dict[str, Any]]]]
+    ) -> None:
+        """What another export of this folder staged (`handover`), committed or discarded
+        with what is staged here."""
+        self.staged.extend(staged[0])
+        self.manifests.extend(staged[1])
+
     def _head(self) -> ChainHead | None:
         if self.chain_head is None or isinstance(self.chain_head, ChainHead):
             return self.chain_head

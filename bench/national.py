@@ -277,7 +277,7 @@ def main() -> None:
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes of `payroll run` and `payroll approve` (default: the cores)",
+        help="worker processes of `payroll run`, `approve` and `export` (default: the cores)",
     )
     args = parser.parse_args()
     # An approval waits for the store's write lock while another worker records its
@@ -327,8 +327,7 @@ def main() -> None:
                 None,
                 "payroll",
                 "export",
-                "--period",
-                period,
+                *jobs,
                 "--out",
                 str(out),
             )
@@ -433,7 +432,7 @@ def report(steps: list[Step], n: int, args: argparse.Namespace) -> None:
     print(f"peak memory of any command: {peak:.0f} MiB (target ≤ {1.5 * GIB:.0f} MiB)")
     if args.jobs > 1:
         print(
-            f"payroll run and approve in {args.jobs} worker processes: their peak is of the"
+            f"payroll run, approve and export in {args.jobs} worker processes: their peak is of the"
             f" largest process; the command's own and its workers' together are at most"
             f" {args.jobs + 1} times it"
         )

@@ -488,7 +488,7 @@ def cmd_payroll_approve(args: argparse.Namespace) -> None:
 
 
 def cmd_payroll_export(args: argparse.Namespace) -> None:
-    with progress_bar() as report, open_ledger(args, report) as ledger:
+    with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
         result = ledger.export_payroll(args.period, args.province, Path(args.out))
     if args.json:
         print_json(
@@ -1158,15 +1158,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--province", metavar="CODE")
         if name == "export":
             p.add_argument("--out", required=True, metavar="DIR")
-        else:
-            p.add_argument(
-                "--jobs",
-                type=bounded(1, 34),  # a period has 34 provinces to share out
-                default=1,
-                metavar="N",
-                help="provinces worked on side by side, each in a process of its own (a "
-                "PostgreSQL store; at most the machine's cores are worth it)",
-            )
+        p.add_argument(
+            "--jobs",
+            type=bounded(1, 34),  # a period has 34 provinces to share out
+            default=1,
+            metavar="N",
+            help="provinces worked on side by side, each in a process of its own (a "
+            "PostgreSQL store; at most the machine's cores are worth it)",
+        )
 
     p = command(
         commands,

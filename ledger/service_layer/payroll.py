@@ -500,13 +500,46 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
     return _Approved(code, tuple(kept.to_review), deaths)
 
 
+@dataclass(frozen=True)
+class _Exported:
+    """One approved list's files, staged for the command to commit with the others (or
+    discard)."""
+
+    files: list[ExportedFile]
+    staged: Any  # what the province's export hands over (Export.handover)
+
+
+def _export_province(ports: Ports, job: tuple[str, str, str]) -> tuple[str, _Exported | str | None]:
+    """Stage one province's files of a period (job: period, province, folder): its files,
+    why its recorded lines refuse the export, or None when nothing of it was approved. The
+    files are written and the lines checked against the approval in one reading."""
+    period, code, out_dir = job
+    issued = ports.events.issued_list(payment_list_id(period, code))
+    if issued is None:
+        return code, None
+    approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
+    rows = TalliedRows(issued.rows)
+    staged = ports.export(Path(out_dir))
+    try:
+        written = staged.add_list(approval, rows)
+        found = issued.problems(rows.lines)
+    except BaseException:
+        staged.discard()
+        raise
+    if found:
+        staged.discard()
+        return code, f"payroll {period} {code}: {'; '.join(found)}"
+    return code, _Exported(written, staged.handover())
+
+
 def export_payroll(
     ports: Ports, period: str, province_code: str | None, out_dir: Path
 ) -> ExportResult:
     """Write the approved lists from the lines their approval recorded (the LinesIssued
     events, never the read models): one CSV per province and channel, ordered by payment_id,
-    each with a manifest. Refused, with nothing written, when a list's recorded lines do not
-    reproduce the digest, count and total its approval recorded."""
+    each with a manifest, the provinces staged by the ledger's workers and committed together.
+    Refused, with nothing written, when a list's recorded lines do not reproduce the digest,
+    count and total its approval recorded."""
     check_month(period, "--period", ports.clock.now())
     codes = _provinces_to_export(province_code)
     drafts = {
@@ -520,11 +553,12 @@ def export_payroll(
     not_written: list[str] = []
     problems: list[str] = []
     approved = 0  # lists approved: one with no line writes no file, and is no error
+    jobs = [(period, code, str(out_dir)) for code in codes]
     try:
-        for done, code in enumerate(codes):
+        ports.progress(f"payroll export {period}", 0, len(codes))
+        for done, (code, outcome) in enumerate(ports.each(_export_province, jobs), start=1):
             ports.progress(f"payroll export {period}", done, len(codes))
-            issued = ports.events.issued_list(payment_list_id(period, code))
-            if issued is None:
+            if outcome is None:
                 if code in drafts:  # the record has no approval: the draft is not paid
                     not_written.append(
                         f"{period} {code}: the list is a draft, not approved: approve it with "
@@ -532,20 +566,14 @@ def export_payroll(
                     )
                 continue
             approved += 1
-            # the files staged and the lines checked in one reading: a list whose lines do
-            # not give what its approval recorded refuses the export, and nothing is written
-            approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
-            rows = TalliedRows(issued.rows)
-            written = staged.add_list(approval, rows)
-            found = issued.problems(rows.lines)
-            if found:
-                problems.append(f"payroll {period} {code}: {'; '.join(found)}")
+            if isinstance(outcome, str):
+                problems.append(outcome)
                 continue
-            files.extend(written)
-        ports.progress(f"payroll export {period}", len(codes), len(codes))
+            staged.adopt(outcome.staged)
+            files.extend(outcome.files)
         if problems:
             raise RuleViolation(
-                "; ".join(problems) + ": the stored events were altered. Nothing was "
+                "; ".join(sorted(problems)) + ": the stored events were altered. Nothing was "
                 "exported: run `ledger verify` and keep the store as it is"
             )
         if not approved:
@@ -558,7 +586,8 @@ def export_payroll(
         staged.commit()
     finally:
         staged.discard()
-    return ExportResult(files, not_written)
+    not_written.sort()
+    return ExportResult(sorted(files, key=lambda f: f.path.name), not_written)
 
 
 def _provinces_to_export(province_code: str | None) -> list[str]:

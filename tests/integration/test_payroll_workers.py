@@ -19,12 +19,16 @@ pytestmark = pytest.mark.integration
 
 PERIOD = "2025-07"
 CODES = ("01", "04", "08", "79")
-# 250 in each province: past the COPY path's threshold; five of them back-dated to January 2023
+# 250 in each province, half paid by bank: past the COPY path's threshold; five of them
+# back-dated to January 2023
 PEOPLE = [
     enrolment(
         f"0{i}10{n:08d}",
         province_code=code,
         effective_month="2023-01" if n % 50 == 0 else "2025-05",
+        **(
+            {"channel": "BANK", "bank_code": "VCB", "account_number": f"07{n:08d}"} if n % 2 else {}
+        ),
     )
     for i, code in enumerate(CODES)
     for n in range(250)
@@ -54,7 +58,13 @@ def drafted_and_approved(files: Files, tmp_path: Path, request: pytest.FixtureRe
             ]
             for code in CODES
         }
-    return store, drafted, approved, lines, balances, issued
+        exported = ledger.export_payroll(PERIOD, None, tmp_path / "out")
+    written = {f.name: f.read_bytes() for f in sorted((tmp_path / "out").iterdir())}
+    payment_files = {n: b for n, b in written.items() if n.endswith(".csv")}
+    manifests = [n for n in written if n.endswith(".manifest.json")]
+    assert [f.path.name for f in exported.files] == sorted(payment_files)
+    assert len(manifests) == len(payment_files) == 2 * len(CODES)  # POST and BANK each
+    return store, drafted, approved, lines, balances, (issued, payment_files)
 
 
 def figures(summaries: list) -> list[tuple]:
@@ -85,7 +95,11 @@ def test_two_workers_draft_and_approve_what_one_process_does(
     assert lines2[0][2:] == (12_980_000, 12_480_000, "PENDING")
     assert all(len(s.to_review) == 5 for s in approved2)
     assert balances2 == balances1 and len(balances2) == len(PEOPLE)
+    (issued1, files1), (issued2, files2) = issued1, issued2
     assert issued2 == issued1 and all(len(rows) == 250 for rows in issued2.values())
+    # exported by two workers: the same payment files, byte for byte
+    assert files2 == files1
+    assert sum(data.count(b"\n") - 1 for data in files2.values()) == len(PEOPLE)
 
 
 def test_a_province_refused_in_a_worker_is_refused_alone(
@@ -156,3 +170,30 @@ def test_an_approval_makes_its_events_before_it_takes_the_write_lock(
 
     assert summary.status == "APPROVED" and summary.lines == 250
     assert locked_while_reading == [False]
+
+
+def test_an_altered_list_refuses_an_export_by_workers_and_nothing_is_written(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments(PEOPLE), "maker")
+    with Ledger(store, workers=2) as ledger:
+        ledger.run_payroll(PERIOD, None, "maker")
+        ledger.approve_payroll(PERIOD, None, "checker")
+    with psycopg.connect(store, autocommit=True) as con:  # someone edits 08's recorded lines
+        con.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_immutable")
+        con.execute(
+            "UPDATE ledger_events SET state = convert_to(replace(convert_from(state, 'UTF8'),"
+            " '1500000', '1600000'), 'UTF8') WHERE originator_id = %s"
+            " AND topic LIKE '%%LinesIssued'",
+            (payment_list_id(PERIOD, "08"),),
+        )
+    out = tmp_path / "out"
+
+    with Ledger(store, workers=2) as ledger, pytest.raises(RuleViolation) as refused:
+        ledger.export_payroll(PERIOD, None, out)
+
+    assert str(refused.value).startswith(f"payroll {PERIOD} 08: ")
+    assert "ledger verify" in str(refused.value)
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []

@@ -51,6 +51,13 @@ class MemoryExport:
             files.append(ExportedFile(self.out_dir / name, file.rows, file.total_amount, ""))
         return files
 
+    def handover(self) -> dict[str, tuple[bytes, Approval]]:
+        given, self.staged = self.staged, {}
+        return given
+
+    def adopt(self, staged: dict[str, tuple[bytes, Approval]]) -> None:
+        self.staged.update(staged)
+
     def commit(self) -> None:
         MemoryExport.committed.update(self.staged)
         self.staged = {}
