@@ -67,6 +67,16 @@ def drafted_and_approved(files: Files, tmp_path: Path, request: pytest.FixtureRe
     return store, drafted, approved, lines, balances, (issued, payment_files)
 
 
+def drafted_by_two(files: Files, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A new store with PEOPLE, PERIOD drafted by two workers."""
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments(PEOPLE), "maker")
+    with Ledger(store, workers=2) as ledger:
+        ledger.run_payroll(PERIOD, None, "maker")
+    return store
+
+
 def figures(summaries: list) -> list[tuple]:
     return [
         (s.province_code, s.status, s.lines, s.total_amount, s.bank_amount, s.to_review)
@@ -105,11 +115,7 @@ def test_two_workers_draft_and_approve_what_one_process_does(
 def test_a_province_refused_in_a_worker_is_refused_alone(
     files: Files, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = new_store("postgresql", tmp_path, request)
-    with Ledger(store) as ledger:
-        ledger.enrol(files.enrolments(PEOPLE), "maker")
-    with Ledger(store, workers=2) as ledger:
-        ledger.run_payroll(PERIOD, None, "maker")
+    store = drafted_by_two(files, tmp_path, request)
     with psycopg.connect(store) as con:  # someone changes a kept entry of 08
         con.execute(
             "UPDATE kept_draft_entries SET entry = replace(entry, '500000', '5000000')"
@@ -175,11 +181,8 @@ def test_an_approval_makes_its_events_before_it_takes_the_write_lock(
 def test_an_altered_list_refuses_an_export_by_workers_and_nothing_is_written(
     files: Files, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = new_store("postgresql", tmp_path, request)
-    with Ledger(store) as ledger:
-        ledger.enrol(files.enrolments(PEOPLE), "maker")
+    store = drafted_by_two(files, tmp_path, request)
     with Ledger(store, workers=2) as ledger:
-        ledger.run_payroll(PERIOD, None, "maker")
         ledger.approve_payroll(PERIOD, None, "checker")
     with psycopg.connect(store, autocommit=True) as con:  # someone edits 08's recorded lines
         con.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_immutable")
