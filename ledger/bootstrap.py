@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from adapters import kept_drafts, read_model_guards
 from adapters.civil_registry import registrations_in
@@ -37,10 +37,12 @@ from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
     ExportResult,
     FixedDay,
+    Job,
     OneAfterAnother,
     Ports,
     Progress,
     ReadModelSync,
+    Result,
     VietnamClock,
     Workers,
     no_progress,
@@ -65,10 +67,6 @@ class StoreGuards:
                 "on such a store and nothing puts a guard back: run `ledger verify` and keep "
                 "the store as it is"
             )
-
-
-Job = TypeVar("Job")
-Result = TypeVar("Result")
 
 
 class WorkerProcesses:

@@ -340,17 +340,18 @@ def run_payroll(
             drafted[result.province_code] = result
         ports.progress(f"payroll run {period}", done, len(codes))
     ports.show_saved()  # what workers of their own recorded
-    none = _Drafted("", 0, 0, ())
+    nothing = _Drafted("", 0, 0, ())
     return [
         ListSummary(
             **{
                 **s.__dict__,
-                "held": drafted.get(s.province_code, none).held,
-                "waiting_for_claimant": drafted.get(s.province_code, none).waiting_for_claimant,
-                "to_review": drafted.get(s.province_code, none).to_review,
+                "held": d.held,
+                "waiting_for_claimant": d.waiting_for_claimant,
+                "to_review": d.to_review,
             }
         )
         for s in views.summaries(ports.db, period, province_code)
+        for d in [drafted.get(s.province_code, nothing)]
     ]
 
 
