@@ -80,6 +80,19 @@ def query_store(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[An
         return con.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()
 
 
+def events_write_locked(url: str) -> bool:
+    """Whether a transaction holds the PostgreSQL store's write lock (the EXCLUSIVE lock on
+    its events table that every append takes), seen from a connection of its own."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as watch:
+        row = watch.execute(
+            "SELECT COUNT(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'"
+            " AND relation = 'ledger_events'::regclass"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def events_table(url: str) -> str:
     return "stored_events" if url.startswith("sqlite:") else "ledger_events"
 

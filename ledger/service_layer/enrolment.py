@@ -4,12 +4,15 @@ checked again under the store's write lock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import islice
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from ledger import values
-from ledger.aggregates import Beneficiary, beneficiary_id, death_record_id
+from ledger.aggregates import Beneficiary, DeathRecord, beneficiary_id, death_record_id
 from ledger.inputs import (
     ENROLMENT_COLUMNS,
     EnrolmentRow,
@@ -20,7 +23,7 @@ from ledger.inputs import (
 )
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, sorted_problems
-from ledger.service_layer.ports import ConcurrentChange, Ports, Staging
+from ledger.service_layer.ports import ConcurrentChange, Fence, Ports, Staging
 
 # The rows of an enrolment file as staged between its check and its application: every
 # field of a valid row (applicable = 1), the fields still checked of a refused one.
@@ -38,15 +41,23 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
 
     A national migration is millions of rows: the file is checked a chunk at a time into a
     staging table, the checks across rows are set-based queries on it, and the people are
-    then stored a chunk at a time in one transaction, so memory stays flat."""
+    then stored a chunk at a time in one transaction, so memory stays flat. They are made
+    (and encoded) before the store's write lock is taken, which then covers only their
+    insertion: death registrations wait seconds for it, not the whole migration."""
     ports.decide_from_read_models()
+    # rule 10 is checked on the death records as they are now; a death put in force after
+    # this point is caught by the fence, under the store's write lock
+    checked_after = ports.events.latest_notification_id()
     staged = ports.stage("enrolment", STAGED)
     try:
         problems = _check(ports, file, staged)
         if problems:
             raise InputRejected(sorted_problems(problems))
         total = staged.query("SELECT COUNT(*) FROM {staged} WHERE applicable = 1")[0][0]
-        saved = ports.events.save_in_chunks(_people(ports, file.name, staged, actor, total))
+        fence = Fence(checked_after, _DEATH_IN_FORCE, _death_records_in(staged))
+        saved = ports.events.save_in_chunks(
+            _people(ports, file.name, staged, actor, total), fence=fence, spool=True
+        )
     except ConcurrentChange:
         raise RuleViolation(
             "a death registration of a person in this file was recorded while it was being "
@@ -56,6 +67,29 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
         staged.close()
     ports.show_saved()
     return saved
+
+
+# the events that put a person's death in force (a correction or revocation never does)
+_DEATH_IN_FORCE = (
+    get_topic(DeathRecord.Registered),  # type: ignore[attr-defined]
+    get_topic(DeathRecord.RegisteredAgain),  # type: ignore[attr-defined]
+)
+
+
+def _death_records_in(staged: Staging) -> Callable[[AbstractSet[UUID]], list[UUID]]:
+    """Of the death records that recorded a registration since the file was checked, those of
+    people in the file (asked only when there are any: a death during a migration)."""
+
+    def watched(since: AbstractSet[UUID]) -> list[UUID]:
+        return [
+            record
+            for (personal_id,) in staged.stream(
+                "SELECT personal_id FROM {staged} WHERE applicable = 1"
+            )
+            if (record := death_record_id(personal_id)) in since
+        ]
+
+    return watched
 
 
 def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
@@ -116,9 +150,8 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
 def _people(
     ports: Ports, name: str, staged: Staging, actor: str, total: int
 ) -> Iterator[tuple[list[Beneficiary], dict[UUID, int | None]]]:
-    """The staged people as Beneficiary aggregates, a chunk at a time, each chunk with the
-    versions of its people's death records, which the save checks under the store's write
-    lock (rule 10, from the record). A death recorded since the file was checked stops it."""
+    """The staged people as Beneficiary aggregates, a chunk at a time (rule 10 is the
+    save's fence: see enrol)."""
     columns = ", ".join(ENROLMENT_COLUMNS)
     rows = iter(
         staged.stream(
@@ -135,10 +168,7 @@ def _people(
             )
             for number, *fields in chunk
         ]
-        dead, versions = deaths_in_record(ports, [p.personal_id for p in people])
-        if dead:
-            raise ConcurrentChange(f"{len(dead)} of the people were registered dead meanwhile")
-        yield people, versions
+        yield people, {}
         done += len(people)
         ports.progress(f"enrolling from {name}", done, total)
 

@@ -13,7 +13,7 @@ from adapters.store import StoreUrlError
 from ledger.aggregates import payment_list_id
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from tests.conftest import Files, enrolment, new_store
+from tests.conftest import Files, enrolment, events_write_locked, new_store
 
 pytestmark = pytest.mark.integration
 
@@ -160,15 +160,10 @@ def test_an_approval_makes_its_events_before_it_takes_the_write_lock(
     reread = payroll._reread
 
     def watched(*args: object) -> object:
-        with psycopg.connect(store, autocommit=True) as watch:
-            for n, entry in enumerate(reread(*args)):  # type: ignore[arg-type]
-                if n == 100:
-                    row = watch.execute(
-                        "SELECT COUNT(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'"
-                        " AND relation = 'ledger_events'::regclass"
-                    ).fetchone()
-                    locked_while_reading.append(bool(row and row[0]))
-                yield entry
+        for n, entry in enumerate(reread(*args)):  # type: ignore[arg-type]
+            if n == 100:
+                locked_while_reading.append(events_write_locked(store))
+            yield entry
 
     monkeypatch.setattr(payroll, "_reread", watched)
     with Ledger(store) as ledger:
