@@ -22,7 +22,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
+from eventsourcing.persistence import (
+    IntegrityError,
+    PersistenceError,
+    StoredEvent,
+    Tracking,
+    Transcoder,
+)
 from eventsourcing.utils import Environment
 
 from adapters.chain import GENESIS, ChainHead, link
@@ -30,6 +36,7 @@ from adapters.chain_key import ChainKeyError, key_id, load_chain_key
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
 from adapters.sql import ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
+from adapters.transcoder import LedgerTranscoder
 from ledger.rules import LINE_FIELDS, PENDING, IssuedList
 from ledger.service_layer.ports import Fence
 from projections.readmodels import RecordedEvent
@@ -40,6 +47,11 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
 
     name = "Ledger"  # PostgreSQL table ledger_events
     is_snapshotting_enabled = False
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Only what the store URL says. The library would also take its keys from the

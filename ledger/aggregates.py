@@ -770,6 +770,7 @@ class PaymentList(Aggregate):
         self.period = period
         self.province_code = province_code
         self.draft_digest: str | None = None
+        self.draft_totals = (0, 0, 0)  # the draft's line count, total and amount by bank
         self.drafted_by: set[str] = set()  # everyone who drew up the current draft
         self.draft_facts: DraftFacts | None = None  # what the latest draft was computed from
         self.approved_by: str | None = None
@@ -826,6 +827,7 @@ class PaymentList(Aggregate):
             self.drafted_by = set()
         self.drafted_by.add(actor)
         self.draft_digest = digest
+        self.draft_totals = (line_count, total_amount, bank_amount)
         self.draft_facts = (
             DraftFacts(known_through, kept_digest, register_version) if kept_digest else None
         )
@@ -849,33 +851,22 @@ class PaymentList(Aggregate):
             )
         return self.draft_facts
 
-    def approve(
-        self,
-        digest: str,
-        line_count: int,
-        total_amount: int,
-        bank_amount: int,
-        actor: str,
-        source: str,
-    ) -> None:
-        """Freeze the list as drafted: `digest`, count and totals are those of the lines the
-        draft kept, which `issue` then records, a chunk at a time, with the postings
-        (`accrue`) that bring each resident's credits in the books up to date. The approval
-        records the draft's `known_through`: the last event the read models showed when the
-        lines were computed (an auditor recomputes from there)."""
+    def approve(self, actor: str, source: str) -> None:
+        """Freeze the list as drafted: the digest, count and totals its draft recorded, of
+        the lines the draft kept, which `issue` then records, a chunk at a time, with the
+        postings (`accrue`) that bring each resident's credits in the books up to date (the
+        approval's caller checks the kept entries against the draft's record as it reads
+        them). The approval records the draft's `known_through`: the last event the read
+        models showed when the lines were computed (an auditor recomputes from there)."""
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is already approved")
         if self.draft_digest is None:
             raise RuleViolation(f"the list {self.period} {self.province_code} has no draft")
         self.check_approver(actor)
         facts = self.kept_draft_facts()
-        if digest != self.draft_digest:
-            raise RuleViolation(
-                f"the lines kept for {self.period} {self.province_code} are not the lines its "
-                "draft recorded: run the payroll again and have the new draft approved"
-            )
+        line_count, total_amount, bank_amount = self.draft_totals
         self._approved(
-            digest=digest,
+            digest=self.draft_digest,
             line_count=line_count,
             total_amount=total_amount,
             bank_amount=bank_amount,

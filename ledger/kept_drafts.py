@@ -11,15 +11,12 @@ recomputes it before it records anything: a changed entry refuses the approval."
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.rules import LINE, LINE_FIELDS, Assessment, LinesTally, PaymentLine, RuleViolation
+import orjson
 
-# one encoder for every entry: `json.dumps` with options builds a new one per call
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+from ledger.rules import LINE, Assessment, PaymentLine, RuleViolation
 
 
 def kept_entries(assessments: Iterable[Assessment]) -> Iterator[tuple[str, str]]:
@@ -32,7 +29,8 @@ def kept_entries(assessments: Iterable[Assessment]) -> Iterator[tuple[str, str]]
             a.accrual_row,
             a.review_limit if line is not None else None,
         ]
-        yield a.personal_id, _ENCODER.encode(entry)
+        # compact JSON, UTF-8 as it is (a national draft is millions of entries: orjson)
+        yield a.personal_id, orjson.dumps(entry).decode()
 
 
 class Fingerprinted:
@@ -70,7 +68,7 @@ def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
     person it is kept for, is refused (KeptDraftUnreadable)."""
     for personal_id, text in pairs:
         try:
-            line, accrual, limit = json.loads(text)
+            line, accrual, limit = orjson.loads(text)
             review = (PaymentLine(*line), int(limit)) if line and limit is not None else None
             whose = {row[i] for row, i in ((line, LINE["personal_id"]), (accrual, 0)) if row}
         except (ValueError, TypeError, IndexError, KeyError):
@@ -78,36 +76,3 @@ def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
         if whose - {personal_id}:
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is someone else's")
         yield personal_id, line or None, accrual or None, review
-
-
-@dataclass
-class KeptSummary:
-    """What a kept draft comes to, read in one pass (never held): what the approval records
-    of it and shows, and the digests it is checked by."""
-
-    digest: str = ""  # of the entries as read (Fingerprinted): the one its Drafted names
-    lines_digest: str = ""  # of their lines (rules.LinesTally): the list's own digest
-    line_count: int = 0
-    total_amount: int = 0
-    bank_amount: int = 0
-    to_review: list[tuple[PaymentLine, int]] = field(default_factory=list)  # (line, limit)
-
-
-def summarise(pairs: Iterable[tuple[str, str]]) -> KeptSummary:
-    """The kept draft's summary, its entries read once, a few thousand at a time."""
-    fingerprinted = Fingerprinted(pairs)
-    lines = LinesTally()
-    to_review = []
-    for _, line, _, review in read_entries(fingerprinted):
-        if line is not None:
-            lines.add(line[: len(LINE_FIELDS)])
-        if review is not None:
-            to_review.append(review)
-    return KeptSummary(
-        fingerprinted.digest,
-        lines.digest,
-        lines.count,
-        lines.total_amount,
-        lines.bank_amount,
-        to_review,
-    )

@@ -33,10 +33,8 @@ from ledger.kept_drafts import (
     Fingerprinted,
     KeptDraftUnreadable,
     KeptEntry,
-    KeptSummary,
     kept_entries,
     read_entries,
-    summarise,
 )
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_codes, review_months
@@ -117,12 +115,17 @@ def _check_order(
 
 
 def _reread(ports: Ports, list_id: str, digest: str) -> Iterator[KeptEntry]:
-    """A list's kept entries read again while its approval records (they are never held),
-    refused at the end when they no longer give the digest checked before it began."""
+    """A list's kept entries read as its approval records them (they are never held),
+    refused at the end when they do not give the digest its Drafted event recorded. The
+    approval's events are all made before the store's write lock is taken (spooled), so a
+    refusal here comes before anything is recorded."""
     read = Fingerprinted(ports.drafts.entries(list_id))
     yield from read_entries(read)
     if read.digest != digest:
-        raise KeptDraftUnreadable("its entries changed while it was being approved")
+        raise KeptDraftUnreadable(
+            "its entries are not those its draft recorded: a later run replaced them, or "
+            "someone changed them"
+        )
 
 
 def _fenced(ports: Ports, list_id: str, digest: str) -> Callable[[AbstractSet[UUID]], list[UUID]]:
@@ -149,18 +152,22 @@ def _approval_events(
     digest: str,
     actor: str,
     chunk: int,
+    to_review: list[tuple[Any, int]],
 ) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
     """An approval's events for its one transaction: the approval, the kept lines and the
     postings, `chunk` of each an event, as one reading of the kept entries gives them (a
-    province's list is never held), and last the register's."""
+    province's list is never held), and last the register's. The lines above their review
+    limit are added to `to_review` on the way."""
     yield [payment_list], {}
     lines: list[Any] = []
     postings: list[Any] = []
-    for _, line, posting, _ in _reread(ports, str(payment_list.id), digest):
+    for _, line, posting, review in _reread(ports, str(payment_list.id), digest):
         if line is not None:
             lines.append(line)
         if posting is not None:
             postings.append(posting)
+        if review is not None:
+            to_review.append(review)
         if len(lines) >= chunk:
             payment_list.issue(lines, actor, _APPROVE)
             lines = []
@@ -214,11 +221,9 @@ def _changes_a_draft(topic: str, state: bytes) -> bool:
         return True
 
 
-def _approvable(
-    ports: Ports, payment_list: PaymentList, actor: str
-) -> tuple[PayrollRegister, KeptSummary]:
-    """The province's register and the list's kept draft, when the draft can be approved as
-    drafted: nothing approved in the province since, and the kept entries its record names."""
+def _approvable(ports: Ports, payment_list: PaymentList, actor: str) -> PayrollRegister:
+    """The province's register, when the draft can be approved as drafted: nothing approved
+    in the province since (its kept entries are checked as they are read: _reread)."""
     period, code = payment_list.period, payment_list.province_code
     payment_list.check_approver(actor)
     facts = payment_list.kept_draft_facts()
@@ -229,22 +234,7 @@ def _approvable(
             f"not count what that list pays: run `ledger payroll run --period {period} "
             f"--province {code}` again and have the new draft approved"
         )
-    again = (
-        f"run `ledger payroll run --period {period} --province {code}` again and have the "
-        "new draft approved"
-    )
-    try:
-        kept = summarise(ports.drafts.entries(str(payment_list.id)))
-    except KeptDraftUnreadable as err:
-        raise RuleViolation(
-            f"the draft kept for its approval was changed ({err}): {again}"
-        ) from None
-    if kept.digest != facts.kept_digest:
-        raise RuleViolation(
-            "the draft kept for its approval is not the one its record names (a later run "
-            f"replaced it, or someone changed it): {again}"
-        )
-    return payroll_register, kept
+    return payroll_register
 
 
 def _payment_list(ports: Ports, period: str, province_code: str) -> PaymentList | None:
@@ -459,25 +449,38 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
     period, code, actor, line_chunk = job
     payment_list = _payment_list(ports, period, code)
     assert payment_list is not None  # a draft, checked before
+    to_review: list[tuple[Any, int]] = []
     try:
-        payroll_register, kept = _approvable(ports, payment_list, actor)
+        payroll_register = _approvable(ports, payment_list, actor)
         facts = payment_list.kept_draft_facts()
         # what changed a draft since (_CHANGE_A_DRAFT): checked under the store's write
         # lock, set-based
         fence = Fence(
             facts.known_through,
             _CHANGE_A_DRAFT,
-            _fenced(ports, str(payment_list.id), kept.digest),
+            _fenced(ports, str(payment_list.id), facts.kept_digest),
             _changes_a_draft,
         )
         payroll_register.record_approval(period, code, actor, _APPROVE)
-        payment_list.approve(
-            kept.lines_digest, kept.line_count, kept.total_amount, kept.bank_amount, actor, _APPROVE
-        )
+        payment_list.approve(actor, _APPROVE)
         ports.events.save_in_chunks(
-            _approval_events(ports, payment_list, payroll_register, kept.digest, actor, line_chunk),
+            _approval_events(
+                ports,
+                payment_list,
+                payroll_register,
+                facts.kept_digest,
+                actor,
+                line_chunk,
+                to_review,
+            ),
             fence=fence,
             spool=True,  # the entries read and encoded before the store's lock is taken
+        )
+    except KeptDraftUnreadable as err:
+        return (
+            f"payroll {period} {code}: the draft kept for its approval was changed ({err}); "
+            f"nothing was recorded for it: run `ledger payroll run --period {period} "
+            f"--province {code}` again and have the new draft approved"
         )
     except RuleViolation as err:
         return f"payroll {period} {code}: {err}"
@@ -498,7 +501,7 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
     # people of the list whose death was recorded after its draft: paid as drafted
     deaths = ports.drafts.deaths_since(str(payment_list.id), facts.known_through)
     ports.drafts.discard(str(payment_list.id))
-    return _Approved(code, tuple(kept.to_review), deaths)
+    return _Approved(code, tuple(to_review), deaths)
 
 
 @dataclass(frozen=True)
