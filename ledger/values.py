@@ -33,6 +33,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from uuid import UUID
 
 from ledger.months import VIETNAM, InvalidMonth, format_month, month_of, parse_month
@@ -235,6 +236,18 @@ def iso_date(text: str, now: datetime | None = None) -> str:
 
 
 def _instant(text: str, now: datetime | None = None) -> datetime:
+    moment = _moment(text)
+    if now is not None and moment > now + CLOCK_SKEW:
+        at = now.astimezone(VIETNAM).isoformat(timespec="minutes")
+        raise InvalidValue(f"{text} is in the future (it is {at} in Vietnam)")
+    return moment
+
+
+@lru_cache(maxsize=1024)
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time with offset, from 1900-01-01 in Vietnam on. Kept for the texts seen
+    last: a row's time is read by its check and again by the checks across its fields, and
+    a bank's results file gives many rows the same time."""
     try:
         if not text.isascii():
             raise ValueError
@@ -249,9 +262,6 @@ def _instant(text: str, now: datetime | None = None) -> datetime:
         raise InvalidValue(f"{text} is in the future") from None
     if in_vietnam.date() < EARLIEST_DAY:
         raise InvalidValue(f"{text} is before {EARLIEST_DAY} in Vietnam")
-    if now is not None and moment > now + CLOCK_SKEW:
-        at = now.astimezone(VIETNAM).isoformat(timespec="minutes")
-        raise InvalidValue(f"{text} is in the future (it is {at} in Vietnam)")
     return moment
 
 
