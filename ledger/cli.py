@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
+from msgspec import structs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -420,7 +421,7 @@ def summaries_json(summaries: Sequence[Any]) -> list[dict[str, Any]]:
         {
             **{k: v for k, v in s.__dict__.items() if k != "to_review"},
             "to_review": [
-                {**dataclasses.asdict(line), "review_limit": limit} for line, limit in s.to_review
+                {**structs.asdict(line), "review_limit": limit} for line, limit in s.to_review
             ],
         }
         for s in summaries

@@ -14,6 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property, lru_cache
 from typing import Any
 
+from msgspec import Struct
+from msgspec import field as struct_field
+
 from ledger.months import format_month
 
 REGULAR = "REGULAR"
@@ -109,8 +112,7 @@ def allowance(level: int, coefficient: Decimal) -> int:
     return int((Decimal(level) * coefficient).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-@dataclass(frozen=True, slots=True)
-class Entitlement:
+class Entitlement(Struct, frozen=True):
     """What decides the months a beneficiary is entitled to (rule 1)."""
 
     effective_month: int
@@ -133,8 +135,7 @@ class Entitlement:
         return month >= self.effective_month and (last is None or month <= last)
 
 
-@dataclass(frozen=True, slots=True)
-class Credits:
+class Credits(Struct, frozen=True):
     """What the ledger owes a beneficiary for all months up to a period (rule 2, rule 4)."""
 
     allowance: int = 0
@@ -178,16 +179,14 @@ def credits_through(entitlement: Entitlement, period: int, ref: ReferenceData) -
     return Credits(total, funeral)
 
 
-@dataclass(frozen=True, slots=True)
-class Issued:
+class Issued(Struct, frozen=True):
     """Approved lines that are PENDING or PAID, summed for one beneficiary."""
 
     total: int = 0
     funeral: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedLine:
+class IssuedLine(Struct, frozen=True):
     """An approved line as the balance rule sees it."""
 
     period: int
@@ -217,8 +216,7 @@ def issued_through(
     return Issued(sum(ln.total_amount for ln in counted), sum(ln.funeral_amount for ln in counted))
 
 
-@dataclass(frozen=True, slots=True)
-class Balance:
+class Balance(Struct, frozen=True):
     """Rule 2 for one account and one period: owed(M) = credits up to M - issued."""
 
     credits: Credits
@@ -268,8 +266,7 @@ def overpaid_months(
     return months
 
 
-@dataclass(frozen=True, slots=True)
-class Payee:
+class Payee(Struct, frozen=True):
     personal_id: str
     name: str
     channel: str  # POST or BANK
@@ -277,8 +274,7 @@ class Payee:
     account_number: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class Account(Struct, frozen=True):
     """Everything the payroll needs to know about one beneficiary, as of the run."""
 
     personal_id: str
@@ -291,13 +287,12 @@ class Account:
     dead: bool = False  # a death registration is in force
     funeral_claimant: Payee | None = None
     death_registration: str | None = None  # the registration in force, when dead
-    issued: Issued = field(default_factory=Issued)
-    posted: Credits = field(default_factory=Credits)  # credits already posted to the books
+    issued: Issued = struct_field(default_factory=Issued)
+    posted: Credits = struct_field(default_factory=Credits)  # credits already posted to the books
     credited_through: int | None = None  # the latest period posted
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentLine:
+class PaymentLine(Struct, frozen=True):
     payment_id: str
     period: str
     province_code: str
@@ -341,7 +336,7 @@ class PaymentLine:
 
 
 # The columns of a payment file (the contract) and of the digest an approver approves.
-LINE_FIELDS = tuple(f for f in PaymentLine.__dataclass_fields__ if f != "registration_number")
+LINE_FIELDS = tuple(f for f in PaymentLine.__struct_fields__ if f != "registration_number")
 ISSUED_FIELDS = (*LINE_FIELDS, "registration_number")
 LINE = {name: i for i, name in enumerate(LINE_FIELDS)}  # position of each field in a row
 ACCRUAL_FIELDS = ("personal_id", "allowance_delta", "funeral_delta", "credited_through")
@@ -353,15 +348,14 @@ def payment_id(period: int, province_code: str, personal_id: str, kind: str) -> 
     return f"{format_month(period)}-{province_code}-{personal_id}{suffix}"
 
 
-@dataclass(frozen=True, slots=True)
-class Assessment:
+class Assessment(Struct, frozen=True):
     """One beneficiary's position for a period: the line to pay, or why there is none."""
 
     personal_id: str
     owed: int
     line: PaymentLine | None
     withheld: str | None = None  # "HELD" or "NO_CLAIMANT" when owed > 0 but no line
-    accrual: Credits = field(default_factory=Credits)  # to post to the books on approval
+    accrual: Credits = struct_field(default_factory=Credits)  # to post to the books on approval
     credited_through: int = 0  # the period the books are credited up to after approval
     books_current: bool = False  # nothing to post: same credits, same period
     review_limit: int | None = None  # set when the line is above it: shown to the approver

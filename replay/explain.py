@@ -25,6 +25,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from msgspec import Struct, structs
+
 from ledger import values
 from ledger.aggregates import REFERENCE_DATA_ID, beneficiary_id, death_record_id
 from ledger.application import Ledger
@@ -472,7 +474,7 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
     owed = balance_of(entitlement, issued, through, ref).owed
     claimant_debts = _claimant_debts(lines, through, revoked)
     assessment = assess(
-        dataclasses.replace(account, issued=issued, entitlement=entitlement), through, ref
+        structs.replace(account, issued=issued, entitlement=entitlement), through, ref
     )
     checks.append(_check("balance = rules' assess (rule 2)", owed, assessment.owed))
     # the read models' issued total counts every period (no later-period cut): compare alike
@@ -1108,6 +1110,8 @@ def as_json(explanation: Explanation) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Struct):  # the rules' values
+        return {name: _plain(getattr(value, name)) for name in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {}
         for f in dataclasses.fields(value):

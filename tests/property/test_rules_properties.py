@@ -3,11 +3,11 @@ brute-force month-by-month reference written here from the rules' text."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from ledger.months import format_month, parse_month
 from ledger.rules import (
