@@ -108,7 +108,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
         ]
         staged.add(rows)
         named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
-        dead, _ = deaths_in_record(ports, sorted({pid for _, pid in named}))
+        dead = deaths_in_record(ports, sorted({pid for _, pid in named}))
         problems += [
             f"{name}: row {number}: personal_id: {pid} has a death "
             "registration in force and cannot be enrolled"
@@ -173,16 +173,11 @@ def _people(
         ports.progress(f"enrolling from {name}", done, total)
 
 
-def deaths_in_record(
-    ports: Ports, personal_ids: Sequence[str]
-) -> tuple[set[str], dict[UUID, int | None]]:
+def deaths_in_record(ports: Ports, personal_ids: Sequence[str]) -> set[str]:
     """Rule 10 from the record, not a read model: who among these people has a death in
-    force, and the version of each one's death record (None: no record) for the save to
-    check under the store's write lock."""
-    ids = [death_record_id(p) for p in personal_ids]
-    records = ports.events.load_many(ids)
-    dead = {r.personal_id for r in records.values() if r.in_force}
-    return dead, {i: (records[i].version if i in records else None) for i in ids}
+    force (a death put in force after the check is the save's fence: see enrol)."""
+    records = ports.events.load_many([death_record_id(p) for p in personal_ids])
+    return {r.personal_id for r in records.values() if r.in_force}
 
 
 def beneficiary(ports: Ports, personal_id: str) -> Beneficiary:
