@@ -49,7 +49,10 @@ class InProcessReadModels:
     def _check_read_models_are_kept_here(cursor: Any, position: int) -> None:
         """Events past this path's position already in the audit trail: `ledger project`
         keeps these read models from Kafka, and applying them again here would clash."""
-        cursor.execute("SELECT 1 FROM audit_trail WHERE notification_id > ? LIMIT 1", (position,))
+        cursor.execute(
+            "SELECT 1 FROM audit_trail WHERE notification_id > ? ORDER BY notification_id LIMIT 1",
+            (position,),
+        )
         if cursor.fetchone() is not None:
             raise StoreUrlError(
                 "the read models of this store are kept by `ledger project` from Kafka: set "

@@ -314,6 +314,7 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
                 f' "{self.datastore.schema}"."{self.events_table_name}"'
                 " WHERE notification_id > %s AND topic = ANY(%s)",
                 (fence.after, list(fence.topics)),
+                prepare=False,  # a generic plan of `> $1` scans the whole log under the lock
             )
             _crossed(fence, ((r["originator_id"], r["topic"], r["state"]) for r in curs.fetchall()))
         self._notify_channel(curs)

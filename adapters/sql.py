@@ -82,8 +82,12 @@ class PostgresDatabase:
         import psycopg
 
         # No JIT: it spends most of a second compiling each province's accounts query, which
-        # then runs in a fraction of that.
-        self.conn = psycopg.connect(url, autocommit=True, options="-c jit=off")
+        # then runs in a fraction of that. Custom plans only: psycopg prepares a statement run
+        # five times, and PostgreSQL's generic plan for `notification_id > $1 LIMIT 1` is a
+        # scan of the whole audit trail (every command's catch-up ran it, slower each month).
+        self.conn = psycopg.connect(
+            url, autocommit=True, options="-c jit=off -c plan_cache_mode=force_custom_plan"
+        )
 
     @staticmethod
     def _sql(sql: str) -> str:

@@ -111,3 +111,24 @@ def test_statements_do_not_grow_with_the_people(
     # 2,970 more people: at most one more statement per 100 of them, whatever the command
     for command, count in many.items():
         assert count - few[command] <= 30, (command, few[command], count)
+
+
+def test_no_read_model_statement_runs_on_a_generic_plan(
+    postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg prepares a statement sent five times; PostgreSQL may then plan it once for any
+    parameters, and its plan for `notification_id > $1 LIMIT 1` is a scan of the whole audit
+    trail: a catch-up that grew slower with every month. Each is planned for its values."""
+    files = Files(tmp_path)
+    files.root.mkdir(parents=True, exist_ok=True)
+    with Ledger(new_database(postgres_server)) as ledger:
+        ledger.enrol(files.enrolments(people(30, 0)), "maker")
+        for period in (PERIOD, "2025-08"):  # each province's catch-up checks the audit trail
+            ledger.run_payroll(period, None, "maker")
+            ledger.approve_payroll(period, None, "checker")
+        plans = ledger.db.query(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        )
+    assert any("FROM audit_trail WHERE notification_id >" in s for s, _, _ in plans), plans
+    # (a statement without parameters has one plan, which PostgreSQL counts as generic)
+    assert [s for s, generic, _ in plans if generic and "$1" in s] == []
