@@ -58,13 +58,12 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
             return ImportResult(0, rows)
         lists = _lists(ports, staged)
         lines = _stage_lines(ports, lists)
+        outcome = _Outcome()
         try:
-            applied, unchanged = _check(file.name, staged, lines, problems)
-            if problems:
-                raise InputRejected(sorted_problems(problems))
             try:
                 ports.events.save_in_chunks(
-                    _settled(lists, file.name, staged, lines, digest, actor), spool=True
+                    _settled(lists, file.name, staged, lines, digest, actor, problems, outcome),
+                    spool=True,
                 )
             except IntegrityError:  # a list's next event taken by another settlement
                 raise RuleViolation(
@@ -78,7 +77,7 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     finally:
         staged.close()
     ports.show_saved()
-    return ImportResult(applied, unchanged)
+    return ImportResult(outcome.applied, outcome.unchanged)
 
 
 def _stage(ports: Ports, file: InputFile, staged: Staging, problems: Problems) -> int:
@@ -153,6 +152,7 @@ class _Row(NamedTuple):
     """A staged row of a payment with what the record holds of its line."""
 
     number: int
+    applicable: int  # 1: every field of the row is valid on its own
     period: str
     province_code: str
     first: int  # the row its payment is first on
@@ -165,44 +165,29 @@ class _Row(NamedTuple):
     settlement: dict[str, Any]  # the row's fields (SETTLEMENT_COLUMNS)
 
 
-def _rows_with_lines(staged: Staging, lines: Staging, where: str = "") -> Iterator[_Row]:
+def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
     """Each staged row of a payment, in the order of its list and row, with the row its
     payment is first on, and the line's issue and current status."""
     columns = ", ".join(f"f.{c}" for c in SETTLEMENT_COLUMNS)
     for row in staged.stream(
-        "SELECT f.row_number, f.period, f.province_code,"
+        "SELECT f.row_number, f.applicable, f.period, f.province_code,"
         " MIN(f.row_number) OVER (PARTITION BY f.payment_id),"
         f" i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
         f" (SELECT s.status FROM {lines.table} s WHERE s.payment_id = f.payment_id"
         "   ORDER BY s.seq DESC LIMIT 1),"
         f" {columns}"
         f" FROM {{staged}} f LEFT JOIN {lines.table} i ON i.payment_id = f.payment_id"
-        " AND i.seq = 0 WHERE f.period IS NOT NULL" + where + " ORDER BY f.period,"
-        " f.province_code, f.row_number"
+        " AND i.seq = 0 WHERE f.period IS NOT NULL ORDER BY f.period, f.province_code,"
+        " f.row_number"
     ):
-        yield _Row._make([*row[:9], dict(zip(SETTLEMENT_COLUMNS, row[9:], strict=True))])
+        yield _Row._make([*row[:10], dict(zip(SETTLEMENT_COLUMNS, row[10:], strict=True))])
 
 
-def _check(name: str, staged: Staging, lines: Staging, problems: Problems) -> tuple[int, int]:
-    """Each named payment against its line: unknown payments, repeated rows, and moves the
-    line's status does not allow (rule 7). (applied, unchanged) rows."""
-    applied = unchanged = 0
-    for row in _rows_with_lines(staged, lines):
-        number, first = row.number, row.first
-        pid, status = row.settlement["payment_id"], row.settlement["status"]
-        if number != first:
-            problems.append(f"{name}: row {number}: payment_id: {pid} is already on row {first}")
-        if row.personal_id is None:
-            problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
-        elif number == first and status is not None:
-            try:
-                if settlement_move(pid, row.current, status) is None:
-                    unchanged += 1
-                else:
-                    applied += 1
-            except RuleViolation as err:
-                problems.append(f"{name}: row {number}: status: {err}")
-    return applied, unchanged
+class _Outcome:
+    """How many of the file's rows change their line, and how many were applied before."""
+
+    applied = 0
+    unchanged = 0
 
 
 def _settled(
@@ -212,24 +197,55 @@ def _settled(
     lines: Staging,
     digest: str,
     actor: str,
+    problems: Problems,
+    outcome: _Outcome,
     chunk: int = 1000,
 ) -> Iterator[tuple[list[PaymentList], dict[UUID, int | None]]]:
-    """The settlements of each list, a chunk of rows at a time, for one transaction; each
-    move checked again (rules.settlement_move) against the line's state in the record."""
-    rows = _rows_with_lines(staged, lines, " AND f.applicable = 1")
-    for key, of_list in groupby(rows, key=lambda r: (r.period, r.province_code)):
+    """The file's rows read once against their lines (rule 7): every problem reported, and,
+    while the file has none, the settlements of each list, a chunk of rows at a time, for one
+    transaction. The save runs this whole before it takes the store's lock: a problem found
+    at any row refuses the file with nothing recorded."""
+    moves = _checked_moves(name, _rows_with_lines(staged, lines), problems, outcome)
+    for key, of_list in groupby(moves, key=lambda move: move[0]):
         payment_list = lists[key]
-        moves = (m for m in map(_settlement, of_list) if m is not None)
-        while batch := list(islice(moves, chunk)):
-            payment_list.settle(batch, digest, actor, name)
-            yield [payment_list], {}
+        settlements = (settlement for _, settlement in of_list)
+        while batch := list(islice(settlements, chunk)):
+            if not problems:
+                payment_list.settle(batch, digest, actor, name)
+                yield [payment_list], {}
+    if problems:
+        raise InputRejected(sorted_problems(problems))
 
 
-def _settlement(row: _Row) -> dict[str, Any] | None:
-    """What the settlement of a row records, None when it changes nothing."""
-    previous = settlement_move(row.settlement["payment_id"], row.current, row.settlement["status"])
-    if previous is None:
-        return None
+def _checked_moves(
+    name: str, rows: Iterator[_Row], problems: Problems, outcome: _Outcome
+) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+    """Each named payment against its line: unknown payments, repeated rows, and moves the
+    line's status does not allow (rule 7). What each valid row that changes its line records,
+    with its list."""
+    for row in rows:
+        number, first = row.number, row.first
+        pid, status = row.settlement["payment_id"], row.settlement["status"]
+        if number != first:
+            problems.append(f"{name}: row {number}: payment_id: {pid} is already on row {first}")
+        if row.personal_id is None:
+            problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
+        elif number == first and status is not None:
+            try:
+                previous = settlement_move(pid, row.current, status)
+            except RuleViolation as err:
+                problems.append(f"{name}: row {number}: status: {err}")
+                continue
+            if previous is None:
+                outcome.unchanged += 1
+            else:
+                outcome.applied += 1
+                if row.applicable:
+                    yield (row.period, row.province_code), _settlement(row, previous)
+
+
+def _settlement(row: _Row, previous: str) -> dict[str, Any]:
+    """What the settlement of a row records."""
     return {
         **row.settlement,
         "row": row.number,

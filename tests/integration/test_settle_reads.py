@@ -99,3 +99,27 @@ def test_settle_reads_each_line_event_once_and_decides_from_the_record(
     assert statuses(ledger) == Counter({"PAID": 2_499, "RETURNED": 1})
     with pytest.raises(InputRejected, match=f"payment {first} is RETURNED and cannot become PAID"):
         ledger.settle(files.settlements([settlement(first)]), "bank")
+
+
+def test_a_problem_on_the_last_row_refuses_the_settlements_read_before_it(
+    ledger: Ledger, files: Files
+) -> None:
+    """The rows are checked against their lines in the same reading that makes the
+    settlements: two chunks of them are made before the last row's move is found not allowed,
+    and none is recorded."""
+    approved(ledger, files)
+    last = f"2025-07-01-{PEOPLE[-1]}"
+    ledger.settle(files.settlements([settlement(last, "PAID")]), "bank")
+    before = ledger.events.latest_notification_id()
+
+    rows = [settlement(f"2025-07-01-{p}") for p in PEOPLE[:-1]] + [settlement(last, "FAILED")]
+    path = files.settlements(rows)
+    with pytest.raises(InputRejected) as refused:
+        ledger.settle(path, "bank")
+
+    assert refused.value.problems == [
+        f"{path.name}: row {len(PEOPLE) + 1}: status: payment {last} is PAID and cannot"
+        " become FAILED"
+    ]
+    assert ledger.events.latest_notification_id() == before
+    assert statuses(ledger) == Counter({"PENDING": 2_499, "PAID": 1})
