@@ -363,6 +363,12 @@ def _adapter(model: type[_Row]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
+@cache
+def _fields(model: type[_Row]) -> tuple[str, ...]:
+    """The model's fields (pydantic computes `model_fields` at each reading of it)."""
+    return tuple(model.model_fields)
+
+
 # Reading files
 
 
@@ -542,7 +548,7 @@ def _csv_entries(file: InputFile, columns: tuple[str, ...]) -> Iterator[Entry]:
             raise InputRejected([f"{name}: row {number}: not readable as CSV ({err})"]) from None
         if cells is None:
             return
-        if not cells or all(not c.strip() for c in cells):
+        if not "".join(cells).strip():
             continue
         if len(cells) != len(columns):
             yield number, f"has {len(cells)} fields, expected {len(columns)}"
@@ -674,14 +680,18 @@ def _check_chunk(
                 field_errors.setdefault(int(e["loc"][0]), []).append((str(e["loc"][1]), message))
     bad: list[tuple[int, list[Problem], dict[str, str]]] = []
     refused: set[int] = set()
+    fields = _fields(model)
+    every_field = frozenset(fields)
     for i, record in enumerate(records):
         own = field_errors.get(i, [])
-        given = {k: "" if v is None else str(v).strip() for k, v in record.items()}
+        raw = {f: "" if (v := record.get(f)) is None else str(v).strip() for f in fields}
         # a field refused on its own, or one the record lacks: checks across it are skipped
-        skip = {f for f, _ in own} | (set(model.model_fields) - set(given))
-        raw = {f: given.get(f, "") for f in model.model_fields}
-        every = list(dict.fromkeys([*own, *model.cross_field(raw, skip)]))
-        if every:
+        skip = {f for f, _ in own}
+        if not record.keys() >= every_field:
+            skip |= every_field - record.keys()
+        across = model.cross_field(raw, skip)
+        if own or across:
+            every = list(dict.fromkeys([*own, *across]))
             bad.append((numbers[i], every, {f: v for f, v in raw.items() if f not in skip}))
             refused.add(i)
     good = [i for i in range(len(records)) if i not in refused]
