@@ -8,8 +8,10 @@ order of events (one notification log) for the hash chain and for Kafka."""
 from __future__ import annotations
 
 import functools
+import itertools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date
@@ -84,15 +86,8 @@ class WorkerProcesses:
         if len(jobs) < 2:  # nothing to do side by side: no process to start
             yield from OneAfterAnother().each(ports, work, jobs)
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.count,
-                # a new interpreter, not a fork: nothing of this process's connections
-                mp_context=get_context("spawn"),
-                initializer=_open_worker,
-                initargs=(self.store, self.read_models),
-            )
-        futures: list[Future[Result]] = [self._pool.submit(_work, work, job) for job in jobs]
+        pool = self._started()
+        futures: list[Future[Result]] = [pool.submit(_work, work, job) for job in jobs]
         try:
             for done in as_completed(futures):
                 yield done.result()
@@ -106,6 +101,41 @@ class WorkerProcesses:
         finally:
             for future in futures:
                 future.cancel()  # the jobs not started, when one failed
+
+    def in_order(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Iterable[Job]
+    ) -> Iterator[Result]:
+        pool = self._started()
+        pending: deque[Future[Result]] = deque()
+        source = iter(jobs)
+        try:
+            for job in itertools.islice(source, 2 * self.count):
+                pending.append(pool.submit(_work, work, job))
+            while pending:
+                result = pending.popleft().result()
+                for job in itertools.islice(source, 1):
+                    pending.append(pool.submit(_work, work, job))
+                yield result
+        except BrokenProcessPool:
+            self.close()
+            raise RuleViolation(
+                "a worker process stopped (killed, or out of memory) while it worked: nothing "
+                "was recorded; run the command again"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.count,
+                # a new interpreter, not a fork: nothing of this process's connections
+                mp_context=get_context("spawn"),
+                initializer=_open_worker,
+                initargs=(self.store, self.read_models),
+            )
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
@@ -149,8 +179,9 @@ class Ledger:
         Vietnam (default: the country's clock, whatever the machine's zone). `create`: make
         the store when there is none (`ledger init`, the demo, tests); without it a missing
         store is refused, so that a typo in a path never answers from a new empty store.
-        `workers`: processes that draft and approve a period's provinces side by side (a
-        PostgreSQL store; the embedded one takes one writer at a time).
+        `workers`: processes that draft, approve and export a period's provinces side by side,
+        or check the chunks of an input file (a PostgreSQL store; the embedded one takes one
+        writer at a time).
 
         An existing store is always opened as it is: no table, trigger or guard is ever put
         back (that would erase the evidence `verify` looks for); `guard_problems` says what

@@ -168,7 +168,7 @@ def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
 
 
 def cmd_enrol(args: argparse.Namespace) -> None:
-    with open_ledger(args) as ledger:
+    with open_ledger(args, workers=args.jobs) as ledger:
         count = ledger.enrol(Path(args.file), actor(args))
     say(f"enrolled {count:,} beneficiaries from {args.file}")
 
@@ -521,7 +521,7 @@ def cmd_payroll_export(args: argparse.Namespace) -> None:
 
 
 def cmd_settle(args: argparse.Namespace) -> None:
-    with open_ledger(args) as ledger:
+    with open_ledger(args, workers=args.jobs) as ledger:
         result = ledger.settle(Path(args.file), actor(args))
     say(
         f"{args.file}: {result.applied:,} settlements applied, "
@@ -971,6 +971,17 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(str(problem)) from None
 
 
+def checked_by_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs",
+        type=bounded(1, 8),
+        default=1,
+        metavar="N",
+        help="processes that check the file's rows while this one reads and stages them (a "
+        "PostgreSQL store; at most the machine's cores are worth it)",
+    )
+
+
 def bounded(low: int, high: int) -> Callable[[str], int]:
     """A whole-number argument from `low` to `high`."""
 
@@ -1060,6 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "enrol", cmd_enrol, "enrol beneficiaries from an enrolment file")
     p.add_argument("file")
+    checked_by_jobs(p)
 
     rates = commands.add_parser("rates", help="the standard social-assistance level")
     rates_commands = rates.add_subparsers(dest="rates_command", required=True, metavar="COMMAND")
@@ -1186,6 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
+    checked_by_jobs(p)
     p = command(commands, "explain", cmd_explain, "every amount of a person, with its events")
     p.add_argument("id", help="the personal id")
     p.add_argument("--period", metavar="YYYY-MM", help="up to this period (default: the latest)")

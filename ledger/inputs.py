@@ -621,23 +621,30 @@ def check_records(
     return rows
 
 
-def checked_chunks(
-    file: InputFile,
+def entry_chunks(file: InputFile, model: type[_Row]) -> Iterator[list[Entry]]:
+    """A CSV file's rows read CHUNK_ROWS at a time, not yet checked (check_entries): the file's
+    own problems (its header, its encoding, a row the CSV reader cannot read) are raised as
+    InputRejected as the reading gets to them."""
+    entries = _csv_entries(file, _fields(model))
+    while chunk := list(islice(entries, CHUNK_ROWS)):
+        yield chunk
+
+
+def check_entries(
+    name: str,
+    chunk: list[Entry],
     model: type[RowModel],
-    problems: list[str],
     *,
     now: datetime | None = None,
     keep: Sequence[str] | None = None,
-) -> Iterator[tuple[list[tuple[int, RowModel]], list[Refused]]]:
-    """A file's rows checked CHUNK_ROWS at a time, for a caller that keeps them somewhere
-    other than memory (a file of millions of rows): each chunk's valid rows, and for each
-    refused row its fields that passed on their own (those in `keep`). Every problem is added
-    to `problems`, in row order; whether the file is applied is the caller's to decide once
-    every chunk is checked."""
-    entries = _csv_entries(file, tuple(model.model_fields))
-    for valid, bad, found in _checked(file.name, entries, model, now, "row"):
-        problems.extend(found)
-        yield valid, [(n, _kept(fields, keep)) for n, _, fields in bad]
+) -> tuple[list[tuple[int, RowModel]], list[Refused], list[str]]:
+    """A chunk of a file's rows checked: the valid ones, for each refused one its fields that
+    passed on their own (those in `keep`), and the problem lines in row order. A function of
+    its arguments alone, so that another process can check a chunk while this one reads the
+    next."""
+    for valid, bad, found in _checked(name, chunk, model, now, "row"):
+        return valid, [(n, _kept(fields, keep)) for n, _, fields in bad], found
+    return [], [], []
 
 
 def _checked(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime
 from itertools import islice
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -16,10 +18,12 @@ from ledger.aggregates import Beneficiary, DeathRecord, beneficiary_id, death_re
 from ledger.inputs import (
     ENROLMENT_COLUMNS,
     EnrolmentRow,
+    Entry,
     InputFile,
     InputRejected,
     Problems,
-    checked_chunks,
+    check_entries,
+    entry_chunks,
 )
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, sorted_problems
@@ -98,14 +102,10 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
     name = file.name
     expected = file.count_lines()
     done = 0
-    chunks = checked_chunks(
-        file, EnrolmentRow, problems, now=ports.clock.now(), keep=("personal_id", "effective_month")
-    )
-    for valid, refused in chunks:
-        rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
-        rows += [
-            (number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused
-        ]
+    now = ports.clock.now()
+    jobs = ((name, chunk, now) for chunk in entry_chunks(file, EnrolmentRow))
+    for rows, found in ports.in_order(_staging_rows, jobs):
+        problems.extend(found)
         staged.add(rows)
         named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
         dead = deaths_in_record(ports, sorted({pid for _, pid in named}))
@@ -145,6 +145,20 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
             f"force for {month} (the first is from {earliest})"
         )
     return problems
+
+
+def _staging_rows(
+    ports: Ports, job: tuple[str, list[Entry], datetime]
+) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """A chunk of the file checked (by a worker while the next is read): its rows as staged,
+    and its problem lines."""
+    name, chunk, now = job
+    valid, refused, found = check_entries(
+        name, chunk, EnrolmentRow, now=now, keep=("personal_id", "effective_month")
+    )
+    rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
+    rows += [(number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused]
+    return rows, found
 
 
 def _people(

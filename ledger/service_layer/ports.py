@@ -223,6 +223,13 @@ class Workers(Protocol):
         self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
     ) -> Iterator[Result]: ...
 
+    def in_order(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Iterable[Job]
+    ) -> Iterator[Result]:
+        """Results in the jobs' order, the jobs taken from `jobs` as they are needed (a file's
+        chunks: a few in flight, never the whole file)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -231,6 +238,12 @@ class OneAfterAnother:
 
     def each(
         self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Sequence[Job]
+    ) -> Iterator[Result]:
+        for job in jobs:
+            yield work(ports, job)
+
+    def in_order(
+        self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Iterable[Job]
     ) -> Iterator[Result]:
         for job in jobs:
             yield work(ports, job)
@@ -259,6 +272,13 @@ class Ports:
         """`work(ports, job)` for every job, by the workers; results as they finish. `work`
         is a module's function and jobs plain values: a worker process gets them pickled."""
         return self.workers.each(self, work, jobs)
+
+    def in_order(
+        self, work: Callable[[Ports, Job], Result], jobs: Iterable[Job]
+    ) -> Iterator[Result]:
+        """`work(ports, job)` for each job as `jobs` gives them, by the workers; results in
+        that order, a few jobs ahead of the one being used."""
+        return self.workers.in_order(self, work, jobs)
 
     def save(
         self, *aggregates: Any, expected_versions: dict[UUID, int | None] | None = None

@@ -10,6 +10,7 @@ and not the country; the lists' aggregates are loaded without their lines."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from itertools import groupby, islice
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -20,11 +21,13 @@ from ledger import values
 from ledger.aggregates import PaymentList, payment_list_id
 from ledger.inputs import (
     SETTLEMENT_COLUMNS,
+    Entry,
     InputFile,
     InputRejected,
     Problems,
     SettlementRow,
-    checked_chunks,
+    check_entries,
+    entry_chunks,
 )
 from ledger.rules import RuleViolation, settlement_move
 from ledger.service_layer.common import ImportResult, sorted_problems
@@ -81,29 +84,42 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
 
 
 def _stage(ports: Ports, file: InputFile, staged: Staging, problems: Problems) -> int:
-    """Check the file's rows into the staging table; how many are valid."""
+    """Check the file's rows into the staging table (a chunk checked by the workers while
+    the next is read); how many are valid."""
     valid_rows = 0
-    chunks = checked_chunks(
-        file, SettlementRow, problems, now=ports.clock.now(), keep=("payment_id", "status")
-    )
-    for valid, refused in chunks:
-        rows = [
-            (number, 1, *row.model_dump().values(), *values.payment_list_of(row.payment_id))
-            for number, row in valid
-        ]
-        rows += [
-            (
-                number,
-                0,
-                *(f.get(c) or None for c in SETTLEMENT_COLUMNS),
-                *(values.payment_list_of(f["payment_id"]) if f.get("payment_id") else (None, None)),
-            )
-            for number, f in refused
-        ]
+    now = ports.clock.now()
+    jobs = ((file.name, chunk, now) for chunk in entry_chunks(file, SettlementRow))
+    for rows, found, valid in ports.in_order(_staging_rows, jobs):
+        problems.extend(found)
         staged.add(rows)
-        valid_rows += len(valid)
+        valid_rows += valid
     staged.index("period", "province_code")
     return valid_rows
+
+
+def _staging_rows(
+    ports: Ports, job: tuple[str, list[Entry], datetime]
+) -> tuple[list[tuple[Any, ...]], list[str], int]:
+    """A chunk of the file checked: its rows as staged, its problem lines, how many are
+    valid."""
+    name, chunk, now = job
+    valid, refused, found = check_entries(
+        name, chunk, SettlementRow, now=now, keep=("payment_id", "status")
+    )
+    rows = [
+        (number, 1, *row.model_dump().values(), *values.payment_list_of(row.payment_id))
+        for number, row in valid
+    ]
+    rows += [
+        (
+            number,
+            0,
+            *(f.get(c) or None for c in SETTLEMENT_COLUMNS),
+            *(values.payment_list_of(f["payment_id"]) if f.get("payment_id") else (None, None)),
+        )
+        for number, f in refused
+    ]
+    return rows, found, len(valid)
 
 
 # The state of the lines of every list the file names, as their events record it

@@ -1,0 +1,93 @@
+"""Enrolment and settlement files checked by worker processes (`--jobs`) while the command
+reads and stages them, on the real PostgreSQL server: the same problem lines, in row order, as
+one process gives, nothing recorded for a file with one; a good file applied whole, as one
+process does."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ledger import inputs
+from ledger.application import Ledger
+from ledger.inputs import InputRejected
+from tests.conftest import Files, enrolment, new_store, settlement
+
+pytestmark = pytest.mark.integration
+
+PERIOD = "2025-07"
+CODES = ("01", "04", "08", "79")
+PEOPLE = [
+    enrolment(f"0{i}10{n:08d}", province_code=code, effective_month="2025-05")
+    for i, code in enumerate(CODES)
+    for n in range(150)
+]
+
+
+def payments(ledger: Ledger) -> list[str]:
+    return [
+        r[0]
+        for r in ledger.db.query(
+            "SELECT payment_id FROM payment_lines WHERE period = ? ORDER BY payment_id", (PERIOD,)
+        )
+    ]
+
+
+def statuses(ledger: Ledger) -> Counter[str]:
+    return Counter(r[0] for r in ledger.db.query("SELECT status FROM payment_lines"))
+
+
+def test_workers_check_files_as_one_process_does(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs, "CHUNK_ROWS", 37)  # the chunks are cut here, before the workers
+    store = new_store("postgresql", tmp_path, request)
+    people = [dict(p) for p in PEOPLE]
+    people[50]["date_of_birth"] = "1950-02-30"  # row 52
+    people[300]["personal_id"] = people[2]["personal_id"]  # row 302, already on row 4
+    people[598]["channel"] = "PIGEON"  # row 600
+    with_problems = files.enrolments(people)
+    enrol_refused = {}
+    for jobs in (1, 2):
+        with Ledger(store, workers=jobs) as ledger, pytest.raises(InputRejected) as err:
+            ledger.enrol(with_problems, "maker")
+        enrol_refused[jobs] = err.value.problems
+    assert enrol_refused[2] == enrol_refused[1]
+    assert [line.split(":")[1] for line in enrol_refused[2]] == [" row 52", " row 302", " row 600"]
+
+    with Ledger(store, workers=2) as ledger:
+        assert ledger.db.query("SELECT COUNT(*) FROM beneficiaries")[0][0] == 0
+        assert ledger.enrol(files.enrolments(PEOPLE), "maker") == 600
+    with Ledger(store) as ledger:
+        ledger.run_payroll(PERIOD, None, "maker")
+        ledger.approve_payroll(PERIOD, None, "checker")
+        ids = payments(ledger)
+    assert len(ids) == 600
+
+    rows = [settlement(pid) for pid in ids]
+    rows[40] = settlement("2025-07-01-001000009999")  # unknown payment (row 42)
+    rows[250] = settlement(ids[3])  # a repeated payment (row 252)
+    rows[400]["settled_at"] = "2025-07-32T10:00:00+07:00"  # not a time (row 402)
+    rows[599] = settlement(ids[599], "LOST")  # not a status (row 601)
+    bad = files.settlements(rows)
+    refused = {}
+    for jobs in (1, 2):
+        with Ledger(store, workers=jobs) as ledger, pytest.raises(InputRejected) as err:
+            ledger.settle(bad, "bank")
+        refused[jobs] = err.value.problems
+    assert refused[2] == refused[1]
+    assert [line.split(":")[1] for line in refused[2]] == [
+        " row 42",
+        " row 252",
+        " row 402",
+        " row 601",
+    ]
+
+    with Ledger(store, workers=2) as ledger:
+        assert statuses(ledger) == Counter({"PENDING": 600})  # nothing of the refused file
+        good = files.settlements([settlement(pid) for pid in ids[:-1]])
+        result = ledger.settle(good, "bank")
+        assert (result.applied, result.unchanged) == (599, 0)
+        assert statuses(ledger) == Counter({"PAID": 599, "PENDING": 1})
