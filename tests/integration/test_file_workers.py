@@ -39,6 +39,18 @@ def statuses(ledger: Ledger) -> Counter[str]:
     return Counter(r[0] for r in ledger.db.query("SELECT status FROM payment_lines"))
 
 
+def refused_alike(store: str, command: str, path: Path, actor: str) -> list[str]:
+    """The file refused by one process and by two workers with the same problem lines: the
+    rows they name."""
+    problems = {}
+    for jobs in (1, 2):
+        with Ledger(store, workers=jobs) as ledger, pytest.raises(InputRejected) as err:
+            getattr(ledger, command)(path, actor)
+        problems[jobs] = err.value.problems
+    assert problems[2] == problems[1]
+    return [line.split(":")[1] for line in problems[2]]
+
+
 def test_workers_check_files_as_one_process_does(
     files: Files, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,14 +60,8 @@ def test_workers_check_files_as_one_process_does(
     people[50]["date_of_birth"] = "1950-02-30"  # row 52
     people[300]["personal_id"] = people[2]["personal_id"]  # row 302, already on row 4
     people[598]["channel"] = "PIGEON"  # row 600
-    with_problems = files.enrolments(people)
-    enrol_refused = {}
-    for jobs in (1, 2):
-        with Ledger(store, workers=jobs) as ledger, pytest.raises(InputRejected) as err:
-            ledger.enrol(with_problems, "maker")
-        enrol_refused[jobs] = err.value.problems
-    assert enrol_refused[2] == enrol_refused[1]
-    assert [line.split(":")[1] for line in enrol_refused[2]] == [" row 52", " row 302", " row 600"]
+    rows_refused = refused_alike(store, "enrol", files.enrolments(people), "maker")
+    assert rows_refused == [" row 52", " row 302", " row 600"]
 
     with Ledger(store, workers=2) as ledger:
         assert ledger.db.query("SELECT COUNT(*) FROM beneficiaries")[0][0] == 0
@@ -71,19 +77,8 @@ def test_workers_check_files_as_one_process_does(
     rows[250] = settlement(ids[3])  # a repeated payment (row 252)
     rows[400]["settled_at"] = "2025-07-32T10:00:00+07:00"  # not a time (row 402)
     rows[599] = settlement(ids[599], "LOST")  # not a status (row 601)
-    bad = files.settlements(rows)
-    refused = {}
-    for jobs in (1, 2):
-        with Ledger(store, workers=jobs) as ledger, pytest.raises(InputRejected) as err:
-            ledger.settle(bad, "bank")
-        refused[jobs] = err.value.problems
-    assert refused[2] == refused[1]
-    assert [line.split(":")[1] for line in refused[2]] == [
-        " row 42",
-        " row 252",
-        " row 402",
-        " row 601",
-    ]
+    rows_refused = refused_alike(store, "settle", files.settlements(rows), "bank")
+    assert rows_refused == [" row 42", " row 252", " row 402", " row 601"]
 
     with Ledger(store, workers=2) as ledger:
         assert statuses(ledger) == Counter({"PENDING": 600})  # nothing of the refused file
