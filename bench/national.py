@@ -277,7 +277,8 @@ def main() -> None:
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes of `payroll run`, `approve` and `export` (default: the cores)",
+        help="worker processes of `payroll run`, `approve` and `export`, and that check the"
+        " files of `enrol` and `settle` (default: the cores)",
     )
     args = parser.parse_args()
     # An approval waits for the store's write lock while another worker records its
@@ -312,7 +313,7 @@ def main() -> None:
         enrolment = work / "enrolment.csv"
         write_enrolment(enrolment, n, args.seed)
         print(f"set-up: {n:,} people written to {enrolment}", file=sys.stderr)
-        step("enrol", n, "≤ 300 s", 300, "enrol", str(enrolment))
+        step("enrol", n, "≤ 300 s", 300, "enrol", str(enrolment), "--jobs", str(args.jobs))
         month_totals: list[float] = []
         for i in range(args.months):
             period = format_month(parse_month(FIRST_PERIOD) + i)
@@ -346,7 +347,16 @@ def main() -> None:
             )
             results = work / f"settlement-{period}.csv"
             rows = write_settlement(out, results, period)
-            step(f"{period} settle", rows, "≤ 120 s", 120, "settle", str(results))
+            step(
+                f"{period} settle",
+                rows,
+                "≤ 120 s",
+                120,
+                "settle",
+                str(results),
+                "--jobs",
+                str(args.jobs),
+            )
         if not args.months_only:  # the steps over the whole history
             deaths_month = format_month(parse_month(FIRST_PERIOD) + args.months)
             deaths = deaths_during_payroll(url, deaths_month, enrolment, args.seed)
@@ -432,7 +442,8 @@ def report(steps: list[Step], n: int, args: argparse.Namespace) -> None:
     print(f"peak memory of any command: {peak:.0f} MiB (target ≤ {1.5 * GIB:.0f} MiB)")
     if args.jobs > 1:
         print(
-            f"payroll run, approve and export in {args.jobs} worker processes: their peak is of the"
+            f"enrol, payroll run, approve, export and settle with {args.jobs} worker processes:"
+            " their peak is of the"
             f" largest process; the command's own and its workers' together are at most"
             f" {args.jobs + 1} times it"
         )
