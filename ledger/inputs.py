@@ -642,9 +642,8 @@ def check_entries(
     passed on their own (those in `keep`), and the problem lines in row order. A function of
     its arguments alone, so that another process can check a chunk while this one reads the
     next."""
-    for valid, bad, found in _checked(name, chunk, model, now, "row"):
-        return valid, [(n, _kept(fields, keep)) for n, _, fields in bad], found
-    return [], [], []
+    valid, bad, found = _checked_chunk(name, chunk, model, now, "row")
+    return valid, [(n, _kept(fields, keep)) for n, _, fields in bad], found
 
 
 def _checked(
@@ -655,12 +654,20 @@ def _checked(
     """Each chunk: its valid rows, its bad ones, and their problem lines in row order."""
     iterator = iter(entries)
     while chunk := list(islice(iterator, CHUNK_ROWS)):
-        numbers = [n for n, e in chunk if not isinstance(e, str)]
-        records = [e for _, e in chunk if not isinstance(e, str)]
-        valid, bad = _check_chunk(model, numbers, records, now)
-        found = [f"{name}: {unit} {n}: {e}" for n, e in chunk if isinstance(e, str)]
-        found += [f"{name}: {unit} {n}: {f}: {m}" for n, pb, _ in bad for f, m in pb]
-        yield valid, bad, sorted(found, key=row_order)
+        yield _checked_chunk(name, chunk, model, now, unit)
+
+
+def _checked_chunk(
+    name: str, chunk: Sequence[Entry], model: type[RowModel], now: datetime | None, unit: str
+) -> tuple[list[tuple[int, RowModel]], list[tuple[int, list[Problem], dict[str, str]]], list[str]]:
+    """One chunk, whatever its length: its valid rows, its bad ones, and their problem lines
+    in row order."""
+    numbers = [n for n, e in chunk if not isinstance(e, str)]
+    records = [e for _, e in chunk if not isinstance(e, str)]
+    valid, bad = _check_chunk(model, numbers, records, now)
+    found = [f"{name}: {unit} {n}: {e}" for n, e in chunk if isinstance(e, str)]
+    found += [f"{name}: {unit} {n}: {f}: {m}" for n, pb, _ in bad for f, m in pb]
+    return valid, bad, sorted(found, key=row_order)
 
 
 def _kept(fields: dict[str, str], keep: Sequence[str] | None) -> dict[str, str]:

@@ -90,11 +90,11 @@ POSITION_TABLES = ("projection_position", "projection_offsets")
 
 
 # Every read-model table (not the positions): what a rebuild must reproduce.
+_CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
 READ_MODEL_TABLES = tuple(
     m.group(1)
     for statement in SCHEMA
-    if (m := re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement))
-    and m.group(1) not in POSITION_TABLES
+    if (m := _CREATED.search(statement)) and m.group(1) not in POSITION_TABLES
 )
 
 # What the ledger owes all beneficiaries together, from the per-person subledger (`balances`):
@@ -111,7 +111,7 @@ _HALF_FREE = ("payment_lines", "balances")
 
 
 def _with_free_space(statement: str) -> str:
-    m = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
+    m = _CREATED.search(statement)
     if m is None or m.group(1) not in _HALF_FREE:
         return statement
     return statement + " WITH (fillfactor = 50)"
