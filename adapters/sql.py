@@ -4,6 +4,7 @@ three methods."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -116,6 +117,44 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class PostgresScratch(PostgresDatabase):
+    """Temporary tables of a session of their own on the store's server, named as the read
+    models are: what `verify` rebuilds the read models into, to compare them with the kept
+    ones in the server. The session's work is one transaction that sees the store as
+    `snapshot` (an id from `pg_export_snapshot()` in the transaction that judges the rest), so
+    the comparison reads what that transaction reads, and its own tables beside it. They are
+    written without a log, seen by no other session, need no right but TEMPORARY, and vanish
+    with the session, even one killed; nothing is ever committed."""
+
+    def __init__(self, url: str, snapshot: str) -> None:
+        super().__init__(url)
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"not a snapshot id: {snapshot!r}")
+        self.conn.autocommit = False  # one transaction, from the first statement
+        self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        self.conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        # before the first temporary table: their pages in the session's own memory
+        self.conn.execute("SET temp_buffers = '1GB'")
+        row = self.conn.execute("SELECT current_schema()").fetchone()
+        self.live_schema = str(row[0]) if row else "public"
+        # tables created and named without a schema are the session's temporary ones
+        self.conn.execute("SET search_path = pg_temp")
+
+    @contextmanager
+    def transaction(self, lock: str | None = None) -> Iterator[_PostgresCursor]:
+        """A part of the session's one transaction (no savepoint: thousands of them would slow
+        every other session's snapshots), and no lock: no other session sees these tables."""
+        with self.conn.cursor() as cursor:
+            yield _PostgresCursor(cursor)
+
+    def close(self) -> None:
+        self.conn.rollback()
+        super().close()
+
+
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
 
 class _PostgresCursor:

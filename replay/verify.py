@@ -12,8 +12,11 @@ agrees with it.
 3. **The books.** Every transfer recomputed from the events: debits equal credits overall and
    the recomputed accounts equal the general ledger kept; the payable subledger (per person)
    reconciles with its control account.
-4. **The read models.** Rebuilt from the events into a scratch database by the same projection
-   code and compared table by table with the ones kept.
+4. **The read models.** Rebuilt from the events by the same projection code and compared table
+   by table with the ones kept: on PostgreSQL into temporary tables of the store's own server,
+   joined to the kept ones row for row on their keys there (in the snapshot the rest is judged
+   in); on SQLite into a scratch file, compared by digests of their rows. The books take the
+   rebuilt general ledger's accounts, so every event's transfers are posted once.
 
 The books and the read models are judged on the events the read models hold: on the Kafka path
 `ledger project` may not have applied the latest ones yet, nor in order (projections/applied.py).
@@ -41,13 +44,20 @@ from uuid import UUID
 from adapters import avro, read_model_guards
 from adapters.chain import GENESIS, link
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN
-from adapters.sql import SQLiteDatabase
+from adapters.sql import PostgresScratch, SQLiteDatabase
+from ledger import views
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post, transfers_of
 from projections.applied import contiguous_watermark, only_applied
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
 from replay.checkpoint import check_heads, read_heads
-from replay.rebuild import differences, events_table, rebuild, stored_events
+from replay.rebuild import (
+    differences,
+    differences_in_server,
+    events_table,
+    rebuild,
+    stored_events,
+)
 
 MAX_FINDINGS = 20
 MAX_EXAMINED = 200  # mismatches kept to explain (pairing swaps is quadratic in them)
@@ -84,9 +94,10 @@ def verify(
     heads the store must still have."""
     accounts: dict[str, list[int]] = {}  # posted while the read models are rebuilt
     rebuilt: list[Check] = []
+    seen: list[_Snapshot] = []
 
     def read_models() -> Check:
-        rebuilt.append(check_read_models(ledger, scratch, accounts))
+        rebuilt.append(check_read_models(ledger, scratch, accounts, seen[0].exported))
         return rebuilt[0]
 
     runs: list[tuple[str, Callable[[], Check]]] = [
@@ -101,32 +112,43 @@ def verify(
     if kafka is not None:
         runs.append(("chain published on Kafka", lambda: check_published_chain(ledger, *kafka)))
     checks = []
-    with _snapshot(ledger.db) as part:
+    with _snapshot(ledger.db) as snapshot:
+        seen.append(snapshot)
         for name, run in runs:
             try:
-                with part():
+                with snapshot.part():
                     checks.append(run())
             except Exception as err:  # an event too damaged to read is a finding, not a crash
                 checks.append(Check(name, [f"could not be checked: {type(err).__name__}: {err}"]))
     return Report(checks)
 
 
+@dataclass
+class _Snapshot:
+    """How to run one check inside the snapshot, and, on PostgreSQL, the snapshot's id, which
+    another session of the store's server can take to see exactly the same."""
+
+    part: Callable[[], AbstractContextManager[Any]]
+    exported: str | None = None
+
+
 @contextmanager
-def _snapshot(db: Any) -> Iterator[Callable[[], AbstractContextManager[Any]]]:
+def _snapshot(db: Any) -> Iterator[_Snapshot]:
     """Every read of the store from one snapshot, so that what `ledger project` applies
     meanwhile neither tears a table nor moves the watermark: on SQLite (WAL) a read
-    transaction, on PostgreSQL a repeatable-read one. Yields how to run one check: on
-    PostgreSQL in a savepoint, since an error would otherwise end the snapshot."""
+    transaction, on PostgreSQL a repeatable-read one. Each check runs in `part`: on
+    PostgreSQL a savepoint, since an error would otherwise end the snapshot."""
     if isinstance(db, SQLiteDatabase):
         db.conn.execute("BEGIN")
         try:
-            yield nullcontext
+            yield _Snapshot(nullcontext)
         finally:
             db.conn.execute("ROLLBACK")
     else:
         with db.conn.transaction():
             db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield db.conn.transaction
+            (exported,) = db.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            yield _Snapshot(db.conn.transaction, str(exported))
 
 
 # 1. The hash chain
@@ -357,8 +379,8 @@ def posting(
 
 
 def check_books(ledger: Ledger, accounts: dict[str, list[int]] | None = None) -> Check:
-    """`accounts`: the transfers already posted from every event the read models hold (by
-    `check_read_models`)."""
+    """`accounts`: the accounts every event the read models hold posts to, as rebuilt by
+    `check_read_models`; posted here from the events when that check did not finish."""
     check = Check("books")
     if accounts is None:
         accounts = {}
@@ -411,20 +433,39 @@ def applied_events(ledger: Ledger, through: int) -> Iterator[list[RecordedEvent]
 
 
 def check_read_models(
-    ledger: Ledger, scratch: Path | None = None, accounts: dict[str, list[int]] | None = None
+    ledger: Ledger,
+    scratch: Path | None = None,
+    accounts: dict[str, list[int]] | None = None,
+    snapshot: str | None = None,
 ) -> Check:
-    """`accounts`: where to post the events' transfers on the way (one pass for the books)."""
+    """`accounts`: filled with the accounts of the general ledger rebuilt from the events
+    (for the books: the same transfers, posted once). `snapshot`: on PostgreSQL, the id of
+    the snapshot the store is judged in; the read models are then rebuilt into temporary
+    tables on its server (set-based, as the live ones are written) and compared there, row
+    for row. Otherwise into an SQLite file (`scratch`, or a temporary one), compared by
+    digests."""
     check = Check("read models")
     through = watermark(ledger)
+    events = applied_events(ledger, through)
+    target: PostgresScratch | SQLiteDatabase
     with tempfile.TemporaryDirectory() as tmp:
-        target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite")
+        if snapshot is not None and ledger.location.kind == "postgresql":
+            target = PostgresScratch(ledger.location.url, snapshot)
+        else:
+            target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite")
         try:
-            into = accounts if accounts is not None else {}
-            applied = rebuild(target, posting(applied_events(ledger, through), into))
-            for table, lines in differences(ledger.db, target).items():
-                check.findings.append(f"{table}: " + "; ".join(lines))
+            applied = rebuild(target, events)
+            if isinstance(target, PostgresScratch):
+                found = differences_in_server(target)
+            else:
+                found = differences(ledger.db, target)
+            if accounts is not None:
+                for account, debits, credits in views.general_ledger(target):
+                    accounts[account] = [int(debits), int(credits)]
         finally:
             target.close()
+    for table, lines in found.items():
+        check.findings.append(f"{table}: " + "; ".join(lines))
     check.summary = (
         f"rebuilt from the {applied:,} events they hold (all those through notification "
         f"{through:,}): every table equal"

@@ -17,7 +17,7 @@ from adapters.store import StoreUrlError
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from replay.verify import verify
-from tests.conftest import Files, query_store
+from tests.conftest import Files, new_store, query_store
 from tests.integration.test_store_guarantees import KEY, fill, stored, tamper
 from tests.services import new_database
 
@@ -311,3 +311,83 @@ def test_an_audit_row_removed_below_the_position_is_named(filled: str) -> None:
     as_the_projection(filled, f"DELETE FROM audit_trail WHERE notification_id = {n}")
     found = findings(filled)
     assert any(f.startswith("audit_trail: ") and f"({n}, " in f for f in found["read models"])
+
+
+# On PostgreSQL the read models are rebuilt into temporary tables of the store's own server
+# and joined there, row for row, to the kept ones, as the store stood in verify's snapshot.
+
+
+@pytest.fixture
+def filled_postgres(tmp_path: Path, files: Files, request: pytest.FixtureRequest) -> str:
+    url = new_store("postgresql", tmp_path, request)
+    with Ledger(url) as ledger:
+        fill(ledger, files)
+    return url
+
+
+def test_a_row_repeated_in_a_table_stripped_of_its_key_is_named(filled_postgres: str) -> None:
+    """Joined on its key, the copy matches its original: the counts tell them apart."""
+    url = filled_postgres
+    (pid,) = query_store(url, "SELECT personal_id FROM beneficiaries ORDER BY 1 LIMIT 1")[0]
+    as_the_projection(url, "ALTER TABLE balances DROP CONSTRAINT balances_pkey")
+    as_the_projection(
+        url, f"INSERT INTO balances SELECT * FROM balances WHERE personal_id = '{pid}'"
+    )
+    found = [f for f in findings(url)["read models"] if f.startswith("balances: ")]
+    assert found == ["balances: 5 rows kept, 4 from the events"] or (
+        len(found) == 1 and found[0].startswith("balances: 6 rows kept, 5 from the events")
+    )
+
+
+def test_a_row_added_removed_and_changed_are_each_named_with_their_values(
+    filled_postgres: str,
+) -> None:
+    url = filled_postgres
+    people = [r[0] for r in query_store(url, "SELECT personal_id FROM beneficiaries ORDER BY 1")]
+    as_the_projection(
+        url,
+        f"DELETE FROM beneficiaries WHERE personal_id = '{people[0]}';"
+        f" UPDATE beneficiaries SET full_name = 'Nguyen Van Khac' WHERE personal_id='{people[1]}';"
+        " INSERT INTO general_ledger (account, debits, credits) VALUES ('made:up', 7, 7)",
+    )
+    found = findings(url)["read models"]
+    (beneficiaries,) = [f for f in found if f.startswith("beneficiaries: ")]
+    n = len(people)
+    assert beneficiaries.startswith(f"beneficiaries: {n - 1:,} rows kept, {n:,} from the events")
+    assert f"kept, not from the events: ('{people[1]}', " in beneficiaries
+    assert "'Nguyen Van Khac'" in beneficiaries
+    assert beneficiaries.count(f"from the events, not kept: ('{people[0]}', ") == 1
+    assert beneficiaries.count(f"from the events, not kept: ('{people[1]}', ") == 1
+    (ledger_rows,) = [f for f in found if f.startswith("general_ledger: ")]
+    assert "kept, not from the events: ('made:up', 7, 7)" in ledger_rows
+    assert "from the events, not kept" not in ledger_rows
+
+
+def test_read_models_are_judged_as_they_stood_when_verify_began(
+    filled_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to the read models committed after verify began (here while it checks the
+    chain, before it rebuilds) is not seen by this verify, which judges one snapshot, and is
+    by the next."""
+    from replay import verify as verifying
+
+    url = filled_postgres
+    real = verifying.check_chain
+
+    def changed_meanwhile(ledger: Ledger) -> verifying.Check:
+        as_the_projection(url, "UPDATE balances SET funeral_credited = funeral_credited + 1")
+        return real(ledger)
+
+    monkeypatch.setattr(verifying, "check_chain", changed_meanwhile)
+    assert findings(url)["read models"] == []
+    monkeypatch.setattr(verifying, "check_chain", real)
+    assert any(f.startswith("balances: ") for f in findings(url)["read models"])
+
+
+def test_the_rebuilt_tables_are_gone_when_verify_ends(filled_postgres: str) -> None:
+    assert findings(filled_postgres)["read models"] == []
+    left = query_store(
+        filled_postgres,
+        "SELECT COUNT(*) FROM pg_class WHERE relpersistence = 't' AND relname = 'payment_lines'",
+    )
+    assert left == [(0,)]
