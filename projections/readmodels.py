@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.books import post, transfers_of
-from ledger.rules import LINE, LINE_FIELDS, issued_delta
+from ledger.rules import ISSUED_FIELDS, LINE, LINE_FIELDS, issued_delta
 from projections.writes import Insert, Staged, Writes
 
 SCHEMA = [
@@ -188,7 +188,8 @@ ENROLLED = Insert(
 DEATH_OPENED = Insert(
     "deaths", ("personal_id", "aggregate_id", *_DEATH_FIELDS, "first_recorded_at", "in_force")
 )
-LINES_ISSUED = Insert("payment_lines", ("list_id", *LINE_FIELDS, "status", "registration_number"))
+# a line as its event holds it (ISSUED_FIELDS), after its list and before its status
+LINES_ISSUED = Insert("payment_lines", ("list_id", *ISSUED_FIELDS, "status"))
 _SETTLED_COLUMNS = (
     ("status", "TEXT"),
     ("settled_at", "TEXT"),
@@ -547,21 +548,29 @@ class Projector:
         )
 
     def _lines_issued(self, e: RecordedEvent, w: Writes) -> None:
-        at = {name: i for i, name in enumerate(e.payload["columns"])}
-        order = [at[name] for name in LINE_FIELDS]
-        rows = [[row[i] for i in order] for row in e.payload["lines"]]
-        number = at.get("registration_number")  # absent from lines approved before rule 4
-        registrations = [None if number is None else row[number] for row in e.payload["lines"]]
-        w.add(
-            LINES_ISSUED,
-            *[
-                (e.aggregate_id, *row, "PENDING", reg)
-                for row, reg in zip(rows, registrations, strict=True)
-            ],
-        )
-        total, funeral, person = LINE["total_amount"], LINE["funeral_amount"], LINE["personal_id"]
+        list_id, lines = e.aggregate_id, e.payload["lines"]
+        columns = tuple(e.payload["columns"])
+        if columns == ISSUED_FIELDS:  # every list approved since rule 4: rows as they come
+            rows = [(list_id, *line, "PENDING") for line in lines]
+        else:
+            at = {name: i for i, name in enumerate(columns)}
+            order = [at[name] for name in LINE_FIELDS]
+            number = at.get("registration_number")  # absent from lines before rule 4
+            rows = [
+                (
+                    list_id,
+                    *[line[i] for i in order],
+                    None if number is None else line[number],
+                    "PENDING",
+                )
+                for line in lines
+            ]
+        w.add(LINES_ISSUED, *rows)
+        total, funeral = 1 + LINE["total_amount"], 1 + LINE["funeral_amount"]
+        person = 1 + LINE["personal_id"]
+        issued = w.issued
         for row in rows:
-            w.balance(row[person], issued=row[total], funeral_issued=row[funeral])
+            issued(row[person], row[total], row[funeral])
 
     def _credits_accrued(self, e: RecordedEvent, w: Writes) -> None:
         at = {name: i for i, name in enumerate(e.payload["columns"])}

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import Ledger
+from ledger.books import PAYABLE, Transfer, clearing, transfers_of
 from ledger.inputs import InputRejected
 from ledger.months import format_month, parse_month
 from ledger.rules import LINE_FIELDS, RuleViolation
@@ -812,3 +813,29 @@ def test_settlements_and_arrears_keep_the_ledger_consistent(plan: dict[str, Any]
     """Settlement files every period: PAID, FAILED, RETURNED, PAID then RETURNED, bad moves
     and repeated rows rejected whole, the same file twice."""
     drive(plan)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["POST", "BANK"]),
+            st.integers(-(10**9), 10**9),
+            st.from_regex(r"0[0-9]{11}", fullmatch=True),
+        ),
+        max_size=30,
+    )
+)
+def test_each_issued_line_moves_its_total_from_payable_to_its_channels_clearing(
+    lines: list[tuple[str, int, str]],
+) -> None:
+    """A line's transfer, per line, in the event's order; a negative total moves back."""
+    payload = {
+        "columns": ["channel", "total_amount", "personal_id"],
+        "lines": [list(line) for line in lines],
+    }
+    expected = [
+        Transfer(PAYABLE, clearing(c), t, p) if t > 0 else Transfer(clearing(c), PAYABLE, -t, p)
+        for c, t, p in lines
+        if t != 0
+    ]
+    assert transfers_of("PaymentList.LinesIssued", payload) == expected
