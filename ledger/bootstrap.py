@@ -105,11 +105,15 @@ class WorkerProcesses:
     def in_order(
         self, ports: Ports, work: Callable[[Ports, Job], Result], jobs: Iterable[Job]
     ) -> Iterator[Result]:
+        source = iter(jobs)
+        first = list(itertools.islice(source, 2))
+        if len(first) < 2:  # a file of one chunk: no process to start for it
+            yield from OneAfterAnother().in_order(ports, work, first)
+            return
         pool = self._started()
         pending: deque[Future[Result]] = deque()
-        source = iter(jobs)
         try:
-            for job in itertools.islice(source, 2 * self.count):
+            for job in itertools.chain(first, itertools.islice(source, 2 * self.count - 2)):
                 pending.append(pool.submit(_work, work, job))
             while pending:
                 result = pending.popleft().result()

@@ -86,3 +86,21 @@ def test_workers_check_files_as_one_process_does(
         result = ledger.settle(good, "bank")
         assert (result.applied, result.unchanged) == (599, 0)
         assert statuses(ledger) == Counter({"PAID": 599, "PENDING": 1})
+
+
+def test_a_file_of_one_chunk_is_checked_without_starting_a_worker(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Starting a process costs more than checking 5,000 rows: a small file is checked in
+    the command's own process, with the same report."""
+    import multiprocessing
+
+    store = new_store("postgresql", tmp_path, request)
+    people = [dict(p) for p in PEOPLE[:20]]
+    people[7]["channel"] = "PIGEON"  # row 9
+    with Ledger(store, workers=2) as ledger:
+        with pytest.raises(InputRejected) as err:
+            ledger.enrol(files.enrolments(people), "maker")
+        assert [line.split(":")[1] for line in err.value.problems] == [" row 9"]
+        assert ledger.enrol(files.enrolments(PEOPLE[:20]), "maker") == 20
+        assert multiprocessing.active_children() == []
