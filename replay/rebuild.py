@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from adapters.kafka_projection import APPLY_BYTES
-from adapters.sql import PostgresScratch
+from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
@@ -82,9 +82,14 @@ def _rows_in(db: Any, table: str, buckets: set[int]) -> list[tuple[Any, ...]]:
 
 
 def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]:
-    """Per read-model table, the rows that are in one and not the other (a few of each).
-    Tables are compared by bucketed sums of row hashes, streaming; only the buckets that
-    differ are read again to name the rows."""
+    """Per read-model table, the rows that are in one and not the other (a few of each),
+    streaming. Two SQLite databases are merged in key order, row for row (exact). Otherwise
+    (a PostgreSQL store against a replay's file: two orders of text that may differ) tables
+    are compared by bucketed sums of row hashes; only the buckets that differ are read again
+    to name the rows."""
+    if isinstance(live, SQLiteDatabase) and isinstance(rebuilt, SQLiteDatabase):
+        merged = {t: _merged_differences(live, rebuilt, t, limit) for t in READ_MODEL_TABLES}
+        return {table: lines for table, lines in merged.items() if lines}
     found: dict[str, list[str]] = {}
     for table in READ_MODEL_TABLES:
         (n_live, a), (n_rebuilt, b) = _digests(live, table), _digests(rebuilt, table)
@@ -103,6 +108,52 @@ def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]
         lines += [f"from the events, not kept: {r}" for r in only_rebuilt[:limit]]
         found[table] = lines
     return found
+
+
+def _merged_differences(
+    live: SQLiteDatabase, rebuilt: SQLiteDatabase, table: str, limit: int
+) -> list[str]:
+    """Both tables read in primary-key order and merged: a row on one side only, or with
+    other values under the same key, is a difference. SQLite orders text by its bytes, which
+    is Python's order of strings, and integers as Python does; a row repeated in a table
+    someone rebuilt without its key comes out as a row kept only."""
+    info = rebuilt.query(f"PRAGMA table_info({table})")
+    keys = [name for _, name, _, _, _, pk in sorted(info, key=lambda c: c[5]) if pk]
+    at = [next(c[0] for c in info if c[1] == k) for k in keys]
+    select = f"SELECT * FROM {table} ORDER BY {', '.join(keys)}"
+    kept, made = iter(live.stream(select)), iter(rebuilt.stream(select))
+    counts = [0, 0]
+    only: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
+
+    def differs(side: int, row: tuple[Any, ...]) -> None:
+        if len(only[side]) < limit:
+            only[side].append(tuple(row))
+
+    x, y = next(kept, None), next(made, None)
+    while x is not None or y is not None:
+        kx = None if x is None else [x[i] for i in at]
+        ky = None if y is None else [y[i] for i in at]
+        if y is None or (kx is not None and ky is not None and kx < ky):
+            differs(0, x)  # type: ignore[arg-type]
+            counts[0] += 1
+            x = next(kept, None)
+        elif x is None or (kx is not None and ky is not None and ky < kx):
+            differs(1, y)
+            counts[1] += 1
+            y = next(made, None)
+        else:
+            if tuple(x) != tuple(y):
+                differs(0, x)
+                differs(1, y)
+            counts[0] += 1
+            counts[1] += 1
+            x, y = next(kept, None), next(made, None)
+    if not only[0] and not only[1]:
+        return []
+    lines = [f"{counts[0]:,} rows kept, {counts[1]:,} from the events"]
+    lines += [f"kept, not from the events: {r}" for r in only[0]]
+    lines += [f"from the events, not kept: {r}" for r in only[1]]
+    return lines
 
 
 def differences_in_server(rebuilt: PostgresScratch, limit: int = 3) -> dict[str, list[str]]:

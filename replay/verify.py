@@ -15,8 +15,9 @@ agrees with it.
 4. **The read models.** Rebuilt from the events by the same projection code and compared table
    by table with the ones kept: on PostgreSQL into temporary tables of the store's own server,
    joined to the kept ones row for row on their keys there (in the snapshot the rest is judged
-   in); on SQLite into a scratch file, compared by digests of their rows. The books take the
-   rebuilt general ledger's accounts, so every event's transfers are posted once.
+   in); on SQLite into a scratch file, both read in key order and merged row for row. The
+   books take the rebuilt general ledger's accounts, so every event's transfers are posted
+   once.
 
 The books and the read models are judged on the events the read models hold: on the Kafka path
 `ledger project` may not have applied the latest ones yet, nor in order (projections/applied.py).
@@ -442,8 +443,8 @@ def check_read_models(
     (for the books: the same transfers, posted once). `snapshot`: on PostgreSQL, the id of
     the snapshot the store is judged in; the read models are then rebuilt into temporary
     tables on its server (set-based, as the live ones are written) and compared there, row
-    for row. Otherwise into an SQLite file (`scratch`, or a temporary one), compared by
-    digests."""
+    for row. Otherwise into an SQLite file (`scratch`, or a temporary one), merged with the
+    kept tables in key order."""
     check = Check("read models")
     through = watermark(ledger)
     events = applied_events(ledger, through)
