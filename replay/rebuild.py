@@ -131,17 +131,16 @@ def _merged_differences(
 
     x, y = next(kept, None), next(made, None)
     while x is not None or y is not None:
-        kx = None if x is None else [x[i] for i in at]
-        ky = None if y is None else [y[i] for i in at]
-        if y is None or (kx is not None and ky is not None and kx < ky):
-            differs(0, x)  # type: ignore[arg-type]
+        if x is not None and (y is None or [x[i] for i in at] < [y[i] for i in at]):
+            differs(0, x)  # kept only
             counts[0] += 1
             x = next(kept, None)
-        elif x is None or (kx is not None and ky is not None and ky < kx):
-            differs(1, y)
+        elif y is not None and (x is None or [y[i] for i in at] < [x[i] for i in at]):
+            differs(1, y)  # from the events only
             counts[1] += 1
             y = next(made, None)
-        else:
+        else:  # the same key on both sides
+            assert x is not None and y is not None
             if tuple(x) != tuple(y):
                 differs(0, x)
                 differs(1, y)
