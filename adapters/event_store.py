@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     IntegrityError,
     PersistenceError,
@@ -342,9 +342,10 @@ class EventStore:
     def save_tracked(self, aggregates: Sequence[Any], tracking: Tracking) -> None:
         """The aggregates' new events and the position of the messages they came from, in one
         transaction; IntegrityError when that position was recorded before."""
-        processing = ProcessingEvent(tracking=tracking)  # type: ignore[var-annotated]
-        processing.collect_events(*aggregates)
-        self.app.events.put(processing.events, tracking=tracking)
+        # each aggregate's pending events, as the library's ProcessingEvent collects them
+        # without its two checks against protocols per aggregate (a tenth of a consumer's time)
+        events = [e for a in aggregates for e in a.collect_events()]
+        self.app.events.put(events, tracking=tracking)
 
     def tracked_position(self, name: str) -> int | None:
         """The position recorded with the last save tracked under `name`, if any."""
