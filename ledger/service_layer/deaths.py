@@ -89,15 +89,16 @@ def decide_death_registrations(
     owners = _record_of_event_ids(ports, [row.event_id for _, _, row in registrations])
     pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
     births = _births(ports, pids)
-    loaded = ports.events.load_many([death_record_id(p) for p in pids])
-    records: dict[str, DeathRecord | None] = {p: loaded.get(death_record_id(p)) for p in pids}
+    ids = {p: death_record_id(p) for p in pids}  # a name-based UUID: a hash, made once
+    loaded = ports.events.load_many(list(ids.values()))
+    records: dict[str, DeathRecord | None] = {p: loaded.get(ids[p]) for p in pids}
     changed: dict[str, DeathRecord] = {}
     outcomes: list[RegistrationOutcome] = []
     for source, where, row in registrations:
         record = records[row.personal_id]
         owner = owners.get(row.event_id)
         applied = record.applied_content(row.event_id) if record is not None else None
-        if owner is not None and owner != death_record_id(row.personal_id):
+        if owner is not None and owner != ids[row.personal_id]:
             outcomes.append(_reused(where, row, "for another person's death record"))
             continue
         if applied is not None:
@@ -126,7 +127,7 @@ def decide_death_registrations(
             continue
         # a refused registration triggers no event, so the record holds only applied ones
         records[row.personal_id] = changed[row.personal_id] = record
-        owners[row.event_id] = death_record_id(row.personal_id)
+        owners[row.event_id] = ids[row.personal_id]
         outcomes.append(RegistrationOutcome(where, APPLIED))
     return DeathDecision(list(changed.values()), outcomes)
 
