@@ -329,9 +329,10 @@ class EventStore:
             ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
             for aggregates, expected in chunks
         )
-        if spool:
-            stored = _spooled(stored)
-        return int(self.app.recorder.insert_in_chunks(stored, fence))  # type: ignore[attr-defined]
+        with tempfile.TemporaryFile() as file:
+            if spool:  # all made before the transaction opens: a refusal never opens it
+                stored = _spooled(stored, file)
+            return int(self.app.recorder.insert_in_chunks(stored, fence))  # type: ignore[attr-defined]
 
     def save_new(self, aggregate: Any) -> None:
         """Save an aggregate that several processes may create at once: one of them does."""
@@ -602,19 +603,22 @@ class _IssuedRows:
             yield from _lines_of(mapper.to_domain_event(record), LINE_FIELDS)
 
 
-def _spooled(chunks: Iterable[Any]) -> Iterator[Any]:
-    """The chunks written to a temporary file, all of them, then read back one at a time:
-    memory holds a chunk. Pickle, because the file is this process's own (unlinked as it is
-    made, gone with the process) and holds only what it wrote."""
-    with tempfile.TemporaryFile() as spool:
-        for chunk in chunks:
-            pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
-        spool.seek(0)
-        while True:
-            try:
-                yield pickle.load(spool)  # noqa: S301  (see above)
-            except EOFError:
-                return
+def _spooled(chunks: Iterable[Any], file: Any) -> Iterator[Any]:
+    """Every chunk written to `file` now, then an iterator that reads them back one at a
+    time: memory holds a chunk. Pickle, because the file is this process's own (a temporary
+    file, unlinked as it is made, gone with the process) and holds only what it wrote."""
+    for chunk in chunks:
+        pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
+    file.seek(0)
+    return _read_back(file)
+
+
+def _read_back(file: Any) -> Iterator[Any]:
+    while True:
+        try:
+            yield pickle.load(file)  # noqa: S301  (see _spooled)
+        except EOFError:
+            return
 
 
 def _lines_of(event: Any, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:

@@ -96,3 +96,34 @@ def test_postgresql_appends_under_an_exclusive_table_lock(
             release.set()
             saving.join(30)
     assert held == [("ExclusiveLock", True)]
+
+
+def test_a_spooled_save_opens_its_transaction_only_once_everything_is_made(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An approval or a settlement makes its events for minutes before it inserts them: no
+    session of the store sits in a transaction meanwhile, and one refused at the end of the
+    making (a problem on a file's last row) never opened one."""
+    url = new_store("postgresql", tmp_path, request)
+    seen: list[int] = []
+
+    def in_a_transaction() -> int:
+        row = query_store(
+            url,
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%'",
+        )
+        return int(row[0][0])
+
+    def chunks(refuse: bool) -> Any:
+        for _ in range(3):
+            seen.append(in_a_transaction())
+            yield [], {}
+        if refuse:
+            raise ValueError("a problem on the last row")
+
+    with Ledger(url) as ledger:
+        with pytest.raises(ValueError, match="last row"):
+            ledger.events.save_in_chunks(chunks(refuse=True), spool=True)
+        assert ledger.events.save_in_chunks(chunks(refuse=False), spool=True) == 0
+    assert seen == [0] * 6
