@@ -64,13 +64,19 @@ def workers_of(pid: int) -> list[int]:
 def kill_while_saving(store: str, *args: str, workers: bool = False) -> str:
     """Start a command; kill -9 it (or, with `workers`, its worker processes) once it holds
     the write lock. Its stderr; fails when it never took the lock."""
-    command = ledger_cli(store, *args)
     deadline = time.monotonic() + 120
     with psycopg.connect(store, autocommit=True) as watch:
+        # the session of a command killed just before may hold the lock a moment longer,
+        # until the server sees its client gone: the lock seen must be this command's
+        while saving(watch):
+            assert time.monotonic() < deadline, "the events table stayed locked"
+        command = ledger_cli(store, *args)
         while not saving(watch):  # as often as the server answers: a save is short
             assert command.poll() is None, command.communicate()[1].decode()
             assert time.monotonic() < deadline, "the command never took the write lock"
-    for pid in workers_of(command.pid) if workers else [command.pid]:
+    targets = workers_of(command.pid) if workers else [command.pid]
+    assert targets, "the lock was taken before any worker process started"
+    for pid in targets:
         with contextlib.suppress(ProcessLookupError):  # gone already: nothing to kill
             os.kill(pid, signal.SIGKILL)
     _, err = command.communicate(timeout=120)
