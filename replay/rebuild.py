@@ -81,6 +81,16 @@ def _rows_in(db: Any, table: str, buckets: set[int]) -> list[tuple[Any, ...]]:
     ]
 
 
+def _finding(
+    n_kept: int, n_made: int, only_kept: Iterable[Any], only_made: Iterable[Any]
+) -> list[str]:
+    """A table's difference as `verify` reports it: both counts, then a few rows of each side."""
+    lines = [f"{n_kept:,} rows kept, {n_made:,} from the events"]
+    lines += [f"kept, not from the events: {r}" for r in only_kept]
+    lines += [f"from the events, not kept: {r}" for r in only_made]
+    return lines
+
+
 def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]:
     """Per read-model table, the rows that are in one and not the other (a few of each),
     streaming. Two SQLite databases are merged in key order, row for row (exact). Otherwise
@@ -103,10 +113,7 @@ def differences(live: Any, rebuilt: Any, limit: int = 3) -> dict[str, list[str]]
         in_live, in_rebuilt = set(rows_live), set(rows_rebuilt)
         only_live = sorted((r for r in in_live if r not in in_rebuilt), key=repr)
         only_rebuilt = sorted((r for r in in_rebuilt if r not in in_live), key=repr)
-        lines = [f"{n_live:,} rows kept, {n_rebuilt:,} from the events"]
-        lines += [f"kept, not from the events: {r}" for r in only_live[:limit]]
-        lines += [f"from the events, not kept: {r}" for r in only_rebuilt[:limit]]
-        found[table] = lines
+        found[table] = _finding(n_live, n_rebuilt, only_live[:limit], only_rebuilt[:limit])
     return found
 
 
@@ -149,10 +156,7 @@ def _merged_differences(
             x, y = next(kept, None), next(made, None)
     if not only[0] and not only[1]:
         return []
-    lines = [f"{counts[0]:,} rows kept, {counts[1]:,} from the events"]
-    lines += [f"kept, not from the events: {r}" for r in only[0]]
-    lines += [f"from the events, not kept: {r}" for r in only[1]]
-    return lines
+    return _finding(counts[0], counts[1], *only)
 
 
 def differences_in_server(rebuilt: PostgresScratch, limit: int = 3) -> dict[str, list[str]]:
@@ -214,10 +218,7 @@ def _table_differences(conn: Any, schema: str, table: str, limit: int) -> list[s
                     into.append(tuple(values))
             if len(only_kept) == len(only_made) == limit:
                 break
-    lines = [f"{n_kept:,} rows kept, {n_made:,} from the events"]
-    lines += [f"kept, not from the events: {r}" for r in only_kept]
-    lines += [f"from the events, not kept: {r}" for r in only_made]
-    return lines
+    return _finding(n_kept, n_made, only_kept, only_made)
 
 
 def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list[RecordedEvent]]:
