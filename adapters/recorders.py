@@ -235,6 +235,20 @@ REFUSE_CHANGE_BODY = (
 )
 
 
+def _lz4_state(events: str) -> str:
+    """The events' state compressed by lz4 where the server has it (PostgreSQL 14 and later,
+    built with lz4), not by pglz: a payment list's lines are events of a hundred kilobytes
+    and more, which pglz compresses at about 50 MB/s, a national month's 600 MB in some
+    twelve seconds of the server's processor. Set when the store is made (a store is opened
+    as it is; its owner may set it on an older one, for the rows written after)."""
+    return (
+        "DO $$ BEGIN IF current_setting('server_version_num')::int >= 140000 THEN"
+        f" EXECUTE 'ALTER TABLE {events} ALTER COLUMN state SET COMPRESSION lz4'; END IF;"
+        " EXCEPTION WHEN feature_not_supported THEN NULL;"  # a server built without lz4
+        " END $$"
+    )
+
+
 class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("tracking_table_name", TRACKING_TABLE)
@@ -263,6 +277,7 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
                     f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {refuse}",
                 ]
             )
+        self.sql_create_statements.append(SQL(_lz4_state(events)).format())
         self.chain_table = chain
         self._inserted = threading.local()
 

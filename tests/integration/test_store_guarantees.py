@@ -153,3 +153,21 @@ def test_a_save_without_the_chain_key_writes_nothing(
         ledger.enrol(files.enrolments([enrolment("001000000002")]), "maker")
     assert stored(store_url) == before
     assert query_store(store_url, "SELECT * FROM event_chain ORDER BY 1") == chain
+
+
+def test_postgresql_compresses_the_stored_events_with_lz4(
+    postgres_server: str, files: Files
+) -> None:
+    """A list's lines are events of a hundred kilobytes and more: pglz, the server's default,
+    spends seconds of a national approval compressing them."""
+    url = new_database(postgres_server)
+    with Ledger(url) as ledger:
+        ledger.enrol(files.enrolments([enrolment(f"0020000{i:05d}") for i in range(300)]), "m")
+        ledger.run_payroll("2025-07", None, "maker")
+        ledger.approve_payroll("2025-07", None, "checker")
+    compressed = query_store(
+        url,
+        "SELECT DISTINCT pg_column_compression(state) FROM ledger_events"
+        " WHERE topic LIKE '%LinesIssued'",
+    )
+    assert compressed == [("lz4",)]

@@ -1,6 +1,7 @@
-"""A record of `ledger.events` read back for the projection: its payload parsed by orjson gives
-the very objects the standard library's JSON gives, and a payload that is not a JSON object
-stops the projection with the record's place named, not a traceback."""
+"""A record of `ledger.events`: its payload written with the standard library's very bytes
+and read back for the projection as the very objects the standard library gives (both by
+orjson), and a payload that is not a JSON object stops the projection with the record's
+place named, not a traceback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters import avro
-from adapters.kafka_log import SUBJECT
+from adapters.kafka_log import SUBJECT, payload_text
 from adapters.kafka_projection import PoisonEvent, recorded_event
 
 
@@ -61,6 +62,18 @@ def test_a_payload_reads_as_the_standard_library_reads_it(payload: dict[str, Any
     assert event.payload == json.loads(text)
     assert event.notification_id == 7
     assert event.recorded_at == "2025-07-01T02:03:04.567000+00:00"
+
+
+@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",))), values))
+def test_a_payload_is_published_as_the_standard_library_writes_it(
+    payload: dict[str, Any],
+) -> None:
+    assert payload_text(payload) == json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_an_integer_past_64_bits_is_published_too() -> None:
+    payload = {"amount": 2**70, "name": "Nguyễn\u0007"}
+    assert json.loads(payload_text(payload)) == payload
 
 
 @pytest.mark.parametrize(
