@@ -29,13 +29,20 @@ class ReadModelDatabase(Protocol):
 class SQLiteDatabase:
     """Read models in an SQLite file (the embedded default keeps them beside the events)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, scratch: bool = False) -> None:
+        """`scratch`: a file one process fills and nothing else reads until it is done (a
+        replay's, a rebuild's): no journal on disk and no sync, and a cache of 256 MiB, as a
+        kill leaves nothing worth keeping in it anyway."""
         self.path = str(path)
         self.conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        if scratch:
+            for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "cache_size=-262144"):
+                self.conn.execute(f"PRAGMA {pragma}")
+        else:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         # PostgreSQL's transaction-local settings, which the read models' guards read: here a
         # flag on this connection, cleared at the end of every transaction
         self.settings: dict[str, str] = {}

@@ -112,17 +112,25 @@ def replay_into(
     events: Iterable[list[RecordedEvent]] | None = None,
 ) -> int:
     """The read models as the cut sees them, in a new SQLite file; how many events. The
-    events come from the store unless given (Kafka's copy)."""
+    events come from the store unless given (Kafka's copy). The file is made under another
+    name and given its own at the end: a replay that fails or is killed leaves no file that
+    looks finished."""
     if path.exists():
         raise RuleViolation(f"{path} exists: give another --out, or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = SQLiteDatabase(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)  # a replay killed before
+    db = SQLiteDatabase(partial, scratch=True)
     try:
         source = stored_events(ledger) if events is None else events
         applied = rebuild(db, source, cut.keep, progress)
         cut.settle(db)
-    finally:
+    except BaseException:
         db.close()
+        partial.unlink(missing_ok=True)
+        raise
+    db.close()
+    partial.rename(path)
     return applied
 
 
@@ -195,7 +203,7 @@ def check_issued(
     checks: list[IssuedCheck] = []
     projector = Projector()
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = SQLiteDatabase(Path(tmp) / "known-then.sqlite")
+        scratch = SQLiteDatabase(Path(tmp) / "known-then.sqlite", scratch=True)
         try:
             with scratch.transaction() as cursor:
                 Projector.create_schema(cursor)

@@ -453,7 +453,7 @@ def check_read_models(
         if snapshot is not None and ledger.location.kind == "postgresql":
             target = PostgresScratch(ledger.location.url, snapshot)
         else:
-            target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite")
+            target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite", scratch=True)
         try:
             applied = rebuild(target, events)
             if isinstance(target, PostgresScratch):

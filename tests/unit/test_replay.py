@@ -119,6 +119,21 @@ def test_the_latest_day_gives_the_read_models_kept(history: Ledger, tmp_path: Pa
         db.close()
 
 
+def test_a_replay_that_fails_leaves_no_file(history: Ledger, tmp_path: Path) -> None:
+    from replay.rebuild import stored_events
+
+    def failing() -> Iterator[list]:
+        yield next(iter(stored_events(history)))[:3]
+        raise OSError("the store went away")
+
+    path = tmp_path / "out" / "replay.sqlite"
+    with pytest.raises(OSError):
+        replay_into(history, path, Cut.of(date(2025, 12, 31)), events=failing())
+    assert list(path.parent.iterdir()) == []
+    replay_into(history, path, Cut.of(date(2025, 12, 31)))  # and a replay again makes it
+    assert one(path, "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'") == 3
+
+
 def test_every_approved_list_is_what_the_rules_gave_then(history: Ledger) -> None:
     checks = check_issued(history, Cut.of(date(2025, 12, 31)))
     assert [(c.period, c.channel, c.rows) for c in checks] == [
