@@ -14,7 +14,7 @@ never stored as the truth; it is the sum of the transfers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from ledger.rules import FAILED, PAID, PENDING, RETURNED
@@ -42,56 +42,61 @@ class Transfer(NamedTuple):
     personal_id: str  # the beneficiary whose payable subledger account is touched
 
 
-def _move(debit: str, credit: str, amount: int, personal_id: str) -> list[Transfer]:
-    """A transfer of `amount`; a negative amount is the reverse transfer (a back-dated
-    death, say, takes back credits that were posted)."""
-    if amount > 0:
-        return [Transfer(debit, credit, amount, personal_id)]
-    if amount < 0:
-        return [Transfer(credit, debit, -amount, personal_id)]
-    return []
+# A leg: (debit, credit, amount, personal id), the amount of any sign (a negative one is the
+# reverse transfer: a back-dated death, say, takes back credits that were posted); the rule
+# of which accounts each event's amounts move between, in one place.
+_Leg = tuple[str, str, int, str]
 
 
-def transfers_of(event_type: str, payload: Mapping[str, Any]) -> list[Transfer]:
-    """The transfers a recorded event makes; most events move no money."""
-    out: list[Transfer] = []
+def _legs(event_type: str, payload: Mapping[str, Any]) -> Iterator[_Leg]:
     if event_type == "PaymentList.CreditsAccrued":
         at = {name: i for i, name in enumerate(payload["columns"])}
         pid, allowance, funeral = at["personal_id"], at["allowance_delta"], at["funeral_delta"]
         for row in payload["accruals"]:
-            out += _move(ALLOWANCE_EXPENSE, PAYABLE, row[allowance], row[pid])
-            out += _move(FUNERAL_EXPENSE, PAYABLE, row[funeral], row[pid])
+            yield ALLOWANCE_EXPENSE, PAYABLE, row[allowance], row[pid]
+            yield FUNERAL_EXPENSE, PAYABLE, row[funeral], row[pid]
     elif event_type == "PaymentList.LinesIssued":
         at = {name: i for i, name in enumerate(payload["columns"])}
         pid, channel, total = at["personal_id"], at["channel"], at["total_amount"]
         for row in payload["lines"]:
-            out += _move(PAYABLE, clearing(row[channel]), row[total], row[pid])
+            yield PAYABLE, clearing(row[channel]), row[total], row[pid]
     elif event_type == "PaymentList.LinesSettled":
         for s in payload["settlements"]:
-            out += settlement_transfers(
-                s["previous_status"],
-                s["status"],
-                s["channel"],
-                s["total_amount"],
-                s["personal_id"],
+            yield _settlement_leg(
+                s["previous_status"], s["status"], s["channel"], s["total_amount"], s["personal_id"]
             )
-    return out
 
 
-def settlement_transfers(
+def transfers_of(event_type: str, payload: Mapping[str, Any]) -> list[Transfer]:
+    """The transfers a recorded event makes; most events move no money."""
+    return [
+        Transfer(debit, credit, amount, pid)
+        if amount > 0
+        else Transfer(credit, debit, -amount, pid)
+        for debit, credit, amount, pid in _legs(event_type, payload)
+        if amount
+    ]
+
+
+def post_event(event_type: str, payload: Mapping[str, Any], into: dict[str, list[int]]) -> None:
+    """Add the event's transfers to running [debits, credits] per account: the sums of
+    `transfers_of`, without a transfer made for each of a list's lines (a projection posts
+    millions of them)."""
+    for debit, credit, amount, _ in _legs(event_type, payload):
+        if amount < 0:
+            debit, credit, amount = credit, debit, -amount
+        if amount:
+            into.setdefault(debit, [0, 0])[0] += amount
+            into.setdefault(credit, [0, 0])[1] += amount
+
+
+def _settlement_leg(
     previous: str, status: str, channel: str, amount: int, personal_id: str
-) -> list[Transfer]:
+) -> _Leg:
     if previous == PENDING and status == PAID:
-        return _move(clearing(channel), disbursed(channel), amount, personal_id)
+        return clearing(channel), disbursed(channel), amount, personal_id
     if previous == PENDING and status in (FAILED, RETURNED):
-        return _move(clearing(channel), PAYABLE, amount, personal_id)
+        return clearing(channel), PAYABLE, amount, personal_id
     if previous == PAID and status == RETURNED:
-        return _move(disbursed(channel), PAYABLE, amount, personal_id)
+        return disbursed(channel), PAYABLE, amount, personal_id
     raise ValueError(f"no settlement from {previous} to {status}")
-
-
-def post(transfers: Iterable[Transfer], into: dict[str, list[int]]) -> None:
-    """Add transfers to running [debits, credits] per account."""
-    for t in transfers:
-        into.setdefault(t.debit, [0, 0])[0] += t.amount
-        into.setdefault(t.credit, [0, 0])[1] += t.amount

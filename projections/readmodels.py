@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.books import post, transfers_of
+from ledger.books import post_event
 from ledger.rules import ISSUED_FIELDS, LINE, LINE_FIELDS, issued_delta
 from projections.writes import Insert, Staged, Writes
 
@@ -277,7 +277,7 @@ class Projector:
             if handler is None:
                 raise ValueError(f"no projection for event type {e.type}")
             handler(e, writes)
-            post(transfers_of(e.type, e.payload), ledger_moves)
+            post_event(e.type, e.payload, ledger_moves)
             writes.later(
                 AUDIT_TRAIL,
                 (

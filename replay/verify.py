@@ -48,7 +48,7 @@ from adapters.recorders import CHAIN_TABLE, KEY_COLUMN
 from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger import views
 from ledger.application import Ledger
-from ledger.books import PAYABLE, post, transfers_of
+from ledger.books import PAYABLE, post_event
 from projections.applied import contiguous_watermark, only_applied
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
 from replay.checkpoint import check_heads, read_heads
@@ -375,7 +375,7 @@ def posting(
     """The batches as they pass, with every transfer they make added to `accounts`."""
     for batch in batches:
         for e in batch:
-            post(transfers_of(e.type, e.payload), accounts)
+            post_event(e.type, e.payload, accounts)
         yield batch
 
 

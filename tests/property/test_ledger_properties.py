@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import Ledger
-from ledger.books import PAYABLE, Transfer, clearing, transfers_of
+from ledger.books import PAYABLE, Transfer, clearing, post_event, transfers_of
 from ledger.inputs import InputRejected
 from ledger.months import format_month, parse_month
 from ledger.rules import LINE_FIELDS, RuleViolation
@@ -839,3 +839,54 @@ def test_each_issued_line_moves_its_total_from_payable_to_its_channels_clearing(
         if t != 0
     ]
     assert transfers_of("PaymentList.LinesIssued", payload) == expected
+
+
+_AMOUNT = st.integers(-(10**9), 10**9)
+_PERSON = st.from_regex(r"0[0-9]{11}", fullmatch=True)
+_CHANNEL = st.sampled_from(["POST", "BANK"])
+_MOVES = [("PENDING", "PAID"), ("PENDING", "FAILED"), ("PENDING", "RETURNED"), ("PAID", "RETURNED")]
+_EVENTS = st.one_of(
+    st.builds(
+        lambda rows: ("PaymentList.LinesIssued", {
+            "columns": ["personal_id", "channel", "total_amount"],
+            "lines": [list(r) for r in rows],
+        }),
+        st.lists(st.tuples(_PERSON, _CHANNEL, _AMOUNT), max_size=20),
+    ),
+    st.builds(
+        lambda rows: ("PaymentList.CreditsAccrued", {
+            "columns": ["personal_id", "allowance_delta", "funeral_delta", "credited_through"],
+            "accruals": [[*r, "2025-07"] for r in rows],
+        }),
+        st.lists(st.tuples(_PERSON, _AMOUNT, _AMOUNT), max_size=20),
+    ),
+    st.builds(
+        lambda rows: ("PaymentList.LinesSettled", {
+            "settlements": [
+                {"previous_status": m[0], "status": m[1], "channel": c,
+                 "total_amount": abs(a), "personal_id": p}
+                for m, c, a, p in rows
+            ],
+        }),
+        st.lists(st.tuples(st.sampled_from(_MOVES), _CHANNEL, _AMOUNT, _PERSON), max_size=20),
+    ),
+    st.just(("Beneficiary.Enrolled", {"personal_id": "001000000001"})),
+)  # fmt: skip
+
+
+@given(st.lists(_EVENTS, max_size=6))
+def test_the_books_a_projection_posts_are_the_sums_of_the_events_transfers(
+    events: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Every account's debits and credits, as the projection posts them event by event, are
+    the sums of the transfers the events make; and they balance."""
+    posted: dict[str, list[int]] = {}
+    summed: dict[str, list[int]] = {}
+    for event_type, payload in events:
+        post_event(event_type, payload, posted)
+        for t in transfers_of(event_type, payload):
+            assert t.amount > 0
+            summed.setdefault(t.debit, [0, 0])[0] += t.amount
+            summed.setdefault(t.credit, [0, 0])[1] += t.amount
+    assert posted == summed
+    assert sum(d for d, _ in posted.values()) == sum(c for _, c in posted.values())
