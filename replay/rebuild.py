@@ -14,7 +14,7 @@ from adapters.kafka_projection import APPLY_BYTES
 from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
+from projections.readmodels import READ_MODEL_TABLES, READERS_INDEXES, Projector, RecordedEvent
 
 
 def events_table(ledger: Ledger) -> tuple[str, str]:
@@ -37,12 +37,14 @@ def rebuild(
     batches: Iterable[list[RecordedEvent]],
     keep: Callable[[RecordedEvent], bool] = lambda e: True,
     progress: Callable[[int], None] = lambda applied: None,
+    readers_indexes: bool = True,
 ) -> int:
     """Project the events `keep` accepts into `target` (a read-model database with no read
-    models yet); returns how many were applied."""
+    models yet); returns how many were applied. The indexes only readers use are made at
+    the end, and not at all without `readers_indexes` (a comparison joins on the keys)."""
     projector = Projector()
     with target.transaction() as cursor:
-        Projector.create_schema(cursor)
+        Projector.create_schema(cursor, readers_indexes=False)
     applied = 0
     for batch in batches:
         kept = [e for e in batch if keep(e)]
@@ -51,6 +53,10 @@ def rebuild(
                 projector.apply(cursor, kept, move_position=False)
             applied += len(kept)
             progress(applied)
+    if readers_indexes:
+        with target.transaction() as cursor:
+            for statement in READERS_INDEXES:
+                cursor.execute(statement)
     return applied
 
 

@@ -455,7 +455,7 @@ def check_read_models(
         else:
             target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite", scratch=True)
         try:
-            applied = rebuild(target, events)
+            applied = rebuild(target, events, readers_indexes=False)
             if isinstance(target, PostgresScratch):
                 found = differences_in_server(target)
             else:

@@ -119,6 +119,16 @@ def test_the_latest_day_gives_the_read_models_kept(history: Ledger, tmp_path: Pa
         db.close()
 
 
+def test_a_replays_file_has_the_indexes_its_readers_use(history: Ledger, tmp_path: Path) -> None:
+    path = replayed(history, tmp_path, "2025-12-31")
+    db = SQLiteDatabase(path)
+    try:
+        made = {n for (n,) in db.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        db.close()
+    assert {"payment_lines_person", "payment_lines_list", "audit_trail_aggregate"} <= made
+
+
 def test_a_replay_that_fails_leaves_no_file(history: Ledger, tmp_path: Path) -> None:
     from replay.rebuild import stored_events
 
