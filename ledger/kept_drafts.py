@@ -66,13 +66,16 @@ KeptEntry = tuple[str, list[Any] | None, list[Any] | None, tuple[PaymentLine, in
 def read_entries(pairs: Iterable[tuple[str, str]]) -> Iterator[KeptEntry]:
     """Each kept entry checked as it is read: unreadable, or naming someone else than the
     person it is kept for, is refused (KeptDraftUnreadable)."""
+    person = LINE["personal_id"]
     for personal_id, text in pairs:
         try:
             line, accrual, limit = orjson.loads(text)
             review = (PaymentLine(*line), int(limit)) if line and limit is not None else None
-            whose = {row[i] for row, i in ((line, LINE["personal_id"]), (accrual, 0)) if row}
+            someone_else = (line and line[person] != personal_id) or (
+                accrual and accrual[0] != personal_id
+            )
         except (ValueError, TypeError, IndexError, KeyError):
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is unreadable") from None
-        if whose - {personal_id}:
+        if someone_else:
             raise KeptDraftUnreadable(f"the kept entry of {personal_id} is someone else's")
         yield personal_id, line or None, accrual or None, review

@@ -45,3 +45,24 @@ def test_an_entry_for_someone_else_is_refused() -> None:
     line += ["001000000002", "Người", "POST", "", "", 500_000, 0, 0, 500_000, None]
     with pytest.raises(KeptDraftUnreadable, match="someone else's"):
         list(read_entries([("001000000001", json.dumps([line, None, None]))]))
+
+
+people = st.sampled_from(["001000000001", "001000000002"])
+
+
+@given(people, st.one_of(st.none(), people), st.one_of(st.none(), people))
+def test_an_entry_is_read_only_when_its_line_and_posting_are_its_persons(
+    person: str, on_line: str | None, on_posting: str | None
+) -> None:
+    line = None
+    if on_line is not None:
+        line = [f"2025-07-01-{on_line}", "2025-07", "01", "00001", "REGULAR", on_line, on_line]
+        line += ["Người", "POST", "", "", 500_000, 0, 0, 500_000, None]
+    posting = None if on_posting is None else [on_posting, 500_000, 0, "2025-07"]
+    text = json.dumps([line, posting, None])
+    if {on_line, on_posting} - {None, person}:
+        with pytest.raises(KeptDraftUnreadable, match="someone else's"):
+            list(read_entries([(person, text)]))
+    else:
+        [(_, read_line, read_posting, _)] = read_entries([(person, text)])
+        assert (read_line, read_posting) == (line, posting)
