@@ -16,11 +16,13 @@ one, that day as the ledger knows it now (a death registered late shows in its m
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -113,25 +115,43 @@ def replay_into(
 ) -> int:
     """The read models as the cut sees them, in a new SQLite file; how many events. The
     events come from the store unless given (Kafka's copy). The file is made under another
-    name and given its own at the end: a replay that fails or is killed leaves no file that
-    looks finished."""
+    name, locked while it is written, and given its own name at the end: a replay that fails
+    or is killed leaves no file that looks finished, and two replays into one file are
+    refused rather than mixed."""
     if path.exists():
         raise RuleViolation(f"{path} exists: give another --out, or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)  # a replay killed before
-    db = SQLiteDatabase(partial, scratch=True)
-    try:
-        source = stored_events(ledger) if events is None else events
-        applied = rebuild(db, source, cut.keep, progress)
-        cut.settle(db)
-    except BaseException:
+    with _writing(partial, path):
+        db = SQLiteDatabase(partial, scratch=True)
+        try:
+            source = stored_events(ledger) if events is None else events
+            applied = rebuild(db, source, cut.keep, progress)
+            cut.settle(db)
+        except BaseException:
+            db.close()
+            partial.unlink(missing_ok=True)
+            raise
         db.close()
-        partial.unlink(missing_ok=True)
-        raise
-    db.close()
-    partial.rename(path)
+        if path.exists():
+            raise RuleViolation(f"{path} was made while this replay ran; nothing replaced it")
+        partial.rename(path)
     return applied
+
+
+@contextmanager
+def _writing(partial: Path, path: Path) -> Iterator[None]:
+    """The partial file, emptied and held under an exclusive lock (the kernel drops it when
+    its process ends, even killed): a partial file left unlocked is a killed replay's."""
+    with partial.open("a+b") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuleViolation(
+                f"another replay is writing {path}: wait for it, or give another --out"
+            ) from None
+        held.truncate(0)  # what a killed replay left
+        yield
 
 
 # The proof that the approved lists are what the rules gave

@@ -144,6 +144,29 @@ def test_a_replay_that_fails_leaves_no_file(history: Ledger, tmp_path: Path) -> 
     assert one(path, "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'") == 3
 
 
+def test_two_replays_into_one_file_are_refused_and_a_killed_ones_file_is_replaced(
+    history: Ledger, tmp_path: Path
+) -> None:
+    import fcntl
+
+    from ledger.rules import RuleViolation
+
+    path = tmp_path / "out" / "replay.sqlite"
+    path.parent.mkdir()
+    partial = path.parent / ".replay.sqlite.partial"
+    with partial.open("wb") as running:  # another replay writing it: its lock held
+        running.write(b"half a replay")
+        running.flush()
+        fcntl.flock(running, fcntl.LOCK_EX)
+        with pytest.raises(RuleViolation, match="another replay is writing"):
+            replay_into(history, path, Cut.of(date(2025, 12, 31)))
+        assert partial.read_bytes() == b"half a replay" and not path.exists()
+    # its process gone (killed), the lock with it: the file it left is replaced
+    replay_into(history, path, Cut.of(date(2025, 12, 31)))
+    assert one(path, "SELECT COUNT(*) FROM payment_lists WHERE status = 'APPROVED'") == 3
+    assert not partial.exists()
+
+
 def test_every_approved_list_is_what_the_rules_gave_then(history: Ledger) -> None:
     checks = check_issued(history, Cut.of(date(2025, 12, 31)))
     assert [(c.period, c.channel, c.rows) for c in checks] == [
