@@ -39,7 +39,7 @@ from adapters import avro
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
 from adapters.kafka_log import caught_up
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
-from ledger.inputs import DeathRow, validate_one
+from ledger.inputs import DeathRow, validate_each
 from ledger.rules import RuleViolation
 
 GROUP = "ledger-deaths"  # LEDGER_DEATHS_GROUP: one group per store that consumes the topic
@@ -81,11 +81,32 @@ def where(record: Any) -> str:
 def registration_of(record: Any, now: datetime | None = None) -> tuple[DeathRow, str] | Rejection:
     """A message as a validated registration with its source for the audit trail, or why
     it cannot be one. `now`: the ledger's clock, for the dates that may not be in the future."""
-    try:
-        value = avro.decode(SUBJECT, record.value or b"")
-    except avro.UndecodableMessage as err:
-        return Rejection(err.reason, str(err))
-    result = validate_one(DeathRow, row_fields(value), now)
+    return registrations_of([record], now)[0]
+
+
+def registrations_of(
+    records: Sequence[Any], now: datetime | None = None
+) -> list[tuple[DeathRow, str] | Rejection]:
+    """What registration_of gives each message, the messages' fields checked together."""
+    found: list[tuple[DeathRow, str] | Rejection | None] = []
+    decoded: list[tuple[int, Any, dict[str, Any]]] = []
+    for record in records:
+        try:
+            value = avro.decode(SUBJECT, record.value or b"")
+        except avro.UndecodableMessage as err:
+            found.append(Rejection(err.reason, str(err)))
+            continue
+        decoded.append((len(found), value, row_fields(value)))
+        found.append(None)
+    checked = validate_each(DeathRow, [fields for _, _, fields in decoded], now)
+    for (i, value, _), result in zip(decoded, checked, strict=True):
+        found[i] = _registration(records[i], value, result)
+    return found  # type: ignore[return-value]  # every None replaced
+
+
+def _registration(
+    record: Any, value: dict[str, Any], result: DeathRow | list[tuple[str, str]]
+) -> tuple[DeathRow, str] | Rejection:
     if isinstance(result, list):
         fields = [f for f, _ in result]
         reason = "invalid-personal-id" if "personal_id" in fields else "invalid-field"
@@ -224,8 +245,7 @@ class DeathRegistrationConsumer:
         registrations: list[tuple[str, str, DeathRow]] = []
         registered: list[Any] = []
         now = self.ledger.clock.now()
-        for record in records:
-            got = registration_of(record, now)
+        for record, got in zip(records, registrations_of(records, now), strict=True):
             if isinstance(got, Rejection):
                 rejections.append((record, got))
             else:

@@ -43,6 +43,7 @@ from ledger.inputs import (
     InputRejected,
     SettlementRow,
     read_rows,
+    validate_each,
     validate_one,
 )
 from ledger.months import VIETNAM
@@ -363,3 +364,21 @@ def test_the_report_is_the_same_whatever_the_chunk_size(bad: list[str], chunk: i
             reports.append((problems, [n for n, _ in valid]))
     assert reports[0] == reports[1]
     assert reports[0][1] == [i + 2 for i, field in enumerate(bad) if not field]
+
+
+@st.composite
+def registrations_some_spoiled(draw: Any) -> dict[str, Any]:
+    """A registration, one of its fields sometimes given any text instead."""
+    row = draw(registrations())
+    if draw(st.booleans()):
+        row[draw(st.sampled_from(sorted(row)))] = draw(st.text(max_size=12))
+    return row
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(registrations_some_spoiled(), max_size=6))
+def test_messages_checked_together_get_what_each_gets_alone(rows: list[dict[str, Any]]) -> None:
+    """A poll's messages are checked in one go: each gets the row, or the problems, that it
+    gets checked on its own, whatever the others hold."""
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    assert validate_each(DeathRow, rows, now) == [validate_one(DeathRow, r, now) for r in rows]
