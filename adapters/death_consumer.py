@@ -88,20 +88,20 @@ def registrations_of(
     records: Sequence[Any], now: datetime | None = None
 ) -> list[tuple[DeathRow, str] | Rejection]:
     """What registration_of gives each message, the messages' fields checked together."""
-    found: list[tuple[DeathRow, str] | Rejection | None] = []
-    decoded: list[tuple[int, Any, dict[str, Any]]] = []
-    for record in records:
-        try:
-            value = avro.decode(SUBJECT, record.value or b"")
-        except avro.UndecodableMessage as err:
-            found.append(Rejection(err.reason, str(err)))
-            continue
-        decoded.append((len(found), value, row_fields(value)))
-        found.append(None)
-    checked = validate_each(DeathRow, [fields for _, _, fields in decoded], now)
-    for (i, value, _), result in zip(decoded, checked, strict=True):
-        found[i] = _registration(records[i], value, result)
-    return found  # type: ignore[return-value]  # every None replaced
+    values = [_decoded(record) for record in records]
+    fields = [row_fields(v) for v in values if not isinstance(v, Rejection)]
+    checked = iter(validate_each(DeathRow, fields, now))
+    return [
+        v if isinstance(v, Rejection) else _registration(record, v, next(checked))
+        for record, v in zip(records, values, strict=True)
+    ]
+
+
+def _decoded(record: Any) -> dict[str, Any] | Rejection:
+    try:
+        return avro.decode(SUBJECT, record.value or b"")
+    except avro.UndecodableMessage as err:
+        return Rejection(err.reason, str(err))
 
 
 def _registration(

@@ -329,10 +329,11 @@ class EventStore:
             ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
             for aggregates, expected in chunks
         )
-        with tempfile.TemporaryFile() as file:
-            if spool:  # all made before the transaction opens: a refusal never opens it
-                stored = _spooled(stored, file)
-            return int(self.app.recorder.insert_in_chunks(stored, fence))  # type: ignore[attr-defined]
+        insert = self.app.recorder.insert_in_chunks  # type: ignore[attr-defined]
+        if not spool:
+            return int(insert(stored, fence))
+        with tempfile.TemporaryFile() as file:  # all made before the transaction opens:
+            return int(insert(_spooled(stored, file), fence))  # a refusal never opens it
 
     def save_new(self, aggregate: Any) -> None:
         """Save an aggregate that several processes may create at once: one of them does."""

@@ -67,27 +67,28 @@ def _legs(event_type: str, payload: Mapping[str, Any]) -> Iterator[_Leg]:
             )
 
 
+def _transfers(event_type: str, payload: Mapping[str, Any]) -> Iterator[_Leg]:
+    """The legs as transfers: a positive amount as it is, a negative one reversed, none for
+    a zero."""
+    for debit, credit, amount, pid in _legs(event_type, payload):
+        if amount > 0:
+            yield debit, credit, amount, pid
+        elif amount < 0:
+            yield credit, debit, -amount, pid
+
+
 def transfers_of(event_type: str, payload: Mapping[str, Any]) -> list[Transfer]:
     """The transfers a recorded event makes; most events move no money."""
-    return [
-        Transfer(debit, credit, amount, pid)
-        if amount > 0
-        else Transfer(credit, debit, -amount, pid)
-        for debit, credit, amount, pid in _legs(event_type, payload)
-        if amount
-    ]
+    return [Transfer(*t) for t in _transfers(event_type, payload)]
 
 
 def post_event(event_type: str, payload: Mapping[str, Any], into: dict[str, list[int]]) -> None:
     """Add the event's transfers to running [debits, credits] per account: the sums of
     `transfers_of`, without a transfer made for each of a list's lines (a projection posts
     millions of them)."""
-    for debit, credit, amount, _ in _legs(event_type, payload):
-        if amount < 0:
-            debit, credit, amount = credit, debit, -amount
-        if amount:
-            into.setdefault(debit, [0, 0])[0] += amount
-            into.setdefault(credit, [0, 0])[1] += amount
+    for debit, credit, amount, _ in _transfers(event_type, payload):
+        into.setdefault(debit, [0, 0])[0] += amount
+        into.setdefault(credit, [0, 0])[1] += amount
 
 
 def _settlement_leg(
