@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
+import psycopg
 
 from adapters import avro
 from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
@@ -103,6 +104,7 @@ class ProjectionWorker:
         )
         self.consumer.subscribe([self.settings.name])
         self.positioned: set[Any] = set()
+        self.deadlocks = 0  # polls PostgreSQL rolled back for a deadlock, and fetched again
 
     def stored_offsets(self, cursor: Any | None = None) -> dict[int, int]:
         sql = (
@@ -139,8 +141,31 @@ class ProjectionWorker:
             return 0  # what was fetched is fetched again, from the right place
         if not batch:
             return 0
+        try:
+            applied = self._apply(batch)
+        except psycopg.errors.DeadlockDetected:
+            # Two workers' transactions each held rows the other wanted (a person's balance
+            # moved by a list's events here and by their enrolment there): PostgreSQL
+            # rolled this one back. Nothing of it is applied; fetch it again from the
+            # offsets the database holds.
+            self.positioned = set()
+            self.deadlocks += 1
+            return 0
+        self.consumer.commit_async()  # for monitoring only: the database is the truth
+        self.progress(applied)
+        return applied
+
+    def partition_lock(self, partition: int) -> str:
+        """The lock a poll of this partition is applied under, instead of the read models'
+        one: workers of the group apply their partitions side by side, and a worker handed a
+        partition in a rebalance waits for the one that held it to commit, then reads the
+        offset it reached."""
+        return f"projection {self.group} {self.settings.name} {partition}"
+
+    def _apply(self, batch: dict[Any, list[Any]]) -> int:
         applied = 0
-        with self.db.transaction() as cursor:
+        locks = tuple(self.partition_lock(tp.partition) for tp in batch)
+        with self.db.transaction(lock=locks) as cursor:
             Projector.mark_projecting(cursor)  # the offsets move with the rows, guarded alike
             stored = self.stored_offsets(cursor)
             records: list[Any] = []
@@ -156,6 +181,7 @@ class ProjectionWorker:
             # approval's events is a hundred MiB, ten times that once decoded (the read
             # models do not depend on how the events are sliced)
             seen: set[int] = set()
+            ledger_moves: dict[str, list[int]] = {}
             for part in within_bytes(records, APPLY_BYTES):
                 events = [recorded_event(r) for r in part]
                 already = self._applied(cursor, [e.notification_id for e in events])
@@ -165,16 +191,17 @@ class ProjectionWorker:
                         seen.add(e.notification_id)
                         new.append(e)
                 if new:
-                    self.projector.apply(cursor, new, move_position=False)
+                    self.projector.apply(
+                        cursor, new, move_position=False, ledger_moves=ledger_moves
+                    )
                 applied += len(new)
+            self.projector.post_general_ledger(cursor, ledger_moves)
             cursor.executemany(
                 "INSERT INTO projection_offsets (consumer_group, topic, kafka_partition,"
                 " next_offset) VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, topic,"
                 " kafka_partition) DO UPDATE SET next_offset = excluded.next_offset",
                 [(self.group, self.settings.name, p, o) for p, o in next_offsets.items()],
             )
-        self.consumer.commit_async()  # for monitoring only: the database is the truth
-        self.progress(applied)
         return applied
 
     @staticmethod

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from ledger.service_layer.ports import Lock
+
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
@@ -20,7 +22,7 @@ class Cursor(Protocol):
 
 
 class ReadModelDatabase(Protocol):
-    def transaction(self, lock: str | None = None) -> Any: ...
+    def transaction(self, lock: Lock = None) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]: ...
     def close(self) -> None: ...
@@ -54,7 +56,7 @@ class SQLiteDatabase:
         return value
 
     @contextmanager
-    def transaction(self, lock: str | None = None) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, lock: Lock = None) -> Iterator[sqlite3.Cursor]:
         """One writer at a time: SQLite has no finer lock to take for `lock`."""
         cursor = self.conn.cursor()
         cursor.execute("BEGIN IMMEDIATE")
@@ -102,12 +104,16 @@ class PostgresDatabase:
         return sql.replace("%", "%%").replace("?", "%s")  # a literal % stays one
 
     @contextmanager
-    def transaction(self, lock: str | None = None) -> Iterator[_PostgresCursor]:
+    def transaction(self, lock: Lock = None) -> Iterator[_PostgresCursor]:
+        """`lock`: None for the read models' one; a name, or several names (taken in their
+        sorted order, so that two transactions never wait for each other's), for a table or
+        a part of the read models with a lock of its own; an empty tuple for none."""
         with self.conn.transaction(), self.conn.cursor() as cursor:
             if lock is None:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
             else:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                for name in sorted({lock} if isinstance(lock, str) else set(lock)):
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
             yield _PostgresCursor(cursor)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -150,7 +156,7 @@ class PostgresScratch(PostgresDatabase):
         self.conn.execute("SET search_path = pg_temp")
 
     @contextmanager
-    def transaction(self, lock: str | None = None) -> Iterator[_PostgresCursor]:
+    def transaction(self, lock: Lock = None) -> Iterator[_PostgresCursor]:
         """A part of the session's one transaction (no savepoint: thousands of them would slow
         every other session's snapshots), and no lock: no other session sees these tables."""
         with self.conn.cursor() as cursor:

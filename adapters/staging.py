@@ -27,7 +27,7 @@ class StagingTable:
         self.db = db
         self.table = f"staged_{name}"
         self.insert = Insert(self.table, tuple(c for c, _ in columns))
-        with db.transaction() as cursor:
+        with db.transaction(lock=()) as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
             cursor.execute(
                 f"CREATE TEMP TABLE {self.table} ({', '.join(f'{c} {t}' for c, t in columns)})"
@@ -35,11 +35,11 @@ class StagingTable:
 
     def add(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            with self.db.transaction() as cursor:
+            with self.db.transaction(lock=()) as cursor:
                 run_all(cursor, [(self.insert, rows)])
 
     def index(self, *columns: str) -> None:
-        with self.db.transaction() as cursor:
+        with self.db.transaction(lock=()) as cursor:
             cursor.execute(
                 f"CREATE INDEX {self.table}_{'_'.join(columns)} ON {self.table}"
                 f" ({', '.join(columns)})"
@@ -52,5 +52,5 @@ class StagingTable:
         return self.db.stream(sql.format(staged=self.table), params)  # type: ignore[attr-defined, no-any-return]
 
     def close(self) -> None:
-        with self.db.transaction() as cursor:
+        with self.db.transaction(lock=()) as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.table}")

@@ -812,6 +812,9 @@ def cmd_project(args: argparse.Namespace) -> None:
             f"no ledger store at {location.url}: make it once with `ledger init` before "
             "`ledger project` keeps its read models"
         )
+    if args.jobs > 1:
+        project_side_by_side(args.jobs, args.store, args.once)
+        return
     db = PostgresDatabase(location.url)
     worker = ProjectionWorker(db, bootstrap)
     try:
@@ -822,6 +825,45 @@ def cmd_project(args: argparse.Namespace) -> None:
         worker.close()
         db.close()
     say(f"{worker.settings.name}: {applied:,} events applied to the read models")
+
+
+def project_side_by_side(jobs: int, store: str | None, once: bool) -> None:
+    """`ledger project --jobs N`: N workers of the consumer group, each a `ledger project` process
+    of its own sharing the topic's partitions (their lines are theirs); Ctrl-C or SIGTERM
+    stops them all. Refused when one of them failed."""
+    import signal
+    import subprocess
+
+    command = [sys.executable, "-m", "ledger.cli", "project", *(["--once"] if once else [])]
+    if store is not None:
+        command += ["--store", store]
+    workers = [subprocess.Popen(command, preexec_fn=_stopped_with_parent) for _ in range(jobs)]
+
+    def stop(*_: object) -> None:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # a terminal's Ctrl-C reaches the workers as well
+    failed = sum(1 for w in workers if w.wait() != 0)
+    if failed:
+        raise RuleViolation(
+            f"{failed} of the {jobs} workers of `ledger project` stopped on a problem (each "
+            "says which above); what they applied stands: run the command again"
+        )
+
+
+def _stopped_with_parent() -> None:
+    """In a worker, before it runs: a SIGTERM when the process that started it dies (even by
+    kill -9), so that no worker of the group is left running unseen."""
+    import contextlib
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: they outlive a kill -9
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def ensure_chain_key() -> str | None:
@@ -1195,6 +1237,14 @@ def build_parser() -> argparse.ArgumentParser:
         "maintain the read models in PostgreSQL from Kafka ledger.events",
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
+    p.add_argument(
+        "--jobs",
+        type=bounded(1, 8),
+        default=1,
+        metavar="N",
+        help="workers side by side, each a process of its own sharing the topic's partitions"
+        " (at most the partitions and the machine's cores are worth it)",
+    )
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")

@@ -271,13 +271,24 @@ class Projector:
         return int(rows[0][0]) if rows else 0
 
     def apply(
-        self, cursor: Any, events: Iterable[RecordedEvent], move_position: bool = True
+        self,
+        cursor: Any,
+        events: Iterable[RecordedEvent],
+        move_position: bool = True,
+        ledger_moves: dict[str, list[int]] | None = None,
     ) -> int:
         """Apply events in the caller's transaction and move the position (the notification
-        log's, for the in-process path; a Kafka consumer keeps its offsets instead)."""
+        log's, for the in-process path; a Kafka consumer keeps its offsets instead).
+
+        `ledger_moves`: the general ledger's sums are added to it and left for the caller to
+        post (`post_general_ledger`) once, at the end of its transaction. Every transaction
+        updates the same few accounts' rows, so side-by-side workers wait for each other
+        from their first update of them to their commit: that update must come last."""
         self.mark_projecting(cursor)
         writes = Writes()
-        ledger_moves: dict[str, list[int]] = {}
+        deferred = ledger_moves is not None
+        if ledger_moves is None:
+            ledger_moves = {}
         last = None
         for e in events:
             handler = self._handlers.get(e.type)
@@ -302,12 +313,8 @@ class Projector:
         if last is None:
             return self.position_in(cursor)
         writes.flush(cursor)
-        cursor.executemany(
-            "INSERT INTO general_ledger (account, debits, credits) VALUES (?, ?, ?) "
-            "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
-            " credits = general_ledger.credits + excluded.credits",
-            [(acc, d, c) for acc, (d, c) in sorted(ledger_moves.items())],
-        )
+        if not deferred:
+            self.post_general_ledger(cursor, ledger_moves)
         if not move_position:
             return last
         cursor.execute(
@@ -316,6 +323,17 @@ class Projector:
             (self.name, last),
         )
         return last
+
+    @staticmethod
+    def post_general_ledger(cursor: Any, ledger_moves: dict[str, list[int]]) -> None:
+        """Add [debits, credits] per account to the general ledger, in the accounts' order (so
+        that two transactions take their rows' locks in one order)."""
+        cursor.executemany(
+            "INSERT INTO general_ledger (account, debits, credits) VALUES (?, ?, ?) "
+            "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
+            " credits = general_ledger.credits + excluded.credits",
+            [(acc, d, c) for acc, (d, c) in sorted(ledger_moves.items())],
+        )
 
     def position_in(self, cursor: Any) -> int:
         cursor.execute(

@@ -62,10 +62,16 @@ class FenceCrossed(ConcurrentChange):
         self.crossed = list(crossed)
 
 
+# What a read-model transaction waits for: None, the read models' own lock (one writer at a
+# time); a name or several, a lock of their own (a kept draft's list, a partition of
+# ledger.events); an empty tuple, none (a session's temporary tables).
+Lock = str | tuple[str, ...] | None
+
+
 class ReadModelDatabase(Protocol):
     """The read models: SQL with `?` placeholders, the same on SQLite and PostgreSQL."""
 
-    def transaction(self, lock: str | None = None) -> Any: ...
+    def transaction(self, lock: Lock = None) -> Any: ...
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 

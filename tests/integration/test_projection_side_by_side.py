@@ -1,0 +1,138 @@
+"""Workers of `ledger project` apply their partitions side by side, each under a lock of its
+partition rather than the read models' one. What they make must be what one worker makes, and a
+deadlock between two of them (a person's balance moved by a list's events in one and by their
+enrolment in the other) must cost a retry, never an event."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters import kafka_projection
+from adapters.kafka_log import TopicSettings
+from adapters.kafka_projection import ProjectionWorker
+from adapters.sql import PostgresDatabase
+from replay.rebuild import differences
+from tests.conftest import Files, new_store
+from tests.integration.test_kafka_path import kafka_env, ledger_cli
+from tests.integration.test_projection_slices import projected
+from tests.integration.test_publish import published
+
+pytestmark = pytest.mark.integration
+
+
+def one_worker(
+    bootstrap: str, topic: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> PostgresDatabase:
+    return projected(bootstrap, topic, url, kafka_projection.APPLY_BYTES, monkeypatch)
+
+
+def test_two_workers_make_the_read_models_one_worker_makes(
+    files: Files,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    # a third of the history sent twice, as after a crash of the publisher
+    settings, stored = published(store, files, kafka_bootstrap, 60, resend_from=2 / 3)
+    target = new_store("postgresql", tmp_path, request)
+    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
+    assert ledger_cli(env, "init").returncode == 0
+
+    run = ledger_cli(env, "project", "--once", "--jobs", "2")
+
+    assert run.returncode == 0, run.stderr
+    counts = [
+        int(line.rsplit(": ", 1)[1].split()[0].replace(",", ""))
+        for line in run.stdout.splitlines()
+        if line.endswith("events applied to the read models")
+    ]
+    assert len(counts) == 2 and sum(counts) == len(stored)  # each event once, by one of them
+    side_by_side = PostgresDatabase(target)
+    alone = one_worker(
+        kafka_bootstrap, settings.name, new_store("postgresql", tmp_path, request), monkeypatch
+    )
+    try:
+        assert side_by_side.query("SELECT COUNT(*) FROM audit_trail") == [(len(stored),)]
+        assert differences(side_by_side, alone) == {}
+        assert side_by_side.query("SELECT COUNT(*) FROM payment_lines")[0][0] > 30
+    finally:
+        side_by_side.close()
+        alone.close()
+
+
+def test_a_poll_rolled_back_for_a_deadlock_is_applied_again(
+    files: Files,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    settings, stored = published(store, files, kafka_bootstrap, 20)
+    target = new_store("postgresql", tmp_path, request)
+    db = PostgresDatabase(target)
+    worker = ProjectionWorker(db, kafka_bootstrap, TopicSettings(settings.name, 3), "g-deadlock")
+    other = psycopg.connect(target)  # another worker's transaction, as PostgreSQL sees it
+    try:
+        # it holds the audit row of the first event, not committed: the worker's poll waits
+        # for it while holding its partitions' locks...
+        other.execute("SET deadlock_timeout = '20s'")  # so that the worker's check finds it
+        other.execute("SELECT set_config('ledger.projecting', 'on', true)")
+        other.execute(
+            "INSERT INTO audit_trail (notification_id, recorded_at, event_type, aggregate_id,"
+            " aggregate_version) VALUES (%s, 'now', 'Held', 'held', 1)",
+            (min(stored),),
+        )
+        failure: list[BaseException] = []
+
+        def project() -> None:
+            try:
+                worker.run(once=True)
+            except BaseException as err:  # the test's own thread: reported below
+                failure.append(err)
+
+        thread = threading.Thread(target=project)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not waiting_for_a_row(target):
+            assert time.monotonic() < deadline and thread.is_alive(), failure
+            time.sleep(0.05)
+        # ...and then this one asks for those partitions' locks: each waits for the other
+        for partition in range(3):
+            other.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (worker.partition_lock(partition),)
+            )
+        other.rollback()  # PostgreSQL chose the worker's poll; this one got the locks
+        thread.join(timeout=120)
+        assert not thread.is_alive() and failure == []
+        assert worker.deadlocks == 1
+        # the poll rolled back was applied again: every event once, the books as one worker's
+        assert db.query("SELECT COUNT(*) FROM audit_trail") == [(len(stored),)]
+        alone = one_worker(
+            kafka_bootstrap, settings.name, new_store("postgresql", tmp_path, request), monkeypatch
+        )
+        try:
+            assert differences(db, alone) == {}
+        finally:
+            alone.close()
+    finally:
+        other.close()
+        worker.close()
+        db.close()
+
+
+def waiting_for_a_row(url: str) -> bool:
+    """A session of the store's database waits for another transaction's row."""
+    with psycopg.connect(url, autocommit=True) as con:
+        row = con.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+        ).fetchone()
+    return bool(row and row[0])
