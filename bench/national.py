@@ -150,8 +150,9 @@ class KafkaCopy:
     store's read models caught up from it by `ledger project`, a part of the history at a
     time."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, jobs: int) -> None:
         self.url = url
+        self.jobs = jobs  # `ledger project` workers side by side
         self.topic = f"ledger.events.bench-{uuid.uuid4().hex[:8]}"
         self.target = new_database(url)
         os.environ["LEDGER_USER"] = "maker"
@@ -173,8 +174,8 @@ class KafkaCopy:
         return self._with_kafka(self.url, "publish", "--once")
 
     def project(self) -> tuple[float, float]:
-        """The new store's read models caught up with the topic."""
-        return self._with_kafka(self.target, "project", "--once")
+        """The new store's read models caught up with the topic, by `--jobs` workers."""
+        return self._with_kafka(self.target, "project", "--once", "--jobs", str(self.jobs))
 
     def replay(self, as_of: str, out: Path) -> tuple[float, float]:
         return self._with_kafka(
@@ -273,8 +274,8 @@ def main() -> None:
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes of `payroll run`, `approve` and `export`, and that check the"
-        " files of `enrol` and `settle` (default: the cores)",
+        help="worker processes of `payroll run`, `approve`, `export` and `project`, and that"
+        " check the files of `enrol` and `settle` (default: the cores)",
     )
     args = parser.parse_args()
     # An approval waits for the store's write lock while another worker records its
@@ -356,7 +357,7 @@ def main() -> None:
         if not args.months_only:  # the steps over the whole history
             deaths_month = format_month(parse_month(FIRST_PERIOD) + args.months)
             events = n * history  # about: the people, then each month's lines and outcomes
-            copy = KafkaCopy(url)
+            copy = KafkaCopy(url, args.jobs)
             try:
                 s, m = copy.publish()
                 steps.append(Step("publish (the history so far)", s, m, events, "no target"))
