@@ -67,8 +67,9 @@ def caught_up(consumer: Any, positioned: set[Any]) -> bool:
     return all(consumer.position(tp) >= ends[tp] for tp in assigned)
 
 
-def ensure_topic(bootstrap: str, settings: TopicSettings) -> None:
-    """Create the topic if it is missing; refuse to run on one set up otherwise."""
+def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
+    """Create the topic if it is missing; refuse to run on one set up otherwise. How many
+    partitions it has."""
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -107,6 +108,7 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> None:
         raise TopicMisconfigured(
             f"topic {settings.name} cannot hold the ledger's events: " + "; ".join(problems)
         )
+    return len(described["partitions"])
 
 
 def event_record(notification: Any, state: dict[str, Any], chain_hash: str | None) -> dict:

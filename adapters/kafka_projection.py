@@ -221,9 +221,10 @@ class ProjectionWorker:
     def caught_up(self) -> bool:
         return caught_up(self.consumer, self.positioned)
 
-    def run(self, once: bool = False, idle_polls: int = 3) -> int:
+    def run(self, once: bool = False, idle_polls: int = 1) -> int:
         """Apply events until stopped; with `once`, until every assigned partition is read
-        to its end."""
+        to its end: checked after each poll, so that a worker caught up stops at once rather
+        than wait out a poll with nothing to fetch."""
         applied = 0
         quiet = 0
         started = time.monotonic()
@@ -236,7 +237,7 @@ class ProjectionWorker:
                         f"no partition of {self.settings.name} was assigned to this worker in "
                         f"60 s: are other workers of group {self.group} holding them all?"
                     )
-                quiet = quiet + 1 if n == 0 and self.caught_up() else 0
+                quiet = quiet + 1 if self.caught_up() else 0
                 if quiet >= idle_polls:
                     return applied
             elif n == 0:

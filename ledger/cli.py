@@ -813,7 +813,13 @@ def cmd_project(args: argparse.Namespace) -> None:
             "`ledger project` keeps its read models"
         )
     if args.jobs > 1:
-        project_side_by_side(args.jobs, args.store, args.once)
+        from adapters.kafka_log import TopicSettings, ensure_topic
+
+        topic = TopicSettings.from_env()
+        partitions = ensure_topic(bootstrap, topic)
+        if partitions < args.jobs:  # a worker without a partition would only wait
+            warn(f"{topic.name} has {partitions} partitions: {partitions} workers, not {args.jobs}")
+        project_side_by_side(min(args.jobs, partitions), args.store, args.once)
         return
     db = PostgresDatabase(location.url)
     worker = ProjectionWorker(db, bootstrap)

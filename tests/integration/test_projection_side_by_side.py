@@ -17,7 +17,7 @@ from adapters.kafka_log import TopicSettings
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
 from replay.rebuild import differences
-from tests.conftest import Files, new_store
+from tests.conftest import Files, new_store, query_store
 from tests.integration.test_kafka_path import kafka_env, ledger_cli
 from tests.integration.test_projection_slices import projected
 from tests.integration.test_publish import published
@@ -136,3 +136,20 @@ def waiting_for_a_row(url: str) -> bool:
             " AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_no_more_workers_than_the_topic_has_partitions(
+    files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    settings, stored = published(store, files, kafka_bootstrap, 10)  # a topic of 3 partitions
+    target = new_store("postgresql", tmp_path, request)
+    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
+    assert ledger_cli(env, "init").returncode == 0
+
+    run = ledger_cli(env, "project", "--once", "--jobs", "5")
+
+    assert run.returncode == 0, run.stderr
+    assert f"{settings.name} has 3 partitions: 3 workers, not 5" in run.stderr
+    assert run.stdout.count("events applied to the read models") == 3
+    assert query_store(target, "SELECT COUNT(*) FROM audit_trail") == [(len(stored),)]
