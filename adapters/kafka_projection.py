@@ -206,17 +206,12 @@ class ProjectionWorker:
 
     @staticmethod
     def _applied(cursor: Any, ids: list[int]) -> set[int]:
-        """Which of these notification ids the read models hold already."""
-        found: set[int] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            cursor.execute(
-                "SELECT notification_id FROM audit_trail WHERE notification_id IN"
-                f" ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            found.update(r[0] for r in cursor.fetchall())
-        return found
+        """Which of these notification ids the read models hold already (one statement of
+        one shape, an array of them: PostgreSQL prepares it once)."""
+        cursor.execute(
+            "SELECT notification_id FROM audit_trail WHERE notification_id = ANY(?)", (ids,)
+        )
+        return {r[0] for r in cursor.fetchall()}
 
     def caught_up(self) -> bool:
         return caught_up(self.consumer, self.positioned)
