@@ -25,6 +25,7 @@ class DeathsDuringPayroll:
     approve_seconds: float
     approve_peak_mib: float
     provinces_refused: int
+    idle_seconds: float  # a consume --once with nothing left: its start and stop alone
 
 
 def _personal_ids(enrolment: Path) -> list[str]:
@@ -63,6 +64,7 @@ def measure(store: str, period: str, enrolment: Path, seed: int) -> DeathsDuring
     else:
         ledger(store, "payroll", "run", "--period", period, env=maker)
         ledger(store, "payroll", "approve", "--period", period, env=checker)
+    idle = succeeded(finish(start(store, "deaths", "consume", "--once", env=consumer_env)))
     return DeathsDuringPayroll(
         len(batch),
         consumed.seconds,
@@ -70,4 +72,5 @@ def measure(store: str, period: str, enrolment: Path, seed: int) -> DeathsDuring
         approved.seconds,
         approved.peak_mib,
         refused,
+        idle.seconds,
     )
