@@ -91,8 +91,12 @@ class ProjectionWorker:
         self.projector = Projector()
         self.progress = progress or (lambda applied: None)
         ensure_topic(bootstrap, self.settings)
-        with db.transaction() as cursor:
-            Projector.create_schema(cursor)
+        # Only when something is missing: CREATE INDEX IF NOT EXISTS locks its table before it
+        # finds the index there, so a worker starting beside others' polls would wait for
+        # them, or deadlock with one (they take their partitions' locks, not this one).
+        if Projector.schema_missing(db):
+            with db.transaction() as cursor:
+                Projector.create_schema(cursor)
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,

@@ -835,28 +835,45 @@ def cmd_project(args: argparse.Namespace) -> None:
 
 def project_side_by_side(jobs: int, store: str | None, once: bool) -> None:
     """`ledger project --jobs N`: N workers of the consumer group, each a `ledger project` process
-    of its own sharing the topic's partitions (their lines are theirs); Ctrl-C or SIGTERM
-    stops them all. Refused when one of them failed."""
+    of its own sharing the topic's partitions (their lines are theirs). Ctrl-C (which reaches
+    them all) or a SIGTERM to this process stops them all; so does one of them failing, and
+    the command then fails."""
+    import os
     import signal
     import subprocess
 
     command = [sys.executable, "-m", "ledger.cli", "project", *(["--once"] if once else [])]
     if store is not None:
         command += ["--store", store]
-    workers = [subprocess.Popen(command, preexec_fn=_stopped_with_parent) for _ in range(jobs)]
+    workers = {
+        w.pid: w
+        for w in (subprocess.Popen(command, preexec_fn=_stopped_with_parent) for _ in range(jobs))
+    }
 
     def stop(*_: object) -> None:
-        for w in workers:
-            if w.poll() is None:
+        for w in workers.values():
+            if w.returncode is None:
                 w.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)  # a terminal's Ctrl-C reaches the workers as well
-    failed = sum(1 for w in workers if w.wait() != 0)
+    # a terminal's Ctrl-C reaches every worker itself: a second signal would cut its stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    failed = 0
+    while any(w.returncode is None for w in workers.values()):
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid in workers:
+            workers[pid].returncode = code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                failed += 1
+                stop()  # the group without one of its workers is not what was asked for
     if failed:
         raise RuleViolation(
             f"{failed} of the {jobs} workers of `ledger project` stopped on a problem (each "
-            "says which above); what they applied stands: run the command again"
+            "says which above), and the others were stopped; what they applied stands: run "
+            "the command again"
         )
 
 

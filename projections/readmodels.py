@@ -96,6 +96,7 @@ POSITION_TABLES = ("projection_position", "projection_offsets")
 
 # Every read-model table (not the positions): what a rebuild must reproduce.
 _CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
+_NAMED = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)")
 READ_MODEL_TABLES = tuple(
     m.group(1)
     for statement in SCHEMA
@@ -262,6 +263,16 @@ class Projector:
         for statement in SCHEMA:
             if readers_indexes or statement not in READERS_INDEXES:
                 cursor.execute(_with_free_space(statement) if postgres else statement)
+
+    @staticmethod
+    def schema_missing(db: Any) -> bool:
+        """Whether a table or an index of the read models is missing (PostgreSQL)."""
+        names = [m.group(1) for m in map(_NAMED.search, SCHEMA) if m is not None]
+        missing = db.query(
+            "SELECT COUNT(*) FROM unnest(CAST(? AS text[])) AS n WHERE to_regclass(n) IS NULL",
+            (names,),
+        )
+        return bool(missing[0][0])
 
     @classmethod
     def position(cls, db: Any) -> int:

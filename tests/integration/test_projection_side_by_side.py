@@ -5,8 +5,13 @@ enrolment in the other) must cost a retry, never an event."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -153,3 +158,78 @@ def test_no_more_workers_than_the_topic_has_partitions(
     assert f"{settings.name} has 3 partitions: 3 workers, not 5" in run.stderr
     assert run.stdout.count("events applied to the read models") == 3
     assert query_store(target, "SELECT COUNT(*) FROM audit_trail") == [(len(stored),)]
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_workers_stop_together_and_the_command_says_they_stopped_well(
+    how: str, files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = new_store("postgresql", tmp_path, request)
+    settings, stored = published(store, files, kafka_bootstrap, 10)
+    target = new_store("postgresql", tmp_path, request)
+    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
+    assert ledger_cli(env, "init").returncode == 0
+    command = [sys.executable, "-m", "ledger.cli", "project", "--jobs", "2", "--store", target]
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
+    run = subprocess.Popen(
+        command,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while query_store(target, "SELECT COUNT(*) FROM audit_trail") != [(len(stored),)]:
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.1)
+
+    if how == "Ctrl-C":
+        os.killpg(run.pid, signal.SIGINT)
+    else:  # a service manager stops the command, not its workers
+        run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+
+    assert run.returncode == 0, err
+    assert out.count("events applied to the read models") == 2
+    assert "stopped on a problem" not in err and "Traceback" not in err
+    time.sleep(0.5)
+    workers = subprocess.run(
+        ["pgrep", "-f", f"ledger.cli project --store {target}"], capture_output=True
+    )
+    assert workers.stdout == b""  # none left behind (the workers are started with --store)
+
+
+def test_a_worker_starts_beside_running_polls_without_waiting_for_them(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    target = new_store("postgresql", tmp_path, request)
+    env = kafka_env(kafka_bootstrap, target, f"ledger.events.start-{uuid.uuid4().hex[:8]}")
+    assert ledger_cli(env, "init").returncode == 0
+    settings = TopicSettings(env["LEDGER_EVENTS_TOPIC"], 3)
+    poll = psycopg.connect(target)  # another worker's poll, writing the lines, not committed
+    poll.execute("LOCK TABLE payment_lines, audit_trail IN ROW EXCLUSIVE MODE")
+    started: list[ProjectionWorker] = []
+    try:
+        thread = threading.Thread(
+            target=lambda: started.append(
+                ProjectionWorker(PostgresDatabase(target), kafka_bootstrap, settings, "g-start")
+            )
+        )
+        thread.start()
+        thread.join(timeout=30)
+        # CREATE INDEX IF NOT EXISTS would have waited for the poll's commit
+        assert started, "the worker waited for another worker's poll to start"
+    finally:
+        poll.rollback()
+        poll.close()
+        thread.join(timeout=60)
+        for worker in started:
+            worker.close()
+    # a read model's index missing: made again when a worker starts
+    with psycopg.connect(target, autocommit=True) as con:
+        con.execute("DROP INDEX payment_lines_person")
+    db = PostgresDatabase(target)
+    ProjectionWorker(db, kafka_bootstrap, settings, "g-start").close()
+    assert db.query("SELECT to_regclass('payment_lines_person') IS NOT NULL") == [(True,)]
+    db.close()
