@@ -1036,13 +1036,16 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(str(problem)) from None
 
 
+def jobs_option(p: argparse.ArgumentParser, most: int, help_text: str) -> None:
+    """`--jobs N`: processes side by side, 1 (the default) to `most`."""
+    p.add_argument("--jobs", type=bounded(1, most), default=1, metavar="N", help=help_text)
+
+
 def checked_by_jobs(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--jobs",
-        type=bounded(1, 8),
-        default=1,
-        metavar="N",
-        help="processes that check the file's rows while this one reads and stages them (a "
+    jobs_option(
+        p,
+        8,
+        "processes that check the file's rows while this one reads and stages them (a "
         "PostgreSQL store; at most the machine's cores are worth it)",
     )
 
@@ -1236,12 +1239,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--province", metavar="CODE")
         if name == "export":
             p.add_argument("--out", required=True, metavar="DIR")
-        p.add_argument(
-            "--jobs",
-            type=bounded(1, 34),  # a period has 34 provinces to share out
-            default=1,
-            metavar="N",
-            help="provinces worked on side by side, each in a process of its own (a "
+        jobs_option(
+            p,
+            34,  # a period has 34 provinces to share out
+            "provinces worked on side by side, each in a process of its own (a "
             "PostgreSQL store; at most the machine's cores are worth it)",
         )
 
@@ -1260,12 +1261,10 @@ def build_parser() -> argparse.ArgumentParser:
         "maintain the read models in PostgreSQL from Kafka ledger.events",
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
-    p.add_argument(
-        "--jobs",
-        type=bounded(1, 8),
-        default=1,
-        metavar="N",
-        help="workers side by side, each a process of its own sharing the topic's partitions"
+    jobs_option(
+        p,
+        8,
+        "workers side by side, each a process of its own sharing the topic's partitions"
         " (at most the partitions and the machine's cores are worth it)",
     )
 

@@ -36,6 +36,25 @@ def one_worker(
     return projected(bootstrap, topic, url, kafka_projection.APPLY_BYTES, monkeypatch)
 
 
+def projected_later(
+    files: Files,
+    bootstrap: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    people: int,
+    **published_as: float,
+) -> tuple[TopicSettings, list[int], str, dict[str, str]]:
+    """A store's history on a topic of 3 partitions, and a new store to project it into: the
+    topic, the stored notification ids, the new store and the environment naming both."""
+    settings, stored = published(
+        new_store("postgresql", tmp_path, request), files, bootstrap, people, **published_as
+    )
+    target = new_store("postgresql", tmp_path, request)
+    env = kafka_env(bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
+    assert ledger_cli(env, "init").returncode == 0
+    return settings, stored, target, env
+
+
 def test_two_workers_make_the_read_models_one_worker_makes(
     files: Files,
     kafka_bootstrap: str,
@@ -43,12 +62,10 @@ def test_two_workers_make_the_read_models_one_worker_makes(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = new_store("postgresql", tmp_path, request)
     # a third of the history sent twice, as after a crash of the publisher
-    settings, stored = published(store, files, kafka_bootstrap, 60, resend_from=2 / 3)
-    target = new_store("postgresql", tmp_path, request)
-    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
-    assert ledger_cli(env, "init").returncode == 0
+    settings, stored, target, env = projected_later(
+        files, kafka_bootstrap, tmp_path, request, 60, resend_from=2 / 3
+    )
 
     run = ledger_cli(env, "project", "--once", "--jobs", "2")
 
@@ -146,11 +163,7 @@ def waiting_for_a_row(url: str) -> bool:
 def test_no_more_workers_than_the_topic_has_partitions(
     files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = new_store("postgresql", tmp_path, request)
-    settings, stored = published(store, files, kafka_bootstrap, 10)  # a topic of 3 partitions
-    target = new_store("postgresql", tmp_path, request)
-    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
-    assert ledger_cli(env, "init").returncode == 0
+    settings, stored, target, env = projected_later(files, kafka_bootstrap, tmp_path, request, 10)
 
     run = ledger_cli(env, "project", "--once", "--jobs", "5")
 
@@ -164,11 +177,7 @@ def test_no_more_workers_than_the_topic_has_partitions(
 def test_workers_stop_together_and_the_command_says_they_stopped_well(
     how: str, files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = new_store("postgresql", tmp_path, request)
-    settings, stored = published(store, files, kafka_bootstrap, 10)
-    target = new_store("postgresql", tmp_path, request)
-    env = kafka_env(kafka_bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
-    assert ledger_cli(env, "init").returncode == 0
+    settings, stored, target, env = projected_later(files, kafka_bootstrap, tmp_path, request, 10)
     command = [sys.executable, "-m", "ledger.cli", "project", "--jobs", "2", "--store", target]
     # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
     run = subprocess.Popen(
