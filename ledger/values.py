@@ -265,12 +265,16 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+# The checks of times are pure and a file repeats its times (a bank's batch settles many
+# payments at one time): kept for the texts seen last, as _moment is.
+@lru_cache(maxsize=1024)
 def timestamp(text: str, now: datetime | None = None) -> str:
     """An ISO 8601 time with its UTC offset, kept in the offset given; from 1900-01-01 on and,
     given `now`, not in the future."""
     return _instant(text, now).isoformat()
 
 
+@lru_cache(maxsize=1024)
 def vietnam_time(text: str, now: datetime | None = None) -> str:
     """An ISO 8601 time with a UTC offset, recorded in Vietnam's time (UTC+7): the same
     instant reads the same whether it came as text with any offset or as an Avro
@@ -278,6 +282,7 @@ def vietnam_time(text: str, now: datetime | None = None) -> str:
     return _instant(text, now).astimezone(VIETNAM).isoformat()
 
 
+@lru_cache(maxsize=1024)
 def vietnam_day(text: str) -> str:
     """The day in Vietnam (YYYY-MM-DD) of an ISO 8601 time with offset."""
     return _instant(text).astimezone(VIETNAM).date().isoformat()

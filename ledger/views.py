@@ -61,13 +61,38 @@ def summaries(
     return [ListSummary(*r) for r in rows]
 
 
-# The accounts a payroll reads. Their issued lines are those `rules.counts_in_balance` keeps:
-# the running total of every PENDING or PAID line, less the lines of periods after the one
-# drawn up and those paid under a revoked registration (few: subtracted at query time, so
-# that the read models stay a function of their events, in whatever order they came). Both
-# found through indexes, never a scan of every line ever paid: the cost of a month must not
-# grow with the years behind it.
-_ACCOUNTS_SQL = """
+# The issued lines that do not count in a balance for a period (`rules.counts_in_balance`),
+# summed per person: those of later periods and those paid under a registration since
+# revoked. Few, subtracted at query time, so that the read models stay a function of their
+# events in whatever order they came. Both found through indexes, never a scan of every line
+# ever paid: the cost of a month must not grow with the years behind it. Its three
+# parameters are the period, three times.
+NOT_COUNTED_SQL = """(
+    SELECT personal_id, CAST(SUM(total_amount) AS BIGINT) AS total,
+           CAST(SUM(funeral_amount) AS BIGINT) AS funeral
+    FROM (
+        SELECT l.personal_id, l.total_amount, l.funeral_amount FROM payment_lines l
+        WHERE l.period > ? AND l.status IN ('PENDING', 'PAID')
+        UNION ALL
+        -- driven by the revoked registrations, whatever the planner's statistics say: as a
+        -- join, the planner read every line up to the period and probed the registrations
+        SELECT r.personal_id,
+               (SELECT SUM(l.total_amount) FROM payment_lines l
+                WHERE l.personal_id = r.personal_id
+                AND l.registration_number = r.registration_number
+                AND l.period <= ? AND l.status IN ('PENDING', 'PAID')),
+               (SELECT SUM(l.funeral_amount) FROM payment_lines l
+                WHERE l.personal_id = r.personal_id
+                AND l.registration_number = r.registration_number
+                AND l.period <= ? AND l.status IN ('PENDING', 'PAID'))
+        FROM revoked_registrations r
+    ) not_counted
+    GROUP BY personal_id
+)"""
+
+# The accounts a payroll reads: the running totals of their balances, less what does not
+# count for the period drawn up.
+_ACCOUNTS_SQL = f"""
 SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficient,
        b.effective_month, b.terminated_from, b.held, b.channel, b.bank_code, b.account_number,
        d.date_of_death, d.claimant_personal_id, d.claimant_name, d.claimant_channel,
@@ -77,20 +102,7 @@ SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficien
 FROM beneficiaries b
 JOIN balances bal ON bal.personal_id = b.personal_id
 LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
-LEFT JOIN (
-    SELECT personal_id, CAST(SUM(total_amount) AS BIGINT) AS total,
-           CAST(SUM(funeral_amount) AS BIGINT) AS funeral
-    FROM (
-        SELECT l.personal_id, l.total_amount, l.funeral_amount FROM payment_lines l
-        WHERE l.period > ? AND l.status IN ('PENDING', 'PAID')
-        UNION ALL
-        SELECT l.personal_id, l.total_amount, l.funeral_amount
-        FROM revoked_registrations r JOIN payment_lines l ON l.personal_id = r.personal_id
-        AND l.registration_number = r.registration_number
-        WHERE l.period <= ? AND l.status IN ('PENDING', 'PAID')
-    ) not_counted
-    GROUP BY personal_id
-) x ON x.personal_id = b.personal_id
+LEFT JOIN {NOT_COUNTED_SQL} x ON x.personal_id = b.personal_id
 """
 
 IN_PROVINCE = "b.province_code = ?"
@@ -109,7 +121,7 @@ def accounts(
     time (a province of a national store is hundreds of thousands)."""
     coefficients: dict[str, Decimal] = {}
     later_than = "9999-12" if through is None else format_month(through)
-    sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (later_than, later_than, *params)
+    sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (*[later_than] * 3, *params)
     rows = (
         db.stream(f"{sql} ORDER BY b.personal_id", params)  # type: ignore[attr-defined]
         if streamed

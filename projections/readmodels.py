@@ -210,7 +210,10 @@ LINES_SETTLED = Staged(
     " WHERE payment_id = ?",
     set_sql="UPDATE payment_lines l SET status = s.status, settled_at = s.settled_at,"
     " reference = s.reference, reason = s.reason FROM {staging} s"
-    " WHERE l.payment_id = s.payment_id",
+    " WHERE l.payment_id = s.payment_id"
+    # the ids' range, or the join reads the key's index from the first month ever paid
+    " AND l.payment_id BETWEEN (SELECT MIN(payment_id) FROM {staging})"
+    " AND (SELECT MAX(payment_id) FROM {staging})",
     key=(4,),
 )
 

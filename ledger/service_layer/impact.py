@@ -34,6 +34,7 @@ from ledger.rules import (
     monthly_allowance,
 )
 from ledger.service_layer.ports import ReadModelDatabase
+from ledger.views import NOT_COUNTED_SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,23 +129,14 @@ def impact(
 
 # The one query: every beneficiary, grouped by what the rules read of them for a change of
 # reference data. The issued total is rule 2's through the period: the running total of the
-# PENDING and PAID lines, less those of later periods and those paid under a registration
-# since revoked (as `views.accounts` counts them).
-_COHORTS_SQL = """
+# PENDING and PAID lines, less those that do not count for it (as a payroll counts them).
+_COHORTS_SQL = f"""
 SELECT b.coefficient, b.effective_month, b.terminated_from, SUBSTR(d.date_of_death, 1, 7),
        bal.issued_total - COALESCE(x.total, 0), COUNT(*)
 FROM beneficiaries b
 JOIN balances bal ON bal.personal_id = b.personal_id
 LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
-LEFT JOIN (
-    SELECT l.personal_id, CAST(SUM(l.total_amount) AS BIGINT) AS total
-    FROM payment_lines l
-    WHERE l.status IN ('PENDING', 'PAID') AND (l.period > ? OR (
-        l.registration_number IS NOT NULL AND EXISTS (
-            SELECT 1 FROM revoked_registrations r WHERE r.personal_id = l.personal_id
-            AND r.registration_number = l.registration_number)))
-    GROUP BY l.personal_id
-) x ON x.personal_id = b.personal_id
+LEFT JOIN {NOT_COUNTED_SQL} x ON x.personal_id = b.personal_id
 GROUP BY 1, 2, 3, 4, 5
 """
 
@@ -154,7 +146,7 @@ def cohorts(db: ReadModelDatabase, through: str | None) -> list[Cohort]:
     coefficients: dict[str, Decimal] = {}
     out = []
     for coefficient, effective, terminated, death, issued, people in db.query(
-        _COHORTS_SQL, (through or "9999-12",)
+        _COHORTS_SQL, (through or "9999-12",) * 3
     ):
         coef = coefficients.get(coefficient)
         if coef is None:
