@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.aggregates import PaymentList
+from ledger.aggregates import PaymentList, payment_list_id
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
 from tests.conftest import NO_CLAIMANT, Files, death, enrolment
@@ -260,3 +260,26 @@ def test_a_draft_recorded_before_drafts_were_kept_is_drafted_again() -> None:
     with pytest.raises(RuleViolation, match="before drafts were kept"):
         payment_list.approve("checker", "t")
     assert not payment_list.is_approved
+
+
+def test_entries_an_approval_left_behind_go_with_the_next_run(ledger: Ledger, files: Files) -> None:
+    """An approval that stopped after its events were recorded, before it discarded its
+    list's kept entries: the next run of any list drops them, and keeps its own."""
+    enrolled(ledger, files)
+    ledger.run_payroll("2025-07", "01", "maker")
+    july = str(payment_list_id("2025-07", "01"))
+    kept = ledger.db.query(
+        "SELECT list_id, seq, personal_id, entry FROM kept_draft_entries ORDER BY seq"
+    )
+    assert len(kept) == len(PEOPLE) and {row[0] for row in kept} == {july}
+    ledger.approve_payroll("2025-07", "01", "checker")
+    with ledger.db.transaction(lock=()) as cursor:  # as if the approval had stopped there
+        cursor.executemany(
+            "INSERT INTO kept_draft_entries (list_id, seq, personal_id, entry) VALUES (?, ?, ?, ?)",
+            kept,
+        )
+
+    ledger.run_payroll("2025-08", "01", "maker")
+
+    left = ledger.db.query("SELECT list_id, COUNT(*) FROM kept_draft_entries GROUP BY list_id")
+    assert left == [(str(payment_list_id("2025-08", "01")), len(PEOPLE))]
