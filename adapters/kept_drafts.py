@@ -58,6 +58,10 @@ class KeptDrafts:
                     run_all(cursor, [(_INSERT, batch)])
                     batch = []
             run_all(cursor, [(_INSERT, batch)])
+
+    def discard_approved(self) -> None:
+        """Drop the entries of lists approved since they were kept: those of an approval
+        that stopped before it discarded them."""
         with self.db.transaction(lock=_TABLE) as cursor:
             _discard_approved(cursor)
 
@@ -92,8 +96,8 @@ class KeptDrafts:
 
 def _discard_approved(cursor: Any) -> None:
     """Entries of lists approved since (an approval that stopped before it discarded them).
-    Each run of a province does it: on PostgreSQL the lists' ids are looked up in the key's
-    index, since a join read every entry kept (a national month's, each time)."""
+    On PostgreSQL the lists' ids are looked up in the key's index: a join read every entry
+    kept, a national month's."""
     approved = "SELECT list_id FROM payment_lists WHERE status <> 'DRAFT'"
     postgres = hasattr(cursor, "copy_rows")
     cursor.execute(

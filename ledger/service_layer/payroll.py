@@ -329,6 +329,9 @@ def run_payroll(
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
     ports.decide_from_read_models()
+    # once per run, not per province: the index holds the entries approvals deleted until
+    # they are vacuumed, and the sweep reads them
+    ports.drafts.discard_approved()
     jobs = [(period, code, actor, province_code is not None) for code in codes]
     drafted: dict[str, _Drafted] = {}
     ports.progress(f"payroll run {period}", 0, len(codes))
