@@ -572,12 +572,22 @@ class EventStore:
         batch of at most APPLY_BYTES (at least one), asked before they are read: one
         approval's events of a thousand lines each must not all be read at once."""
         sqlite = self.location.kind == "sqlite"
-        nid = "rowid" if sqlite else "notification_id"
-        sizes = self.db.query(
-            f"SELECT {'length' if sqlite else 'octet_length'}(state) FROM {self.table}"
-            f" WHERE {nid} > ? ORDER BY {nid} LIMIT ?",
-            (after, most or self.NOTIFICATION_BATCH),
-        )
+        limit = most or self.NOTIFICATION_BATCH
+        if sqlite:
+            sizes = self.db.query(
+                f"SELECT length(state) FROM {self.table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, limit),
+            )
+        else:  # on the recorder's connections, as the events are read: from any thread
+            datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
+            with datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(
+                    f"SELECT octet_length(state) AS size FROM {self.table}"
+                    " WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+                    (after, limit),
+                    prepare=True,
+                )
+                sizes = [(row["size"],) for row in curs.fetchall()]
         total = count = 0
         for (size,) in sizes:
             total += int(size or 0)

@@ -5,6 +5,8 @@ log (the embedded default), by waiting for `ledger project` (the Kafka path), or
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from adapters.event_store import EventStore
@@ -12,7 +14,7 @@ from adapters.sql import ReadModelDatabase
 from adapters.store import StoreUrlError
 from ledger.service_layer.ports import ReadModelsBehind
 from projections.applied import contiguous_watermark
-from projections.readmodels import Projector
+from projections.readmodels import Projector, RecordedEvent
 
 
 class InProcessReadModels:
@@ -28,16 +30,32 @@ class InProcessReadModels:
 
     def catch_up(self) -> int:
         """Bring the read models up to every event recorded so far; returns how many events
-        were applied here."""
+        were applied here. On PostgreSQL the next batch is read and decoded while the
+        server writes this one's rows (the store's connections, not the read models')."""
+        if self.events.location.kind == "sqlite":  # one connection, one thread
+            return self._catch_up(lambda after: None)
+        with ThreadPoolExecutor(1, thread_name_prefix="catch-up-reader") as reader:
+            return self._catch_up(lambda after: reader.submit(self.events.recorded_events, after))
+
+    def _catch_up(self, read_ahead: Callable[[int], Future[list[RecordedEvent]] | None]) -> int:
         applied = 0
+        ahead: tuple[int, Future[list[RecordedEvent]] | None] = (-1, None)
         while True:
             with self.db.transaction() as cursor:
                 position = self.projector.position_in(cursor)
-                batch = self.events.recorded_events(position)
+                after, read = ahead
+                # what was read ahead is the batch only if nobody else applied meanwhile
+                batch = (
+                    read.result()
+                    if read is not None and after == position
+                    else self.events.recorded_events(position)
+                )
                 if not batch:
                     return applied
                 if applied == 0:
                     self._check_read_models_are_kept_here(cursor, position)
+                last = batch[-1].notification_id
+                ahead = (last, read_ahead(last))
                 self.projector.apply(cursor, batch)
                 applied += len(batch)
 
