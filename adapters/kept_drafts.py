@@ -61,9 +61,15 @@ class KeptDrafts:
 
     def discard_approved(self) -> None:
         """Drop the entries of lists approved since they were kept: those of an approval
-        that stopped before it discarded them."""
+        that stopped before it discarded them. On PostgreSQL the lists' ids are looked up
+        in the key's index: a join read every entry kept, a national month's."""
+        approved = "SELECT list_id FROM payment_lists WHERE status <> 'DRAFT'"
         with self.db.transaction(lock=_TABLE) as cursor:
-            _discard_approved(cursor)
+            cursor.execute(
+                f"DELETE FROM {_TABLE} WHERE list_id = ANY(ARRAY({approved}))"
+                if hasattr(cursor, "copy_rows")  # PostgreSQL's
+                else f"DELETE FROM {_TABLE} WHERE list_id IN ({approved})"
+            )
 
     def discard(self, list_id: str) -> None:
         """Drop the list's entries (once approved, its events hold what was kept)."""
@@ -92,16 +98,3 @@ class KeptDrafts:
                 (list_id,),
             )
         )
-
-
-def _discard_approved(cursor: Any) -> None:
-    """Entries of lists approved since (an approval that stopped before it discarded them).
-    On PostgreSQL the lists' ids are looked up in the key's index: a join read every entry
-    kept, a national month's."""
-    approved = "SELECT list_id FROM payment_lists WHERE status <> 'DRAFT'"
-    postgres = hasattr(cursor, "copy_rows")
-    cursor.execute(
-        f"DELETE FROM {_TABLE} WHERE list_id = ANY(ARRAY({approved}))"
-        if postgres
-        else f"DELETE FROM {_TABLE} WHERE list_id IN ({approved})"
-    )

@@ -65,8 +65,8 @@ def summaries(
 # summed per person: those of later periods and those paid under a registration since
 # revoked. Few, subtracted at query time, so that the read models stay a function of their
 # events in whatever order they came. Both found through indexes, never a scan of every line
-# ever paid: the cost of a month must not grow with the years behind it. Its three
-# parameters are the period, three times.
+# ever paid: the cost of a month must not grow with the years behind it. Its parameters:
+# `not_counted_params`.
 NOT_COUNTED_SQL = """(
     SELECT personal_id, CAST(SUM(total_amount) AS BIGINT) AS total,
            CAST(SUM(funeral_amount) AS BIGINT) AS funeral
@@ -89,6 +89,12 @@ NOT_COUNTED_SQL = """(
     ) not_counted
     GROUP BY personal_id
 )"""
+
+
+def not_counted_params(period: str) -> tuple[str, ...]:
+    """NOT_COUNTED_SQL's parameters for a period (YYYY-MM)."""
+    return (period,) * NOT_COUNTED_SQL.count("?")
+
 
 # The accounts a payroll reads: the running totals of their balances, less what does not
 # count for the period drawn up.
@@ -121,7 +127,7 @@ def accounts(
     time (a province of a national store is hundreds of thousands)."""
     coefficients: dict[str, Decimal] = {}
     later_than = "9999-12" if through is None else format_month(through)
-    sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (*[later_than] * 3, *params)
+    sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (*not_counted_params(later_than), *params)
     rows = (
         db.stream(f"{sql} ORDER BY b.personal_id", params)  # type: ignore[attr-defined]
         if streamed

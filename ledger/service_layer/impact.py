@@ -34,7 +34,7 @@ from ledger.rules import (
     monthly_allowance,
 )
 from ledger.service_layer.ports import ReadModelDatabase
-from ledger.views import NOT_COUNTED_SQL
+from ledger.views import NOT_COUNTED_SQL, not_counted_params
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ def cohorts(db: ReadModelDatabase, through: str | None) -> list[Cohort]:
     coefficients: dict[str, Decimal] = {}
     out = []
     for coefficient, effective, terminated, death, issued, people in db.query(
-        _COHORTS_SQL, (through or "9999-12",) * 3
+        _COHORTS_SQL, not_counted_params(through or "9999-12")
     ):
         coef = coefficients.get(coefficient)
         if coef is None:
