@@ -100,7 +100,9 @@ def open_ledger(
     (`existing`: opened as it is, to judge) and by reports (`report`: shown with a warning,
     since an auditor looking into the store needs them)."""
     from ledger.application import Ledger
+    from ledger.bootstrap import collect_rarely
 
+    collect_rarely()
     if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
         read_models = "kafka" if settings().kafka else "in-process"
     ledger = Ledger(
