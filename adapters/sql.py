@@ -143,11 +143,8 @@ class PostgresScratch(PostgresDatabase):
 
     def __init__(self, url: str, snapshot: str) -> None:
         super().__init__(url)
-        if not _SNAPSHOT_ID.fullmatch(snapshot):
-            raise ValueError(f"not a snapshot id: {snapshot!r}")
         self.conn.autocommit = False  # one transaction, from the first statement
-        self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        self.conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        see_snapshot(self.conn, snapshot)
         # before the first temporary table: their pages in the session's own memory
         self.conn.execute("SET temp_buffers = '1GB'")
         row = self.conn.execute("SELECT current_schema()").fetchone()
@@ -168,6 +165,16 @@ class PostgresScratch(PostgresDatabase):
 
 
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+def see_snapshot(conn: Any, snapshot: str, read_only: bool = False) -> None:
+    """Make the transaction that `conn` begins see the store as the snapshot exported by
+    another session (`pg_export_snapshot()`, whose transaction must still be open)."""
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    only = ", READ ONLY" if read_only else ""
+    conn.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{only}")
+    conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
 
 class _PostgresCursor:

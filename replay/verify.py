@@ -22,6 +22,8 @@ agrees with it.
 The books and the read models are judged on the events the read models hold: on the Kafka path
 `ledger project` may not have applied the latest ones yet, nor in order (projections/applied.py).
 Every check reads one snapshot of the store, so events applied meanwhile change nothing seen.
+On PostgreSQL the chain is checked in a process of its own, in that snapshot, while the read
+models are rebuilt: each is one core's work.
 
 What the chain cannot prove alone: that nothing was removed from its end, or that someone
 holding the key did not rewrite the events and the chain after them. Heads recorded outside the
@@ -36,8 +38,10 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -45,7 +49,7 @@ from uuid import UUID
 from adapters import avro, read_model_guards
 from adapters.chain import GENESIS, link
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN
-from adapters.sql import PostgresScratch, SQLiteDatabase
+from adapters.sql import PostgresScratch, SQLiteDatabase, see_snapshot
 from ledger import views
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post_event
@@ -102,7 +106,7 @@ def verify(
         return rebuilt[0]
 
     runs: list[tuple[str, Callable[[], Check]]] = [
-        ("hash chain", lambda: check_chain(ledger)),
+        (CHAIN, lambda: check_chain(ledger)),
         ("immutability guards", lambda: check_guards(ledger)),
         ("read models", read_models),
         # from the same pass over the events, unless that pass did not finish
@@ -112,16 +116,19 @@ def verify(
         runs.append((HEADS, lambda: check_recorded_heads(ledger, heads_from)))
     if kafka is not None:
         runs.append(("chain published on Kafka", lambda: check_published_chain(ledger, *kafka)))
-    checks = []
-    with _snapshot(ledger.db) as snapshot:
+    names = [name for name, _ in runs]
+    done: dict[str, Check] = {}
+    with _snapshot(ledger.db) as snapshot, _beside(ledger, snapshot) as chain:
         seen.append(snapshot)
+        if chain is not None:  # checked in a process of its own: its result is awaited last
+            runs = [(n, r) for n, r in runs if n != CHAIN] + [(CHAIN, chain.result)]
         for name, run in runs:
             try:
                 with snapshot.part():
-                    checks.append(run())
+                    done[name] = run()
             except Exception as err:  # an event too damaged to read is a finding, not a crash
-                checks.append(Check(name, [f"could not be checked: {type(err).__name__}: {err}"]))
-    return Report(checks)
+                done[name] = Check(name, [f"could not be checked: {type(err).__name__}: {err}"])
+    return Report([done[name] for name in names])
 
 
 @dataclass
@@ -150,6 +157,31 @@ def _snapshot(db: Any) -> Iterator[_Snapshot]:
             db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             (exported,) = db.conn.execute("SELECT pg_export_snapshot()").fetchone()
             yield _Snapshot(db.conn.transaction, str(exported))
+
+
+CHAIN = "hash chain"
+
+
+@contextmanager
+def _beside(ledger: Ledger, snapshot: _Snapshot) -> Iterator[Future[Check] | None]:
+    """On PostgreSQL, the hash chain checked in a process of its own, in the same snapshot,
+    while this one rebuilds the read models: the two long checks, each one core's Python
+    work. None on SQLite (one connection: the chain is checked here, in turn)."""
+    if snapshot.exported is None:
+        yield None
+        return
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as process:
+        yield process.submit(_chain_in_snapshot, ledger.location.url, snapshot.exported)
+
+
+def _chain_in_snapshot(url: str, snapshot: str) -> Check:
+    """`check_chain` in a new process, on the store as the snapshot shows it (the process
+    that exported it keeps it open until this returns)."""
+    with Ledger(url, read_models="none", existing=True) as ledger:
+        conn = ledger.db.conn  # type: ignore[attr-defined]
+        with conn.transaction():
+            see_snapshot(conn, snapshot, read_only=True)
+            return check_chain(ledger)
 
 
 # 1. The hash chain

@@ -367,21 +367,50 @@ def test_read_models_are_judged_as_they_stood_when_verify_began(
     filled_postgres: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A change to the read models committed after verify began (here while it checks the
-    chain, before it rebuilds) is not seen by this verify, which judges one snapshot, and is
+    guards, before it rebuilds) is not seen by this verify, which judges one snapshot, and is
     by the next."""
     from replay import verify as verifying
 
     url = filled_postgres
-    real = verifying.check_chain
+    real = verifying.check_guards
 
     def changed_meanwhile(ledger: Ledger) -> verifying.Check:
         as_the_projection(url, "UPDATE balances SET funeral_credited = funeral_credited + 1")
         return real(ledger)
 
-    monkeypatch.setattr(verifying, "check_chain", changed_meanwhile)
+    monkeypatch.setattr(verifying, "check_guards", changed_meanwhile)
     assert findings(url)["read models"] == []
-    monkeypatch.setattr(verifying, "check_chain", real)
+    monkeypatch.setattr(verifying, "check_guards", real)
     assert any(f.startswith("balances: ") for f in findings(url)["read models"])
+
+
+def test_the_chain_checked_in_its_own_process_is_judged_in_the_same_snapshot(
+    filled_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the chain is checked in a process of its own while this one rebuilds the
+    read models. An event altered after verify began (while it checks the guards, before that
+    process has read anything: it is still starting) is not seen by this verify, and is named
+    by the next: the process judged the snapshot verify began with, not the store as it was
+    when it got there."""
+    from replay import verify as verifying
+
+    url = filled_postgres
+    n, *_ = stored(url)[5]
+    real = verifying.check_guards
+    events, nid = events_and_id(url)
+
+    def altered_meanwhile(ledger: Ledger) -> verifying.Check:
+        guards_off(url)
+        edited = "convert_to(replace(convert_from(state, 'UTF8'), '2025', '2024'), 'UTF8')"
+        assert tamper(url, f"UPDATE {events} SET state = {edited} WHERE {nid} = {n}") == ""
+        return real(ledger)
+
+    monkeypatch.setattr(verifying, "check_guards", altered_meanwhile)
+    assert findings(url)["hash chain"] == []
+    monkeypatch.setattr(verifying, "check_guards", real)
+    found = findings(url)
+    assert found["hash chain"][0].startswith(f"notification {n}: altered")
+    assert found["immutability guards"] != []  # and the attacker's first step is named too
 
 
 def test_the_rebuilt_tables_are_gone_when_verify_ends(filled_postgres: str) -> None:
