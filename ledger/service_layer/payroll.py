@@ -418,11 +418,16 @@ def approve_payroll(
         if isinstance(outcome, str):
             refused.append(outcome)
         else:
-            approved.append(outcome.province_code)
-            to_review[outcome.province_code] = outcome.to_review
-            deaths_since[outcome.province_code] = outcome.deaths_since_draft
+            # shown here, while the workers approve the next provinces: a worker that
+            # brought the read models up itself waited for the other's turn at them
+            ports.show_saved()
+            code, list_id = outcome.province_code, outcome.list_id
+            approved.append(code)
+            to_review[code] = outcome.to_review
+            # people of the list whose death was recorded after its draft: paid as drafted
+            deaths_since[code] = ports.drafts.deaths_since(list_id, outcome.known_through)
+            ports.drafts.discard(list_id)
         ports.progress(f"payroll approve {period}", done, len(jobs))
-    ports.show_saved()  # what workers of their own recorded
     approved.sort()
     refused.sort()
     if refused:
@@ -447,13 +452,14 @@ def approve_payroll(
 @dataclass(frozen=True)
 class _Approved:
     province_code: str
+    list_id: str
+    known_through: int  # what its draft was computed from
     to_review: tuple[tuple[Any, int], ...]
-    deaths_since_draft: int  # people whose death record changed after the draft
 
 
 def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved | str:
-    """Approve one province's draft of a period, as drafted, and show it in the read
-    models; or why it was refused (nothing recorded for it). `job`: period, province,
+    """Approve one province's draft of a period, as drafted (the command shows it in the
+    read models); or why it was refused (nothing recorded for it). `job`: period, province,
     approver, lines per LinesIssued event. A province's list is never held: its lines are
     read from the kept draft as they are recorded."""
     period, code, actor, line_chunk = job
@@ -507,11 +513,7 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
             f"payroll {period} {code}: another approval in {code} was recorded at the "
             "same time; run `payroll approve` again for the lists still in draft"
         )
-    ports.show_saved()
-    # people of the list whose death was recorded after its draft: paid as drafted
-    deaths = ports.drafts.deaths_since(str(payment_list.id), facts.known_through)
-    ports.drafts.discard(str(payment_list.id))
-    return _Approved(code, tuple(to_review), deaths)
+    return _Approved(code, str(payment_list.id), facts.known_through, tuple(to_review))
 
 
 @dataclass(frozen=True)
