@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ledger import values
 from ledger.application import Ledger, ListSummary
 from ledger.books import PAYABLE
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
@@ -391,9 +392,9 @@ def run_demo(args: argparse.Namespace, out: Console, err: Console) -> None:
             ledger.approve_payroll(p, None, checker)
             files = ledger.export_payroll(p, None, out_dir)
             lines = ledger.db.query(
-                "SELECT payment_id, channel FROM payment_lines WHERE period = ? "
-                "ORDER BY payment_id",
-                (p,),
+                "SELECT payment_id, channel FROM payment_lines WHERE payment_id BETWEEN ? AND ?"
+                " AND period = ? ORDER BY payment_id",
+                (*values.payment_ids_of(p), p),
             )
             result = ledger.settle(
                 story.write(

@@ -176,6 +176,16 @@ def payment_list_of(text: str) -> tuple[str, str]:
     return text[:7], text[8:10]
 
 
+def payment_ids_of(period: str, province_code: str | None = None) -> tuple[str, str]:
+    """The first and the last payment id rule 8 can give on a period's lists (on one
+    province's list, given one). The ids of those lines sort between the two and every other
+    id outside, in any collation (digits and dashes in fixed places): a range of the payment
+    lines' own key finds them, with no index on period and province to keep up."""
+    province = province_code or "00"
+    last = province_code or "99"
+    return f"{period}-{province}-000000000000", f"{period}-{last}-999999999999F"
+
+
 def event_id(text: str) -> str:
     """A registry's event id: a UUID, in its canonical lower-case form."""
     try:

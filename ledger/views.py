@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger import values
 from ledger.months import VIETNAM, format_month, month_of_iso, parse_month
 from ledger.reference import reference_data
 from ledger.rules import (
@@ -72,7 +73,7 @@ NOT_COUNTED_SQL = """(
            CAST(SUM(funeral_amount) AS BIGINT) AS funeral
     FROM (
         SELECT l.personal_id, l.total_amount, l.funeral_amount FROM payment_lines l
-        WHERE l.period > ? AND l.status IN ('PENDING', 'PAID')
+        WHERE l.payment_id > ? AND l.period > ? AND l.status IN ('PENDING', 'PAID')
         UNION ALL
         -- driven by the revoked registrations, whatever the planner's statistics say: as a
         -- join, the planner read every line up to the period and probed the registrations
@@ -92,8 +93,9 @@ NOT_COUNTED_SQL = """(
 
 
 def not_counted_params(period: str) -> tuple[str, ...]:
-    """NOT_COUNTED_SQL's parameters for a period (YYYY-MM)."""
-    return (period,) * NOT_COUNTED_SQL.count("?")
+    """NOT_COUNTED_SQL's parameters for a period (YYYY-MM): the lines of later periods are
+    found by their key, after the period's last payment id."""
+    return (values.payment_ids_of(period)[1], period, period, period)
 
 
 # The accounts a payroll reads: the running totals of their balances, less what does not

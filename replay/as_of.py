@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sql import SQLiteDatabase
+from ledger import values
 from ledger.application import Ledger, export_bytes
 from ledger.months import VIETNAM
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
@@ -282,9 +283,9 @@ def _compare(
     exports: Path | None,
 ) -> list[IssuedCheck]:
     issued = ledger.db.query(
-        f"SELECT {', '.join(LINE_FIELDS)} FROM payment_lines WHERE period = ? AND"
-        " province_code = ? ORDER BY payment_id",
-        (period, province),
+        f"SELECT {', '.join(LINE_FIELDS)} FROM payment_lines WHERE payment_id BETWEEN ? AND ?"
+        " AND period = ? AND province_code = ? ORDER BY payment_id",
+        (*values.payment_ids_of(period, province), period, province),
     )
     by_channel: dict[str, dict[str, list[tuple[Any, ...]]]] = defaultdict(
         lambda: {"issued": [], "recomputed": []}

@@ -14,7 +14,7 @@ from adapters.kafka_projection import APPLY_BYTES
 from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from projections.readmodels import READ_MODEL_TABLES, READERS_INDEXES, Projector, RecordedEvent
+from projections.readmodels import READ_MODEL_TABLES, REPLAY_INDEXES, Projector, RecordedEvent
 
 
 def events_table(ledger: Ledger) -> tuple[str, str]:
@@ -55,7 +55,7 @@ def rebuild(
             progress(applied)
     if readers_indexes:
         with target.transaction() as cursor:
-            for statement in READERS_INDEXES:
+            for statement in REPLAY_INDEXES:
                 cursor.execute(statement)
     return applied
 

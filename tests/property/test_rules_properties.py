@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
 
+from ledger import values
 from ledger.months import format_month, parse_month
 from ledger.rules import (
     FUNERAL,
@@ -24,6 +25,7 @@ from ledger.rules import (
     assess,
     credits_through,
     draft_list,
+    payment_id,
 )
 
 BASE = parse_month("2021-07")  # every generated schedule starts here
@@ -299,3 +301,37 @@ def test_digest_changes_when_a_line_changes(case, data):
     second = draft_list(period, "01", [*accs[:i], changed, *accs[i + 1 :]], ref)
     assert second.lines != first.lines
     assert second.digest != first.digest
+
+
+_months = st.integers(min_value=2000 * 12, max_value=2099 * 12 + 11)
+_provinces = st.from_regex(r"[0-9]{2}", fullmatch=True)
+_people = st.from_regex(r"[0-9]{12}", fullmatch=True)
+
+
+@given(
+    _months,
+    _provinces,
+    _people,
+    st.sampled_from([REGULAR, FUNERAL]),
+    st.one_of(st.none(), _months),
+    st.one_of(st.none(), _provinces),
+)
+def test_a_lists_payment_ids_sort_between_its_first_and_last(
+    month: int,
+    province: str,
+    person: str,
+    kind: str,
+    other_month: int | None,
+    other_province: str | None,
+) -> None:
+    """The lines of a period's lists (of one province's list) are found by a range of the
+    payment id: every id rule 8 gives on them falls in it, and no id of another list.
+    (None: the line's own period or province.)"""
+    pid = payment_id(month, province, person, kind)
+    period = format_month(month if other_month is None else other_month)
+    code = province if other_province is None else other_province
+    first, last = values.payment_ids_of(period, code)
+    assert (first <= pid <= last) == ((format_month(month), province) == (period, code))
+    first, last = values.payment_ids_of(period)
+    assert (first <= pid <= last) == (format_month(month) == period)
+    assert (pid > last) == (format_month(month) > period)  # the lines of later periods
