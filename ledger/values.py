@@ -181,9 +181,8 @@ def payment_ids_of(period: str, province_code: str | None = None) -> tuple[str, 
     province's list, given one). The ids of those lines sort between the two and every other
     id outside, in any collation (digits and dashes in fixed places): a range of the payment
     lines' own key finds them, with no index on period and province to keep up."""
-    province = province_code or "00"
-    last = province_code or "99"
-    return f"{period}-{province}-000000000000", f"{period}-{last}-999999999999F"
+    lowest, highest = (province_code, province_code) if province_code else ("00", "99")
+    return f"{period}-{lowest}-000000000000", f"{period}-{highest}-999999999999F"
 
 
 def event_id(text: str) -> str:

@@ -66,15 +66,19 @@ def test_an_untouched_store_verifies(filled: str) -> None:
     }
 
 
+def alter_event(url: str, n: int) -> None:
+    """An attacker's edit of one stored event's bytes (a year changed), its guards off."""
+    guards_off(url)
+    events, nid = events_and_id(url)
+    text = "CAST(state AS TEXT)" if sqlite(url) else "convert_from(state, 'UTF8')"
+    edited = f"replace({text}, '2025', '2024')"
+    as_bytes = f"CAST({edited} AS BLOB)" if sqlite(url) else f"convert_to({edited}, 'UTF8')"
+    assert tamper(url, f"UPDATE {events} SET state = {as_bytes} WHERE {nid} = {n}") == ""
+
+
 def test_an_altered_event_is_named(filled: str) -> None:
     n, *_ = stored(filled)[5]
-    guards_off(filled)
-    events, nid = events_and_id(filled)
-    text = "CAST(state AS TEXT)" if sqlite(filled) else "convert_from(state, 'UTF8')"
-    edited = f"replace({text}, '2025', '2024')"
-    as_bytes = f"CAST({edited} AS BLOB)" if sqlite(filled) else f"convert_to({edited}, 'UTF8')"
-    change = f"UPDATE {events} SET state = {as_bytes}"
-    assert tamper(filled, f"{change} WHERE {nid} = {n}") == ""
+    alter_event(filled, n)
     found = findings(filled)
     assert found["hash chain"][0].startswith(f"notification {n}: altered")
     assert len(found["hash chain"]) == 1  # one altered event is one finding
@@ -397,12 +401,9 @@ def test_the_chain_checked_in_its_own_process_is_judged_in_the_same_snapshot(
     url = filled_postgres
     n, *_ = stored(url)[5]
     real = verifying.check_guards
-    events, nid = events_and_id(url)
 
     def altered_meanwhile(ledger: Ledger) -> verifying.Check:
-        guards_off(url)
-        edited = "convert_to(replace(convert_from(state, 'UTF8'), '2025', '2024'), 'UTF8')"
-        assert tamper(url, f"UPDATE {events} SET state = {edited} WHERE {nid} = {n}") == ""
+        alter_event(url, n)
         return real(ledger)
 
     monkeypatch.setattr(verifying, "check_guards", altered_meanwhile)
