@@ -147,6 +147,8 @@ class PostgresScratch(PostgresDatabase):
         see_snapshot(self.conn, snapshot)
         # before the first temporary table: their pages in the session's own memory
         self.conn.execute("SET temp_buffers = '1GB'")
+        # a rebuild's sums of every person's amounts, grouped in memory rather than on disk
+        self.conn.execute("SET work_mem = '256MB'")
         row = self.conn.execute("SELECT current_schema()").fetchone()
         self.live_schema = str(row[0]) if row else "public"
         # tables created and named without a schema are the session's temporary ones

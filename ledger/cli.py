@@ -611,7 +611,9 @@ def cmd_verify(args: argparse.Namespace) -> None:
     # Kafka path verify does not wait for `ledger project`: it judges what is applied
     read_models = "none" if settings().kafka else None
     with open_ledger(args, read_models=read_models, existing=True) as ledger:
-        report = verify(ledger, kafka=kafka, heads_from=[Path(p) for p in args.against or ()])
+        report = verify(
+            ledger, kafka=kafka, heads_from=[Path(p) for p in args.against or ()], jobs=args.jobs
+        )
     if args.json:
         print_json(out, as_json(report))
     else:
@@ -710,15 +712,19 @@ def cmd_replay(args: argparse.Namespace) -> None:
             )
             return
         path = Path(args.out or f"replay-{args.as_of}.sqlite")
-        source = None
+        kafka = None
         if args.from_kafka:
             from adapters.kafka_log import TopicSettings
-            from replay.rebuild import kafka_events
 
-            source = kafka_events(
-                kafka_bootstrap("replay --from-kafka"), TopicSettings.from_env().name
-            )
-        applied = replay_into(ledger, path, cut, lambda n: report("events replayed", n, 0), source)
+            kafka = (kafka_bootstrap("replay --from-kafka"), TopicSettings.from_env().name)
+        applied = replay_into(
+            ledger,
+            path,
+            cut,
+            lambda n: report("events replayed", n, 0),
+            kafka=kafka,
+            jobs=args.jobs,
+        )
         replayed = SQLiteDatabase(path)
         try:
             table = SafeTable(
@@ -1052,6 +1058,16 @@ def checked_by_jobs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def rebuilt_in_parts(p: argparse.ArgumentParser) -> None:
+    jobs_option(
+        p,
+        8,
+        "parts of the read models rebuilt side by side, each by a process of its own from "
+        "some aggregates' events (a PostgreSQL store, or Kafka's copy; at most the machine's "
+        "cores are worth it)",
+    )
+
+
 def bounded(low: int, high: int) -> Callable[[str], int]:
     """A whole-number argument from `low` to `high`."""
 
@@ -1301,6 +1317,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replay Kafka's copy (ledger.events from offset 0) instead of the store's",
     )
+    rebuilt_in_parts(p)
     p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument(
@@ -1310,6 +1327,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifests and checkpoints (files, or folders searched below) whose chain heads "
         "the history must still hold; may be repeated",
     )
+    rebuilt_in_parts(p)
     p = command(
         commands,
         "checkpoint",

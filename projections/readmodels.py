@@ -17,7 +17,16 @@ from typing import Any
 
 from ledger.books import post_event
 from ledger.rules import ISSUED_FIELDS, LINE, LINE_FIELDS, issued_delta
-from projections.writes import Insert, Staged, Writes
+from projections.writes import (
+    BALANCE_DELTAS_TABLE,
+    BALANCE_TOTALS,
+    SUM_BALANCE_DELTAS,
+    Insert,
+    Staged,
+    Totals,
+    Upsert,
+    Writes,
+)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS projection_position (
@@ -224,6 +233,71 @@ LINES_SETTLED = Staged(
     key=(4,),
 )
 
+# Rows that the events of several aggregates write (projections/writes.py, `Upsert`): the
+# rule of each decides, so the read models come out the same in any order of aggregates.
+# On the Kafka path an event id a registry reused can reach two death records: one row per
+# event id, the least record winning, whichever arrives first.
+DEATH_REGISTRATION_EVENT = Upsert(
+    "death_registration_events",
+    ("event_id", "aggregate_id", "event_type"),
+    "ON CONFLICT (event_id) DO UPDATE SET"
+    " aggregate_id = excluded.aggregate_id, event_type = excluded.event_type"
+    " WHERE excluded.aggregate_id < d.aggregate_id OR (excluded.aggregate_id ="
+    " d.aggregate_id AND excluded.event_type < d.event_type)",
+    alias="d",
+)
+# A file that spans provinces settles several lists (aggregates): the row is the earliest of
+# their events (ISO 8601 UTC times sort as text), not the first to arrive.
+SETTLEMENT_FILE = Upsert(
+    "settlement_files",
+    ("file_sha256", "source", "first_applied_at"),
+    "ON CONFLICT (file_sha256) DO UPDATE SET"
+    " source = excluded.source, first_applied_at = excluded.first_applied_at"
+    " WHERE excluded.first_applied_at < f.first_applied_at OR (excluded.first_applied_at"
+    " = f.first_applied_at AND excluded.source < f.source)",
+    alias="f",
+)
+# [debits, credits] added per account
+GENERAL_LEDGER = Upsert(
+    "general_ledger",
+    ("account", "debits", "credits"),
+    "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
+    " credits = general_ledger.credits + excluded.credits",
+)
+
+# The tables whose every row is written by the events of one aggregate, and the column that
+# names it: read models rebuilt in parts, each from some aggregates' events (replay/parts.py),
+# are compared part by part on these.
+OF_ONE_AGGREGATE = {
+    "beneficiaries": "aggregate_id",
+    "deaths": "aggregate_id",
+    "payment_lists": "list_id",
+    "payment_lines": "list_id",
+    "audit_trail": "aggregate_id",
+}
+_MERGED: dict[str, Upsert | Totals] = {
+    u.table: u
+    for u in (
+        DEATH_REGISTRATION_EVENT,
+        SETTLEMENT_FILE,
+        BALANCE_TOTALS,
+        Totals("general_ledger", "account", ("debits", "credits")),
+    )
+}
+
+
+def merge_statements(table: str, sources: list[str]) -> list[str]:
+    """The statements that make an empty table of the read models from the same table of
+    several parts (each rebuilt from some aggregates' events, with no readers' indexes): rows
+    written by several aggregates are merged by their rule, amounts added up, any other row
+    added as it is."""
+    merged = _MERGED.get(table)
+    if isinstance(merged, Totals):
+        return [merged.sum_sql(sources)]
+    if isinstance(merged, Upsert):
+        return [merged.merge_sql(source) for source in sources]
+    return [f"INSERT INTO {table} SELECT * FROM {source}" for source in sources]
+
 
 class Projector:
     """Applies recorded events to the read models, in notification order."""
@@ -231,6 +305,7 @@ class Projector:
     name = "ledger_read_models"
 
     def __init__(self) -> None:
+        self.rebuilding = False  # see `start_rebuild`
         self._handlers: dict[str, Callable[[RecordedEvent, Writes], None]] = {
             "Beneficiary.Enrolled": self._enrolled,
             "Beneficiary.PaymentsHeld": self._held,
@@ -274,6 +349,19 @@ class Projector:
             if readers_indexes or statement not in READERS_INDEXES:
                 cursor.execute(_with_free_space(statement) if postgres else statement)
 
+    def start_rebuild(self, cursor: Any) -> None:
+        """Make the read models' tables, empty, for this projector alone to fill from the
+        first event (a rebuild): without the readers' indexes, and with the balances added
+        up at the end (`finish_rebuild`), not upserted batch after batch."""
+        self.create_schema(cursor, readers_indexes=False)
+        cursor.execute(BALANCE_DELTAS_TABLE)
+        self.rebuilding = True
+
+    def finish_rebuild(self, cursor: Any) -> None:
+        cursor.execute(SUM_BALANCE_DELTAS)
+        cursor.execute("DROP TABLE balance_deltas")
+        self.rebuilding = False
+
     @staticmethod
     def schema_missing(db: Any) -> bool:
         """Whether a table or an index of the read models is missing (PostgreSQL)."""
@@ -306,7 +394,7 @@ class Projector:
         updates the same few accounts' rows, so side-by-side workers wait for each other
         from their first update of them to their commit: that update must come last."""
         self.mark_projecting(cursor)
-        writes = Writes()
+        writes = Writes(summed_at_end=self.rebuilding)
         deferred = ledger_moves is not None
         if ledger_moves is None:
             ledger_moves = {}
@@ -350,9 +438,7 @@ class Projector:
         """Add [debits, credits] per account to the general ledger, in the accounts' order (so
         that two transactions take their rows' locks in one order)."""
         cursor.executemany(
-            "INSERT INTO general_ledger (account, debits, credits) VALUES (?, ?, ?) "
-            "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
-            " credits = general_ledger.credits + excluded.credits",
+            GENERAL_LEDGER.row_sql,
             [(acc, d, c) for acc, (d, c) in sorted(ledger_moves.items())],
         )
 
@@ -431,14 +517,9 @@ class Projector:
     @staticmethod
     def _registration_applied(e: RecordedEvent, w: Writes) -> None:
         # On the Kafka path a death consumer decides before `ledger project` shows what it
-        # just recorded, so an event id a registry reused can reach two death records. One
-        # row per event id, the least record winning: the same row whichever arrives first.
+        # just recorded, so an event id a registry reused can reach two death records.
         w.later(
-            "INSERT INTO death_registration_events AS d (event_id, aggregate_id, event_type)"
-            " VALUES (?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
-            " aggregate_id = excluded.aggregate_id, event_type = excluded.event_type"
-            " WHERE excluded.aggregate_id < d.aggregate_id OR (excluded.aggregate_id ="
-            " d.aggregate_id AND excluded.event_type < d.event_type)",
+            DEATH_REGISTRATION_EVENT.row_sql,
             (e.payload["event_id"], e.aggregate_id, e.type.rsplit(".", 1)[1]),
         )
 
@@ -629,15 +710,8 @@ class Projector:
 
     def _lines_settled(self, e: RecordedEvent, w: Writes) -> None:
         settled = e.payload["settlements"]
-        # A file that spans provinces settles several lists (aggregates), whose events Kafka
-        # delivers in any order: the row is the earliest of them (ISO 8601 UTC times sort
-        # as text), not the first to arrive.
         w.later(
-            "INSERT INTO settlement_files AS f (file_sha256, source, first_applied_at)"
-            " VALUES (?, ?, ?) ON CONFLICT (file_sha256) DO UPDATE SET"
-            " source = excluded.source, first_applied_at = excluded.first_applied_at"
-            " WHERE excluded.first_applied_at < f.first_applied_at OR (excluded.first_applied_at"
-            " = f.first_applied_at AND excluded.source < f.source)",
+            SETTLEMENT_FILE.row_sql,
             (e.payload["file_sha256"], e.payload["source"], e.recorded_at),
         )
         w.add(

@@ -74,6 +74,33 @@ class Staged:
         cursor.execute(self.set_sql.format(staging=staging))
 
 
+@dataclass(frozen=True)
+class Upsert:
+    """A row that the events of several aggregates write, by a rule that does not depend on
+    their order (`rule`, the ON CONFLICT clause; `alias`, the table's name in it): one row at
+    a time as events come (`row_sql`), or a whole table of such rows merged in at once
+    (`merge_sql`: a part of a rebuild). Kafka delivers different aggregates' events in any
+    order, and a rebuild in parts makes each part from some aggregates only."""
+
+    table: str
+    columns: tuple[str, ...]
+    rule: str
+    alias: str = ""
+
+    @property
+    def _into(self) -> str:
+        alias = f" AS {self.alias}" if self.alias else ""
+        return f"INSERT INTO {self.table}{alias} ({', '.join(self.columns)})"
+
+    @property
+    def row_sql(self) -> str:
+        return f"{self._into} VALUES ({_placeholders(len(self.columns))}) {self.rule}"
+
+    def merge_sql(self, source: str) -> str:
+        # `WHERE true`: SQLite would read the ON of ON CONFLICT as a join's otherwise
+        return f"{self._into} SELECT {', '.join(self.columns)} FROM {source} WHERE true {self.rule}"
+
+
 Runs = list[tuple["Statement | str", list[tuple[Any, ...]]]]
 
 
@@ -92,7 +119,10 @@ class Writes:
     """The writes of one batch of events: `add` in order, `later` at the end (statements
     whose result does not depend on their order), balances summed per person."""
 
-    def __init__(self) -> None:
+    def __init__(self, summed_at_end: bool = False) -> None:
+        """`summed_at_end`: a rebuild's, whose balances are added up once at its end
+        (BALANCE_DELTAS)."""
+        self.summed_at_end = summed_at_end
         self.runs: Runs = []
         self.deferred: dict[Statement | str, list[tuple[Any, ...]]] = {}
         self.balances: dict[str, list[Any]] = {}
@@ -147,7 +177,11 @@ class Writes:
 
     def flush(self, cursor: Any) -> None:
         runs = self.runs + list(self.deferred.items())
-        if self.balances:
+        if self.balances and self.summed_at_end:
+            runs.append(
+                (BALANCE_DELTAS, [(pid, *amounts) for pid, amounts in self.balances.items()])
+            )
+        elif self.balances:
             # in personal-id order (the locks taken in one order by any writer); sorted by the
             # key alone: comparing (id, amounts) tuples costs three times as much
             rows = sorted(((pid, *amounts) for pid, amounts in self.balances.items()), key=_first)
@@ -175,16 +209,56 @@ _BALANCE_UPSERT = (
     " OR balances.credited_through < excluded.credited_through"
     " THEN excluded.credited_through ELSE balances.credited_through END"
 )
-_BALANCE_NAMES = ", ".join(n for n, _ in _BALANCE_COLUMNS)
 # Amounts added to beneficiaries' balances as an upsert, so that the read models come out the
 # same whatever order events of different aggregates arrive in (Kafka keeps order only within
 # an aggregate's partition).
+_BALANCE_NAMES = ", ".join(n for n, _ in _BALANCE_COLUMNS)
+BALANCE = Upsert("balances", tuple(n for n, _ in _BALANCE_COLUMNS), _BALANCE_UPSERT.strip())
 BALANCES = Staged(
     name="balances",
     columns=_BALANCE_COLUMNS,
-    row_sql=f"INSERT INTO balances ({_BALANCE_NAMES}) VALUES ({_placeholders(6)})"
-    + _BALANCE_UPSERT,
-    set_sql=f"INSERT INTO balances ({_BALANCE_NAMES}) SELECT {_BALANCE_NAMES} FROM {{staging}}"
-    + _BALANCE_UPSERT,
+    row_sql=BALANCE.row_sql,
+    set_sql=BALANCE.merge_sql("{staging}"),
     # no key to make unique: `Writes` sums a batch's amounts into one row per person
 )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Rows whose amounts add up, one per `key`: a table of them made at once from several
+    tables of amounts (a rebuild's balance deltas; the parts of a rebuild), into an empty
+    table. The same result as upserting every row, written once. `latest`: columns whose
+    greatest value wins."""
+
+    table: str
+    key: str
+    sums: tuple[str, ...]
+    latest: tuple[str, ...] = ()
+
+    def sum_sql(self, sources: list[str]) -> str:
+        columns = (self.key, *self.sums, *self.latest)
+        names = ", ".join(columns)
+        union = " UNION ALL ".join(f"SELECT {names} FROM {source}" for source in sources)
+        totals = ", ".join(
+            [self.key, *(f"SUM({c})" for c in self.sums), *(f"MAX({c})" for c in self.latest)]
+        )
+        return (
+            f"INSERT INTO {self.table} ({names}) SELECT {totals} FROM ({union}) AS amounts"
+            f" GROUP BY {self.key}"
+        )
+
+
+BALANCE_TOTALS = Totals(
+    "balances",
+    "personal_id",
+    ("allowance_credited", "funeral_credited", "issued_total", "funeral_issued"),
+    ("credited_through",),
+)
+# A rebuild, which alone writes its tables, adds each batch's amounts to a table of their own
+# and sums them into the balances once, at its end: each person's row is written once, not
+# upserted again by every month's batches.
+BALANCE_DELTAS = Insert("balance_deltas", BALANCE.columns)
+BALANCE_DELTAS_TABLE = (
+    f"CREATE TABLE balance_deltas ({', '.join(f'{n} {t}' for n, t in _BALANCE_COLUMNS)})"
+)
+SUM_BALANCE_DELTAS = BALANCE_TOTALS.sum_sql(["balance_deltas"])

@@ -34,8 +34,9 @@ from ledger.application import Ledger, export_bytes
 from ledger.months import VIETNAM
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from projections.applied import contiguous_watermark
-from projections.readmodels import Projector, RecordedEvent
-from replay.rebuild import events_table, rebuild, stored_events
+from projections.readmodels import REPLAY_INDEXES, Projector, RecordedEvent
+from replay.parts import PartJob, merge_files, rebuild_in_parts
+from replay.rebuild import events_table, kafka_events, rebuild, stored_events
 
 # acts: effective when recorded
 _ACTS = ("PaymentList.", "PayrollRegister.", "Beneficiary.PaymentsHeld",
@@ -113,21 +114,32 @@ def replay_into(
     cut: Cut,
     progress: Callable[[int], None] = lambda n: None,
     events: Iterable[list[RecordedEvent]] | None = None,
+    *,
+    kafka: tuple[str, str] | None = None,
+    jobs: int = 1,
 ) -> int:
     """The read models as the cut sees them, in a new SQLite file; how many events. The
-    events come from the store unless given (Kafka's copy). The file is made under another
-    name, locked while it is written, and given its own name at the end: a replay that fails
-    or is killed leaves no file that looks finished, and two replays into one file are
-    refused rather than mixed."""
+    events come from the store unless given, or from Kafka's copy (`kafka`: bootstrap
+    servers and topic). With `jobs` above 1, from a PostgreSQL store or from Kafka, the read
+    models are rebuilt in that many parts side by side and merged (replay/parts.py). The file
+    is made under another name, locked while it is written, and given its own name at the
+    end: a replay that fails or is killed leaves no file that looks finished, and two
+    replays into one file are refused rather than mixed."""
     if path.exists():
         raise RuleViolation(f"{path} exists: give another --out, or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
+    in_parts = jobs > 1 and events is None and (kafka or ledger.location.kind == "postgresql")
+    if kafka is not None and events is None and not in_parts:
+        events = kafka_events(*kafka)
     with _writing(partial, path):
         db = SQLiteDatabase(partial, scratch=True)
         try:
-            source = stored_events(ledger) if events is None else events
-            applied = rebuild(db, source, cut.keep, progress)
+            if in_parts:
+                applied = _in_parts(ledger, db, cut, progress, kafka, jobs)
+            else:
+                source = stored_events(ledger) if events is None else events
+                applied = rebuild(db, source, cut.keep, progress)
             cut.settle(db)
         except BaseException:
             db.close()
@@ -137,6 +149,42 @@ def replay_into(
         if path.exists():
             raise RuleViolation(f"{path} was made while this replay ran; nothing replaced it")
         partial.rename(path)
+    return applied
+
+
+def _in_parts(
+    ledger: Ledger,
+    db: SQLiteDatabase,
+    cut: Cut,
+    progress: Callable[[int], None],
+    kafka: tuple[str, str] | None,
+    jobs: int,
+) -> int:
+    """The replay rebuilt in `jobs` parts, each into a file of its own beside the replay's,
+    merged into `db`; how many events."""
+    events, nid = events_table(ledger)
+    (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {events}")[0]
+    with tempfile.TemporaryDirectory(dir=Path(db.path).parent, prefix=".replay-parts-") as tmp:
+        files = [Path(tmp) / f"part-{part}.sqlite" for part in range(jobs)]
+        jobs_of = [
+            PartJob(
+                part,
+                jobs,
+                store=None if kafka else ledger.location.url,
+                through=int(last),
+                kafka=kafka,
+                keep=cut.keep,
+                file=files[part],
+            )
+            for part in range(jobs)
+        ]
+        applied = rebuild_in_parts(jobs_of, progress).applied
+        with db.transaction() as cursor:
+            Projector.create_schema(cursor, readers_indexes=False)
+        merge_files(db, files)
+    with db.transaction() as cursor:
+        for statement in REPLAY_INDEXES:
+            cursor.execute(statement)
     return applied
 
 

@@ -8,6 +8,7 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.kafka_projection import APPLY_BYTES
@@ -44,7 +45,7 @@ def rebuild(
     the end, and not at all without `readers_indexes` (a comparison joins on the keys)."""
     projector = Projector()
     with target.transaction() as cursor:
-        Projector.create_schema(cursor, readers_indexes=False)
+        projector.start_rebuild(cursor)
     applied = 0
     for batch in batches:
         kept = [e for e in batch if keep(e)]
@@ -53,10 +54,10 @@ def rebuild(
                 projector.apply(cursor, kept, move_position=False)
             applied += len(kept)
             progress(applied)
-    if readers_indexes:
-        with target.transaction() as cursor:
-            for statement in REPLAY_INDEXES:
-                cursor.execute(statement)
+    with target.transaction() as cursor:
+        projector.finish_rebuild(cursor)
+        for statement in REPLAY_INDEXES if readers_indexes else ():
+            cursor.execute(statement)
     return applied
 
 
@@ -165,22 +166,51 @@ def _merged_differences(
     return _finding(counts[0], counts[1], *only)
 
 
-def differences_in_server(rebuilt: PostgresScratch, limit: int = 3) -> dict[str, list[str]]:
+def differences_in_server(
+    rebuilt: PostgresScratch, limit: int = 3, tables: Iterable[str] = READ_MODEL_TABLES
+) -> dict[str, list[str]]:
     """As `differences`, for read models rebuilt into temporary tables on the store's own
     server: each table is joined to its rebuilt copy on its primary key, row for row, in the
     server, in the snapshot the scratch session sees the store in. Exact, where sums of
     hashes are only probably so, and no row leaves the server unless it differs."""
     found: dict[str, list[str]] = {}
-    for table in READ_MODEL_TABLES:
-        lines = _table_differences(rebuilt.conn, rebuilt.live_schema, table, limit)
-        if lines:
-            found[table] = lines
+    for table in tables:
+        difference = table_difference(rebuilt, table, limit)
+        if difference is not None:
+            found[table] = difference.lines()
     return found
 
 
-def _table_differences(conn: Any, schema: str, table: str, limit: int) -> list[str]:
+@dataclass
+class TableDifference:
+    """A table's rows kept and made from the events, and a few of those on one side only."""
+
+    kept: int
+    made: int
+    only_kept: list[tuple[Any, ...]]
+    only_made: list[tuple[Any, ...]]
+
+    def lines(self) -> list[str]:
+        return _finding(self.kept, self.made, self.only_kept, self.only_made)
+
+    def plus(self, other: TableDifference, limit: int = 3) -> TableDifference:
+        """Both parts of a table together."""
+        return TableDifference(
+            self.kept + other.kept,
+            self.made + other.made,
+            (self.only_kept + other.only_kept)[:limit],
+            (self.only_made + other.only_made)[:limit],
+        )
+
+
+def table_difference(
+    rebuilt: PostgresScratch, table: str, limit: int = 3, kept_where: str | None = None
+) -> TableDifference | None:
+    """A kept table against the one rebuilt in the scratch session, or None when equal.
+    `kept_where`: SQL that keeps the kept rows a part of the rebuild made (replay/parts.py)."""
     from psycopg import sql
 
+    conn: Any = rebuilt.conn
     made_name = f"pg_temp.{table}"
     columns = [
         str(r[0])
@@ -199,18 +229,21 @@ def _table_differences(conn: Any, schema: str, table: str, limit: int) -> list[s
             (made_name,),
         )
     ]
-    kept, made = sql.Identifier(schema, table), sql.Identifier("pg_temp", table)
+    kept: sql.Composable = sql.Identifier(rebuilt.live_schema, table)
+    if kept_where is not None:
+        kept = sql.SQL("(SELECT * FROM {} WHERE {})").format(kept, sql.SQL(kept_where))  # type: ignore[arg-type]
+    made = sql.Identifier("pg_temp", table)
     left, right = (sql.SQL(", ").join(sql.Identifier(a, c) for c in columns) for a in "lr")
     on = sql.SQL(" AND ").join(sql.SQL("l.{k} = r.{k}").format(k=sql.Identifier(k)) for k in keys)
     joined = sql.SQL(
         "{kept} l FULL JOIN {made} r ON {on} WHERE ({l}) IS DISTINCT FROM ({r})"
     ).format(kept=kept, made=made, on=on, l=left, r=right)
-    count = sql.SQL("SELECT COUNT(*) FROM {}")
+    count = sql.SQL("SELECT COUNT(*) FROM {} AS t")
     (differing,) = conn.execute(sql.SQL("SELECT COUNT(*) FROM ") + joined).fetchone()
     # a row repeated in a table whose key someone dropped matches its original in the join
     n_kept, n_made = (conn.execute(count.format(t)).fetchone()[0] for t in (kept, made))
     if not differing and n_kept == n_made:
-        return []
+        return None
     examples = sql.SQL("SELECT {l}, {r} FROM ").format(l=left, r=right) + joined
     only_kept: list[tuple[Any, ...]] = []
     only_made: list[tuple[Any, ...]] = []
@@ -224,20 +257,23 @@ def _table_differences(conn: Any, schema: str, table: str, limit: int) -> list[s
                     into.append(tuple(values))
             if len(only_kept) == len(only_made) == limit:
                 break
-    return _finding(n_kept, n_made, only_kept, only_made)
+    return TableDifference(n_kept, n_made, only_kept, only_made)
 
 
-def kafka_events(bootstrap: str, topic: str, batch: int = 5000) -> Iterator[list[RecordedEvent]]:
+def kafka_events(
+    bootstrap: str, topic: str, batch: int = 5000, part: tuple[int, int] = (0, 1)
+) -> Iterator[list[RecordedEvent]]:
     """Every event on Kafka `ledger.events` from offset 0, each once (a re-sent message has
     the same notification id), in notification order: the second copy of the history. The
     partitions are merged by notification id as they are read, so memory holds what is read
-    ahead, never the topic."""
+    ahead, never the topic. `part`: (number, parts): only the partitions whose number gives
+    `number` modulo `parts` (a rebuild in parts: replay/parts.py)."""
     from adapters.kafka_projection import recorded_event, within_bytes
 
-    merged = (record for _, record in merged_partitions(bootstrap, topic))
-    for part in within_bytes(merged, BATCH_BYTES, most=batch):
+    merged = (record for _, record in merged_partitions(bootstrap, topic, part=part))
+    for chunk in within_bytes(merged, BATCH_BYTES, most=batch):
         out: list[RecordedEvent] = []
-        for record in part:
+        for record in chunk:
             e, n = recorded_event(record), _notification_id(record)
             if e.notification_id != n:
                 raise RuleViolation(
@@ -253,7 +289,11 @@ BATCH_BYTES = APPLY_BYTES
 
 
 def merged_partitions(
-    bootstrap: str, topic: str, ahead_bytes: int = BATCH_BYTES, patience: float = 120.0
+    bootstrap: str,
+    topic: str,
+    ahead_bytes: int = BATCH_BYTES,
+    patience: float = 120.0,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[int, Any]]:
     """The records of every partition as (notification id, record), merged by the id their
     header carries; the caller decodes each as it comes. Each partition holds its aggregates'
@@ -274,7 +314,9 @@ def merged_partitions(
         fetch_max_bytes=max(ahead_bytes, 1024 * 1024),
     )
     try:
-        partitions, ends = _from_the_beginning(consumer, topic)
+        partitions, ends = _from_the_beginning(consumer, topic, part)
+        if not partitions:
+            return  # more parts than partitions: nothing for this one
         offsets = consumer.beginning_offsets(partitions)  # the next offset to read, each
         queues: dict[Any, deque[tuple[int, Any]]] = {tp: deque() for tp in partitions}
         held = 0  # bytes waiting in all queues
@@ -345,14 +387,21 @@ class _Reader:
             yield from ((part, r) for r in records if r.offset < self.ends[part])
 
 
-def _from_the_beginning(consumer: Any, topic: str) -> tuple[list[Any], dict[Any, int]]:
-    """Every partition of the topic assigned to the consumer at offset 0, and the end of
-    each as of now (what is published later is not read)."""
+def _from_the_beginning(
+    consumer: Any, topic: str, part: tuple[int, int] = (0, 1)
+) -> tuple[list[Any], dict[Any, int]]:
+    """Every partition of the topic (of `part`: those p with p mod parts = number) assigned
+    to the consumer at offset 0, and the end of each as of now (what is published later is
+    not read)."""
     from kafka import TopicPartition
 
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    if not partitions:
+    numbers = consumer.partitions_for_topic(topic) or set()
+    if not numbers:
         raise RuleViolation(f"Kafka has no topic {topic}: nothing was published there")
+    number, parts = part
+    partitions = [TopicPartition(topic, p) for p in sorted(numbers) if p % parts == number]
+    if not partitions:
+        return [], {}
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     return partitions, consumer.end_offsets(partitions)

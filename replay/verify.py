@@ -54,8 +54,14 @@ from ledger import views
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post_event
 from projections.applied import contiguous_watermark, only_applied
-from projections.readmodels import PAYABLE_SUBLEDGER_SQL, RecordedEvent
+from projections.readmodels import (
+    PAYABLE_SUBLEDGER_SQL,
+    READ_MODEL_TABLES,
+    Projector,
+    RecordedEvent,
+)
 from replay.checkpoint import check_heads, read_heads
+from replay.parts import SENT_WHOLE, PartJob, rebuild_in_parts
 from replay.rebuild import (
     differences,
     differences_in_server,
@@ -93,16 +99,18 @@ def verify(
     scratch: Path | None = None,
     kafka: tuple[str, str] | None = None,
     heads_from: Sequence[Path] = (),
+    jobs: int = 1,
 ) -> Report:
     """`kafka`: (bootstrap servers, topic) of `ledger.events`, to compare the chain with.
     `heads_from`: manifests and checkpoints (files, or folders searched below) whose chain
-    heads the store must still have."""
+    heads the store must still have. `jobs`: on PostgreSQL, the read models are rebuilt in
+    that many parts side by side (replay/parts.py)."""
     accounts: dict[str, list[int]] = {}  # posted while the read models are rebuilt
     rebuilt: list[Check] = []
     seen: list[_Snapshot] = []
 
     def read_models() -> Check:
-        rebuilt.append(check_read_models(ledger, scratch, accounts, seen[0].exported))
+        rebuilt.append(check_read_models(ledger, scratch, accounts, seen[0].exported, jobs))
         return rebuilt[0]
 
     runs: list[tuple[str, Callable[[], Check]]] = [
@@ -470,16 +478,16 @@ def check_read_models(
     scratch: Path | None = None,
     accounts: dict[str, list[int]] | None = None,
     snapshot: str | None = None,
+    jobs: int = 1,
 ) -> Check:
     """`accounts`: filled with the accounts of the general ledger rebuilt from the events
     (for the books: the same transfers, posted once). `snapshot`: on PostgreSQL, the id of
     the snapshot the store is judged in; the read models are then rebuilt into temporary
     tables on its server (set-based, as the live ones are written) and compared there, row
-    for row. Otherwise into an SQLite file (`scratch`, or a temporary one), merged with the
-    kept tables in key order."""
+    for row, in `jobs` parts side by side. Otherwise into an SQLite file (`scratch`, or a
+    temporary one), merged with the kept tables in key order."""
     check = Check("read models")
     through = watermark(ledger)
-    events = applied_events(ledger, through)
     target: PostgresScratch | SQLiteDatabase
     with tempfile.TemporaryDirectory() as tmp:
         if snapshot is not None and ledger.location.kind == "postgresql":
@@ -487,10 +495,14 @@ def check_read_models(
         else:
             target = SQLiteDatabase(scratch or Path(tmp) / "rebuilt.sqlite", scratch=True)
         try:
-            applied = rebuild(target, events, readers_indexes=False)
-            if isinstance(target, PostgresScratch):
+            if isinstance(target, PostgresScratch) and jobs > 1:
+                assert snapshot is not None
+                applied, found = _in_parts(ledger, target, snapshot, through, jobs)
+            elif isinstance(target, PostgresScratch):
+                applied = rebuild(target, applied_events(ledger, through), readers_indexes=False)
                 found = differences_in_server(target)
             else:
+                applied = rebuild(target, applied_events(ledger, through), readers_indexes=False)
                 found = differences(ledger.db, target)
             if accounts is not None:
                 for account, debits, credits in views.general_ledger(target):
@@ -504,6 +516,33 @@ def check_read_models(
         f"{through:,}): every table equal"
     )
     return check
+
+
+def _in_parts(
+    ledger: Ledger, target: PostgresScratch, snapshot: str, through: int, jobs: int
+) -> tuple[int, dict[str, list[str]]]:
+    """The read models rebuilt in `jobs` parts, each judged in the snapshot: the tables of
+    one aggregate's rows compared part by part, the others merged into `target` and compared
+    whole. How many events, and the differences."""
+    with target.transaction() as cursor:
+        Projector.create_schema(cursor, readers_indexes=False)
+    events, nid = events_table(ledger)
+    (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {events}")[0]
+    jobs_of = [
+        PartJob(
+            part,
+            jobs,
+            store=ledger.location.url,
+            through=int(last),
+            snapshot=snapshot,
+            watermark=through,
+        )
+        for part in range(jobs)
+    ]
+    rebuilt = rebuild_in_parts(jobs_of, merge_into=target)
+    found = {table: d.lines() for table, d in rebuilt.differences.items()}
+    found.update(differences_in_server(target, tables=SENT_WHOLE))
+    return rebuilt.applied, {t: found[t] for t in READ_MODEL_TABLES if t in found}
 
 
 def as_json(report: Report) -> dict[str, Any]:
