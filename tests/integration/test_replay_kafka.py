@@ -64,6 +64,14 @@ def test_a_replay_from_kafka_equals_one_from_the_store(
             )
             assert n_store == n_kafka > 0
             assert compare(from_store, from_kafka) == {}
+            # in parts side by side (replay/parts.py), from either copy: the same tables
+            topic = (kafka_bootstrap, settings.name)
+            for source, kafka in (("store", None), ("kafka", topic)):
+                for jobs in (2, 3):
+                    in_parts = tmp_path / f"{name}-{source}-{jobs}.sqlite"
+                    assert replay_into(ledger, in_parts, c, kafka=kafka, jobs=jobs) == n_store
+                    assert compare(from_store, in_parts) == {}, (source, jobs)
+            assert not list(tmp_path.glob(".replay-parts-*"))  # the parts' files are gone
         # the cut left the last two commands out: it is a different picture
         assert compare(tmp_path / "whole-store.sqlite", tmp_path / "cut-store.sqlite") != {}
 
@@ -71,7 +79,7 @@ def test_a_replay_from_kafka_equals_one_from_the_store(
     env["LEDGER_READ_TIMEOUT"] = "1"  # nothing keeps these read models from Kafka here
     run = subprocess.run(
         [sys.executable, "-m", "ledger.cli", "replay", "--as-of", today.isoformat(),
-         "--from-kafka", "--out", str(tmp_path / "cli.sqlite"), "--store", store],
+         "--from-kafka", "--jobs", "2", "--out", str(tmp_path / "cli.sqlite"), "--store", store],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr

@@ -51,9 +51,9 @@ def guards_off(url: str) -> None:
             assert tamper(url, f"ALTER TABLE {table} DISABLE TRIGGER ledger_{name}_immutable") == ""
 
 
-def findings(url: str) -> dict[str, list[str]]:
+def findings(url: str, jobs: int = 1) -> dict[str, list[str]]:
     with Ledger(url, read_models="none", existing=True) as ledger:  # as `ledger verify` opens
-        report = verify(ledger)
+        report = verify(ledger, jobs=jobs)
     return {c.name: c.findings for c in report.checks}
 
 
@@ -313,7 +313,10 @@ def test_an_audit_row_removed_below_the_position_is_named(filled: str) -> None:
 
 
 # On PostgreSQL the read models are rebuilt into temporary tables of the store's own server
-# and joined there, row for row, to the kept ones, as the store stood in verify's snapshot.
+# and joined there, row for row, to the kept ones, as the store stood in verify's snapshot:
+# in one piece, or (`--jobs 2`) in two parts side by side, each of some aggregates' events
+# (replay/parts.py). Every finding must be the same either way.
+in_parts_or_not = pytest.mark.parametrize("jobs", [1, 2])
 
 
 @pytest.fixture
@@ -324,7 +327,10 @@ def filled_postgres(tmp_path: Path, files: Files, request: pytest.FixtureRequest
     return url
 
 
-def test_a_row_repeated_in_a_table_stripped_of_its_key_is_named(filled_postgres: str) -> None:
+@in_parts_or_not
+def test_a_row_repeated_in_a_table_stripped_of_its_key_is_named(
+    filled_postgres: str, jobs: int
+) -> None:
     """Joined on its key, the copy matches its original: the counts tell them apart."""
     url = filled_postgres
     (pid,) = query_store(url, "SELECT personal_id FROM beneficiaries ORDER BY 1 LIMIT 1")[0]
@@ -332,14 +338,15 @@ def test_a_row_repeated_in_a_table_stripped_of_its_key_is_named(filled_postgres:
     as_the_projection(
         url, f"INSERT INTO balances SELECT * FROM balances WHERE personal_id = '{pid}'"
     )
-    found = [f for f in findings(url)["read models"] if f.startswith("balances: ")]
+    found = [f for f in findings(url, jobs)["read models"] if f.startswith("balances: ")]
     assert found == ["balances: 5 rows kept, 4 from the events"] or (
         len(found) == 1 and found[0].startswith("balances: 6 rows kept, 5 from the events")
     )
 
 
+@in_parts_or_not
 def test_a_row_added_removed_and_changed_are_each_named_with_their_values(
-    filled_postgres: str,
+    filled_postgres: str, jobs: int
 ) -> None:
     url = filled_postgres
     people = [r[0] for r in query_store(url, "SELECT personal_id FROM beneficiaries ORDER BY 1")]
@@ -349,7 +356,7 @@ def test_a_row_added_removed_and_changed_are_each_named_with_their_values(
         f" UPDATE beneficiaries SET full_name = 'Nguyen Van Khac' WHERE personal_id='{people[1]}';"
         " INSERT INTO general_ledger (account, debits, credits) VALUES ('made:up', 7, 7)",
     )
-    found = findings(url)["read models"]
+    found = findings(url, jobs)["read models"]
     (beneficiaries,) = [f for f in found if f.startswith("beneficiaries: ")]
     n = len(people)
     assert beneficiaries.startswith(f"beneficiaries: {n - 1:,} rows kept, {n:,} from the events")
@@ -362,8 +369,9 @@ def test_a_row_added_removed_and_changed_are_each_named_with_their_values(
     assert "from the events, not kept" not in ledger_rows
 
 
+@in_parts_or_not
 def test_read_models_are_judged_as_they_stood_when_verify_began(
-    filled_postgres: str, monkeypatch: pytest.MonkeyPatch
+    filled_postgres: str, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     """A change to the read models committed after verify began (here while it checks the
     guards, before it rebuilds) is not seen by this verify, which judges one snapshot, and is
@@ -378,9 +386,9 @@ def test_read_models_are_judged_as_they_stood_when_verify_began(
         return real(ledger)
 
     monkeypatch.setattr(verifying, "check_guards", changed_meanwhile)
-    assert findings(url)["read models"] == []
+    assert findings(url, jobs)["read models"] == []
     monkeypatch.setattr(verifying, "check_guards", real)
-    assert any(f.startswith("balances: ") for f in findings(url)["read models"])
+    assert any(f.startswith("balances: ") for f in findings(url, jobs)["read models"])
 
 
 def test_the_chain_checked_in_its_own_process_is_judged_in_the_same_snapshot(
@@ -409,10 +417,60 @@ def test_the_chain_checked_in_its_own_process_is_judged_in_the_same_snapshot(
     assert found["immutability guards"] != []  # and the attacker's first step is named too
 
 
-def test_the_rebuilt_tables_are_gone_when_verify_ends(filled_postgres: str) -> None:
-    assert findings(filled_postgres)["read models"] == []
+@in_parts_or_not
+def test_the_rebuilt_tables_are_gone_when_verify_ends(filled_postgres: str, jobs: int) -> None:
+    assert findings(filled_postgres, jobs)["read models"] == []
     left = query_store(
         filled_postgres,
-        "SELECT COUNT(*) FROM pg_class WHERE relpersistence = 't' AND relname = 'payment_lines'",
+        "SELECT COUNT(*) FROM pg_class WHERE relpersistence = 't' AND (relname = 'payment_lines'"
+        " OR relname LIKE 'ledger_part%')",
     )
     assert left == [(0,)]
+
+
+@in_parts_or_not
+def test_lines_and_audit_rows_changed_or_moved_to_another_aggregate_are_named(
+    filled_postgres: str, jobs: int
+) -> None:
+    """Rebuilt in parts, the tables of one aggregate's rows are judged part by part against
+    the kept rows of that part's aggregates: a line changed, an audit row removed, and a line
+    given another list (so another part, when the parts are by aggregate) are each named."""
+    url = filled_postgres
+    lines = query_store(url, "SELECT payment_id, list_id FROM payment_lines ORDER BY 1")
+    assert len(lines) > 1
+    (changed, _), (moved, _) = lines[:2]
+    # a list no aggregate of the store is: its hash puts it in either part
+    other = "00000000-0000-4000-8000-000000000001"
+    (audited,) = query_store(url, "SELECT MAX(notification_id) FROM audit_trail")[0]
+    as_the_projection(
+        url,
+        f"UPDATE payment_lines SET total_amount = total_amount + 1 WHERE payment_id = '{changed}';"
+        f" UPDATE payment_lines SET list_id = '{other}' WHERE payment_id = '{moved}';"
+        f" DELETE FROM audit_trail WHERE notification_id = {audited}",
+    )
+    found = findings(url, jobs)["read models"]
+    (in_lines,) = [f for f in found if f.startswith("payment_lines: ")]
+    n = len(lines)
+    assert in_lines.startswith(f"payment_lines: {n:,} rows kept, {n:,} from the events")
+    assert in_lines.count("kept, not from the events: ") == 2
+    assert f"kept, not from the events: ('{moved}', '{other}', " in in_lines
+    assert f"kept, not from the events: ('{changed}', " in in_lines
+    (in_audit,) = [f for f in found if f.startswith("audit_trail: ")]
+    assert f"from the events, not kept: ({audited}, " in in_audit
+
+
+def test_verify_in_parts_from_the_command_line(filled_postgres: str) -> None:
+    env = {**os.environ}
+    env.pop("LEDGER_KAFKA", None)
+    command = [sys.executable, "-m", "ledger.cli", "verify", "--jobs", "2", "--json"]
+    run = subprocess.run(
+        [*command, "--store", filled_postgres], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert '"ok": true' in run.stdout
+    as_the_projection(filled_postgres, "UPDATE balances SET issued_total = issued_total + 1")
+    bad = subprocess.run(
+        [*command, "--store", filled_postgres], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 1
+    assert '"ok": false' in bad.stdout and "balances: " in bad.stdout
