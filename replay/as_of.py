@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -160,12 +161,16 @@ def _in_parts(
     kafka: tuple[str, str] | None,
     jobs: int,
 ) -> int:
-    """The replay rebuilt in `jobs` parts, each into a file of its own beside the replay's,
-    merged into `db`; how many events."""
+    """The replay rebuilt in `jobs` parts, each into a file of its own in a folder beside the
+    partial file (under its lock: what a killed replay left there is removed first), merged
+    into `db`; how many events."""
     events, nid = events_table(ledger)
     (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {events}")[0]
-    with tempfile.TemporaryDirectory(dir=Path(db.path).parent, prefix=".replay-parts-") as tmp:
-        files = [Path(tmp) / f"part-{part}.sqlite" for part in range(jobs)]
+    folder = Path(f"{db.path}.parts")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    try:
+        files = [folder / f"part-{part}.sqlite" for part in range(jobs)]
         jobs_of = [
             PartJob(
                 part,
@@ -182,6 +187,8 @@ def _in_parts(
         with db.transaction() as cursor:
             Projector.create_schema(cursor, readers_indexes=False)
         merge_files(db, files)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     with db.transaction() as cursor:
         for statement in REPLAY_INDEXES:
             cursor.execute(statement)
