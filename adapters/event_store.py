@@ -563,11 +563,19 @@ class EventStore:
     ) -> list[RecordedEvent]:
         """As `recorded_events`, on PostgreSQL, of the events up to `through` that `where`
         (SQL on the events table's columns) keeps: what one part of a rebuild in parts reads,
-        on the read models' connection (which may see the store as an exported snapshot).
-        Notification ids are read `span` at a time (the index's order: a condition the
-        planner cannot weigh must not turn the read into a scan of the table), the batch
-        bounded in bytes as it is selected; the bytes come in binary."""
+        on the read models' connection (which may see the store as an exported snapshot)."""
         transcoder = self.app.mapper.transcoder
+        return [_recorded(transcoder, *row) for row in self.stored(after, through, where, span)]
+
+    def stored(
+        self, after: int, through: int, where: str = "true", span: int = NOTIFICATION_BATCH
+    ) -> list[tuple[int, str, int, str, bytes]]:
+        """The next stored events after `after`, up to `through`, that `where` keeps, as they
+        are stored (notification id, aggregate id as text, version, topic, bytes), on
+        PostgreSQL, on the read models' connection. Notification ids are read `span` at a
+        time, in the index's order (a condition the planner cannot weigh must not turn the
+        read into a scan of the table); the batch is bounded in bytes as it is selected, and
+        the bytes come in binary. Empty at `through`."""
         while after < through:
             upto = min(after + span, through)
             rows = self.db.conn.execute(  # type: ignore[attr-defined]
@@ -582,7 +590,7 @@ class EventStore:
                 binary=True,
             ).fetchall()
             if rows:
-                return [_recorded(transcoder, *row) for row in rows]
+                return rows  # type: ignore[no-any-return]
             after = upto
         return []
 

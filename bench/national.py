@@ -154,7 +154,7 @@ class KafkaCopy:
 
     def __init__(self, url: str, jobs: int) -> None:
         self.url = url
-        self.jobs = jobs  # `ledger project` workers side by side
+        self.jobs = jobs  # `ledger project` workers, and replay's parts, side by side
         self.topic = f"ledger.events.bench-{uuid.uuid4().hex[:8]}"
         self.target = new_database(url)
         os.environ["LEDGER_USER"] = "maker"
@@ -181,8 +181,9 @@ class KafkaCopy:
 
     def replay(self, as_of: str, out: Path) -> tuple[float, float]:
         return self._with_kafka(
-            self.url, "replay", "--as-of", as_of, "--from-kafka", "--out", str(out)
-        )
+            self.url, "replay", "--as-of", as_of, "--from-kafka", "--out", str(out),
+            "--jobs", str(self.jobs),
+        )  # fmt: skip
 
     def close(self) -> None:
         drop(self.target)
@@ -434,7 +435,8 @@ def main() -> None:
                 )
             finally:
                 copy.close()
-            step("verify (whole store)", n * history, "≤ 600 s", 600, "verify", year=True)
+            parts = ("--jobs", str(args.jobs))
+            step("verify (whole store)", n * history, "≤ 600 s", 600, "verify", *parts, year=True)
             step(
                 "replay --as-of (store)",
                 n * history,
@@ -445,6 +447,7 @@ def main() -> None:
                 last_day,
                 "--out",
                 str(work / "replay.sqlite"),
+                *parts,
                 year=True,
             )
         if len(month_totals) > 1:
@@ -495,7 +498,8 @@ def report(steps: list[Step], n: int, args: argparse.Namespace) -> None:
     print(f"peak memory of any command: {peak:.0f} MiB (target ≤ {1.5 * GIB:.0f} MiB)")
     if args.jobs > 1:
         print(
-            f"enrol, payroll run, approve, export and settle with {args.jobs} worker processes:"
+            f"enrol, payroll run, approve, export, settle, verify and replay with {args.jobs}"
+            " worker processes:"
             " their peak is of the"
             f" largest process; the command's own and its workers' together are at most"
             f" {args.jobs + 1} times it"

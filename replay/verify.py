@@ -53,6 +53,7 @@ from adapters.sql import PostgresScratch, SQLiteDatabase, see_snapshot
 from ledger import views
 from ledger.application import Ledger
 from ledger.books import PAYABLE, post_event
+from ledger.bootstrap import collect_rarely
 from projections.applied import contiguous_watermark, only_applied
 from projections.readmodels import (
     PAYABLE_SUBLEDGER_SQL,
@@ -185,6 +186,7 @@ def _beside(ledger: Ledger, snapshot: _Snapshot) -> Iterator[Future[Check] | Non
 def _chain_in_snapshot(url: str, snapshot: str) -> Check:
     """`check_chain` in a new process, on the store as the snapshot shows it (the process
     that exported it keeps it open until this returns)."""
+    collect_rarely()
     with Ledger(url, read_models="none", existing=True) as ledger:
         conn = ledger.db.conn  # type: ignore[attr-defined]
         with conn.transaction():
@@ -216,6 +218,13 @@ def _events(ledger: Ledger) -> Iterator[_Stored]:
     """The events table as stored, in notification order (the read-model connection, not
     the recorder: what is on disk, whatever the library would do)."""
     table, nid = events_table(ledger)
+    if ledger.location.kind == "postgresql":  # pages bounded in bytes, read in binary
+        (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {table}")[0]
+        after = 0
+        while rows := ledger.events.stored(after, int(last)):
+            yield from (_Stored(*row) for row in rows)
+            after = rows[-1][0]
+        return
     select = f"SELECT {nid}, originator_id, originator_version, topic, state FROM {table}"
     # small pages: an approval's events carry a thousand lines each
     for n, oid, version, topic, state in _paged(ledger.db, select, nid, page=100):
