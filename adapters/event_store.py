@@ -324,11 +324,25 @@ class EventStore:
         before the save takes the lock, which then covers only their insertion: other
         commands wait seconds for it, not the minutes a province's events take to make.
         How many events were stored."""
-        mapper = self.app.mapper
-        stored: Iterable[tuple[list[StoredEvent], dict[UUID, int | None]]] = (
-            ([mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()], expected)
-            for aggregates, expected in chunks
+        return self.save_stored_in_chunks(
+            ((self.stored_events_of(aggregates), expected) for aggregates, expected in chunks),
+            fence,
+            spool,
         )
+
+    def stored_events_of(self, aggregates: Sequence[Any]) -> list[StoredEvent]:
+        """The aggregates' new events as the store keeps them (encoded): what a worker process
+        makes for the command that saves them."""
+        to_stored = self.app.mapper.to_stored_event
+        return [to_stored(e) for a in aggregates for e in a.collect_events()]
+
+    def save_stored_in_chunks(
+        self,
+        stored: Iterable[tuple[list[StoredEvent], dict[UUID, int | None]]],
+        fence: Fence | None = None,
+        spool: bool = False,
+    ) -> int:
+        """`save_in_chunks` of events already encoded (`stored_events_of`)."""
         insert = self.app.recorder.insert_in_chunks  # type: ignore[attr-defined]
         if not spool:
             return int(insert(stored, fence))

@@ -59,7 +59,7 @@ def enrol(ports: Ports, file: InputFile, actor: str) -> int:
             raise InputRejected(sorted_problems(problems))
         total = staged.query("SELECT COUNT(*) FROM {staged} WHERE applicable = 1")[0][0]
         fence = Fence(checked_after, _DEATH_IN_FORCE, _death_records_in(staged))
-        saved = ports.events.save_in_chunks(
+        saved = ports.events.save_stored_in_chunks(
             _people(ports, file.name, staged, actor, total), fence=fence, spool=True
         )
     except ConcurrentChange:
@@ -163,28 +163,35 @@ def _staging_rows(
 
 def _people(
     ports: Ports, name: str, staged: Staging, actor: str, total: int
-) -> Iterator[tuple[list[Beneficiary], dict[UUID, int | None]]]:
-    """The staged people as Beneficiary aggregates, a chunk at a time (rule 10 is the
-    save's fence: see enrol)."""
+) -> Iterator[tuple[list[Any], dict[UUID, int | None]]]:
+    """The staged people's enrolments, a chunk at a time, made and encoded by the workers
+    (rule 10 is the save's fence: see enrol)."""
     columns = ", ".join(ENROLMENT_COLUMNS)
     rows = iter(
         staged.stream(
             f"SELECT row_number, {columns} FROM {{staged}} WHERE applicable = 1 ORDER BY row_number"
         )
     )
+    chunks = iter(lambda: list(islice(rows, APPLY_CHUNK)), [])
     done = 0
-    while chunk := list(islice(rows, APPLY_CHUNK)):
-        people = [
-            Beneficiary(
-                **dict(zip(ENROLMENT_COLUMNS, fields, strict=True)),
-                actor=actor,
-                source=f"{name} row {number}",
-            )
-            for number, *fields in chunk
-        ]
-        yield people, {}
-        done += len(people)
+    for stored in ports.in_order(_enrolled, ((name, actor, chunk) for chunk in chunks)):
+        yield stored, {}
+        done += len(stored)
         ports.progress(f"enrolling from {name}", done, total)
+
+
+def _enrolled(ports: Ports, job: tuple[str, str, list[tuple[Any, ...]]]) -> list[Any]:
+    """A chunk of staged rows as Beneficiary aggregates' events, encoded for the store."""
+    name, actor, chunk = job
+    people = [
+        Beneficiary(
+            **dict(zip(ENROLMENT_COLUMNS, fields, strict=True)),
+            actor=actor,
+            source=f"{name} row {number}",
+        )
+        for number, *fields in chunk
+    ]
+    return ports.events.stored_events_of(people)
 
 
 def deaths_in_record(ports: Ports, personal_ids: Sequence[str]) -> set[str]:

@@ -1,19 +1,22 @@
 """Enrolment and settlement files checked by worker processes (`--jobs`) while the command
 reads and stages them, on the real PostgreSQL server: the same problem lines, in row order, as
 one process gives, nothing recorded for a file with one; a good file applied whole, as one
-process does."""
+process does; an enrolment's events made by the workers as one process makes them."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger import inputs
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
-from tests.conftest import Files, enrolment, new_store, settlement
+from ledger.service_layer import enrolment as enrolling
+from tests.conftest import Files, enrolment, new_store, query_store, settlement
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +107,38 @@ def test_a_file_of_one_chunk_is_checked_without_starting_a_worker(
         assert [line.split(":")[1] for line in err.value.problems] == [" row 9"]
         assert ledger.enrol(files.enrolments(PEOPLE[:20]), "maker") == 20
         assert multiprocessing.active_children() == []
+
+
+def enrolled(store: str) -> list[tuple[Any, ...]]:
+    """Every stored event, in notification order, without the moment it was recorded."""
+    rows = query_store(
+        store,
+        "SELECT originator_id::text, originator_version, topic, state FROM ledger_events"
+        " ORDER BY notification_id",
+    )
+    facts = []
+    for aggregate, version, topic, state in rows:
+        payload = json.loads(bytes(state))
+        payload.pop("timestamp")
+        facts.append((aggregate, version, topic, payload))
+    return facts
+
+
+def test_workers_make_an_enrolment_s_events_as_one_process_does(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The people are made into events by the workers a chunk at a time (here 70 a chunk: nine
+    chunks for two workers) and stored by the command in the file's order."""
+    monkeypatch.setattr(enrolling, "APPLY_CHUNK", 70)
+    path = files.enrolments(PEOPLE)
+    made = {}
+    for jobs in (1, 2):
+        store = new_store("postgresql", tmp_path, request)
+        with Ledger(store, workers=jobs) as ledger:
+            assert ledger.enrol(path, "maker") == 600
+        made[jobs] = enrolled(store)
+    assert made[2] == made[1]
+    people = [e for e in made[2] if e[2].endswith(":Beneficiary.Enrolled")]
+    assert [e[3]["personal_id"] for e in people] == [p["personal_id"] for p in PEOPLE]
+    assert [e[3]["source"] for e in people] == [f"{path.name} row {n}" for n in range(2, 602)]
+    assert {e[1] for e in people} == {1}
