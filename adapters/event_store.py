@@ -560,8 +560,14 @@ class EventStore:
 
     def recorded_events(self, after: int) -> list[RecordedEvent]:
         """The next stored events after a notification id, as the projections see them: a
-        batch bounded in count and bytes; empty at the end of the log."""
+        batch bounded in count and bytes; empty at the end of the log. On PostgreSQL in one
+        query, the bytes in binary, on the recorder's connections (any thread may read)."""
         transcoder = self.app.mapper.transcoder
+        if self.location.kind == "postgresql":
+            datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
+            with datastore.get_connection() as conn:
+                rows = self._select_stored(conn, after, _NO_END, "true", self.NOTIFICATION_BATCH)
+            return [_recorded(transcoder, *row) for row in rows]
         notes = self.app.recorder.select_notifications(  # type: ignore[attr-defined]
             start=after, limit=self.batch_within_bytes(after), inclusive_of_start=False
         )
@@ -592,21 +598,31 @@ class EventStore:
         the bytes come in binary. Empty at `through`."""
         while after < through:
             upto = min(after + span, through)
-            rows = self.db.conn.execute(  # type: ignore[attr-defined]
-                "SELECT notification_id, originator_id::text, originator_version, topic, state"
-                " FROM (SELECT *, SUM(octet_length(state)) OVER w AS size,"
-                " ROW_NUMBER() OVER w AS n"
-                " FROM (SELECT notification_id, originator_id, originator_version, topic, state"
-                f" FROM {self.table} WHERE notification_id > %s AND notification_id <= %s"
-                f" AND ({where})) AS next WINDOW w AS (ORDER BY notification_id)) AS e"
-                " WHERE size <= %s OR n = 1 ORDER BY notification_id",
-                (after, upto, self.APPLY_BYTES),
-                binary=True,
-            ).fetchall()
+            rows = self._select_stored(self.db.conn, after, upto, where, span)  # type: ignore[attr-defined]
             if rows:
-                return rows  # type: ignore[no-any-return]
+                return rows
             after = upto
         return []
+
+    def _select_stored(
+        self, conn: Any, after: int, upto: int, where: str, most: int
+    ) -> list[tuple[int, str, int, str, bytes]]:
+        """At most `most` stored events after `after` up to `upto` that `where` keeps, in
+        notification order, as many as fit in APPLY_BYTES (at least one)."""
+        from psycopg.rows import tuple_row
+
+        with conn.cursor(row_factory=tuple_row) as cursor:  # the recorder's give dicts
+            return cursor.execute(  # type: ignore[no-any-return]
+                "SELECT notification_id, originator_id::text, originator_version, topic, state"
+                " FROM (SELECT *, SUM(octet_length(state)) OVER w AS size, ROW_NUMBER() OVER w AS n"
+                " FROM (SELECT notification_id, originator_id, originator_version, topic, state"
+                f" FROM {self.table} WHERE notification_id > %s AND notification_id <= %s"
+                f" AND ({where}) ORDER BY notification_id LIMIT %s) AS next"
+                " WINDOW w AS (ORDER BY notification_id)) AS e"
+                " WHERE size <= %s OR n = 1 ORDER BY notification_id",
+                (after, upto, most, self.APPLY_BYTES),
+                binary=True,
+            ).fetchall()
 
     def batch_within_bytes(self, after: int, most: int | None = None) -> int:
         """How many of the next events (at most `most`, default NOTIFICATION_BATCH) make a
@@ -653,6 +669,9 @@ class _IssuedRows:
         mapper = self.store.app.mapper
         for _, record in self.store._stored_chunks(self.list_id, ("PaymentList.LinesIssued",)):
             yield from _lines_of(mapper.to_domain_event(record), LINE_FIELDS)
+
+
+_NO_END = 2**63 - 1  # the greatest notification id a BIGINT holds
 
 
 def _spooled(chunks: Iterable[Any], file: Any) -> Iterator[Any]:
