@@ -34,7 +34,7 @@ from eventsourcing.utils import Environment
 from adapters.chain import GENESIS, ChainHead, link
 from adapters.chain_key import ChainKeyError, key_id, load_chain_key
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
-from adapters.sql import ReadModelDatabase
+from adapters.sql import PostgresDatabase, ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from adapters.transcoder import LedgerTranscoder
 from ledger.rules import LINE_FIELDS, PENDING, IssuedList
@@ -422,7 +422,7 @@ class EventStore:
         database). New events of it are recorded after every one it has."""
         sqlite = self.location.kind == "sqlite"
         of_lines = " OR ".join("topic LIKE ?" for _ in self.LINE_EVENTS)
-        rows = self.db.query(
+        rows = self._binary_query(
             f"SELECT originator_version, topic, CASE WHEN {of_lines} THEN NULL ELSE state END"
             f" FROM {self.table} WHERE originator_id = ? ORDER BY originator_version",
             [*(f"%:{t}" for t in self.LINE_EVENTS), list_id.hex if sqlite else list_id],
@@ -495,7 +495,7 @@ class EventStore:
         nid = "rowid" if sqlite else "notification_id"
         after = 0
         while True:
-            rows = self.db.query(
+            rows = self._binary_query(
                 f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
                 " WHERE originator_id = ? AND originator_version > ? AND originator_version <= ?"
                 f" AND ({' OR '.join('topic LIKE ?' for _ in types)})"
@@ -512,6 +512,14 @@ class EventStore:
             if len(rows) < chunk:
                 return
             after = int(rows[-1][2])
+
+    def _binary_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """`db.query`, the rows in binary on PostgreSQL: events' bytes as they are, not in
+        hex for the server to write and this process to read back."""
+        if self.location.kind == "sqlite":
+            return self.db.query(sql, params)
+        with self.db.conn.cursor() as cursor:  # type: ignore[attr-defined]
+            return cursor.execute(_placeholders(sql), params, binary=True).fetchall()  # type: ignore[no-any-return]
 
     def _unchained(self, stored: Iterable[tuple[int, StoredEvent]]) -> Iterator[str]:
         """Each event whose link in the hash chain does not reproduce from its stored bytes
@@ -539,7 +547,7 @@ class EventStore:
         of_types = " OR ".join("topic LIKE ?" for _ in types)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            rows = self.db.query(
+            rows = self._binary_query(
                 f"SELECT originator_id, originator_version, topic, state FROM {self.table}"
                 f" WHERE originator_id IN ({','.join('?' * len(chunk))})"
                 + (f" AND ({of_types})" if types else "")
@@ -672,6 +680,7 @@ class _IssuedRows:
 
 
 _NO_END = 2**63 - 1  # the greatest notification id a BIGINT holds
+_placeholders = PostgresDatabase._sql  # `?` as psycopg's `%s`
 
 
 def _spooled(chunks: Iterable[Any], file: Any) -> Iterator[Any]:
