@@ -258,12 +258,7 @@ SETTLEMENT_FILE = Upsert(
     alias="f",
 )
 # [debits, credits] added per account
-GENERAL_LEDGER = Upsert(
-    "general_ledger",
-    ("account", "debits", "credits"),
-    "ON CONFLICT (account) DO UPDATE SET debits = general_ledger.debits + excluded.debits,"
-    " credits = general_ledger.credits + excluded.credits",
-)
+GENERAL_LEDGER = Totals("general_ledger", "account", ("debits", "credits"))
 
 # The tables whose every row is written by the events of one aggregate, and the column that
 # names it: read models rebuilt in parts, each from some aggregates' events (replay/parts.py),
@@ -281,7 +276,7 @@ _MERGED: dict[str, Upsert | Totals] = {
         DEATH_REGISTRATION_EVENT,
         SETTLEMENT_FILE,
         BALANCE_TOTALS,
-        Totals("general_ledger", "account", ("debits", "credits")),
+        GENERAL_LEDGER,
     )
 }
 

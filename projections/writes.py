@@ -198,46 +198,46 @@ _BALANCE_COLUMNS = (
     ("funeral_issued", "BIGINT"),
     ("credited_through", "TEXT"),
 )
-_BALANCE_UPSERT = (
-    " ON CONFLICT (personal_id) DO UPDATE SET"
-    " allowance_credited = balances.allowance_credited + excluded.allowance_credited,"
-    " funeral_credited = balances.funeral_credited + excluded.funeral_credited,"
-    " issued_total = balances.issued_total + excluded.issued_total,"
-    " funeral_issued = balances.funeral_issued + excluded.funeral_issued,"
-    " credited_through = CASE WHEN excluded.credited_through IS NULL"
-    " THEN balances.credited_through WHEN balances.credited_through IS NULL"
-    " OR balances.credited_through < excluded.credited_through"
-    " THEN excluded.credited_through ELSE balances.credited_through END"
-)
-# Amounts added to beneficiaries' balances as an upsert, so that the read models come out the
-# same whatever order events of different aggregates arrive in (Kafka keeps order only within
-# an aggregate's partition).
-_BALANCE_NAMES = ", ".join(n for n, _ in _BALANCE_COLUMNS)
-BALANCE = Upsert("balances", tuple(n for n, _ in _BALANCE_COLUMNS), _BALANCE_UPSERT.strip())
-BALANCES = Staged(
-    name="balances",
-    columns=_BALANCE_COLUMNS,
-    row_sql=BALANCE.row_sql,
-    set_sql=BALANCE.merge_sql("{staging}"),
-    # no key to make unique: `Writes` sums a batch's amounts into one row per person
-)
 
 
 @dataclass(frozen=True)
 class Totals:
-    """Rows whose amounts add up, one per `key`: a table of them made at once from several
-    tables of amounts (a rebuild's balance deltas; the parts of a rebuild), into an empty
-    table. The same result as upserting every row, written once. `latest`: columns whose
-    greatest value wins."""
+    """Rows whose amounts add up, one per `key`; `latest`: columns whose greatest value wins
+    (NULL: none yet). The same rule three ways: a row at a time (`row_sql`), a table with one
+    row per key merged in (`merge_sql`), and several tables of amounts summed into an empty
+    table at once (`sum_sql`: a rebuild's balance deltas, the parts of a rebuild), which
+    writes each row once rather than upserting it again and again."""
 
     table: str
     key: str
     sums: tuple[str, ...]
     latest: tuple[str, ...] = ()
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.key, *self.sums, *self.latest)
+
+    @property
+    def _upsert(self) -> Upsert:
+        t = self.table
+        added = [f"{c} = {t}.{c} + excluded.{c}" for c in self.sums]
+        greatest = [
+            f"{c} = CASE WHEN excluded.{c} IS NULL THEN {t}.{c} WHEN {t}.{c} IS NULL"
+            f" OR {t}.{c} < excluded.{c} THEN excluded.{c} ELSE {t}.{c} END"
+            for c in self.latest
+        ]
+        rule = f"ON CONFLICT ({self.key}) DO UPDATE SET {', '.join(added + greatest)}"
+        return Upsert(t, self.columns, rule)
+
+    @property
+    def row_sql(self) -> str:
+        return self._upsert.row_sql
+
+    def merge_sql(self, source: str) -> str:
+        return self._upsert.merge_sql(source)
+
     def sum_sql(self, sources: list[str]) -> str:
-        columns = (self.key, *self.sums, *self.latest)
-        names = ", ".join(columns)
+        names = ", ".join(self.columns)
         union = " UNION ALL ".join(f"SELECT {names} FROM {source}" for source in sources)
         totals = ", ".join(
             [self.key, *(f"SUM({c})" for c in self.sums), *(f"MAX({c})" for c in self.latest)]
@@ -248,16 +248,26 @@ class Totals:
         )
 
 
+# Amounts added to beneficiaries' balances, so that the read models come out the same
+# whatever order events of different aggregates arrive in (Kafka keeps order only within an
+# aggregate's partition).
 BALANCE_TOTALS = Totals(
     "balances",
     "personal_id",
     ("allowance_credited", "funeral_credited", "issued_total", "funeral_issued"),
     ("credited_through",),
 )
+BALANCES = Staged(
+    name="balances",
+    columns=_BALANCE_COLUMNS,
+    row_sql=BALANCE_TOTALS.row_sql,
+    set_sql=BALANCE_TOTALS.merge_sql("{staging}"),
+    # no key to make unique: `Writes` sums a batch's amounts into one row per person
+)
 # A rebuild, which alone writes its tables, adds each batch's amounts to a table of their own
 # and sums them into the balances once, at its end: each person's row is written once, not
 # upserted again by every month's batches.
-BALANCE_DELTAS = Insert("balance_deltas", BALANCE.columns)
+BALANCE_DELTAS = Insert("balance_deltas", BALANCE_TOTALS.columns)
 BALANCE_DELTAS_TABLE = (
     f"CREATE TABLE balance_deltas ({', '.join(f'{n} {t}' for n, t in _BALANCE_COLUMNS)})"
 )

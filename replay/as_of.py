@@ -37,7 +37,7 @@ from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from projections.applied import contiguous_watermark
 from projections.readmodels import REPLAY_INDEXES, Projector, RecordedEvent
 from replay.parts import PartJob, merge_files, rebuild_in_parts
-from replay.rebuild import events_table, kafka_events, rebuild, stored_events
+from replay.rebuild import events_table, kafka_events, last_stored, rebuild, stored_events
 
 # acts: effective when recorded
 _ACTS = ("PaymentList.", "PayrollRegister.", "Beneficiary.PaymentsHeld",
@@ -164,8 +164,7 @@ def _in_parts(
     """The replay rebuilt in `jobs` parts, each into a file of its own in a folder beside the
     partial file (under its lock: what a killed replay left there is removed first), merged
     into `db`; how many events."""
-    events, nid = events_table(ledger)
-    (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {events}")[0]
+    last = last_stored(ledger)
     folder = Path(f"{db.path}.parts")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -176,7 +175,7 @@ def _in_parts(
                 part,
                 jobs,
                 store=None if kafka else ledger.location.url,
-                through=int(last),
+                through=last,
                 kafka=kafka,
                 keep=cut.keep,
                 file=files[part],

@@ -22,6 +22,8 @@ topic is keyed by aggregate).
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -184,6 +186,7 @@ def _run_part(job: PartJob, pipe: Connection) -> None:
     """A part, in a process of its own: its events rebuilt, and for `verify` compared and
     sent. A message to the caller for each batch (a killed caller ends the part there)."""
     collect_rarely()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's: it ends the parts
     try:
         with ExitStack() as stack:
             target: PostgresScratch | SQLiteDatabase
@@ -214,7 +217,8 @@ def _run_part(job: PartJob, pipe: Connection) -> None:
     except BrokenPipeError:
         return  # the caller is gone
     except Exception as err:  # said to the caller, which stops the rest
-        pipe.send(("failed", f"{type(err).__name__}: {err}"))
+        with contextlib.suppress(OSError):
+            pipe.send(("failed", f"{type(err).__name__}: {err}"))
 
 
 def _events(job: PartJob, stack: ExitStack) -> Iterator[list[RecordedEvent]]:

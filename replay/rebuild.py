@@ -25,6 +25,13 @@ def events_table(ledger: Ledger) -> tuple[str, str]:
     return table, "rowid" if ledger.location.kind == "sqlite" else "notification_id"
 
 
+def last_stored(ledger: Ledger) -> int:
+    """The last stored event's notification id, as the read models' connection sees the
+    store (in `verify`, its snapshot)."""
+    table, nid = events_table(ledger)
+    return int(ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {table}")[0][0])
+
+
 def stored_events(ledger: Ledger) -> Iterator[list[RecordedEvent]]:
     """Every stored event in notification order, in batches."""
     after = 0

@@ -67,6 +67,7 @@ from replay.rebuild import (
     differences,
     differences_in_server,
     events_table,
+    last_stored,
     rebuild,
     stored_events,
 )
@@ -219,9 +220,8 @@ def _events(ledger: Ledger) -> Iterator[_Stored]:
     the recorder: what is on disk, whatever the library would do)."""
     table, nid = events_table(ledger)
     if ledger.location.kind == "postgresql":  # pages bounded in bytes, read in binary
-        (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {table}")[0]
-        after = 0
-        while rows := ledger.events.stored(after, int(last)):
+        after, last = 0, last_stored(ledger)
+        while rows := ledger.events.stored(after, last):
             yield from (_Stored(*row) for row in rows)
             after = rows[-1][0]
         return
@@ -535,14 +535,13 @@ def _in_parts(
     whole. How many events, and the differences."""
     with target.transaction() as cursor:
         Projector.create_schema(cursor, readers_indexes=False)
-    events, nid = events_table(ledger)
-    (last,) = ledger.db.query(f"SELECT COALESCE(MAX({nid}), 0) FROM {events}")[0]
+    last = last_stored(ledger)
     jobs_of = [
         PartJob(
             part,
             jobs,
             store=ledger.location.url,
-            through=int(last),
+            through=last,
             snapshot=snapshot,
             watermark=through,
         )
