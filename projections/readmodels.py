@@ -281,14 +281,17 @@ _MERGED: dict[str, Upsert | Totals] = {
 }
 
 
-def merge_statements(table: str, sources: list[str]) -> list[str]:
-    """The statements that make an empty table of the read models from the same table of
-    several parts (each rebuilt from some aggregates' events, with no readers' indexes): rows
-    written by several aggregates are merged by their rule, amounts added up, any other row
-    added as it is."""
+def merge_statements(table: str, sources: list[str], into_empty: bool = True) -> list[str]:
+    """The statements that add the same table of several parts (each rebuilt from some
+    aggregates' events, with no readers' indexes) to a table of the read models: rows written
+    by several aggregates are merged by their rule, amounts added up, any other row added as
+    it is. `into_empty`: the table has no rows yet (amounts are then summed in one pass),
+    rather than those of another part."""
     merged = _MERGED.get(table)
-    if isinstance(merged, Totals):
+    if isinstance(merged, Totals) and into_empty:
         return [merged.sum_sql(sources)]
+    if isinstance(merged, Totals):
+        return [merged.merge_sql(source) for source in sources]
     if isinstance(merged, Upsert):
         return [merged.merge_sql(source) for source in sources]
     return [f"INSERT INTO {table} SELECT * FROM {source}" for source in sources]

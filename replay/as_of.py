@@ -134,19 +134,20 @@ def replay_into(
     if kafka is not None and events is None and not in_parts:
         events = kafka_events(*kafka)
     with _writing(partial, path):
-        db = SQLiteDatabase(partial, scratch=True)
         try:
             if in_parts:
-                applied = _in_parts(ledger, db, cut, progress, kafka, jobs)
-            else:
-                source = stored_events(ledger) if events is None else events
-                applied = rebuild(db, source, cut.keep, progress)
-            cut.settle(db)
+                applied = _in_parts(ledger, partial, cut, progress, kafka, jobs)
+            db = SQLiteDatabase(partial, scratch=True)
+            try:
+                if not in_parts:
+                    source = stored_events(ledger) if events is None else events
+                    applied = rebuild(db, source, cut.keep, progress)
+                cut.settle(db)
+            finally:
+                db.close()
         except BaseException:
-            db.close()
             partial.unlink(missing_ok=True)
             raise
-        db.close()
         if path.exists():
             raise RuleViolation(f"{path} was made while this replay ran; nothing replaced it")
         partial.rename(path)
@@ -155,21 +156,21 @@ def replay_into(
 
 def _in_parts(
     ledger: Ledger,
-    db: SQLiteDatabase,
+    partial: Path,
     cut: Cut,
     progress: Callable[[int], None],
     kafka: tuple[str, str] | None,
     jobs: int,
 ) -> int:
-    """The replay rebuilt in `jobs` parts, each into a file of its own in a folder beside the
-    partial file (under its lock: what a killed replay left there is removed first), merged
-    into `db`; how many events."""
+    """The replay rebuilt in `jobs` parts: the first into the partial file (empty until
+    then), each other into a file of its own in a folder beside it (under its lock: what a
+    killed replay left there is removed first), merged into it; how many events."""
     last = last_stored(ledger)
-    folder = Path(f"{db.path}.parts")
+    folder = Path(f"{partial}.parts")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     try:
-        files = [folder / f"part-{part}.sqlite" for part in range(jobs)]
+        files = [partial, *(folder / f"part-{part}.sqlite" for part in range(1, jobs))]
         jobs_of = [
             PartJob(
                 part,
@@ -183,14 +184,18 @@ def _in_parts(
             for part in range(jobs)
         ]
         applied = rebuild_in_parts(jobs_of, progress).applied
-        with db.transaction() as cursor:
-            Projector.create_schema(cursor, readers_indexes=False)
-        merge_files(db, files)
+        # opened once the first part is in it: a connection opened before would name the
+        # tables of an attached file for its own (their schema was not there yet)
+        db = SQLiteDatabase(partial, scratch=True)
+        try:
+            merge_files(db, files[1:])
+            with db.transaction() as cursor:
+                for statement in REPLAY_INDEXES:
+                    cursor.execute(statement)
+        finally:
+            db.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    with db.transaction() as cursor:
-        for statement in REPLAY_INDEXES:
-            cursor.execute(statement)
     return applied
 
 

@@ -167,7 +167,8 @@ def _receive(target: PostgresScratch, table: str, part: int, reader: Connection)
 
 
 def merge_files(target: SQLiteDatabase, files: list[Path]) -> None:
-    """The parts' SQLite files merged into `target`, whose tables are made and empty."""
+    """The parts' SQLite files merged into `target`, which holds a part already (one part's
+    rows are not copied again)."""
     names = [f"part{i}" for i in range(len(files))]
     for name, file in zip(names, files, strict=True):
         target.conn.execute(f"ATTACH DATABASE ? AS {name}", (str(file),))
@@ -175,7 +176,8 @@ def merge_files(target: SQLiteDatabase, files: list[Path]) -> None:
         with target.transaction() as cursor:
             Projector.mark_projecting(cursor)
             for table in READ_MODEL_TABLES:
-                for statement in merge_statements(table, [f"{n}.{table}" for n in names]):
+                sources = [f"{n}.{table}" for n in names]
+                for statement in merge_statements(table, sources, into_empty=False):
                     cursor.execute(statement)
     finally:
         for name in names:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
-from projections.readmodels import READ_MODEL_TABLES, Projector, RecordedEvent
+from projections.readmodels import READ_MODEL_TABLES, RecordedEvent
 from replay.parts import merge_files
 from replay.rebuild import rebuild
 from tests.conftest import Files, death
@@ -30,7 +30,8 @@ def in_parts(
     root: Path, events: list[RecordedEvent], part_of: dict[str, int], parts: int
 ) -> dict[str, list[tuple[Any, ...]]]:
     """Each part's events rebuilt into its own file, in notification order and batches of
-    random sizes, then the files merged into a new one: its tables, rows sorted."""
+    random sizes, then the other files merged into the first, as `replay --jobs` does: its
+    tables, rows sorted."""
     files = []
     for part in range(parts):
         mine = [e for e in events if part_of[e.aggregate_id] == part]
@@ -41,11 +42,9 @@ def in_parts(
         finally:
             db.close()
         files.append(file)
-    merged = SQLiteDatabase(root / "merged.sqlite", scratch=True)
+    merged = SQLiteDatabase(files[0], scratch=True)
     try:
-        with merged.transaction() as cursor:
-            Projector.create_schema(cursor, readers_indexes=False)
-        merge_files(merged, files)
+        merge_files(merged, files[1:])
         return {t: sorted(merged.query(f"SELECT * FROM {t}"), key=repr) for t in READ_MODEL_TABLES}
     finally:
         merged.close()
