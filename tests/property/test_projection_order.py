@@ -274,6 +274,21 @@ def test_histories_have_settlement_files_that_span_several_lists(tmp_path: Path)
     assert settlement_files_spanning_lists(events) == 2  # the PAID file and the RETURNED one
 
 
+def an_event_id_reused(
+    root: Path, files: Files
+) -> tuple[list[RecordedEvent], RecordedEvent, RecordedEvent]:
+    """The events of two death registrations, the second made to carry the first's event id
+    (as a registry that reuses one would): every event, the first, and the second."""
+    with Ledger(f"sqlite:///{root / 'ledger.sqlite'}") as ledger:
+        ledger.import_deaths(
+            files.deaths([death("001000000001"), death("001000000002")]), "registry"
+        )
+        events = ledger.recorded_events(0)
+    first, second = [e for e in events if e.type == "DeathRecord.Registered"]
+    reused = replace(second, payload={**second.payload, "event_id": first.payload["event_id"]})
+    return [reused if e is second else e for e in events], first, reused
+
+
 def test_an_event_id_reused_for_another_person_is_kept_once_whatever_the_order(
     tmp_path: Path, files: Files
 ) -> None:
@@ -281,14 +296,8 @@ def test_an_event_id_reused_for_another_person_is_kept_once_whatever_the_order(
     just recorded, so a registry that reuses an event id for another person can give two
     death records the same event id. Projecting them must neither fail nor depend on which
     arrives first."""
-    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
-        ledger.import_deaths(
-            files.deaths([death("001000000001"), death("001000000002")]), "registry"
-        )
-        events = ledger.recorded_events(0)
-    first, second = [e for e in events if e.type == "DeathRecord.Registered"]
-    reused = replace(second, payload={**second.payload, "event_id": first.payload["event_id"]})
-    rest = [e for e in events if e not in (first, second)]
+    events, first, reused = an_event_id_reused(tmp_path, files)
+    rest = [e for e in events if e not in (first, reused)]
     forward = projected(tmp_path / "forward.sqlite", iter([rest, [first, reused]]))
     backward = projected(tmp_path / "backward.sqlite", iter([rest, [reused], [first]]))
     assert forward == backward

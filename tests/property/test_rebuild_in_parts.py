@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.sql import SQLiteDatabase
-from ledger.application import Ledger
 from projections.readmodels import READ_MODEL_TABLES, RecordedEvent
 from replay.parts import merge_files
 from replay.rebuild import rebuild
-from tests.conftest import Files, death
-from tests.property.test_projection_order import PLAN, history, projected
+from tests.conftest import Files
+from tests.property.test_projection_order import PLAN, an_event_id_reused, history, projected
 
 
 def in_parts(
@@ -93,14 +91,7 @@ def test_a_settlement_file_of_lists_in_two_parts_keeps_its_earliest_row(
 def test_an_event_id_reused_by_records_in_two_parts_is_kept_once(
     tmp_path: Path, files: Files
 ) -> None:
-    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
-        ledger.import_deaths(
-            files.deaths([death("001000000001"), death("001000000002")]), "registry"
-        )
-        events = ledger.recorded_events(0)
-    first, second = [e for e in events if e.type == "DeathRecord.Registered"]
-    reused = replace(second, payload={**second.payload, "event_id": first.payload["event_id"]})
-    events = [reused if e is second else e for e in events]
+    events, first, reused = an_event_id_reused(tmp_path, files)
     live = projected(tmp_path / "live.sqlite", iter([events]))
     for winner_part in (0, 1):
         root = tmp_path / f"parts-{winner_part}"
