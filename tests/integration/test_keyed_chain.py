@@ -33,7 +33,7 @@ from tests.integration.test_store_guarantees import (
     tamper,
     unkeyed_link,
 )
-from tests.integration.test_verify import events_and_id, guards_off, sqlite
+from tests.integration.test_verify import alter_event, events_and_id, guards_off
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +58,7 @@ def rewrite(url: str, at: int, compute: str) -> int:
     notification id of the altered event."""
     rows = stored(url)
     n = rows[at][0]
-    guards_off(url)
-    events, nid = events_and_id(url)
-    text = "CAST(state AS TEXT)" if sqlite(url) else "convert_from(state, 'UTF8')"
-    edited = f"replace({text}, '2025', '2024')"
-    as_bytes = f"CAST({edited} AS BLOB)" if sqlite(url) else f"convert_to({edited}, 'UTF8')"
-    assert tamper(url, f"UPDATE {events} SET state = {as_bytes} WHERE {nid} = {n}") == ""
+    alter_event(url, n)
     (before,) = query_store(
         url, "SELECT chain_hash FROM event_chain WHERE notification_id = ?", (rows[at - 1][0],)
     )[0]
