@@ -107,14 +107,6 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
     for rows, found in ports.in_order(_staging_rows, jobs):
         problems.extend(found)
         staged.add(rows)
-        named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
-        dead = deaths_in_record(ports, sorted({pid for _, pid in named}))
-        problems += [
-            f"{name}: row {number}: personal_id: {pid} has a death "
-            "registration in force and cannot be enrolled"
-            for number, pid in named
-            if pid in dead
-        ]
         done += len(rows)
         ports.progress(f"checking {name}", done, max(done, expected))
     staged.index("personal_id")
@@ -151,13 +143,22 @@ def _staging_rows(
     ports: Ports, job: tuple[str, list[Entry], datetime]
 ) -> tuple[list[tuple[Any, ...]], list[str]]:
     """A chunk of the file checked (by a worker while the next is read): its rows as staged,
-    and its problem lines."""
+    and its problem lines, rule 10 among them (the chunk's people looked up among the death
+    records, in one query)."""
     name, chunk, now = job
     valid, refused, found = check_entries(
         name, chunk, EnrolmentRow, now=now, keep=("personal_id", "effective_month")
     )
     rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
     rows += [(number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused]
+    named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
+    dead = deaths_in_record(ports, sorted({pid for _, pid in named}))
+    found += [
+        f"{name}: row {number}: personal_id: {pid} has a death "
+        "registration in force and cannot be enrolled"
+        for number, pid in named
+        if pid in dead
+    ]
     return rows, found
 
 
