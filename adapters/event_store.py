@@ -13,6 +13,7 @@ it has none, so that no command ever puts back a guard someone removed (the evid
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pickle
 import sqlite3
 import tempfile
@@ -29,7 +30,7 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoder,
 )
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 
 from adapters.chain import GENESIS, ChainHead, link
 from adapters.chain_key import ChainKeyError, key_id, load_chain_key
@@ -335,6 +336,40 @@ class EventStore:
         process makes for the command that saves them."""
         to_stored = self.app.mapper.to_stored_event
         return [_packed(to_stored(e)) for a in aggregates for e in a.collect_events()]
+
+    def created_events(
+        self, aggregate: type, created: type, fields: Iterable[dict[str, Any]]
+    ) -> list[Packed]:
+        """The events that would create these aggregates (`created`, the aggregate's created
+        event class; `fields`, its arguments for each), encoded as `stored_events_of` encodes
+        them, to the byte (a property test), without making the aggregates: the library makes
+        each aggregate, its event, and the event's dictionary again for the mapper, 30 µs a
+        person, a national migration's minutes. Only for an aggregate whose created event sets
+        its attributes and checks nothing (its checks are the input's), as replaying it does."""
+        mapper = self.app.mapper
+        topic, originator = get_topic(created), get_topic(aggregate)
+        names = [f.name for f in dataclasses.fields(created)]
+        if names[:4] != ["originator_id", "originator_version", "timestamp", "originator_topic"]:
+            raise TypeError(f"{topic} is not a created event this store can encode in bulk")
+        own = names[4:]
+        version = getattr(created, "class_version", 1)
+        first: int = aggregate.INITIAL_VERSION  # type: ignore[attr-defined]
+        encode, stamp = mapper.transcoder.encode_text, created.create_timestamp  # type: ignore[attr-defined]
+        create_id = aggregate.create_id  # type: ignore[attr-defined]
+        packed = []
+        for given in fields:
+            state = {"timestamp": stamp(), "originator_topic": originator}
+            for name in own:
+                state[name] = given[name]
+            if version > 1:
+                state["class_version"] = version
+            data = encode(state)
+            if mapper.compressor:
+                data = mapper.compressor.compress(data)
+            if mapper.cipher:
+                data = mapper.cipher.encrypt(data)
+            packed.append((create_id(**given).bytes, first, topic, data))
+        return packed
 
     def save_stored_in_chunks(
         self,

@@ -50,7 +50,11 @@ def payroll_register_id(province_code: str) -> UUID:
 
 
 class Beneficiary(Aggregate):
-    """A person enrolled for monthly social assistance."""
+    """A person enrolled for monthly social assistance.
+
+    An enrolment file makes its `Enrolled` events in bulk, without calling `__init__`
+    (`EventStore.created_events`): it must only set attributes. The checks of an enrolment
+    are the input's (`inputs.EnrolmentRow`), and replaying the event calls it anyway."""
 
     @staticmethod
     def create_id(personal_id: str, **_: Any) -> UUID:

@@ -184,15 +184,15 @@ def _people(
 def _enrolled(ports: Ports, job: tuple[str, str, list[tuple[Any, ...]]]) -> list[Any]:
     """A chunk of staged rows as Beneficiary aggregates' events, encoded for the store."""
     name, actor, chunk = job
-    people = [
-        Beneficiary(
+    people = (
+        {
             **dict(zip(ENROLMENT_COLUMNS, fields, strict=True)),
-            actor=actor,
-            source=f"{name} row {number}",
-        )
+            "actor": actor,
+            "source": f"{name} row {number}",
+        }
         for number, *fields in chunk
-    ]
-    return ports.events.stored_events_of(people)
+    )
+    return ports.events.created_events(Beneficiary, Beneficiary.Enrolled, people)  # type: ignore[attr-defined]
 
 
 def deaths_in_record(ports: Ports, personal_ids: Sequence[str]) -> set[str]:

@@ -92,6 +92,9 @@ class EventStore(Protocol):
         spool: bool = False,
     ) -> int: ...
     def stored_events_of(self, aggregates: Sequence[Any]) -> list[Any]: ...
+    def created_events(
+        self, aggregate: type, created: type, fields: Iterable[dict[str, Any]]
+    ) -> list[Any]: ...
     def save_stored_in_chunks(
         self,
         stored: Iterable[tuple[list[Any], dict[UUID, int | None]]],
