@@ -150,6 +150,9 @@ class PostgresScratch(PostgresDatabase):
         self.conn.execute("SET temp_buffers = '1GB'")
         # a rebuild's sums of every person's amounts, grouped in memory rather than on disk
         self.conn.execute("SET work_mem = '256MB'")
+        # the rebuild's parts already take every core: a comparison's parallel workers would
+        # only take turns with them
+        self.conn.execute("SET max_parallel_workers_per_gather = 0")
         row = self.conn.execute("SELECT current_schema()").fetchone()
         self.live_schema = str(row[0]) if row else "public"
         # tables created and named without a schema are the session's temporary ones

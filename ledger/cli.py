@@ -753,7 +753,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
         )
         return
     print_table(out, table)
-    source_name = "Kafka ledger.events" if args.from_kafka else "the store"
+    source_name = f"Kafka {kafka[1]}" if kafka else "the store"
     say(
         f"{applied:,} events from {source_name} replayed into {path} (the same read-model "
         "tables, for SQL); nothing in the store was changed"

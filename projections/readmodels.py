@@ -106,6 +106,13 @@ REPLAY_INDEXES = (
     "CREATE INDEX IF NOT EXISTS payment_lines_list ON payment_lines (period, province_code)",
 )
 
+# the balances' table, and its key, left out of a table only compared (see
+# `Projector.create_schema`): the comparison joins on KEY_LEFT_OUT
+_BALANCES = next(s for s in SCHEMA if "TABLE IF NOT EXISTS balances " in s)
+_BALANCES_KEY = "personal_id TEXT PRIMARY KEY"
+assert _BALANCES_KEY in _BALANCES
+KEY_LEFT_OUT = {"balances": ("personal_id",)}
+
 # How far the read models are: guarded like them, not rebuilt from the events.
 POSITION_TABLES = ("projection_position", "projection_offsets")
 
@@ -340,18 +347,25 @@ class Projector:
         cursor.execute("SELECT set_config('ledger.projecting', 'on', true)")
 
     @staticmethod
-    def create_schema(cursor: Any, readers_indexes: bool = True) -> None:
-        """`readers_indexes`: False for a rebuild, which makes READERS_INDEXES at its end."""
+    def create_schema(cursor: Any, readers_indexes: bool = True, compared: bool = False) -> None:
+        """`readers_indexes`: False for a rebuild, which makes READERS_INDEXES at its end.
+        `compared`: tables only compared with the kept ones (`verify`'s, on the server),
+        whose balances are written once, by a sum, and never looked up by their key: they
+        are made without it (at national size, millions of index entries made for nothing
+        by every part of the rebuild and again by the merge; the comparison joins by hash)."""
         postgres = hasattr(cursor, "copy_rows")
         for statement in SCHEMA:
             if readers_indexes or statement not in READERS_INDEXES:
+                if compared and statement == _BALANCES:
+                    statement = _BALANCES.replace(_BALANCES_KEY, "personal_id TEXT NOT NULL")
                 cursor.execute(_with_free_space(statement) if postgres else statement)
 
-    def start_rebuild(self, cursor: Any) -> None:
+    def start_rebuild(self, cursor: Any, compared: bool = False) -> None:
         """Make the read models' tables, empty, for this projector alone to fill from the
         first event (a rebuild): without the readers' indexes, and with the balances added
-        up at the end (`finish_rebuild`), not upserted batch after batch."""
-        self.create_schema(cursor, readers_indexes=False)
+        up at the end (`finish_rebuild`), not upserted batch after batch (`compared`: see
+        `create_schema`)."""
+        self.create_schema(cursor, readers_indexes=False, compared=compared)
         cursor.execute(BALANCE_DELTAS_TABLE)
         self.rebuilding = True
 

@@ -205,6 +205,7 @@ def _run_part(job: PartJob, pipe: Connection) -> None:
                 job.keep or (lambda e: True),
                 lambda n: pipe.send(("progress", n)),
                 readers_indexes=False,
+                compared=isinstance(target, PostgresScratch),
             )
             found: dict[str, TableDifference] = {}
             if isinstance(target, PostgresScratch):

@@ -15,7 +15,13 @@ from adapters.kafka_projection import APPLY_BYTES
 from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger.application import Ledger
 from ledger.rules import RuleViolation
-from projections.readmodels import READ_MODEL_TABLES, REPLAY_INDEXES, Projector, RecordedEvent
+from projections.readmodels import (
+    KEY_LEFT_OUT,
+    READ_MODEL_TABLES,
+    REPLAY_INDEXES,
+    Projector,
+    RecordedEvent,
+)
 
 
 def events_table(ledger: Ledger) -> tuple[str, str]:
@@ -46,13 +52,15 @@ def rebuild(
     keep: Callable[[RecordedEvent], bool] = lambda e: True,
     progress: Callable[[int], None] = lambda applied: None,
     readers_indexes: bool = True,
+    compared: bool = False,
 ) -> int:
     """Project the events `keep` accepts into `target` (a read-model database with no read
     models yet); returns how many were applied. The indexes only readers use are made at
-    the end, and not at all without `readers_indexes` (a comparison joins on the keys)."""
+    the end, and not at all without `readers_indexes` (a comparison joins on the keys).
+    `compared`: tables only compared (`Projector.create_schema`)."""
     projector = Projector()
     with target.transaction() as cursor:
-        projector.start_rebuild(cursor)
+        projector.start_rebuild(cursor, compared)
     applied = 0
     for batch in batches:
         kept = [e for e in batch if keep(e)]
@@ -235,7 +243,7 @@ def table_difference(
             " ORDER BY array_position(i.indkey::int2[], a.attnum)",
             (made_name,),
         )
-    ]
+    ] or list(KEY_LEFT_OUT.get(table, ()))
     kept: sql.Composable = sql.Identifier(rebuilt.live_schema, table)
     if kept_where is not None:
         kept = sql.SQL("(SELECT * FROM {} WHERE {})").format(kept, sql.SQL(kept_where))  # type: ignore[arg-type]

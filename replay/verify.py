@@ -508,7 +508,9 @@ def check_read_models(
                 assert snapshot is not None
                 applied, found = _in_parts(ledger, target, snapshot, through, jobs)
             elif isinstance(target, PostgresScratch):
-                applied = rebuild(target, applied_events(ledger, through), readers_indexes=False)
+                applied = rebuild(
+                    target, applied_events(ledger, through), readers_indexes=False, compared=True
+                )
                 found = differences_in_server(target)
             else:
                 applied = rebuild(target, applied_events(ledger, through), readers_indexes=False)
@@ -534,7 +536,7 @@ def _in_parts(
     one aggregate's rows compared part by part, the others merged into `target` and compared
     whole. How many events, and the differences."""
     with target.transaction() as cursor:
-        Projector.create_schema(cursor, readers_indexes=False)
+        Projector.create_schema(cursor, readers_indexes=False, compared=True)
     last = last_stored(ledger)
     jobs_of = [
         PartJob(
