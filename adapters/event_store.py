@@ -358,6 +358,10 @@ class EventStore:
         create_id = aggregate.create_id  # type: ignore[attr-defined]
         packed = []
         for given in fields:
+            if len(given) != len(own) or not all(name in given for name in own):
+                # as the library refuses an unknown or missing argument: never dropped
+                wrong = sorted(set(given) ^ set(own))
+                raise TypeError(f"{topic}: not its fields: {', '.join(wrong)}")
             state = {"timestamp": stamp(), "originator_topic": originator}
             for name in own:
                 state[name] = given[name]

@@ -98,7 +98,7 @@ class PostgresDatabase:
         self.conn = psycopg.connect(
             url, autocommit=True, options="-c jit=off -c plan_cache_mode=force_custom_plan"
         )
-        self.column_types: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        self.column_types: dict[tuple[int, tuple[str, ...]], list[int]] = {}
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -183,9 +183,13 @@ def see_snapshot(conn: Any, snapshot: str, read_only: bool = False) -> None:
     conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
 
+# smallint and integer: their binary forms are 2 and 4 bytes, and psycopg wraps a larger value
+_NARROW_INTS = {21: (-(2**15), 2**15 - 1), 23: (-(2**31), 2**31 - 1)}
+
+
 class _PostgresCursor:
     def __init__(
-        self, cursor: Any, column_types: dict[tuple[str, tuple[str, ...]], list[int]]
+        self, cursor: Any, column_types: dict[tuple[int, tuple[str, ...]], list[int]]
     ) -> None:
         self.cursor = cursor
         self.column_types = column_types  # the connection's: looked up once per table
@@ -200,27 +204,37 @@ class _PostgresCursor:
         """Rows into a table through COPY: the set-based path for large batches. In binary:
         psycopg writes binary rows in about half the time of text ones (a national month's
         lines are written by every catch-up, verify and replay), and the server reads them
-        without parsing numbers. Binary needs each column's type: asked of the server once."""
-        types = self._types(table, tuple(columns))
+        without parsing numbers. Binary needs each column's type: asked of the server once
+        for each table (by its oid: a table made again under its name is asked again)."""
+        types, narrow = self._types(table, tuple(columns))
         with self.cursor.copy(
             f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(types)
             for row in rows:
+                for i, low, high in narrow:  # psycopg would wrap, not refuse: checked here
+                    if row[i] is not None and not low <= row[i] <= high:
+                        raise ValueError(f"{table}.{columns[i]}: {row[i]} is out of its range")
                 copy.write_row(row)
 
-    def _types(self, table: str, columns: tuple[str, ...]) -> list[int]:
-        found = self.column_types.get((table, columns))
+    def _types(
+        self, table: str, columns: tuple[str, ...]
+    ) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """The columns' type oids, and which of them are INTEGER or SMALLINT."""
+        self.cursor.execute("SELECT to_regclass(%s)::oid", (table,))
+        relation = self.cursor.fetchone()[0]
+        found = self.column_types.get((relation, columns))
         if found is None:
             self.cursor.execute(
-                "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s"
                 " AND attnum > 0 AND NOT attisdropped",
-                (table,),
+                (relation,),
             )
             of = {str(name): int(oid) for name, oid in self.cursor.fetchall()}
             found = [of[c] for c in columns]
-            self.column_types[(table, columns)] = found
-        return found
+            self.column_types[(relation, columns)] = found
+        narrow = [(i, *_NARROW_INTS[oid]) for i, oid in enumerate(found) if oid in _NARROW_INTS]
+        return found, narrow
 
     def fetchall(self) -> list[Any]:
         return self.cursor.fetchall()  # type: ignore[no-any-return]

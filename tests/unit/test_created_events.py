@@ -90,3 +90,16 @@ def test_an_enrolment_stores_what_the_aggregate_reads_back(tmp_path: Path, files
         ledger.enrol(path, "op")
         b = ledger.events.get(Beneficiary.create_id("001200000007"))
     assert (b.personal_id, b.full_name, b.version) == ("001200000007", "Trần Văn B", 1)
+
+
+@pytest.mark.parametrize("change", ["extra", "missing"])
+def test_fields_the_event_does_not_have_are_refused_not_dropped(
+    store: EventStore, change: str
+) -> None:
+    fields = fields_of(enrolment("001299999999"), "maker", "test")
+    if change == "extra":
+        fields["nickname"] = "Út"
+    else:
+        del fields["decision_ref"]
+    with pytest.raises((TypeError, KeyError)):
+        store.created_events(Beneficiary, Beneficiary.Enrolled, [fields])
