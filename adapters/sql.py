@@ -207,14 +207,18 @@ class _PostgresCursor:
         without parsing numbers. Binary needs each column's type: asked of the server once
         for each table (by its oid: a table made again under its name is asked again)."""
         types, narrow = self._types(table, tuple(columns))
+        if narrow and not isinstance(rows, list | tuple):
+            rows = list(rows)  # read twice
+        for i, low, high in narrow:  # psycopg would wrap such a value, not refuse it
+            held = [v for row in rows if (v := row[i]) is not None]
+            if held and not (low <= min(held) and max(held) <= high):
+                wrong = next(v for v in held if not low <= v <= high)
+                raise ValueError(f"{table}.{columns[i]}: {wrong} is out of its range")
         with self.cursor.copy(
             f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(types)
             for row in rows:
-                for i, low, high in narrow:  # psycopg would wrap, not refuse: checked here
-                    if row[i] is not None and not low <= row[i] <= high:
-                        raise ValueError(f"{table}.{columns[i]}: {row[i]} is out of its range")
                 copy.write_row(row)
 
     def _types(
