@@ -16,12 +16,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from ledger.months import month_of_iso, parse_month
+from ledger.reference import built_in_province_codes
 from ledger.rules import (
     ACCRUAL_FIELDS,
     ISSUED_FIELDS,
     Entitlement,
     RuleViolation,
 )
+from ledger.units import Units, reorganisation
 from ledger.values import same_actor
 
 _NS = uuid5(NAMESPACE_URL, "https://ansinh.example/ledger")
@@ -464,8 +466,11 @@ class DeathRecord(Aggregate):
 # approval records, and its name here.
 STANDARD_LEVEL = "standard_level"
 FUNERAL_MULTIPLIER = "funeral_multiplier"
-REFERENCE_KINDS = (STANDARD_LEVEL, FUNERAL_MULTIPLIER)
-PLANNED_REFERENCE_KINDS = ("unit_reorganisation", "paying_account")
+UNIT_REORGANISATION = "unit_reorganisation"  # value: rows (old province, old commune, new ...)
+REFERENCE_KINDS = (STANDARD_LEVEL, FUNERAL_MULTIPLIER, UNIT_REORGANISATION)
+PLANNED_REFERENCE_KINDS = ("paying_account",)
+# a reorganisation of more rows than the country has communes is not one
+MAX_REORGANISATION_ROWS = 20_000
 
 _APPROVAL_ORDER = {FUNERAL_MULTIPLIER: 0, STANDARD_LEVEL: 1}
 
@@ -525,6 +530,8 @@ class ReferenceDataHistory(Aggregate):
         self.standard_levels = {m: a for m, a in standard_levels}
         self.funeral_multipliers = {m: x for m, x in funeral_multipliers}
         self.proposals: dict[str, Proposal] = {}
+        # rule 9: (effective month, rows) in the order recorded
+        self.reorganisations: list[tuple[str, list[list[str]]]] = []
 
     # What is in force, and what would be
 
@@ -556,6 +563,28 @@ class ReferenceDataHistory(Aggregate):
             schedules = self.with_change(schedules, p.kind, p.from_month, p.value)
         return schedules
 
+    def units(self) -> Units:
+        """The reorganisations in force, with the province codes ever known."""
+        return Units.of(
+            (reorganisation(parse_month(m), rows) for m, rows in self.reorganisations),
+            built_in_province_codes(),
+        )
+
+    def has_reorganisation(self, effective_month: str, rows: list[list[str]]) -> bool:
+        """Whether the same reorganisation is already recorded (an import made twice)."""
+        wanted = sorted(map(tuple, rows))
+        return any(
+            m == effective_month and sorted(map(tuple, r)) == wanted
+            for m, r in self.reorganisations
+        )
+
+    def _check_reorganisation(self, from_month: str, value: Any) -> None:
+        problems = self.units().check(reorganisation(parse_month(from_month), value))
+        if problems:
+            raise RuleViolation(
+                "; ".join(f"row {i + 1}: {field}: {text}" for i, field, text in problems)
+            )
+
     def _check_value(self, kind: str, value: Any) -> None:
         if kind in PLANNED_REFERENCE_KINDS:
             raise RuleViolation(f"changes of kind {kind} are not implemented yet")
@@ -563,6 +592,18 @@ class ReferenceDataHistory(Aggregate):
             raise RuleViolation(
                 f"unknown kind of reference data {kind!r}: one of {', '.join(REFERENCE_KINDS)}"
             )
+        if kind == UNIT_REORGANISATION:
+            if not (
+                isinstance(value, list)
+                and 0 < len(value) <= MAX_REORGANISATION_ROWS
+                and all(is_unit_row(row) for row in value)
+            ):
+                raise RuleViolation(
+                    "a reorganisation is 1 to "
+                    f"{MAX_REORGANISATION_ROWS:,} rows of province (2 digits) and commune "
+                    "(5 digits, or empty for a whole province) codes, old then new"
+                )
+            return
         whole = isinstance(value, int) and not isinstance(value, bool)
         if kind == STANDARD_LEVEL and not (whole and 0 < value <= self.MAX_STANDARD_LEVEL):
             raise RuleViolation(
@@ -607,11 +648,16 @@ class ReferenceDataHistory(Aggregate):
                     f"(proposal {p.proposal_id} by {p.proposed_by}): have it approved or "
                     "withdrawn first"
                 )
-        before = self.prospective()
-        after = self.with_change(before, kind, from_month, value)
-        if after == before:
-            raise RuleViolation(f"the reference data from {from_month} is already so")
-        self._check_cover(after)
+        if kind == UNIT_REORGANISATION:
+            if self.has_reorganisation(from_month, value):
+                raise AlreadyRecorded(f"this reorganisation from {from_month} is already recorded")
+            self._check_reorganisation(from_month, value)
+        else:
+            before = self.prospective()
+            after = self.with_change(before, kind, from_month, value)
+            if after == before:
+                raise RuleViolation(f"the reference data from {from_month} is already so")
+            self._check_cover(after)
         proposal_id = str(len(self.proposals) + 1)
         self._change_proposed(
             proposal_id=proposal_id,
@@ -664,8 +710,14 @@ class ReferenceDataHistory(Aggregate):
         self.check_approver(proposal_id, actor)
         p = self.proposals[proposal_id]
         self._check_value(p.kind, p.value)
+        if p.kind == UNIT_REORGANISATION:
+            self._check_reorganisation(p.from_month, p.value)  # as recorded since
         self._check_cover(self.with_change(self.schedules, p.kind, p.from_month, p.value))
         self._change_approved(proposal_id=proposal_id, actor=actor, source=source)
+        if p.kind == UNIT_REORGANISATION:
+            self._units_reorganised(
+                effective_month=p.from_month, mappings=p.value, actor=actor, source=source
+            )
         if p.kind == STANDARD_LEVEL and self.standard_levels.get(p.from_month) != p.value:
             self._standard_level_set(
                 from_month=p.from_month, amount=p.value, actor=actor, source=source
@@ -704,6 +756,38 @@ class ReferenceDataHistory(Aggregate):
         self, from_month: str, multiplier: int, actor: str, source: str
     ) -> None:
         self.funeral_multipliers[from_month] = multiplier
+
+    def load_reorganisation(
+        self, effective_month: str, mappings: list[list[str]], source: str
+    ) -> None:
+        """Record a reorganisation that ships with the ledger (the 2025 merger), once."""
+        if not self.has_reorganisation(effective_month, mappings):
+            self._units_reorganised(
+                effective_month=effective_month, mappings=mappings, actor="ledger", source=source
+            )
+
+    @event("UnitsReorganised")
+    def _units_reorganised(
+        self, effective_month: str, mappings: list[list[str]], actor: str, source: str
+    ) -> None:
+        self.reorganisations.append((effective_month, [list(r) for r in mappings]))
+
+
+class AlreadyRecorded(RuleViolation):
+    """What was asked for is already recorded: nothing to do, and not an error."""
+
+
+def is_unit_row(row: Any) -> bool:
+    """Old province, old commune, new province, new commune: provinces 2 digits, communes 5
+    digits or both empty (a whole province)."""
+    if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
+        return False
+    old_p, old_c, new_p, new_c = row
+    provinces = all(p.isascii() and p.isdigit() and len(p) == 2 for p in (old_p, new_p))
+    communes = (old_c, new_c) == ("", "") or all(
+        c.isascii() and c.isdigit() and len(c) == 5 for c in (old_c, new_c)
+    )
+    return provinces and communes
 
 
 def _kind_text(kind: str) -> str:

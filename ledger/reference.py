@@ -37,9 +37,33 @@ def provinces() -> dict[str, str]:
 
 @cache
 def province_codes() -> frozenset[str]:
-    """The province codes an input may carry: the 34 in force since the 2025 reorganisation.
-    (Old codes wait for the reorganisation mapping: rule 9.)"""
+    """The 34 province codes in force since the 2025 reorganisation."""
     return frozenset(provinces())
+
+
+@cache
+def province_names() -> dict[str, str]:
+    """Every province code of the reference data, old and new, with its name."""
+    rows = _rows("provinces-2025.csv")
+    return {**{r["old_code"]: r["old_name"] for r in rows}, **provinces()}
+
+
+@cache
+def built_in_province_codes() -> frozenset[str]:
+    """The province codes an enrolment or a move may carry before any reorganisation is
+    imported: the 63 before the 2025 merger and the 34 after it (rule 9)."""
+    return frozenset(province_names())
+
+
+def built_in_reorganisations() -> list[tuple[str, list[list[str]], str]]:
+    """The reorganisations that ship with the ledger: (effective month, rows of old province,
+    old commune, new province, new commune, the file they come from), from
+    reorganisations.csv (the 2025 merger of 63 provinces into 34, effective 2025-07)."""
+    out = []
+    for r in _rows("reorganisations.csv"):
+        rows = [[p["old_code"], "", p["new_code"], ""] for p in _rows(r["file"])]
+        out.append((r["effective_month"], rows, f"reference_data/{r['file']}"))
+    return out
 
 
 @cache

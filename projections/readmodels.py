@@ -55,6 +55,13 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS reference_levels (
         kind TEXT NOT NULL, from_month TEXT NOT NULL, value BIGINT NOT NULL,
         recorded_at TEXT NOT NULL, PRIMARY KEY (kind, from_month))""",
+    # rule 9: every reorganisation recorded, a row per mapping; `seq` (the event's notification
+    # id) orders those of one month as they were recorded
+    """CREATE TABLE IF NOT EXISTS unit_reorganisations (
+        effective_month TEXT NOT NULL, seq BIGINT NOT NULL, old_province_code TEXT NOT NULL,
+        old_commune_code TEXT NOT NULL, new_province_code TEXT NOT NULL,
+        new_commune_code TEXT NOT NULL, recorded_at TEXT NOT NULL, source TEXT NOT NULL,
+        PRIMARY KEY (seq, old_province_code, old_commune_code))""",
     """CREATE TABLE IF NOT EXISTS payment_lists (
         list_id TEXT PRIMARY KEY, period TEXT NOT NULL, province_code TEXT NOT NULL,
         status TEXT NOT NULL, digest TEXT, line_count BIGINT NOT NULL DEFAULT 0,
@@ -325,6 +332,7 @@ class Projector:
             "ReferenceDataHistory.Loaded": self._reference_loaded,
             "ReferenceDataHistory.StandardLevelSet": self._standard_level_set,
             "ReferenceDataHistory.FuneralMultiplierSet": self._funeral_multiplier_set,
+            "ReferenceDataHistory.UnitsReorganised": self._units_reorganised,
             # a proposal changes nothing the rules read until approved; its approval is
             # followed by the StandardLevelSet / FuneralMultiplierSet event it puts in force
             "ReferenceDataHistory.ChangeProposed": _audit_only,
@@ -631,6 +639,18 @@ class Projector:
     def _standard_level_set(self, e: RecordedEvent, w: Writes) -> None:
         self._upsert_level(
             w, "standard_level", e.payload["from_month"], e.payload["amount"], e.recorded_at
+        )
+
+    def _units_reorganised(self, e: RecordedEvent, w: Writes) -> None:
+        p = e.payload
+        w.add(
+            "INSERT INTO unit_reorganisations (effective_month, seq, old_province_code,"
+            " old_commune_code, new_province_code, new_commune_code, recorded_at, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            *(
+                (p["effective_month"], e.notification_id, *row, e.recorded_at, p["source"])
+                for row in p["mappings"]
+            ),
         )
 
     @staticmethod

@@ -14,9 +14,10 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from ledger.inputs import DeathRow, InputFile
-from ledger.months import VIETNAM
-from ledger.reference import reference_data
+from ledger.months import VIETNAM, parse_month
+from ledger.reference import built_in_province_codes, reference_data
 from ledger.rules import IssuedList, ReferenceData, RuleViolation
+from ledger.units import Units, reorganisation
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -330,6 +331,21 @@ class Ports:
     def reference_data(self, db: ReadModelDatabase | None = None) -> ReferenceData:
         return reference_data(
             (db or self.db).query("SELECT kind, from_month, value FROM reference_levels")
+        )
+
+    def units(self, db: ReadModelDatabase | None = None) -> Units:
+        """Every reorganisation recorded (rule 9), as the read models hold them."""
+        rows = (db or self.db).query(
+            "SELECT effective_month, seq, old_province_code, old_commune_code,"
+            " new_province_code, new_commune_code FROM unit_reorganisations"
+            " ORDER BY effective_month, seq, old_province_code, old_commune_code"
+        )
+        grouped: dict[tuple[str, int], list[list[str]]] = {}
+        for month, seq, *row in rows:
+            grouped.setdefault((month, int(seq)), []).append(list(row))
+        return Units.of(
+            (reorganisation(parse_month(m), r) for (m, _), r in grouped.items()),
+            built_in_province_codes(),
         )
 
     def existing(

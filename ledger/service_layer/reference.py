@@ -23,7 +23,12 @@ from ledger.aggregates import (
 )
 from ledger.inputs import InputRejected
 from ledger.months import month_of, parse_month
-from ledger.reference import default_funeral_multipliers, default_standard_levels, reference_data
+from ledger.reference import (
+    built_in_reorganisations,
+    default_funeral_multipliers,
+    default_standard_levels,
+    reference_data,
+)
 from ledger.rules import ReferenceData, RuleViolation
 from ledger.service_layer import impact
 from ledger.service_layer.common import check_month
@@ -46,17 +51,29 @@ class PendingChange:
 
 
 def ensure_reference_data(ports: Ports) -> None:
-    """Load the built-in reference data into a store that has none (several processes may
-    open a new store at once: one of them loads it)."""
-    if ports.events.get(REFERENCE_DATA_ID) is None:
-        ports.events.save_new(
-            ReferenceDataHistory(
-                standard_levels=default_standard_levels(),
-                funeral_multipliers=default_funeral_multipliers(),
-                actor="ledger",
-                source="reference_data/standard_levels.csv, funeral_multipliers.csv",
-            )
+    """Load the built-in reference data into a store that has none, and the reorganisations
+    that ship with the ledger into one that lacks them (a store made before rule 9): several
+    processes may open a store at once, and one of them loads it."""
+    history: ReferenceDataHistory | None = ports.events.get(REFERENCE_DATA_ID)
+    new = history is None
+    if history is None:
+        history = ReferenceDataHistory(
+            standard_levels=default_standard_levels(),
+            funeral_multipliers=default_funeral_multipliers(),
+            actor="ledger",
+            source="reference_data/standard_levels.csv, funeral_multipliers.csv",
         )
+    for month, rows, source in built_in_reorganisations():
+        history.load_reorganisation(month, rows, source)
+    if not history.pending_events:
+        return
+    try:
+        if new:
+            ports.events.save_new(history)
+        else:
+            ports.save(history)
+    except IntegrityError:
+        pass  # another process loaded it
 
 
 def _history(ports: Ports) -> ReferenceDataHistory:

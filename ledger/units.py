@@ -1,0 +1,250 @@
+"""Rule 9: reorganised administrative units, as pure functions.
+
+A reorganisation maps old province (and commune) codes to new ones from an effective month
+on. A person's unit is recorded as given (at enrolment or a move) and never rewritten: the unit
+they are paid in for a month is the recorded one mapped through every reorganisation effective
+in or before that month, in order. One reorganisation is applied at once (a code is mapped
+once per reorganisation): a row maps a whole province (its communes keep their codes) or one
+commune, and a commune's own row wins over its province's.
+
+`Units` is the whole history of reorganisations; `Units.at(month)` the mapping in force for a
+month, which the payroll, the payment ids, the export files, receivables, explain and replay
+all take from here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ledger.months import format_month
+
+Unit = tuple[str, str]  # (province code, commune code)
+
+
+@dataclass(frozen=True)
+class UnitMapping:
+    """One row of a reorganisation: a whole province (`old_commune` empty: its communes keep
+    their codes) or one commune."""
+
+    old_province: str
+    old_commune: str
+    new_province: str
+    new_commune: str
+
+    @property
+    def whole_province(self) -> bool:
+        return not self.old_commune
+
+    def as_row(self) -> list[str]:
+        return [self.old_province, self.old_commune, self.new_province, self.new_commune]
+
+
+@dataclass(frozen=True)
+class Reorganisation:
+    """The units mapped from one month on."""
+
+    effective_month: int
+    mappings: tuple[UnitMapping, ...]
+
+    @cached_property
+    def provinces(self) -> dict[str, str]:
+        return {m.old_province: m.new_province for m in self.mappings if m.whole_province}
+
+    @cached_property
+    def communes(self) -> dict[Unit, Unit]:
+        return {
+            (m.old_province, m.old_commune): (m.new_province, m.new_commune)
+            for m in self.mappings
+            if not m.whole_province
+        }
+
+    def apply(self, unit: Unit) -> Unit:
+        moved = self.communes.get(unit)
+        if moved is not None:
+            return moved
+        province = self.provinces.get(unit[0])
+        return unit if province is None else (province, unit[1])
+
+
+@dataclass(frozen=True)
+class UnitsAt:
+    """The mapping in force for one month: recorded unit -> unit paid in."""
+
+    month: int
+    reorganisations: tuple[Reorganisation, ...]  # those effective in or before `month`
+    _seen: dict[Unit, Unit] = field(default_factory=dict, compare=False, repr=False)
+
+    def unit(self, province: str, commune: str) -> Unit:
+        key = (province, commune)
+        found = self._seen.get(key)
+        if found is None:
+            found = key
+            for r in self.reorganisations:
+                found = r.apply(found)
+            self._seen[key] = found
+        return found
+
+    def province(self, province: str, commune: str) -> str:
+        return self.unit(province, commune)[0]
+
+    @cached_property
+    def _communes_named(self) -> frozenset[str]:
+        return frozenset(
+            c for r in self.reorganisations for (_, c) in (*r.communes, *r.communes.values())
+        )
+
+    def whole(self, province: str) -> str:
+        """Where a recorded province goes for a commune no reorganisation names."""
+        for r in self.reorganisations:
+            province = r.provinces.get(province, province)
+        return province
+
+    def exceptions(self, province: str) -> dict[str, Unit]:
+        """The communes of a recorded province that do not simply follow the province."""
+        out = {}
+        for commune in self._communes_named:
+            unit = self.unit(province, commune)
+            if unit != (self.whole(province), commune):
+                out[commune] = unit
+        return out
+
+    def recorded_in(self, unit_province: str, recorded: Iterable[str]) -> Selection:
+        """Which recorded units a list of `unit_province` covers, among the recorded province
+        codes `recorded`: for a query that reads only those people."""
+        whole: list[str] = []
+        away: list[Unit] = []
+        into: list[Unit] = []
+        for code in sorted(set(recorded)):
+            goes_whole = self.whole(code) == unit_province
+            if goes_whole:
+                whole.append(code)
+            for commune, unit in sorted(self.exceptions(code).items()):
+                if unit[0] == unit_province and not goes_whole:
+                    into.append((code, commune))
+                elif unit[0] != unit_province and goes_whole:
+                    away.append((code, commune))
+        return Selection(tuple(whole), tuple(away), tuple(into))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The recorded units a unit's list covers: every commune of the `whole` provinces but the
+    `away` ones, and the `into` ones of other provinces."""
+
+    whole: tuple[str, ...]
+    away: tuple[Unit, ...]
+    into: tuple[Unit, ...]
+
+    def covers(self, province: str, commune: str) -> bool:
+        if (province, commune) in self.into:
+            return True
+        return province in self.whole and (province, commune) not in self.away
+
+
+@dataclass(frozen=True)
+class Units:
+    """Every reorganisation recorded, and the codes ever in force."""
+
+    reorganisations: tuple[Reorganisation, ...]
+    built_in_codes: frozenset[str]  # the province codes of the reference data
+
+    @classmethod
+    def of(cls, reorganisations: Iterable[Reorganisation], built_in: Iterable[str]) -> Units:
+        ordered = sorted(reorganisations, key=lambda r: r.effective_month)  # stable: as recorded
+        return cls(tuple(ordered), frozenset(built_in))
+
+    @cached_property
+    def province_codes(self) -> frozenset[str]:
+        """Every province code ever in force: an enrolment or a move may give any of them."""
+        made = {m.new_province for r in self.reorganisations for m in r.mappings}
+        return self.built_in_codes | made
+
+    def at(self, month: int) -> UnitsAt:
+        return UnitsAt(month, tuple(r for r in self.reorganisations if r.effective_month <= month))
+
+    def in_force(self, month: int) -> dict[str, list[str]]:
+        """The province codes in force for a month, each with the recorded province codes it
+        was made of (itself included when it kept its code)."""
+        at = self.at(month)
+        made_of: dict[str, list[str]] = {}
+        for code in sorted(self.province_codes):
+            made_of.setdefault(at.whole(code), []).append(code)
+        for code in sorted(self.province_codes):
+            for unit in at.exceptions(code).values():
+                made_of.setdefault(unit[0], [])
+        return dict(sorted(made_of.items()))
+
+    def check(self, new: Reorganisation) -> list[tuple[int, str, str]]:
+        """What is wrong with a reorganisation to be recorded, as (row index, field, problem)
+        for each row: an unknown old code, a code mapped twice in one month (in the file, or
+        by one already recorded for that month), a cycle or a chain (a code the same
+        reorganisation also maps away: map straight to the last unit)."""
+        problems: list[tuple[int, str, str]] = []
+        month = format_month(new.effective_month)
+        known = self.province_codes
+        earlier: set[tuple[str, str]] = set()
+        for r in self.reorganisations:
+            if r.effective_month == new.effective_month:
+                earlier.update((m.old_province, m.old_commune) for m in r.mappings)
+        seen: dict[tuple[str, str], int] = {}
+        for i, m in enumerate(new.mappings):
+            key = (m.old_province, m.old_commune)
+            what = f"commune {m.old_commune} of province" if m.old_commune else "province"
+            if m.old_province not in known:
+                problems.append(
+                    (i, "old_province_code", f"unknown province code {m.old_province!r}")
+                )
+            if key in seen:
+                problems.append(
+                    (
+                        i,
+                        "old_province_code",
+                        f"{what} {m.old_province} is mapped twice in {month}"
+                        f" (also row {seen[key] + 1} of the file)",
+                    )
+                )
+            elif key in earlier:
+                problems.append(
+                    (
+                        i,
+                        "old_province_code",
+                        f"{what} {m.old_province} is already mapped from "
+                        f"{month} by a reorganisation recorded before",
+                    )
+                )
+            seen.setdefault(key, i)
+        problems.extend(_cycles(new))
+        return sorted(problems)
+
+
+_ANY_COMMUNE = ""  # stands for the communes no row of a reorganisation names
+
+
+def _cycles(new: Reorganisation) -> list[tuple[int, str, str]]:
+    """Rows whose new unit the same reorganisation maps again: a chain (map straight to the
+    unit it ends in), or a cycle back to where it began. A row that keeps a code is fine."""
+    out = []
+    for i, m in enumerate(new.mappings):
+        source = (m.old_province, m.old_commune or _ANY_COMMUNE)
+        target = (m.new_province, m.new_commune if m.old_commune else _ANY_COMMUNE)
+        if target == source or new.apply(target) == target:
+            continue
+        unit, seen = target, {target}
+        while (unit := new.apply(unit)) not in seen and unit != source:
+            seen.add(unit)
+        problem = (
+            f"a cycle: {'/'.join(c for c in source if c)} is mapped back to itself"
+            if unit == source
+            else f"{'/'.join(c for c in target if c)} is itself mapped again by this "
+            "reorganisation: map straight to the unit it ends in"
+        )
+        out.append((i, "new_province_code", problem))
+    return out
+
+
+def reorganisation(effective_month: int, rows: Sequence[Sequence[str]]) -> Reorganisation:
+    """A reorganisation from rows (old province, old commune, new province, new commune)."""
+    return Reorganisation(
+        effective_month, tuple(UnitMapping(*(str(v) for v in row)) for row in rows)
+    )
