@@ -126,9 +126,9 @@ def open_ledger(
 
 
 def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
-    from ledger.reference import provinces
+    from ledger.reference import province_names
 
-    names = provinces()
+    names = province_names()
     table = SafeTable(title=title)
     for heading in (
         "province",

@@ -109,6 +109,14 @@ class UnitsAt:
                 out[commune] = unit
         return out
 
+    def unit_provinces(self, recorded: Iterable[str]) -> set[str]:
+        """The provinces whose lists cover the people recorded in `recorded` provinces."""
+        out: set[str] = set()
+        for code in recorded:
+            out.add(self.whole(code))
+            out.update(unit[0] for unit in self.exceptions(code).values())
+        return out
+
     def recorded_in(self, unit_province: str, recorded: Iterable[str]) -> Selection:
         """Which recorded units a list of `unit_province` covers, among the recorded province
         codes `recorded`: for a query that reads only those people."""

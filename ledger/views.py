@@ -27,6 +27,7 @@ from ledger.rules import (
     overpaid_months,
 )
 from ledger.service_layer.ports import ReadModelDatabase
+from ledger.units import Selection, UnitsAt
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,26 @@ LEFT JOIN {NOT_COUNTED_SQL} x ON x.personal_id = b.personal_id
 IN_PROVINCE = "b.province_code = ?"
 
 
+def in_unit(selection: Selection) -> tuple[str, tuple[str, ...]]:
+    """The condition (and its parameters) on the beneficiaries that a unit's list covers
+    (rule 9): the people recorded in its `whole` provinces, but for its `away` communes, and
+    those of its `into` communes elsewhere. Each part reads the index by province."""
+    parts: list[str] = []
+    params: list[str] = []
+    if selection.whole:
+        marks = ", ".join("?" * len(selection.whole))
+        whole = f"b.province_code IN ({marks})"
+        params.extend(selection.whole)
+        for province, commune in selection.away:
+            whole += " AND NOT (b.province_code = ? AND b.commune_code = ?)"
+            params.extend((province, commune))
+        parts.append(f"({whole})")
+    for province, commune in selection.into:
+        parts.append("(b.province_code = ? AND b.commune_code = ?)")
+        params.extend((province, commune))
+    return (f"({' OR '.join(parts)})" if parts else "1 = 0"), tuple(params)
+
+
 def accounts(
     db: ReadModelDatabase,
     where: str,
@@ -123,10 +144,12 @@ def accounts(
     *,
     through: int | None = None,
     streamed: bool = False,
+    units: UnitsAt | None = None,
 ) -> Iterator[Account]:
     """Beneficiaries as the rules see them for period `through` (None: every period's lines
     counted), read in one query; `streamed`: in personal-id order, a few thousand rows at a
-    time (a province of a national store is hundreds of thousands)."""
+    time (a province of a national store is hundreds of thousands). With `units`, each is in
+    the unit its recorded one is mapped to for that month (rule 9); else as recorded."""
     coefficients: dict[str, Decimal] = {}
     later_than = "9999-12" if through is None else format_month(through)
     sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (*not_counted_params(later_than), *params)
@@ -163,6 +186,8 @@ def accounts(
             not_counted,
             funeral_not_counted,
         ) = r
+        if units is not None:
+            province, commune = units.unit(province, commune)
         coef = coefficients.get(coefficient)
         if coef is None:
             coef = coefficients[coefficient] = Decimal(coefficient)

@@ -18,11 +18,13 @@ from eventsourcing.utils import get_topic
 from ledger import views
 from ledger.aggregates import (
     PAYROLL_REGISTER_ID,
+    REFERENCE_DATA_ID,
     Beneficiary,
     DeathRecord,
     DraftFacts,
     PaymentList,
     PayrollRegister,
+    ReferenceDataHistory,
     beneficiary_id,
     death_record_id,
     payment_list_id,
@@ -37,10 +39,11 @@ from ledger.kept_drafts import (
     read_entries,
 )
 from ledger.months import format_month, month_of, parse_month
-from ledger.reference import province_codes, review_months
+from ledger.reference import review_months
 from ledger.rules import (
     FUNERAL,
     LINE,
+    Account,
     DraftList,
     DraftTally,
     RuleViolation,
@@ -58,6 +61,7 @@ from ledger.service_layer.ports import (
     Ports,
     ReadModelDatabase,
 )
+from ledger.units import Units, UnitsAt
 from ledger.views import ListSummary
 
 
@@ -71,34 +75,62 @@ def draft(
     return draft_list(
         month,
         province_code,
-        views.accounts(source, views.IN_PROVINCE, (province_code,), through=month),
+        _people_of(source, ports.units(source).at(month), province_code, month),
         ports.reference_data(source),
         review_months(),
     )
 
 
+def _people_of(
+    db: ReadModelDatabase, units: UnitsAt, province_code: str, month: int, streamed: bool = False
+) -> Iterator[Account]:
+    """The accounts a province's list of a month covers, each in its unit for the month
+    (rule 9: the people recorded in the units mapped to it)."""
+    where, params = views.in_unit(units.recorded_in(province_code, _recorded_provinces(db)))
+    return views.accounts(db, where, params, through=month, streamed=streamed, units=units)
+
+
 def provinces(ports: Ports, period: str, province_code: str | None) -> list[str]:
     """The provinces a command for a period covers: one, or every one with people or lists."""
     check_month(period, "--period", ports.clock.now())
+    month = parse_month(period)
+    units = ports.units().at(month)
+    listed = {r[0] for r in ports.db.query(_LISTED, (period,))}
     if province_code is not None:
-        if province_code not in province_codes():
-            raise InputRejected([f"--province: unknown province code {province_code!r}"])
+        check_province(ports.units(), month, province_code, listed)
         return [province_code]
-    return [r[0] for r in ports.db.query(_PROVINCES, (period,))]
+    return sorted(units.unit_provinces(_recorded_provinces(ports.db)) | listed)
 
 
-# The provinces with people, each found by one step along the index of beneficiaries by
-# province (a national table is millions of rows and 34 provinces), and those with lists.
-_PROVINCES = """
+def check_province(units: Units, month: int, code: str, listed: AbstractSet[str]) -> None:
+    """A province a command for a month names: one in force that month (rule 9), or one with
+    a list of that month (approved before a reorganisation was recorded)."""
+    if code in listed or code in units.in_force(month):
+        return
+    at, period = units.at(month), format_month(month)
+    if code in units.province_codes:
+        raise InputRejected(
+            [f"--province: {code} is not a province in {period}: it is part of {at.whole(code)}"]
+        )
+    raise InputRejected([f"--province: unknown province code {code!r}"])
+
+
+_LISTED = "SELECT province_code FROM payment_lists WHERE period = ?"
+
+# The provinces people are recorded in, each found by one step along the index of
+# beneficiaries by province (a national table is millions of rows and a few dozen codes).
+_RECORDED = """
     WITH RECURSIVE peopled(code) AS (
         SELECT MIN(province_code) FROM beneficiaries
         UNION ALL
         SELECT (SELECT MIN(province_code) FROM beneficiaries WHERE province_code > code)
         FROM peopled WHERE code IS NOT NULL
     )
-    SELECT code FROM peopled WHERE code IS NOT NULL
-    UNION SELECT province_code FROM payment_lists WHERE period = ?
-    ORDER BY 1"""
+    SELECT code FROM peopled WHERE code IS NOT NULL"""
+
+
+def _recorded_provinces(db: ReadModelDatabase) -> list[str]:
+    return [r[0] for r in db.query(_RECORDED)]
 
 
 def register(ports: Ports, province_code: str, actor: str) -> PayrollRegister:
@@ -141,7 +173,10 @@ def _fenced(ports: Ports, list_id: str, digest: str) -> Callable[[AbstractSet[UU
     and the death record of each person whose funeral line it pays."""
 
     def watched(since: AbstractSet[UUID]) -> list[UUID]:
-        found = []
+        # a reorganisation in force for the period (_units_reorganised) regroups every list
+        found = [REFERENCE_DATA_ID] if REFERENCE_DATA_ID in since else []
+        if not since - {REFERENCE_DATA_ID}:
+            return found
         for personal_id, line, _, _ in _reread(ports, list_id, digest):
             streams = [beneficiary_id(personal_id)]
             if line is not None and line[LINE["kind"]] == FUNERAL:
@@ -209,23 +244,34 @@ _CHANGE_A_DRAFT = tuple(
         Beneficiary.EntitlementTerminated,  # type: ignore[attr-defined]
         DeathRecord.Corrected,  # type: ignore[attr-defined]
         DeathRecord.Revoked,  # type: ignore[attr-defined]
+        ReferenceDataHistory.UnitsReorganised,  # type: ignore[attr-defined]
     )
 )
+_REORGANISED = get_topic(ReferenceDataHistory.UnitsReorganised)  # type: ignore[attr-defined]
 
 
 _CORRECTED = get_topic(DeathRecord.Corrected)  # type: ignore[attr-defined]
 
 
-def _changes_a_draft(topic: str, state: bytes) -> bool:
-    """A correction changes a funeral line only when it names a claimant (new, or their
-    channel or account); one of the date alone is settled by rule 2. What cannot be read as
-    the event's JSON (a compressed or enciphered store) counts as a change."""
-    if topic != _CORRECTED:
-        return True
-    try:
-        return json.loads(state).get("claimant") is not None
-    except (ValueError, AttributeError):
-        return True
+def _changes_a_draft(period: str) -> Callable[[str, bytes], bool]:
+    """Whether an event recorded since a draft of `period` makes it wrong to pay as drafted.
+    A correction changes a funeral line only when it names a claimant (new, or their
+    channel or account); one of the date alone is settled by rule 2. A reorganisation does
+    when it is in force for the period: the people are grouped anew (rule 9). What cannot be
+    read as the event's JSON (a compressed or enciphered store) counts as a change."""
+
+    def changes(topic: str, state: bytes) -> bool:
+        if topic not in (_CORRECTED, _REORGANISED):
+            return True
+        try:
+            facts = json.loads(state)
+            if topic == _REORGANISED:
+                return bool(facts["effective_month"] <= period)
+            return facts.get("claimant") is not None
+        except (ValueError, AttributeError, KeyError, TypeError):
+            return True
+
+    return changes
 
 
 def _approvable(ports: Ports, payment_list: PaymentList, actor: str) -> PayrollRegister:
@@ -266,7 +312,7 @@ def _draft_kept(ports: Ports, period: str, code: str, actor: str) -> tuple[Draft
     known_through = ports.read_models.through()
     month = parse_month(period)
     tally = DraftTally()
-    people = views.accounts(ports.db, views.IN_PROVINCE, (code,), through=month, streamed=True)
+    people = _people_of(ports.db, ports.units().at(month), code, month, streamed=True)
     entries = Fingerprinted(
         kept_entries(
             tally.counted(assessed(month, people, ports.reference_data(ports.db), review_months()))
@@ -475,7 +521,7 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
             facts.known_through,
             _CHANGE_A_DRAFT,
             _fenced(ports, str(payment_list.id), facts.kept_digest),
-            _changes_a_draft,
+            _changes_a_draft(period),
         )
         payroll_register.record_approval(period, code, actor, _APPROVE)
         payment_list.approve(actor, _APPROVE)
@@ -501,6 +547,12 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
     except RuleViolation as err:
         return f"payroll {period} {code}: {err}"
     except FenceCrossed as crossed:
+        if REFERENCE_DATA_ID in crossed.crossed:
+            return (
+                f"payroll {period} {code}: a reorganisation of the units in force for {period} "
+                "was recorded since it was drafted; nothing was recorded for it: run `ledger "
+                f"payroll run --period {period}` again and have the new drafts approved"
+            )
         return (
             f"payroll {period} {code}: {len(crossed.crossed)} of its people changed "
             "since it was drafted (moved to another province or commune, held, "
@@ -557,13 +609,16 @@ def export_payroll(
     Refused, with nothing written, when a list's recorded lines do not reproduce the digest,
     count and total its approval recorded."""
     check_month(period, "--period", ports.clock.now())
-    codes = _provinces_to_export(province_code)
     drafts = {
         r[0]: r[1]
         for r in ports.db.query(
             "SELECT province_code, status FROM payment_lists WHERE period = ?", (period,)
         )
     }
+    if province_code is not None:
+        check_province(ports.units(), parse_month(period), province_code, set(drafts))
+    # the provinces with a list of the period (rule 9: those in force when it was approved)
+    codes = [province_code] if province_code is not None else sorted(drafts)
     staged = ports.export(out_dir)
     files: list[ExportedFile] = []
     not_written: list[str] = []
@@ -604,11 +659,3 @@ def export_payroll(
         staged.discard()
     not_written.sort()
     return ExportResult(sorted(files, key=lambda f: f.path.name), not_written)
-
-
-def _provinces_to_export(province_code: str | None) -> list[str]:
-    if province_code is None:
-        return sorted(province_codes())
-    if province_code not in province_codes():
-        raise InputRejected([f"--province: unknown province code {province_code!r}"])
-    return [province_code]
