@@ -34,7 +34,15 @@ from ledger.aggregates import Proposal, death_record_id
 from ledger.config import settings
 from ledger.inputs import InputFile
 from ledger.rules import Account, DraftList, ReferenceData, RuleViolation
-from ledger.service_layer import deaths, enrolment, entitlement, payroll, reference, settlement
+from ledger.service_layer import (
+    deaths,
+    enrolment,
+    entitlement,
+    payroll,
+    reference,
+    settlement,
+    units,
+)
 from ledger.service_layer.common import ImportResult, check_month
 from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
@@ -362,6 +370,12 @@ class Ledger:
         self, kind: str, from_month: str, value: Any, actor: str
     ) -> Proposal:
         return reference.propose_reference_change(self.ports, kind, from_month, value, actor)
+
+    def import_units(self, path: Path, actor: str) -> units.UnitsImported:
+        return units.import_units(self.ports, InputFile.read(path), actor)
+
+    def units_in_force(self, period: str | None) -> tuple[str, list[units.UnitInForce]]:
+        return units.units_in_force(self.ports, period)
 
     def pending_reference_changes(self) -> list[PendingChange]:
         return reference.pending_reference_changes(self.ports)

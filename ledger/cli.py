@@ -235,7 +235,13 @@ def pending_table(pending: Sequence[Any]) -> SafeTable:
             if x is not None
             else [""] * 6
         )
-        value = vnd(p.value) if isinstance(p.value, int) else str(p.value)
+        value = (
+            vnd(p.value)
+            if isinstance(p.value, int)
+            else f"of {len(p.value):,} rows"
+            if isinstance(p.value, list)
+            else str(p.value)
+        )
         replaces = vnd(c.replaces) if isinstance(c.replaces, int) else str(c.replaces or "")
         table.add_row(
             p.proposal_id,
@@ -246,6 +252,44 @@ def pending_table(pending: Sequence[Any]) -> SafeTable:
             *figures,
         )
     return table
+
+
+def cmd_units_import(args: argparse.Namespace) -> None:
+    from ledger.service_layer.reference import describe
+
+    with open_ledger(args) as ledger:
+        result = ledger.import_units(Path(args.file), actor(args))
+    if result.proposal is None or result.unchanged:
+        say(
+            f"{args.file}: nothing changed: this reorganisation from {result.effective_month} "
+            f"({result.rows:,} rows) is {result.unchanged}"
+        )
+        return
+    say(f"proposed: {describe(result.proposal)}")
+    say(
+        "nothing changes until another person approves: `ledger reference approve --by USER`; "
+        "lists already approved keep their codes"
+    )
+
+
+def cmd_units_show(args: argparse.Namespace) -> None:
+    with open_ledger(args, report=True) as ledger:
+        period, in_force = ledger.units_in_force(args.period)
+    if args.json:
+        print_json(out, {"period": period, "units": [dataclasses.asdict(u) for u in in_force]})
+        return
+    table = SafeTable(title=f"units in force for {period}")
+    for heading in ("province", "name", "made of", "communes moved in"):
+        table.add_column(heading)
+    for u in in_force:
+        table.add_row(
+            u.province_code,
+            u.name,
+            ", ".join(u.made_of),
+            ", ".join(f"{p}/{c}" + (f" as {n}" if n != c else "") for p, c, n in u.communes_in),
+        )
+    print_table(out, table)
+    say(f"{len(in_force)} provinces in force for {period}")
 
 
 def cmd_reference_pending(args: argparse.Namespace) -> None:
@@ -1170,6 +1214,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="funeral allowance = N x the standard level in the month of death",
     )
+
+    units_parser = commands.add_parser("units", help="reorganised administrative units (rule 9)")
+    units_commands = units_parser.add_subparsers(
+        dest="units_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        units_commands,
+        "import",
+        cmd_units_import,
+        "propose a reorganisation from a file (in force once another person approves it)",
+    )
+    p.add_argument("file")
+    p = command(
+        units_commands, "show", cmd_units_show, "the units in force, with what each was made of"
+    )
+    p.add_argument("--period", metavar="YYYY-MM", help="the month (default: the current one)")
+    p.add_argument("--json", action="store_true", help="the units as JSON")
 
     reference_parser = commands.add_parser(
         "reference", help="changes of reference data, by two people"

@@ -346,6 +346,32 @@ class SettlementRow(_Row):
         return found
 
 
+def _province_format(text: str) -> str:
+    """A province code's form: 2 digits (whether it is known depends on the store)."""
+    if not values.is_ascii_digits(text, 2):
+        raise values.InvalidValue(f"must be 2 digits 0-9, got {values.shown(text)}")
+    return text
+
+
+class UnitRow(_Row):
+    """A row of a reorganisation (`ledger units import`): a whole province when both commune
+    columns are empty, else one commune."""
+
+    effective_month: Month
+    old_province_code: Annotated[Text, _value(_province_format)]
+    old_commune_code: Annotated[Text, _value(values.commune_code, optional=True)]
+    new_province_code: Annotated[Text, _value(_province_format)]
+    new_commune_code: Annotated[Text, _value(values.commune_code, optional=True)]
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        old, new = raw["old_commune_code"], raw["new_commune_code"]
+        if bad & {"old_commune_code", "new_commune_code"} or bool(old) == bool(new):
+            return []
+        field = "new_commune_code" if old else "old_commune_code"
+        return [(field, "both commune codes or neither (a whole province)")]
+
+
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)

@@ -61,6 +61,7 @@ from ledger.service_layer.ports import (
     Ports,
     ReadModelDatabase,
 )
+from ledger.service_layer.reference import ensure_reference_data
 from ledger.units import Units, UnitsAt
 from ledger.views import ListSummary
 
@@ -372,6 +373,9 @@ def run_payroll(
 ) -> list[ListSummary]:
     """Draft the lists of a period, each province's recorded as it is drafted, by the
     ledger's workers; an approved list is returned as it was approved."""
+    # a store made before rule 9 gets the reorganisations that ship with the ledger
+    ensure_reference_data(ports)
+    ports.read_models.catch_up()
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
     ports.decide_from_read_models()

@@ -15,8 +15,8 @@ from ledger import views
 from ledger.aggregates import (
     FUNERAL_MULTIPLIER,
     REFERENCE_DATA_ID,
-    REFERENCE_KINDS,
     STANDARD_LEVEL,
+    UNIT_REORGANISATION,
     Proposal,
     ReferenceDataHistory,
     Schedules,
@@ -74,6 +74,11 @@ def ensure_reference_data(ports: Ports) -> None:
             ports.save(history)
     except IntegrityError:
         pass  # another process loaded it
+
+
+def reference_history(ports: Ports) -> ReferenceDataHistory:
+    """The reference data as recorded, with its proposals."""
+    return _history(ports)
 
 
 def _history(ports: Ports) -> ReferenceDataHistory:
@@ -180,7 +185,7 @@ def pending_reference_changes(ports: Ports) -> list[PendingChange]:
     for p in pending:
         after = ReferenceDataHistory.with_change(schedules, p.kind, p.from_month, p.value)
         effect = None
-        if p.kind in REFERENCE_KINDS:
+        if p.kind in (STANDARD_LEVEL, FUNERAL_MULTIPLIER):
             effect = impact.impact(
                 groups,
                 _reference(schedules),
@@ -188,16 +193,23 @@ def pending_reference_changes(ports: Ports) -> list[PendingChange]:
                 max(parse_month(p.from_month), current),
                 parse_month(through) if through is not None else None,
             )
-        out.append(PendingChange(p, _in_force(schedules, p.kind, p.from_month), effect))
+        replaces = (
+            None if p.kind == UNIT_REORGANISATION else _in_force(schedules, p.kind, p.from_month)
+        )
+        out.append(PendingChange(p, replaces, effect))
         schedules = after
     return out
 
 
 def describe(p: Proposal) -> str:
     """A proposal as one line names it."""
-    value = f"{p.value:,} VND" if p.kind == STANDARD_LEVEL else f"{p.value}"
     what = p.kind.replace("_", " ")
-    return f"proposal {p.proposal_id} ({what} {value} from {p.from_month}, by {p.proposed_by})"
+    if p.kind == UNIT_REORGANISATION:
+        n = len(p.value)
+        what, value = f"reorganisation of {n:,} unit{'' if n == 1 else 's'}", ""
+    else:
+        value = f" {p.value:,} VND" if p.kind == STANDARD_LEVEL else f" {p.value}"
+    return f"proposal {p.proposal_id} ({what}{value} from {p.from_month}, by {p.proposed_by})"
 
 
 def approve_reference_changes(
