@@ -183,11 +183,15 @@ class Units:
                 made_of.setdefault(unit[0], [])
         return dict(sorted(made_of.items()))
 
-    def check(self, new: Reorganisation) -> list[tuple[int, str, str]]:
+    def check(
+        self, new: Reorganisation, numbers: Sequence[int] | None = None
+    ) -> list[tuple[int, str, str]]:
         """What is wrong with a reorganisation to be recorded, as (row index, field, problem)
         for each row: an unknown old code, a code mapped twice in one month (in the file, or
         by one already recorded for that month), a cycle or a chain (a code the same
-        reorganisation also maps away: map straight to the last unit)."""
+        reorganisation also maps away: map straight to the last unit). `numbers`: how the
+        rows are numbered in what they came from (default: from 1)."""
+        number = numbers or range(1, len(new.mappings) + 1)
         problems: list[tuple[int, str, str]] = []
         month = format_month(new.effective_month)
         known = self.province_codes
@@ -209,7 +213,7 @@ class Units:
                         i,
                         "old_province_code",
                         f"{what} {m.old_province} is mapped twice in {month}"
-                        f" (also row {seen[key] + 1} of the file)",
+                        f" (also row {number[seen[key]]})",
                     )
                 )
             elif key in earlier:

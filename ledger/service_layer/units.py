@@ -64,7 +64,7 @@ def import_units(ports: Ports, file: InputFile, actor: str) -> UnitsImported:
             wanted,
         ):
             return UnitsImported(month, len(rows), p, "already proposed, waiting for approval")
-    found = history.units().check(reorganisation(parse_month(month), mapped))
+    found = history.units().check(reorganisation(parse_month(month), mapped), [n for n, _ in rows])
     if found:
         raise InputRejected(
             [f"{file.name}: row {rows[i][0]}: {field}: {text}" for i, field, text in found]
