@@ -33,6 +33,7 @@ from ledger import views
 from ledger.aggregates import Proposal, death_record_id
 from ledger.config import settings
 from ledger.inputs import InputFile
+from ledger.months import parse_month
 from ledger.rules import Account, DraftList, ReferenceData, RuleViolation
 from ledger.service_layer import (
     deaths,
@@ -424,7 +425,7 @@ class Ledger:
             if period is None:
                 return []
         check_month(period, "--period", self.clock.now())
-        return views.receivables(self.db, period)
+        return views.receivables(self.db, period, self.ports.units().at(parse_month(period)))
 
     def account(self, personal_id: str) -> Account | None:
         return views.account(self.db, personal_id)

@@ -79,11 +79,20 @@ class UnitsAt:
         key = (province, commune)
         found = self._seen.get(key)
         if found is None:
-            found = key
-            for r in self.reorganisations:
-                found = r.apply(found)
-            self._seen[key] = found
+            changes = self.changes(province, commune)
+            found = self._seen[key] = changes[-1][1] if changes else key
         return found
+
+    def changes(self, province: str, commune: str) -> list[tuple[int, Unit]]:
+        """Each reorganisation (its place in `reorganisations`) that changed the recorded
+        unit, with the unit it made of it."""
+        unit, out = (province, commune), []
+        for i, r in enumerate(self.reorganisations):
+            mapped = r.apply(unit)
+            if mapped != unit:
+                out.append((i, mapped))
+                unit = mapped
+        return out
 
     def province(self, province: str, commune: str) -> str:
         return self.unit(province, commune)[0]

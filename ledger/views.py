@@ -245,14 +245,17 @@ def latest_approved_period(db: ReadModelDatabase) -> str | None:
 # Receivables
 
 
-def receivables(db: ReadModelDatabase, period: str) -> list[dict[str, Any]]:
+def receivables(
+    db: ReadModelDatabase, period: str, units: UnitsAt | None = None
+) -> list[dict[str, Any]]:
     """Overpayments to recover through a period: accounts whose balance (rule 2) is below
     zero, with the months the overpayment covers, and funeral claimants paid under a
-    registration since revoked (rule 4)."""
+    registration since revoked (rule 4). With `units` (those in force for the period), each
+    under the province the person's recorded one is part of then (rule 9)."""
     through = parse_month(period)
     ref = reference_data(db.query("SELECT kind, from_month, value FROM reference_levels"))
     owing = []
-    for a in accounts(db, "bal.issued_total > 0", (), through=through):
+    for a in accounts(db, "bal.issued_total > 0", (), through=through, units=units):
         position = balance(a.entitlement, a.issued, through, ref)
         if position.receivable:
             owing.append((a, position.receivable))
@@ -294,24 +297,30 @@ def receivables(db: ReadModelDatabase, period: str) -> list[dict[str, Any]]:
                 "learned_after_days": (learned_on - date.fromisoformat(date_of_death)).days,
             }
         out.append(row)
-    out.extend(_claimants_owing(db, period))
+    out.extend(_claimants_owing(db, period, units))
     return sorted(out, key=lambda r: (r["province_code"], r["personal_id"], r["debtor"]))
 
 
-def _claimants_owing(db: ReadModelDatabase, period: str) -> list[dict[str, Any]]:
+def _claimants_owing(
+    db: ReadModelDatabase, period: str, units: UnitsAt | None
+) -> list[dict[str, Any]]:
     """Rule 4: what funeral claimants were paid under a registration since revoked."""
     out = []
-    for pid, name, province, number, claimant, claimant_name, amount in db.query(
-        "SELECT l.personal_id, b.full_name, b.province_code, l.registration_number,"
+    for pid, name, province, commune, number, claimant, claimant_name, amount in db.query(
+        "SELECT l.personal_id, b.full_name, b.province_code, b.commune_code,"
+        " l.registration_number,"
         " l.payee_personal_id, l.payee_name, SUM(l.total_amount)"
         " FROM payment_lines l JOIN revoked_registrations r"
         " ON r.personal_id = l.personal_id AND r.registration_number = l.registration_number"
         " JOIN beneficiaries b ON b.personal_id = l.personal_id"
         " WHERE l.status IN ('PENDING', 'PAID') AND l.period <= ?"
-        " GROUP BY l.personal_id, b.full_name, b.province_code, l.registration_number,"
+        " GROUP BY l.personal_id, b.full_name, b.province_code, b.commune_code,"
+        " l.registration_number,"
         " l.payee_personal_id, l.payee_name",
         (period,),
     ):
+        if units is not None:
+            province = units.province(province, commune)
         row = _receivable(pid, name, province, period, int(amount))
         row |= {
             "debtor": "funeral claimant",

@@ -57,6 +57,7 @@ from ledger.rules import (
 )
 from ledger.service_layer.common import check_values
 from ledger.terminal import SafeTable
+from replay.explain_units import UnitsOfPerson
 
 # Payment-list events that carry rows for many people (lines, postings, settlements).
 _BULK = frozenset(
@@ -178,6 +179,11 @@ class Line:
     issued: EventRef  # the LinesIssued event that holds this line
     settlements: tuple[SettlementStep, ...]
     registration_number: str | None = None  # the death a FUNERAL line was paid under
+    # rule 9: the unit paid in (province_code/commune_code), the unit the person was recorded
+    # in when the list was approved, and the reorganisations (their notifications) between
+    commune_code: str = ""
+    recorded_unit: str = ""
+    reorganised_by: tuple[int, ...] = ()
 
     def issued_line(self) -> IssuedLine:
         return IssuedLine(
@@ -462,9 +468,21 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
     )
 
     # Lines and books postings (the payment lists' events)
-    lists = _lists(ledger, personal_id, provinces)
+    units = UnitsOfPerson(
+        [
+            (r.ref.notification_id, r.facts["effective_month"], r.facts["mappings"])
+            for r in loaded[REFERENCE_DATA_ID]
+            if r.ref.event_type.endswith(".UnitsReorganised")
+        ],
+        [
+            (h.event.notification_id, dict(h.details)["province"], dict(h.details)["commune"])
+            for h in history
+            if h.what in ("enrolled", "moved")
+        ],
+    )
+    lists = _lists(ledger, personal_id, provinces | units.provinces())
     list_events = events.of([UUID(list_id) for list_id in lists], personal_id)
-    lines = _lines(ledger, personal_id, list_events, checks)
+    lines = _lines(ledger, personal_id, list_events, checks, units)
     postings = _postings(personal_id, lists, list_events)
 
     # The balance (rule 2) and what the rules would do with it (rules 3 to 5)
@@ -884,6 +902,7 @@ def _lines(
     personal_id: str,
     list_events: dict[UUID, list[_Recorded]],
     checks: list[Check],
+    units: UnitsOfPerson,
 ) -> list[Line]:
     columns = ", ".join(LINE_FIELDS)
     rows = ledger.db.query(
@@ -939,11 +958,15 @@ def _lines(
         from_events = steps[-1].status if steps else PENDING
         if from_events != status:
             mismatches.append(f"{pid}: status {status} in the read model, {from_events} by events")
+        paid_in = units.of_line(read["period"], approval.notification_id)
         lines.append(
             Line(
                 period=read["period"],
                 payment_id=pid,
                 province_code=read["province_code"],
+                commune_code=read["commune_code"],
+                recorded_unit=paid_in.recorded,
+                reorganised_by=paid_in.reorganised_by,
                 kind=read["kind"],
                 payee_personal_id=read["payee_personal_id"],
                 payee_name=read["payee_name"],
@@ -1135,6 +1158,16 @@ def _ref(ref: EventRef | None) -> str:
     return f"#{ref.notification_id} {ref.recorded_at}"
 
 
+def _unit(line: Line) -> str:
+    """The unit a line was paid in and, when a reorganisation mapped it there (rule 9), the
+    unit recorded and the events that did."""
+    paid = f"{line.province_code}/{line.commune_code}"
+    if not line.reorganised_by:
+        return paid
+    events = ", ".join(f"#{n}" for n in line.reorganised_by)
+    return f"{paid} (recorded {line.recorded_unit}, reorganised by {events})"
+
+
 def render(explanation: Explanation) -> list[SafeTable]:
     """Readable tables: the person, their history, credits month by month, the lines, the
     books' postings, the balance and the checks."""
@@ -1218,8 +1251,8 @@ def render(explanation: Explanation) -> list[SafeTable]:
 
     lines = SafeTable(title="Payment lines (approved)")
     for name in (
-        "period", "payment id", "kind", "payee", "regular", "funeral", "arrears", "total",
-        "status", "approved", "settlements",
+        "period", "payment id", "kind", "unit", "payee", "regular", "funeral", "arrears",
+        "total", "status", "approved", "settlements",
     ):  # fmt: skip
         right = name in ("regular", "funeral", "arrears", "total")
         lines.add_column(name, justify="right" if right else "left")
@@ -1229,6 +1262,7 @@ def render(explanation: Explanation) -> list[SafeTable]:
             ln.period,
             ln.payment_id,
             ln.kind,
+            _unit(ln),
             f"{ln.payee_personal_id} {ln.payee_name} ({ln.channel})",
             _vnd(ln.regular_amount),
             _vnd(ln.funeral_amount),

@@ -13,7 +13,8 @@ import pytest
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
-from tests.conftest import Files, enrolment, write_csv
+from replay.explain import explain
+from tests.conftest import Files, death, enrolment, write_csv
 
 MAKER, CHECKER = "maker", "checker"
 A, B, C = "001234567801", "001234567802", "001234567803"  # Hà Giang, Tuyên Quang, Hà Nội
@@ -256,3 +257,43 @@ def test_the_units_in_force_before_and_after_the_merger(ledger: Ledger) -> None:
     assert (period, len(after)) == ("2025-07", 34)
     tuyen_quang = next(u for u in after if u.province_code == "08")
     assert (tuyen_quang.name, tuyen_quang.made_of) == ("Tuyên Quang", ("02", "08"))
+
+
+def test_explain_names_the_unit_recorded_and_the_reorganisation_that_mapped_it(
+    ledger: Ledger, files: Files
+) -> None:
+    people(ledger, files)
+    pay(ledger, "2025-06", "2025-07")
+    x = explain(ledger, A, "2025-07")
+    assert x.ok, [c for c in x.checks if not c.ok]
+    june, july = x.lines
+    assert (june.province_code, june.commune_code, june.recorded_unit, june.reorganised_by) == (
+        "02",
+        "00712",
+        "02/00712",
+        (),
+    )
+    merger = ledger.db.query(
+        "SELECT DISTINCT seq FROM unit_reorganisations WHERE effective_month = '2025-07'"
+    )
+    assert (july.province_code, july.recorded_unit, july.reorganised_by) == (
+        "08",
+        "02/00712",
+        (merger[0][0],),
+    )
+    # the credits of July were posted on Tuyên Quang's list: found, and they balance
+    assert [(p.period, p.province_code) for p in x.postings][-1] == ("2025-07", "08")
+
+
+def test_receivables_are_shown_under_the_province_in_force(ledger: Ledger, files: Files) -> None:
+    people(ledger, files)
+    pay(ledger, "2025-06")
+    ledger.import_deaths(
+        files.deaths(
+            [death(A, date_of_death="2025-04-10", registered_at="2025-07-02T09:00:00+07:00")]
+        ),
+        "registry",
+    )
+    owing = {r["personal_id"]: r for r in ledger.receivables("2025-07")}
+    assert owing[A]["province_code"] == "08"
+    assert {r["personal_id"]: r for r in ledger.receivables("2025-06")}[A]["province_code"] == "02"
