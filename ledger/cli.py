@@ -1195,7 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
-    p.add_argument("--months", type=bounded(1, 60), default=6)
+    p.add_argument("--months", type=bounded(1, 60), default=8)
     p.add_argument("--seed", type=whole_number, default=2025)
     p.add_argument("--out", default="out")
 

@@ -1,10 +1,13 @@
 """`ledger demo`: the whole story on a synthetic, realistic data set.
 
-Beneficiaries across the 34 provinces, about half paid by bank, coefficients by category as in
-docs/rules.md; then six monthly cycles, each with new (some back-dated) enrolments, deaths with and
-without a funeral claimant (some back-dated, some corrected or revoked later), holds, moves,
-terminations, a back-dated rise of the standard level, payroll run by one operator and approved
-by another, exports with manifests, and settlement files with failed and returned payments.
+Beneficiaries across the 34 provinces, about half paid by bank, a third of them still recorded
+under the code of one of the 63 provinces the 2025 merger made into the 34 (rule 9: their lists
+follow the old codes until June 2025 and the new ones from July), coefficients by category as
+in docs/rules.md; then eight monthly cycles from May 2025, each with new (some back-dated)
+enrolments, deaths with and without a funeral claimant (some back-dated, some corrected or
+revoked later), holds, moves, terminations, a back-dated rise of the standard level, payroll
+run by one operator and approved by another, exports with manifests, and settlement files with
+failed and returned payments.
 Every input goes through the same files and checks an operator's would.
 """
 
@@ -27,7 +30,7 @@ from ledger.application import Ledger, ListSummary
 from ledger.books import PAYABLE
 from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
 from ledger.months import format_month, parse_month
-from ledger.reference import provinces
+from ledger.reference import former_codes, province_names, provinces
 from ledger.service_layer import reference
 from ledger.terminal import SafeTable, print_table
 from projections.readmodels import PAYABLE_SUBLEDGER_SQL
@@ -82,7 +85,8 @@ CATEGORIES = [
     ("combined_categories", "3.0", 0.02, (1925, 2020)),
 ]
 BANKS = ["VCB", "BIDV", "AGRIBANK", "VIETINBANK", "TECHCOMBANK", "MBBANK", "VPBANK", "SACOMBANK"]
-FIRST_PERIOD = "2025-07"  # the first month of the 34 provinces
+FIRST_PERIOD = "2025-05"  # two months before the 34 provinces (rule 9: both sides of it)
+OLD_CODES_SHARE = 0.33  # people recorded under a former province's code
 
 
 @dataclass
@@ -124,6 +128,8 @@ class Story:
         rows = []
         for _ in range(count):
             province = r.choices(codes, weights)[0]
+            if r.random() < OLD_CODES_SHARE:  # as the old system recorded them
+                province = r.choice(former_codes()[province])
             category, coefficient, _, (born_from, born_to) = r.choices(CATEGORIES, shares)[0]
             sex = r.choice("MF")
             year = r.randint(born_from, born_to)
@@ -486,7 +492,7 @@ def _operator_changes(ledger: Ledger, story: Story, period: int, actor: str) -> 
 
 
 def _period_table(period: str, summaries: list[ListSummary]) -> SafeTable:
-    names = provinces()
+    names = province_names()
     table = SafeTable(title=f"payroll {period}")
     table.add_column("province")
     for heading in ("lines", "total VND", "by bank", "receivables VND"):

@@ -49,6 +49,16 @@ def province_names() -> dict[str, str]:
 
 
 @cache
+def former_codes() -> dict[str, list[str]]:
+    """Each of the 34 province codes -> the codes of the former provinces merged into it in
+    2025 (its own among them when it kept its code)."""
+    out: dict[str, list[str]] = {}
+    for r in _rows("provinces-2025.csv"):
+        out.setdefault(r["new_code"], []).append(r["old_code"])
+    return out
+
+
+@cache
 def built_in_province_codes() -> frozenset[str]:
     """The province codes an enrolment or a move may carry before any reorganisation is
     imported: the 63 before the 2025 merger and the 34 after it (rule 9)."""

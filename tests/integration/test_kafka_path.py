@@ -251,7 +251,11 @@ def test_a_command_that_cannot_see_its_writes_says_so(
     run = ledger_cli(env, "enrol", files.enrolments([enrolment("001000000001")]))
     assert run.returncode == 1
     assert "check that `ledger publish` and `ledger project` are running" in run.stderr
-    # it refused before acting on read models it could not trust: only the reference data,
-    # loaded when the store was opened, is stored; no enrolment
+    # it refused before acting on read models it could not trust: only the reference data
+    # (its levels and the 2025 reorganisation), loaded when the store was made, is stored;
+    # no enrolment
     events = query_store(url, "SELECT topic FROM ledger_events")
-    assert [t.rsplit(":", 1)[1] for (t,) in events] == ["ReferenceDataHistory.Loaded"]
+    assert [t.rsplit(":", 1)[1] for (t,) in events] == [
+        "ReferenceDataHistory.Loaded",
+        "ReferenceDataHistory.UnitsReorganised",
+    ]
