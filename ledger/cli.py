@@ -1152,7 +1152,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if command in _PERSONAL_ID_COMMANDS:
         checks.append(("personal id", values.personal_id, args.id))
     if command in _PROVINCE_COMMANDS:
-        checks.append(("--province", values.province_code, args.province))
+        checks.append(("--province", values.province_code_form, args.province))
     if command == "move":
         checks.append(("--commune", values.commune_code, args.commune))
     for attribute, option in _MONTH_OPTIONS:

@@ -157,7 +157,8 @@ def _blank_to_str(v: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_blank_to_str)]
 Required = Annotated[Text, AfterValidator(_required)]
 PersonalId = Annotated[Text, _value(values.personal_id)]
-ProvinceCode = Annotated[Text, _value(values.province_code)]
+# its form; whether the store knows it is checked against the store (enrolment)
+ProvinceCode = Annotated[Text, _value(values.province_code_form)]
 CommuneCode = Annotated[Text, _value(values.commune_code)]
 Category = Annotated[Required, _value(values.category)]
 Coefficient = Annotated[Text, _value(values.coefficient)]
@@ -346,21 +347,14 @@ class SettlementRow(_Row):
         return found
 
 
-def _province_format(text: str) -> str:
-    """A province code's form: 2 digits (whether it is known depends on the store)."""
-    if not values.is_ascii_digits(text, 2):
-        raise values.InvalidValue(f"must be 2 digits 0-9, got {values.shown(text)}")
-    return text
-
-
 class UnitRow(_Row):
     """A row of a reorganisation (`ledger units import`): a whole province when both commune
     columns are empty, else one commune."""
 
     effective_month: Month
-    old_province_code: Annotated[Text, _value(_province_format)]
+    old_province_code: ProvinceCode
     old_commune_code: Annotated[Text, _value(values.commune_code, optional=True)]
-    new_province_code: Annotated[Text, _value(_province_format)]
+    new_province_code: ProvinceCode
     new_commune_code: Annotated[Text, _value(values.commune_code, optional=True)]
 
     @classmethod

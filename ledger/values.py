@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -86,12 +87,21 @@ def personal_id(text: str) -> str:
     return text
 
 
-def province_code(text: str) -> str:
-    """A province code that was in force at some time (reference data: the 63 provinces
-    before the 2025 reorganisation and the 34 after it). The list a person is paid on
+def province_code(text: str, known: AbstractSet[str] | None = None) -> str:
+    """A province code that was in force at some time: one of `known` (a store's, with the
+    codes its reorganisations made), by default the reference data's (the 63 provinces before
+    the 2025 reorganisation, the 34 after it among them). The list a person is paid on
     follows every reorganisation (rule 9)."""
-    if text not in built_in_province_codes():
+    if text not in (built_in_province_codes() if known is None else known):
         raise InvalidValue(f"unknown province code {shown(text)}")
+    return text
+
+
+def province_code_form(text: str) -> str:
+    """What a province code looks like: 2 digits 0-9 (which ones are known is the store's:
+    province_code)."""
+    if not is_ascii_digits(text, 2):
+        raise InvalidValue(f"must be 2 digits 0-9, got {shown(text)}")
     return text
 
 

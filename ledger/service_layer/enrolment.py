@@ -28,6 +28,7 @@ from ledger.inputs import (
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, sorted_problems
 from ledger.service_layer.ports import ConcurrentChange, Fence, Ports, Staging
+from ledger.values import shown
 
 # The rows of an enrolment file as staged between its check and its application: every
 # field of a valid row (applicable = 1), the fields still checked of a refused one.
@@ -103,7 +104,8 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
     expected = file.count_lines()
     done = 0
     now = ports.clock.now()
-    jobs = ((name, chunk, now) for chunk in entry_chunks(file, EnrolmentRow))
+    known = ports.units().province_codes  # rule 9: every code ever in force
+    jobs = ((name, chunk, now, known) for chunk in entry_chunks(file, EnrolmentRow))
     for rows, found in ports.in_order(_staging_rows, jobs):
         problems.extend(found)
         staged.add(rows)
@@ -140,15 +142,20 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
 
 
 def _staging_rows(
-    ports: Ports, job: tuple[str, list[Entry], datetime]
+    ports: Ports, job: tuple[str, list[Entry], datetime, frozenset[str]]
 ) -> tuple[list[tuple[Any, ...]], list[str]]:
     """A chunk of the file checked (by a worker while the next is read): its rows as staged,
     and its problem lines, rule 10 among them (the chunk's people looked up among the death
     records, in one query)."""
-    name, chunk, now = job
+    name, chunk, now, known = job
     valid, refused, found = check_entries(
         name, chunk, EnrolmentRow, now=now, keep=("personal_id", "effective_month")
     )
+    found += [
+        f"{name}: row {number}: province_code: unknown province code {shown(row.province_code)}"
+        for number, row in valid
+        if row.province_code not in known
+    ]
     rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
     rows += [(number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused]
     named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
@@ -240,10 +247,11 @@ def terminate(ports: Ports, personal_id: str, from_month: str, reason: str, acto
 
 
 def move(ports: Ports, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
+    known = ports.units().province_codes  # rule 9: every code ever in force
     check_values(
         [
             ("personal id", values.personal_id, personal_id),
-            ("--province", values.province_code, province_code),
+            ("--province", lambda code: values.province_code(code, known), province_code),
             ("--commune", values.commune_code, commune_code),
         ]
     )

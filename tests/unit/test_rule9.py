@@ -297,3 +297,31 @@ def test_receivables_are_shown_under_the_province_in_force(ledger: Ledger, files
     owing = {r["personal_id"]: r for r in ledger.receivables("2025-07")}
     assert owing[A]["province_code"] == "08"
     assert {r["personal_id"]: r for r in ledger.receivables("2025-06")}[A]["province_code"] == "02"
+
+
+def test_a_province_a_reorganisation_made_can_be_enrolled_in_and_moved_to(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    people(ledger, files)
+    newcomer = enrolment("001234567809", province_code="99", commune_code="00712")
+    with pytest.raises(InputRejected) as refused:
+        ledger.enrol(files.enrolments([newcomer]), MAKER)
+    assert [p.split(": ", 1)[1] for p in refused.value.problems] == [
+        "row 2: province_code: unknown province code '99'"
+    ]
+    with pytest.raises(InputRejected, match="--province: unknown province code '99'"):
+        ledger.move(A, "99", "00712", MAKER)
+    # Hà Nội's commune 00001 becomes province 99 from September 2025
+    reorganise(ledger, units_file(tmp_path, "u.csv", [("2025-09", "01", "00001", "99", "00001")]))
+    ledger.enrol(files.enrolments([newcomer]), MAKER)
+    ledger.move(A, "99", "00712", MAKER)
+    pay(ledger, "2025-09")
+    # Hà Nội keeps its list (its code is still recorded), with nobody on it
+    assert lists(ledger, "2025-09") == {"01": "APPROVED", "08": "APPROVED", "99": "APPROVED"}
+    assert {p for p, _, _ in lines(ledger, "2025-09").values()} == {
+        f"2025-09-99-{C}",
+        f"2025-09-99-{A}",
+        f"2025-09-08-{B}",
+        "2025-09-99-001234567809",
+    }
+    assert lines(ledger, "2025-09")[C] == (f"2025-09-99-{C}", "99", "00001")

@@ -50,10 +50,14 @@ def test_a_commune_code_is_five_ascii_digits() -> None:
         assert refused(values.commune_code, bad) == f"must be 5 digits 0-9, got {bad!r}"
 
 
-def test_a_province_code_is_one_in_force() -> None:
+def test_a_province_code_is_one_ever_in_force() -> None:
     assert values.province_code("01") == "01"
+    assert values.province_code("02") == "02"  # Hà Giang, merged into Tuyên Quang in 2025
     for bad in ("99", "1", arabic("01"), ""):
         assert refused(values.province_code, bad) == f"unknown province code {bad!r}"
+    assert values.province_code("99", known=frozenset({"99"})) == "99"
+    for bad in ("1", "001", arabic("01"), "", "0a"):
+        assert refused(values.province_code_form, bad) == f"must be 2 digits 0-9, got {bad!r}"
 
 
 def test_a_month_a_date_and_a_time_are_written_in_ascii_digits() -> None:
@@ -124,7 +128,7 @@ def test_every_row_model_refuses_arabic_indic_digits() -> None:
     cases: list[tuple[Any, dict[str, Any], str, str]] = [
         (EnrolmentRow, enrolment(pid), "personal_id", digits12),
         (EnrolmentRow, enrolment(ok, commune_code=arabic("00001")), "commune_code", digits5),
-        (EnrolmentRow, enrolment(ok, province_code=arabic("01")), "province_code", "unknown"),
+        (EnrolmentRow, enrolment(ok, province_code=arabic("01")), "province_code", "must"),
         (EnrolmentRow, enrolment(ok, effective_month=arabic("2025-01")), "effective_month", "must"),
         (DeathRow, death(pid), "personal_id", digits12),
         (DeathRow, death(ok, claimant_personal_id=pid), "claimant_personal_id", digits12),
@@ -165,7 +169,7 @@ def test_the_command_line_refuses_arabic_indic_digits() -> None:
         (
             ["move", "001000000101", "--province", arabic("01"), "--commune", arabic("00001")],
             [
-                f"--province: unknown province code {arabic('01')!r}",
+                f"--province: must be 2 digits 0-9, got {arabic('01')!r}",
                 f"--commune: must be 5 digits 0-9, got {arabic('00001')!r}",
             ],
         ),
