@@ -21,7 +21,7 @@ import pytest
 
 from ledger.application import Ledger
 from projections.readmodels import READ_MODEL_TABLES
-from tests.conftest import Files, death, enrolment, query_store, settlement
+from tests.conftest import Files, death, enrolment, query_store, settlement, write_csv
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration
@@ -110,11 +110,15 @@ def wait_until_applied(url: str, seconds: float = 120) -> None:
 def story(files: Files) -> list[tuple[str | Path, ...]]:
     """An operator's two months, as command lines."""
     people = [f"0010000{i:05d}" for i in range(40)]
+    # rule 9: some recorded under codes the 2025 merger retired (Hà Giang 02 is paid in
+    # Tuyên Quang 08, Bà Rịa-Vũng Tàu 77 in Hồ Chí Minh City 79)
+    recorded = ("01", "79", "48", "02", "77")
+    paid_in = {"02": "08", "77": "79"}
     enrol = files.enrolments(
         [
             enrolment(
                 p,
-                province_code=("01", "79", "48")[i % 3],
+                province_code=recorded[i % 5],
                 channel="BANK" if i % 2 else "POST",
                 bank_code="VCB" if i % 2 else "",
                 account_number=f"9{i:09d}" if i % 2 else "",
@@ -137,11 +141,33 @@ def story(files: Files) -> list[tuple[str | Path, ...]]:
     )
     paid = files.settlements(
         [
-            settlement(f"2025-07-{('01', '79', '48')[i % 3]}-{p}", "FAILED" if i == 6 else "PAID")
+            settlement(
+                f"2025-07-{paid_in.get(recorded[i % 5], recorded[i % 5])}-{p}",
+                "FAILED" if i == 6 else "PAID",
+            )
             for i, p in enumerate(people)
             if i not in (3, 4)
         ]
         + [settlement(f"2025-07-79-{people[4]}", "PAID")] * 0
+    )
+    units = write_csv(
+        files.root / "units.csv",
+        (
+            "effective_month",
+            "old_province_code",
+            "old_commune_code",
+            "new_province_code",
+            "new_commune_code",
+        ),
+        [
+            {
+                "effective_month": "2025-08",
+                "old_province_code": "79",
+                "old_commune_code": "00001",
+                "new_province_code": "01",
+                "new_commune_code": "00001",
+            }
+        ],
     )
     return [
         ("enrol", enrol),
@@ -152,6 +178,8 @@ def story(files: Files) -> list[tuple[str | Path, ...]]:
         ("settle", paid),
         ("hold", people[8], "--reason", "not found at address"),
         ("move", people[9], "--province", "48", "--commune", "00777"),
+        # a reorganisation from August: Hồ Chí Minh City's communes 00001 to Hà Nội
+        ("units", "import", units, "--by", "ministry"),
         ("rates", "set", "--from", "2025-08", "--amount", "550000", "--by", "ministry"),
         ("reference", "approve", "--by", "checker"),
         ("payroll", "run", "--period", "2025-08", "--by", "maker"),
@@ -186,6 +214,12 @@ def test_both_paths_agree_byte_for_byte(
             assert run.returncode == 0, (step, run.stderr)
     exported = sorted(p.name for p in (embedded / "out").iterdir())
     assert len(exported) >= 8
+    # rule 9 on both paths: July paid in the provinces the 2025 merger made; in August
+    # Hồ Chí Minh City's commune 00001 (everyone recorded in 79 and 77 here) in Hà Nội
+    csv_files = [name for name in exported if name.endswith(".csv")]
+    assert {"2025-07_08_POST.csv", "2025-07_79_POST.csv"} <= set(csv_files)
+    assert not [name for name in csv_files if name.startswith(("2025-07_02", "2025-07_77"))]
+    assert not [name for name in csv_files if name.startswith("2025-08_79")]
     assert sorted(p.name for p in (kafka_dir / "out").iterdir()) == exported
     for name in exported:
         mine, theirs = (
