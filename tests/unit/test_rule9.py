@@ -6,13 +6,18 @@ regroups is not approved as drafted."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
+from ledger.service_layer import payroll
+from replay.as_of import Cut, check_issued, replay_into
 from replay.explain import explain
 from tests.conftest import Files, death, enrolment, write_csv
 
@@ -137,6 +142,10 @@ def test_a_reorganisation_recorded_after_an_approval_leaves_that_list_and_its_ex
     assert lists(ledger, "2025-07") == {"01": "APPROVED", "08": "APPROVED"}
     for name in ("2025-07_01_POST.csv", "2025-07_08_POST.csv"):
         assert (tmp_path / "after" / name).read_bytes() == (tmp_path / "before" / name).read_bytes()
+    # an auditor's replay finds every approved file as the rules gave it from what was then
+    # known: the grouping of before the reorganisation
+    checks = check_issued(ledger, Cut.of(ledger.today()), tmp_path / "before")
+    assert len(checks) == 2 and all(c.ok for c in checks), [c.verdict for c in checks]
     # August follows it; B, paid through July in Tuyên Quang (from May, as arrears), is paid
     # each month once: four months of 500,000
     pay(ledger, "2025-08")
@@ -325,3 +334,28 @@ def test_a_province_a_reorganisation_made_can_be_enrolled_in_and_moved_to(
         "2025-09-99-001234567809",
     }
     assert lines(ledger, "2025-09")[C] == (f"2025-09-99-{C}", "99", "00001")
+
+
+def test_a_replay_knowing_only_what_was_recorded_before_a_reorganisation_groups_as_before(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    people(ledger, files)
+    pay(ledger, "2025-07")
+    before = datetime.now(UTC)
+    time.sleep(0.01)
+    reorganise(ledger, units_file(tmp_path, "u.csv", [("2025-08", "08", "02290", "01", "02290")]))
+    for known_at, file, expected in (
+        (before, "before.sqlite", "08"),
+        (datetime.now(UTC), "now.sqlite", "01"),
+    ):
+        replay_into(ledger, tmp_path / file, Cut.of(ledger.today(), known_at))
+        replayed = SQLiteDatabase(tmp_path / file)
+        try:
+            grouped = {
+                a.personal_id: code
+                for code in ("01", "08")
+                for a in payroll.draft(ledger.ports, "2025-08", code, db=replayed).assessments
+            }
+        finally:
+            replayed.close()
+        assert grouped[B] == expected, file
