@@ -59,6 +59,17 @@ class Reorganisation:
             if not m.whole_province
         }
 
+    @cached_property
+    def _communes_by_province(self) -> dict[str, dict[str, Unit]]:
+        out: dict[str, dict[str, Unit]] = {}
+        for (province, commune), unit in self.communes.items():
+            out.setdefault(province, {})[commune] = unit
+        return out
+
+    def communes_of(self, province: str) -> dict[str, Unit]:
+        """The communes of a province this reorganisation maps one by one."""
+        return self._communes_by_province.get(province, {})
+
     def apply(self, unit: Unit) -> Unit:
         moved = self.communes.get(unit)
         if moved is not None:
@@ -74,6 +85,7 @@ class UnitsAt:
     month: int
     reorganisations: tuple[Reorganisation, ...]  # those effective in or before `month`
     _seen: dict[Unit, Unit] = field(default_factory=dict, compare=False, repr=False)
+    _exceptions: dict[str, dict[str, Unit]] = field(default_factory=dict, compare=False, repr=False)
 
     def unit(self, province: str, commune: str) -> Unit:
         key = (province, commune)
@@ -97,12 +109,6 @@ class UnitsAt:
     def province(self, province: str, commune: str) -> str:
         return self.unit(province, commune)[0]
 
-    @cached_property
-    def _communes_named(self) -> frozenset[str]:
-        return frozenset(
-            c for r in self.reorganisations for (_, c) in (*r.communes, *r.communes.values())
-        )
-
     def whole(self, province: str) -> str:
         """Where a recorded province goes for a commune no reorganisation names."""
         for r in self.reorganisations:
@@ -110,13 +116,23 @@ class UnitsAt:
         return province
 
     def exceptions(self, province: str) -> dict[str, Unit]:
-        """The communes of a recorded province that do not simply follow the province."""
-        out = {}
-        for commune in self._communes_named:
-            unit = self.unit(province, commune)
-            if unit != (self.whole(province), commune):
-                out[commune] = unit
-        return out
+        """The communes of a recorded province that do not simply follow the province: those
+        a commune row names on the province's way (each reorganisation's rows for the
+        province it is in then), followed from there. Costs the rows on its way, not every
+        commune row of the country."""
+        found = self._exceptions.get(province)
+        if found is not None:
+            return found
+        generic, moved = province, dict[str, Unit]()
+        for r in self.reorganisations:
+            moved = {commune: r.apply(unit) for commune, unit in moved.items()}
+            for commune, unit in r.communes_of(generic).items():
+                moved.setdefault(commune, unit)
+            generic = r.provinces.get(generic, generic)
+        found = self._exceptions[province] = {
+            commune: unit for commune, unit in moved.items() if unit != (generic, commune)
+        }
+        return found
 
     def unit_provinces(self, recorded: Iterable[str]) -> set[str]:
         """The provinces whose lists cover the people recorded in `recorded` provinces."""
