@@ -14,11 +14,14 @@ evidence of a change made while it was off must be kept for `ledger verify`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from adapters.sql import ReadModelDatabase
+from ledger.aggregates import REFERENCE_DATA_ID
 from ledger.rules import RuleViolation
-from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES
+from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES, SCHEMA
 
 # Every table a decision or an export reads, and the projection's position (moving it on would
 # make the read models skip events).
@@ -84,6 +87,52 @@ def install(db: ReadModelDatabase) -> None:
             for table in GUARDED:
                 for operation in OPERATIONS:
                     cursor.execute(_sqlite_trigger(table, operation, if_not_exists=True))
+
+
+# Read-model tables added since stores were first made, each with the event that writes it
+# (aggregate, type): a store made before gets the table, and its guard, when it is opened.
+ADDED_TABLES = {
+    "unit_reorganisations": (REFERENCE_DATA_ID, "ReferenceDataHistory.UnitsReorganised"),
+}
+
+
+def add_tables(db: ReadModelDatabase, recorded: Callable[[UUID, str], bool]) -> list[str]:
+    """Make, each with its guard, the read-model tables added since the store was made that it
+    lacks, in one transaction; the tables made. Only a table that does not exist, in a store
+    that never recorded an event writing it, is made: nothing in it can have been written
+    unguarded. One that exists without its guard stays as it is, and decisions are refused."""
+    missing = [
+        table
+        for table, event in ADDED_TABLES.items()
+        if not _exists(db, table) and not recorded(*event)
+    ]
+    if not missing:
+        return []
+    with db.transaction() as cursor:
+        if is_postgres(db):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('ledger_guard_read_models'))")
+        for table in missing:
+            if is_postgres(db) and _exists(db, table):  # another process made it
+                continue
+            cursor.execute(_schema_of(table))
+            if is_postgres(db):
+                for statement in _pg_triggers(table):
+                    cursor.execute(statement)
+            else:
+                for operation in OPERATIONS:
+                    cursor.execute(_sqlite_trigger(table, operation, if_not_exists=True))
+    return missing
+
+
+def _exists(db: ReadModelDatabase, table: str) -> bool:
+    if is_postgres(db):
+        return db.query("SELECT to_regclass(?) IS NOT NULL", (table,))[0][0] is True
+    return bool(db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+
+
+def _schema_of(table: str) -> str:
+    (statement,) = [s for s in SCHEMA if f"CREATE TABLE IF NOT EXISTS {table} (" in s]
+    return statement
 
 
 # The triggers the event store's recorder puts on the events and the chain: the only others a

@@ -258,6 +258,8 @@ class Ledger:
             with self.db.transaction() as cursor:
                 Projector.create_schema(cursor)
                 kept_drafts.create_schema(cursor)
+        else:  # a store made before a read-model table was added gets it
+            read_model_guards.add_tables(self.db, self.events.has_recorded)
         self.sync = self._read_model_sync(read_models)
         self.ports = Ports(
             events=self.events,

@@ -86,6 +86,7 @@ class UnitsAt:
     reorganisations: tuple[Reorganisation, ...]  # those effective in or before `month`
     _seen: dict[Unit, Unit] = field(default_factory=dict, compare=False, repr=False)
     _exceptions: dict[str, dict[str, Unit]] = field(default_factory=dict, compare=False, repr=False)
+    _wholes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def unit(self, province: str, commune: str) -> Unit:
         key = (province, commune)
@@ -111,9 +112,19 @@ class UnitsAt:
 
     def whole(self, province: str) -> str:
         """Where a recorded province goes for a commune no reorganisation names."""
-        for r in self.reorganisations:
-            province = r.provinces.get(province, province)
-        return province
+        found = self._wholes.get(province)
+        if found is None:
+            found = province
+            for r in self.reorganisations:
+                found = r.provinces.get(found, found)
+            self._wholes[province] = found
+        return found
+
+    @cached_property
+    def communes_moved(self) -> bool:
+        """Whether a reorganisation in force maps communes one by one: else a person's unit
+        is their recorded province's (`whole`), with their commune."""
+        return any(r.communes for r in self.reorganisations)
 
     def exceptions(self, province: str) -> dict[str, Unit]:
         """The communes of a recorded province that do not simply follow the province: those

@@ -186,8 +186,11 @@ def accounts(
             not_counted,
             funeral_not_counted,
         ) = r
-        if units is not None:
-            province, commune = units.unit(province, commune)
+        if units is not None:  # one lookup a person: a national list is millions
+            if units.communes_moved:
+                province, commune = units.unit(province, commune)
+            else:
+                province = units.whole(province)
         coef = coefficients.get(coefficient)
         if coef is None:
             coef = coefficients[coefficient] = Decimal(coefficient)

@@ -373,12 +373,12 @@ def run_payroll(
 ) -> list[ListSummary]:
     """Draft the lists of a period, each province's recorded as it is drafted, by the
     ledger's workers; an approved list is returned as it was approved."""
+    ports.decide_from_read_models()
     # a store made before rule 9 gets the reorganisations that ship with the ledger
     ensure_reference_data(ports)
     ports.read_models.catch_up()
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
-    ports.decide_from_read_models()
     # once per run, not per province: the index holds the entries approvals deleted until
     # they are vacuumed, and the sweep reads them
     ports.drafts.discard_approved()
@@ -413,10 +413,10 @@ def approve_payroll(
     others are approved. Every approval goes through its province's payroll register, so two
     approvals in a province can never both pay from the same balances; approvals in other
     provinces run beside it, and one whose people moved while it computed is refused."""
+    ports.decide_from_read_models()
     codes = provinces(ports, period, province_code)
     _check_not_future(ports, period)
     legacy = ports.events.get(PAYROLL_REGISTER_ID)
-    ports.decide_from_read_models()
     marks = ",".join("?" * len(codes))
     drafts = (
         [
@@ -619,7 +619,8 @@ def export_payroll(
             "SELECT province_code, status FROM payment_lists WHERE period = ?", (period,)
         )
     }
-    if province_code is not None:
+    if province_code is not None and province_code not in drafts:
+        ports.guards.check()  # the units in force are read from a read model
         check_province(ports.units(), parse_month(period), province_code, set(drafts))
     # the provinces with a list of the period (rule 9: those in force when it was approved)
     codes = [province_code] if province_code is not None else sorted(drafts)

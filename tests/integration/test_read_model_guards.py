@@ -32,6 +32,8 @@ CHANGES = {
     "payment_lists": "UPDATE payment_lists SET status = 'DRAFT'",
     "reference_levels": "UPDATE reference_levels SET value = value * 2",
     "settlement_files": "DELETE FROM settlement_files",
+    # rule 9: a province's people moved onto another's list
+    "unit_reorganisations": "UPDATE unit_reorganisations SET new_province_code = '01'",
     "projection_position": "UPDATE projection_position SET notification_id = 0",
     # moving `ledger project` past an event in a partition would skip it
     "projection_offsets": "INSERT INTO projection_offsets VALUES ('ledger', 'ledger.events', 0, 9)",

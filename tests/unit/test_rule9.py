@@ -16,7 +16,7 @@ from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
-from ledger.service_layer import payroll
+from ledger.service_layer import payroll, reference
 from replay.as_of import Cut, check_issued, replay_into
 from replay.explain import explain
 from tests.conftest import Files, death, enrolment, write_csv
@@ -359,3 +359,48 @@ def test_a_replay_knowing_only_what_was_recorded_before_a_reorganisation_groups_
         finally:
             replayed.close()
         assert grouped[B] == expected, file
+
+
+def test_a_store_made_before_rule_9_gets_its_table_guarded_and_the_merger_when_opened(
+    store_url: str, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a store as the ledger made it before rule 9: no reorganisation recorded, no table
+    with monkeypatch.context() as patch:
+        patch.setattr(reference, "built_in_reorganisations", lambda: [])
+        with Ledger(store_url) as old:
+            people(old, files)
+            pay(old, "2025-06")
+    drop_table(store_url, "unit_reorganisations")
+    with Ledger(store_url) as ledger:
+        assert ledger.guard_problems() == []
+        pay(ledger, "2025-07")
+        assert lines(ledger, "2025-07")[A] == (f"2025-07-08-{A}", "08", "00712")
+        assert lists(ledger, "2025-06") == {"01": "APPROVED", "02": "APPROVED", "08": "APPROVED"}
+
+
+def test_a_table_of_reorganisations_dropped_is_not_made_again_unguarded_or_empty(
+    ledger: Ledger, files: Files, store_url: str
+) -> None:
+    people(ledger, files)
+    ledger.close()
+    drop_table(store_url, "unit_reorganisations")  # the merger is recorded: it held it
+    with Ledger(store_url) as reopened:
+        assert "unit_reorganisations" in " ".join(reopened.guard_problems())
+        with pytest.raises(RuleViolation, match="guard"):
+            reopened.run_payroll("2025-07", None, MAKER)
+
+
+def drop_table(url: str, table: str) -> None:
+    """What the database's owner can do, outside the ledger."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        con = sqlite3.connect(url[len("sqlite:///") :])
+        con.execute(f"DROP TABLE {table}")
+        con.commit()
+        con.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f"DROP TABLE {table}")
