@@ -2,8 +2,10 @@
 
 Brings up the project's PostgreSQL and Kafka (scripts/services), makes a new database and a
 store in it, and generates from a seed an enrolment file of N people (default 3,800,000) over
-the 34 provinces, half paid by bank. Then, each a separate `ledger` process as an operator runs it,
-with the peak memory the kernel reports for it:
+the 34 provinces, half paid by bank, a share of them (--former-codes, default a third) still
+recorded under the code of a province the 2025 merger retired (rule 9 maps them). Then, each
+a separate `ledger` process as an operator runs it, with the peak memory the kernel reports
+for it:
 
 - `enrol` of the whole file (a migration);
 - for each of --months months: `payroll run`, `payroll approve`, `payroll export` of every
@@ -54,7 +56,7 @@ from payroll_bench import chain_key, ledger  # noqa: E402  (one process, timed, 
 from ledger.demo import BANKS, CATEGORIES, FAMILY, GIVEN, MIDDLE, claim_directory  # noqa: E402
 from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS  # noqa: E402
 from ledger.months import VIETNAM, format_month, parse_month  # noqa: E402
-from ledger.reference import provinces  # noqa: E402
+from ledger.reference import former_codes, provinces  # noqa: E402
 
 FIRST_PERIOD = "2025-07"
 GIB = 1024
@@ -82,10 +84,14 @@ def projected(seconds: float, people: int, months: int = 1, of_months: int = 1) 
     return seconds * NATIONAL / people * of_months / months
 
 
-def people(count: int, seed: int) -> Iterator[list[str]]:
+def people(count: int, seed: int, former: float = 0.0) -> Iterator[list[str]]:
     """Enrolment rows from a seed, one at a time: the same file for the same seed. Personal
-    ids are numbered per province, century and year of birth, so they never repeat."""
+    ids are numbered per province, century and year of birth, so they never repeat. A share
+    `former` is recorded under a code the 2025 merger retired (of the province it became part
+    of), drawn from a generator of its own: the rest of the file is the same for every share."""
     rng = random.Random(seed)
+    recorded_as = random.Random(seed + 1)
+    merged = former_codes()
     codes = sorted(provinces())
     weights = [3.0 if c in ("01", "79") else 1.0 + (int(c) % 5) / 4 for c in codes]
     shares = [c[2] for c in CATEGORIES]
@@ -99,12 +105,15 @@ def people(count: int, seed: int) -> Iterator[list[str]]:
         key = (province, century, year)
         serial[key] = n = serial.get(key, 0) + 1
         bank = rng.random() < 0.5
+        recorded = province
+        if recorded_as.random() < former:
+            recorded = recorded_as.choice(merged[province])
         yield [
             f"0{province}{century}{year % 100:02d}{n:06d}",
             f"{rng.choice(FAMILY)} {rng.choice(MIDDLE[sex])} {rng.choice(GIVEN[sex])}",
             f"{year}-{rng.randint(1, 6):02d}-{rng.randint(1, 28):02d}",
             sex,
-            province,
+            recorded,
             f"{rng.randrange(1, 33000):05d}",
             category,
             coefficient,
@@ -116,11 +125,11 @@ def people(count: int, seed: int) -> Iterator[list[str]]:
         ]
 
 
-def write_enrolment(path: Path, count: int, seed: int) -> None:
+def write_enrolment(path: Path, count: int, seed: int, former: float = 0.0) -> None:
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(ENROLMENT_COLUMNS)
-        writer.writerows(people(count, seed))
+        writer.writerows(people(count, seed, former))
 
 
 def write_settlement(exports: Path, path: Path, period: str) -> int:
@@ -268,6 +277,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20250701)
     parser.add_argument("--keep", help="keep the files (and the database) in this directory")
     parser.add_argument(
+        "--former-codes",
+        type=float,
+        default=1 / 3,
+        metavar="SHARE",
+        help="the share of people recorded under a province code the 2025 merger retired"
+        " (rule 9; default a third)",
+    )
+    parser.add_argument(
         "--months-only",
         action="store_true",
         help="stop after enrolment and the months (run, approve, export, settle): no deaths,"
@@ -311,7 +328,7 @@ def main() -> None:
         floor_month = copy_s + export_s
         ledger(url, "init")
         enrolment = work / "enrolment.csv"
-        write_enrolment(enrolment, n, args.seed)
+        write_enrolment(enrolment, n, args.seed, args.former_codes)
         print(f"set-up: {n:,} people written to {enrolment}", file=sys.stderr)
         step("enrol", n, "≤ 300 s", 300, "enrol", str(enrolment), "--jobs", str(args.jobs))
         month_totals: list[float] = []

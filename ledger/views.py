@@ -115,26 +115,50 @@ LEFT JOIN {NOT_COUNTED_SQL} x ON x.personal_id = b.personal_id
 """
 
 IN_PROVINCE = "b.province_code = ?"
+_PEOPLE = "FROM beneficiaries b"  # what `accounts(source=...)` reads instead
+assert _ACCOUNTS_SQL.count(_PEOPLE) == 1  # before the statement's other parameters
 
 
-def in_unit(selection: Selection) -> tuple[str, tuple[str, ...]]:
-    """The condition (and its parameters) on the beneficiaries that a unit's list covers
-    (rule 9): the people recorded in its `whole` provinces, but for its `away` communes, and
-    those of its `into` communes elsewhere. Each part reads the index by province."""
-    parts: list[str] = []
+@dataclass(frozen=True)
+class People:
+    """Which beneficiaries a query of accounts reads: a `source` of rows (the table, or a
+    subquery) and a condition on them, each with its parameters."""
+
+    where: str
+    params: tuple[str, ...] = ()
+    source: str = "beneficiaries"
+    source_params: tuple[str, ...] = ()
+
+
+def in_unit(selection: Selection) -> People:
+    """The beneficiaries that a unit's list covers (rule 9): those recorded in its `whole`
+    provinces, but for its `away` communes, and those of its `into` communes elsewhere. One
+    province is the one-province condition of before; several are a UNION ALL of one
+    province each, so that each is read along the index by province in personal-id order and
+    merged (a condition on several provinces makes PostgreSQL sort them: twice as slow)."""
+    if len(selection.whole) == 1 and not selection.away and not selection.into:
+        return People("b.province_code = ?", selection.whole)
+    branches: list[str] = []
     params: list[str] = []
-    if selection.whole:
-        marks = ", ".join("?" * len(selection.whole))
-        whole = f"b.province_code IN ({marks})"
-        params.extend(selection.whole)
-        for province, commune in selection.away:
-            whole += " AND NOT (b.province_code = ? AND b.commune_code = ?)"
-            params.extend((province, commune))
-        parts.append(f"({whole})")
+    for province in selection.whole:
+        away = [c for p, c in selection.away if p == province]
+        branches.append(
+            "SELECT * FROM beneficiaries WHERE province_code = ?"
+            + (f" AND commune_code NOT IN ({', '.join('?' * len(away))})" if away else "")
+        )
+        params += [province, *away]
+    into: dict[str, list[str]] = {}
     for province, commune in selection.into:
-        parts.append("(b.province_code = ? AND b.commune_code = ?)")
-        params.extend((province, commune))
-    return (f"({' OR '.join(parts)})" if parts else "1 = 0"), tuple(params)
+        into.setdefault(province, []).append(commune)
+    for province, communes in into.items():
+        branches.append(
+            "SELECT * FROM beneficiaries WHERE province_code = ?"
+            f" AND commune_code IN ({', '.join('?' * len(communes))})"
+        )
+        params += [province, *communes]
+    if not branches:
+        return People("1 = 0")
+    return People("1 = 1", (), f"({' UNION ALL '.join(branches)})", tuple(params))
 
 
 def accounts(
@@ -145,6 +169,7 @@ def accounts(
     through: int | None = None,
     streamed: bool = False,
     units: UnitsAt | None = None,
+    source: People | None = None,
 ) -> Iterator[Account]:
     """Beneficiaries as the rules see them for period `through` (None: every period's lines
     counted), read in one query; `streamed`: in personal-id order, a few thousand rows at a
@@ -153,6 +178,9 @@ def accounts(
     coefficients: dict[str, Decimal] = {}
     later_than = "9999-12" if through is None else format_month(through)
     sql, params = f"{_ACCOUNTS_SQL} WHERE {where}", (*not_counted_params(later_than), *params)
+    if source is not None:
+        sql = sql.replace(_PEOPLE, f"FROM {source.source} b", 1)
+        params = (*source.source_params, *params)
     rows = (
         db.stream(f"{sql} ORDER BY b.personal_id", params)  # type: ignore[attr-defined]
         if streamed

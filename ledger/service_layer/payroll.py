@@ -87,8 +87,16 @@ def _people_of(
 ) -> Iterator[Account]:
     """The accounts a province's list of a month covers, each in its unit for the month
     (rule 9: the people recorded in the units mapped to it)."""
-    where, params = views.in_unit(units.recorded_in(province_code, _recorded_provinces(db)))
-    return views.accounts(db, where, params, through=month, streamed=streamed, units=units)
+    people = views.in_unit(units.recorded_in(province_code, _recorded_provinces(db)))
+    return views.accounts(
+        db,
+        people.where,
+        people.params,
+        through=month,
+        streamed=streamed,
+        units=units,
+        source=people if people.source_params else None,
+    )
 
 
 def provinces(ports: Ports, period: str, province_code: str | None) -> list[str]:
