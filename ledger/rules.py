@@ -290,6 +290,9 @@ class Account(Struct, frozen=True):
     issued: Issued = struct_field(default_factory=Issued)
     posted: Credits = struct_field(default_factory=Credits)  # credits already posted to the books
     credited_through: int | None = None  # the latest period posted
+    # an approved line of a later period pays them (PENDING or PAID): what the period drawn
+    # up owes them was owed then too, and paid with it as arrears
+    paid_later: bool = False
 
 
 class PaymentLine(Struct, frozen=True):
@@ -354,7 +357,8 @@ class Assessment(Struct, frozen=True):
     personal_id: str
     owed: int
     line: PaymentLine | None
-    withheld: str | None = None  # "HELD" or "NO_CLAIMANT" when owed > 0 but no line
+    # "HELD", "NO_CLAIMANT" or "PAID_LATER" (a line of a later period) when owed > 0 but no line
+    withheld: str | None = None
     accrual: Credits = struct_field(default_factory=Credits)  # to post to the books on approval
     credited_through: int = 0  # the period the books are credited up to after approval
     books_current: bool = False  # nothing to post: same credits, same period
@@ -408,6 +412,8 @@ def assess(
 
     if owed <= 0:
         return no_line()
+    if account.paid_later:  # a late list of an earlier period never pays it again
+        return no_line("PAID_LATER")
     if account.held:
         return no_line("HELD")
     if account.dead:

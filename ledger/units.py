@@ -204,6 +204,15 @@ class Units:
         made = {m.new_province for r in self.reorganisations for m in r.mappings}
         return self.built_in_codes | made
 
+    def units_ever(self, province: str) -> set[str]:
+        """Every province the people recorded in a province are paid in, in some month."""
+        out = {province}
+        for r in self.reorganisations:
+            at = self.at(r.effective_month)
+            out.add(at.whole(province))
+            out.update(unit[0] for unit in at.exceptions(province).values())
+        return out
+
     def at(self, month: int) -> UnitsAt:
         return UnitsAt(month, tuple(r for r in self.reorganisations if r.effective_month <= month))
 

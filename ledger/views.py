@@ -71,9 +71,9 @@ def summaries(
 # `not_counted_params`.
 NOT_COUNTED_SQL = """(
     SELECT personal_id, CAST(SUM(total_amount) AS BIGINT) AS total,
-           CAST(SUM(funeral_amount) AS BIGINT) AS funeral
+           CAST(SUM(funeral_amount) AS BIGINT) AS funeral, MAX(later) AS later
     FROM (
-        SELECT l.personal_id, l.total_amount, l.funeral_amount FROM payment_lines l
+        SELECT l.personal_id, l.total_amount, l.funeral_amount, 1 AS later FROM payment_lines l
         WHERE l.payment_id > ? AND l.period > ? AND l.status IN ('PENDING', 'PAID')
         UNION ALL
         -- driven by the revoked registrations, whatever the planner's statistics say: as a
@@ -86,7 +86,8 @@ NOT_COUNTED_SQL = """(
                (SELECT SUM(l.funeral_amount) FROM payment_lines l
                 WHERE l.personal_id = r.personal_id
                 AND l.registration_number = r.registration_number
-                AND l.period <= ? AND l.status IN ('PENDING', 'PAID'))
+                AND l.period <= ? AND l.status IN ('PENDING', 'PAID')),
+               0
         FROM revoked_registrations r
     ) not_counted
     GROUP BY personal_id
@@ -107,7 +108,8 @@ SELECT b.personal_id, b.full_name, b.province_code, b.commune_code, b.coefficien
        d.date_of_death, d.claimant_personal_id, d.claimant_name, d.claimant_channel,
        d.claimant_bank_code, d.claimant_account_number, d.registration_number,
        bal.credited_through, bal.allowance_credited, bal.funeral_credited, bal.issued_total,
-       bal.funeral_issued, COALESCE(x.total, 0), COALESCE(x.funeral, 0)
+       bal.funeral_issued, COALESCE(x.total, 0), COALESCE(x.funeral, 0),
+       COALESCE(x.later, 0)
 FROM beneficiaries b
 JOIN balances bal ON bal.personal_id = b.personal_id
 LEFT JOIN deaths d ON d.personal_id = b.personal_id AND d.in_force = 1
@@ -213,6 +215,7 @@ def accounts(
             funeral_issued,
             not_counted,
             funeral_not_counted,
+            paid_later,
         ) = r
         if units is not None:  # one lookup a person: a national list is millions
             if units.communes_moved:
@@ -247,6 +250,7 @@ def accounts(
             ),
             posted=Credits(int(allowance_credited), int(funeral_credited)),
             credited_through=parse_month(credited) if credited else None,
+            paid_later=bool(paid_later),
         )
 
 

@@ -82,6 +82,17 @@ def draft(
     )
 
 
+def _related(ports: Ports, period: str, code: str) -> frozenset[UUID]:
+    """The payroll registers of every province the people of a province's list of a period
+    are paid in, in any month (rule 9), the province's own and the one of old stores among
+    them: a later period approved in one of them may pay what this list owes."""
+    units = ports.units()
+    covered = units.at(parse_month(period)).recorded_in(code, _recorded_provinces(ports.db))
+    recorded = {*covered.whole, *(province for province, _ in covered.into), code}
+    provinces = {u for c in recorded for u in units.units_ever(c)}
+    return frozenset({PAYROLL_REGISTER_ID, *(payroll_register_id(p) for p in provinces)})
+
+
 def _people_of(
     db: ReadModelDatabase, units: UnitsAt, province_code: str, month: int, streamed: bool = False
 ) -> Iterator[Account]:
@@ -176,15 +187,19 @@ def _reread(ports: Ports, list_id: str, digest: str) -> Iterator[KeptEntry]:
         )
 
 
-def _fenced(ports: Ports, list_id: str, digest: str) -> Callable[[AbstractSet[UUID]], list[UUID]]:
+def _fenced(
+    ports: Ports, list_id: str, digest: str, registers: AbstractSet[UUID]
+) -> Callable[[AbstractSet[UUID]], list[UUID]]:
     """The streams an approval's fence watches, among those it is asked about (a fence asks
     when one of its events was recorded since the draft): every person the draft assessed,
-    and the death record of each person whose funeral line it pays."""
+    the death record of each person whose funeral line it pays, the reference data, and the
+    payroll `registers` of the provinces its people are paid in at other times."""
 
     def watched(since: AbstractSet[UUID]) -> list[UUID]:
         # a reorganisation in force for the period (_units_reorganised) regroups every list
         found = [REFERENCE_DATA_ID] if REFERENCE_DATA_ID in since else []
-        if not since - {REFERENCE_DATA_ID}:
+        found += [s for s in since if s in registers]
+        if not since - {REFERENCE_DATA_ID} - registers:
             return found
         for personal_id, line, _, _ in _reread(ports, list_id, digest):
             streams = [beneficiary_id(personal_id)]
@@ -254,9 +269,11 @@ _CHANGE_A_DRAFT = tuple(
         DeathRecord.Corrected,  # type: ignore[attr-defined]
         DeathRecord.Revoked,  # type: ignore[attr-defined]
         ReferenceDataHistory.UnitsReorganised,  # type: ignore[attr-defined]
+        PayrollRegister.ListApproved,  # type: ignore[attr-defined]
     )
 )
 _REORGANISED = get_topic(ReferenceDataHistory.UnitsReorganised)  # type: ignore[attr-defined]
+_LIST_APPROVED = get_topic(PayrollRegister.ListApproved)  # type: ignore[attr-defined]
 
 
 _CORRECTED = get_topic(DeathRecord.Corrected)  # type: ignore[attr-defined]
@@ -266,16 +283,20 @@ def _changes_a_draft(period: str) -> Callable[[str, bytes], bool]:
     """Whether an event recorded since a draft of `period` makes it wrong to pay as drafted.
     A correction changes a funeral line only when it names a claimant (new, or their
     channel or account); one of the date alone is settled by rule 2. A reorganisation does
-    when it is in force for the period: the people are grouped anew (rule 9). What cannot be
+    when it is in force for the period: the people are grouped anew (rule 9). So does a list
+    of a later period approved where some of its people are paid then (its lines pay what
+    this one owes them, as arrears). What cannot be
     read as the event's JSON (a compressed or enciphered store) counts as a change."""
 
     def changes(topic: str, state: bytes) -> bool:
-        if topic not in (_CORRECTED, _REORGANISED):
+        if topic not in (_CORRECTED, _REORGANISED, _LIST_APPROVED):
             return True
         try:
             facts = json.loads(state)
             if topic == _REORGANISED:
                 return bool(facts["effective_month"] <= period)
+            if topic == _LIST_APPROVED:
+                return bool(facts["period"] > period)
             return facts.get("claimant") is not None
         except (ValueError, AttributeError, KeyError, TypeError):
             return True
@@ -532,7 +553,7 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
         fence = Fence(
             facts.known_through,
             _CHANGE_A_DRAFT,
-            _fenced(ports, str(payment_list.id), facts.kept_digest),
+            _fenced(ports, str(payment_list.id), facts.kept_digest, _related(ports, period, code)),
             _changes_a_draft(period),
         )
         payroll_register.record_approval(period, code, actor, _APPROVE)
@@ -559,6 +580,21 @@ def _approve_province(ports: Ports, job: tuple[str, str, str, int]) -> _Approved
     except RuleViolation as err:
         return f"payroll {period} {code}: {err}"
     except FenceCrossed as crossed:
+        later = sorted(
+            {
+                province
+                for r in (ports.events.get(i) for i in crossed.crossed if i != REFERENCE_DATA_ID)
+                if isinstance(r, PayrollRegister)
+                for province in r.latest
+            }
+        )
+        if later:
+            return (
+                f"payroll {period} {code}: a list of a later period was approved in "
+                f"{', '.join(later)} since it was drafted, and it pays some of its people "
+                "what this one owes them; nothing was recorded for it: run `ledger payroll "
+                f"run --period {period} --province {code}` again"
+            )
         if REFERENCE_DATA_ID in crossed.crossed:
             return (
                 f"payroll {period} {code}: a reorganisation of the units in force for {period} "

@@ -404,3 +404,21 @@ def drop_table(url: str, table: str) -> None:
 
         with psycopg.connect(url, autocommit=True) as con:
             con.execute(f"DROP TABLE {table}")
+
+
+def test_a_list_approved_after_a_later_period_of_its_people_s_new_province_is_refused(
+    ledger: Ledger, files: Files
+) -> None:
+    people(ledger, files)
+    pay(ledger, "2025-05")
+    ledger.run_payroll("2025-06", "02", MAKER)  # Hà Giang's June, drafted in time
+    ledger.run_payroll("2025-07", None, MAKER)  # Tuyên Quang's July pays A's June as arrears
+    ledger.approve_payroll("2025-07", None, CHECKER)
+    with pytest.raises(RuleViolation, match="a list of a later period was approved in 08"):
+        ledger.approve_payroll("2025-06", "02", CHECKER)
+    ledger.run_payroll("2025-06", "02", MAKER)  # drafted again: A was paid June in July
+    ledger.approve_payroll("2025-06", "02", CHECKER)
+    assert A not in lines(ledger, "2025-06")
+    assert ledger.db.query(
+        "SELECT SUM(total_amount) FROM payment_lines WHERE personal_id = ?", (A,)
+    ) == [(3 * 500_000,)]
