@@ -238,7 +238,7 @@ def pending_table(pending: Sequence[Any]) -> SafeTable:
         value = (
             vnd(p.value)
             if isinstance(p.value, int)
-            else f"of {len(p.value):,} rows"
+            else f"of {len(p.value):,} row{'' if len(p.value) == 1 else 's'}"
             if isinstance(p.value, list)
             else str(p.value)
         )
@@ -262,7 +262,7 @@ def cmd_units_import(args: argparse.Namespace) -> None:
     if result.proposal is None or result.unchanged:
         say(
             f"{args.file}: nothing changed: this reorganisation from {result.effective_month} "
-            f"({result.rows:,} rows) is {result.unchanged}"
+            f"({result.rows:,} row{'' if result.rows == 1 else 's'}) is {result.unchanged}"
         )
         return
     say(f"proposed: {describe(result.proposal)}")

@@ -130,6 +130,14 @@ class People:
     params: tuple[str, ...] = ()
     source: str = "beneficiaries"
     source_params: tuple[str, ...] = ()
+    # read whole provinces and kept by this (too many communes to name in one statement)
+    keep: Selection | None = None
+
+
+# Communes named in one statement at most: PostgreSQL takes 65,535 parameters, and a
+# reorganisation of every commune is thousands. Beyond it, whole provinces are read and each
+# person kept or not by the selection.
+MAX_NAMED_COMMUNES = 5_000
 
 
 def in_unit(selection: Selection) -> People:
@@ -140,7 +148,11 @@ def in_unit(selection: Selection) -> People:
     merged (a condition on several provinces makes PostgreSQL sort them: twice as slow)."""
     if len(selection.whole) == 1 and not selection.away and not selection.into:
         return People("b.province_code = ?", selection.whole)
-    branches: list[str] = []
+    if len(selection.away) + len(selection.into) > MAX_NAMED_COMMUNES:
+        provinces = sorted({*selection.whole, *(p for p, _ in selection.into)})
+        branches = ["SELECT * FROM beneficiaries WHERE province_code = ?"] * len(provinces)
+        return People("1 = 1", (), f"({' UNION ALL '.join(branches)})", tuple(provinces), selection)
+    branches = []
     params: list[str] = []
     for province in selection.whole:
         away = [c for p, c in selection.away if p == province]
@@ -217,6 +229,12 @@ def accounts(
             funeral_not_counted,
             paid_later,
         ) = r
+        if (
+            source is not None
+            and source.keep is not None
+            and not source.keep.covers(province, commune)
+        ):
+            continue
         if units is not None:  # one lookup a person: a national list is millions
             if units.communes_moved:
                 province, commune = units.unit(province, commune)

@@ -41,12 +41,14 @@ class UnitsOfPerson:
 
     def provinces(self) -> set[str]:
         """Every province a list holding the person's postings may have: each one they were
-        recorded in, and each one a reorganisation mapped it to."""
-        units, _ = self._units()
+        recorded in, and each one a reorganisation mapped it to, with the reorganisations
+        known at any time (one recorded later may map it elsewhere since)."""
         out = {p for _, p, _ in self.residences}
-        for _, province, commune in self.residences:
-            for r in units.reorganisations:
-                out.add(units.at(r.effective_month).province(province, commune))
+        for known in sorted({n for n, _, _ in self.reorganised}):
+            units, _ = self._units(known_before=known + 1)
+            for _, province, commune in self.residences:
+                for r in units.reorganisations:
+                    out.add(units.at(r.effective_month).province(province, commune))
         return out
 
     def of_line(self, period: str, approved_at: int) -> UnitPaid:

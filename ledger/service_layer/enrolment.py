@@ -25,6 +25,7 @@ from ledger.inputs import (
     check_entries,
     entry_chunks,
 )
+from ledger.months import month_of
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, sorted_problems
 from ledger.service_layer.ports import ConcurrentChange, Fence, Ports, Staging
@@ -104,7 +105,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
     expected = file.count_lines()
     done = 0
     now = ports.clock.now()
-    known = ports.units().province_codes  # rule 9: every code ever in force
+    known = _codes_so_far(ports)
     jobs = ((name, chunk, now, known) for chunk in entry_chunks(file, EnrolmentRow))
     for rows, found in ports.in_order(_staging_rows, jobs):
         problems.extend(found)
@@ -247,7 +248,7 @@ def terminate(ports: Ports, personal_id: str, from_month: str, reason: str, acto
 
 
 def move(ports: Ports, personal_id: str, province_code: str, commune_code: str, actor: str) -> None:
-    known = ports.units().province_codes  # rule 9: every code ever in force
+    known = _codes_so_far(ports)
     check_values(
         [
             ("personal id", values.personal_id, personal_id),
@@ -258,3 +259,9 @@ def move(ports: Ports, personal_id: str, province_code: str, commune_code: str, 
     b = beneficiary(ports, personal_id)
     b.move(province_code, commune_code, actor, "ledger move")
     ports.save(b)
+
+
+def _codes_so_far(ports: Ports) -> frozenset[str]:
+    """Rule 9: the province codes in force at some time up to now (not one a reorganisation
+    makes in a month still to come)."""
+    return ports.units().codes_by(month_of(ports.clock.today()))

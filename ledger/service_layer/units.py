@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.aggregates import UNIT_REORGANISATION, AlreadyRecorded, Proposal
+from ledger.aggregates import (
+    MAX_REORGANISATION_ROWS,
+    UNIT_REORGANISATION,
+    AlreadyRecorded,
+    Proposal,
+)
 from ledger.inputs import InputFile, InputRejected, UnitRow, read_rows
 from ledger.months import format_month, month_of, parse_month
 from ledger.reference import province_names
@@ -41,6 +46,13 @@ def import_units(ports: Ports, file: InputFile, actor: str) -> UnitsImported:
     rows = read_rows(file, UnitRow, now=ports.clock.now())
     if not rows:
         raise InputRejected([f"{file.name}: no row: a reorganisation maps at least one unit"])
+    if len(rows) > MAX_REORGANISATION_ROWS:
+        raise InputRejected(
+            [
+                f"{file.name}: {len(rows):,} rows: a reorganisation is at most "
+                f"{MAX_REORGANISATION_ROWS:,} rows (the country has fewer communes)"
+            ]
+        )
     first, month = rows[0][0], rows[0][1].effective_month
     problems = [
         f"{file.name}: row {n}: effective_month: {r.effective_month} is not {month} (row "
