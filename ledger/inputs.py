@@ -369,6 +369,7 @@ class UnitRow(_Row):
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
+UNIT_COLUMNS = tuple(UnitRow.model_fields)
 
 RowModel = TypeVar("RowModel", bound=_Row)
 

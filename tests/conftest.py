@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ledger.application import Ledger
-from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS
+from ledger.inputs import DEATH_COLUMNS, ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS, UNIT_COLUMNS
 from ledger.months import VIETNAM
 from tests import services
 
@@ -251,6 +251,14 @@ class Files:
 
     def settlements(self, rows: Sequence[dict[str, Any]]) -> Path:
         return write_csv(self._path("settle"), SETTLEMENT_COLUMNS, rows)
+
+    def units(self, rows: Sequence[Sequence[str]], path: Path | None = None) -> Path:
+        """A reorganisation file (`ledger units import`) from rows of its five columns."""
+        return write_csv(
+            path or self._path("units"),
+            UNIT_COLUMNS,
+            [dict(zip(UNIT_COLUMNS, row, strict=True)) for row in rows],
+        )
 
 
 @pytest.fixture

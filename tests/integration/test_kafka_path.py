@@ -21,7 +21,7 @@ import pytest
 
 from ledger.application import Ledger
 from projections.readmodels import READ_MODEL_TABLES
-from tests.conftest import Files, death, enrolment, query_store, settlement, write_csv
+from tests.conftest import Files, death, enrolment, query_store, settlement
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration
@@ -150,25 +150,7 @@ def story(files: Files) -> list[tuple[str | Path, ...]]:
         ]
         + [settlement(f"2025-07-79-{people[4]}", "PAID")] * 0
     )
-    units = write_csv(
-        files.root / "units.csv",
-        (
-            "effective_month",
-            "old_province_code",
-            "old_commune_code",
-            "new_province_code",
-            "new_commune_code",
-        ),
-        [
-            {
-                "effective_month": "2025-08",
-                "old_province_code": "79",
-                "old_commune_code": "00001",
-                "new_province_code": "01",
-                "new_commune_code": "00001",
-            }
-        ],
-    )
+    units = files.units([("2025-08", "79", "00001", "01", "00001")])
     return [
         ("enrol", enrol),
         ("deaths", "import", deaths),

@@ -14,19 +14,12 @@ from hypothesis import strategies as st
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.months import parse_month
-from tests.conftest import Files, enrolment, write_csv
+from tests.conftest import Files, enrolment
 
 MAKER, CHECKER = "maker", "checker"
 CODES = ("01", "02", "04", "08", "77", "79")  # 02 became 08, 77 became 79 in 2025-07
 COMMUNES = ("00001", "00002", "00003")
 PERIODS = ("2025-07", "2025-08", "2025-09")
-COLUMNS = (
-    "effective_month",
-    "old_province_code",
-    "old_commune_code",
-    "new_province_code",
-    "new_commune_code",
-)
 
 IN_FORCE = ("01", "04", "08", "79")  # the units of CODES from 2025-07: what a later one maps
 rows = st.one_of(
@@ -66,12 +59,8 @@ def month_by_month(
             ),
             MAKER,
         )
-        for n, (month, mapping) in enumerate(reorganised):
-            path = write_csv(
-                root / f"units-{n}.csv",
-                COLUMNS,
-                [dict(zip(COLUMNS, (month, *row), strict=True)) for row in mapping],
-            )
+        for month, mapping in reorganised:
+            path = files.units([(month, *row) for row in mapping])
             try:
                 imported = ledger.import_units(path, MAKER)
             except InputRejected:

@@ -19,17 +19,10 @@ from ledger.rules import RuleViolation
 from ledger.service_layer import payroll, reference
 from replay.as_of import Cut, check_issued, replay_into
 from replay.explain import explain
-from tests.conftest import Files, death, enrolment, write_csv
+from tests.conftest import Files, death, enrolment
 
 MAKER, CHECKER = "maker", "checker"
 A, B, C = "001234567801", "001234567802", "001234567803"  # Hà Giang, Tuyên Quang, Hà Nội
-UNIT_COLUMNS = (
-    "effective_month",
-    "old_province_code",
-    "old_commune_code",
-    "new_province_code",
-    "new_commune_code",
-)
 
 
 def people(ledger: Ledger, files: Files) -> None:
@@ -72,9 +65,7 @@ def lists(ledger: Ledger, period: str) -> dict[str, str]:
 
 
 def units_file(tmp_path: Path, name: str, rows: list[tuple[str, str, str, str, str]]) -> Path:
-    return write_csv(
-        tmp_path / name, UNIT_COLUMNS, [dict(zip(UNIT_COLUMNS, r, strict=True)) for r in rows]
-    )
+    return Files(tmp_path).units(rows, tmp_path / name)
 
 
 def reorganise(ledger: Ledger, path: Path) -> None:

@@ -14,22 +14,15 @@ from ledger.inputs import InputRejected
 from ledger.rules import RuleViolation
 from replay.explain import explain
 from tests import services
-from tests.conftest import Files, enrolment, write_csv
+from tests.conftest import Files, enrolment
 
 MAKER, CHECKER = "maker", "checker"
 X, Y = "001234567801", "001234567802"
-UNIT_COLUMNS = (
-    "effective_month",
-    "old_province_code",
-    "old_commune_code",
-    "new_province_code",
-    "new_commune_code",
-)
 ALLOWANCE = 500_000  # the standard level at coefficient 1.0
 
 
 def units_file(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
-    return write_csv(path, UNIT_COLUMNS, [dict(zip(UNIT_COLUMNS, r, strict=True)) for r in rows])
+    return Files(path.parent).units(rows, path)
 
 
 def reorganise(ledger: Ledger, path: Path) -> None:
