@@ -1133,8 +1133,10 @@ def month_by_now(text: str) -> str:
 
 
 # the arguments checked as the values of files and messages are, by ledger.values
-_PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "reinstate", "move", "explain")
-_PROVINCE_COMMANDS = ("move", "payroll run", "payroll approve")
+# (`move` checks its person, province and commune itself, in one pass: which province codes
+# exist is the store's, rule 9)
+_PERSONAL_ID_COMMANDS = ("hold", "release", "terminate", "reinstate", "explain")
+_PROVINCE_COMMANDS = ("payroll run", "payroll approve")
 _MONTH_OPTIONS = (("from_month", "--from"), ("period", "--period"))
 
 
@@ -1153,8 +1155,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         checks.append(("personal id", values.personal_id, args.id))
     if command in _PROVINCE_COMMANDS:
         checks.append(("--province", values.province_code_form, args.province))
-    if command == "move":
-        checks.append(("--commune", values.commune_code, args.commune))
     for attribute, option in _MONTH_OPTIONS:
         checks.append((option, month_by_now, getattr(args, attribute, None)))
     checks.append(("--reason", values.required_reason, getattr(args, "reason", None)))

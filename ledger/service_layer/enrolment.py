@@ -150,12 +150,15 @@ def _staging_rows(
     records, in one query)."""
     name, chunk, now, known = job
     valid, refused, found = check_entries(
-        name, chunk, EnrolmentRow, now=now, keep=("personal_id", "effective_month")
+        name, chunk, EnrolmentRow, now=now, keep=("personal_id", "effective_month", "province_code")
     )
+    # rule 9: a code of the right form, checked against the store's (a refused row's too)
+    provinces = [(n, row.province_code) for n, row in valid]
+    provinces += [(n, f["province_code"]) for n, f in refused if f.get("province_code")]
     found += [
-        f"{name}: row {number}: province_code: unknown province code {shown(row.province_code)}"
-        for number, row in valid
-        if row.province_code not in known
+        f"{name}: row {number}: province_code: unknown province code {shown(code)}"
+        for number, code in provinces
+        if code not in known
     ]
     rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
     rows += [(number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused]

@@ -413,3 +413,18 @@ def test_a_list_approved_after_a_later_period_of_its_people_s_new_province_is_re
     assert ledger.db.query(
         "SELECT SUM(total_amount) FROM payment_lines WHERE personal_id = ?", (A,)
     ) == [(3 * 500_000,)]
+
+
+def test_a_move_is_checked_whole_against_the_store_s_codes(ledger: Ledger, files: Files) -> None:
+    people(ledger, files)
+    arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    with pytest.raises(InputRejected) as refused:
+        ledger.move("00123456780x", "01".translate(arabic), "00001".translate(arabic), MAKER)
+    assert refused.value.problems == [
+        "personal id: must be 12 digits 0-9, got '00123456780x'",
+        f"--province: unknown province code {'01'.translate(arabic)!r}",
+        f"--commune: must be 5 digits 0-9, got {'00001'.translate(arabic)!r}",
+    ]
+    ledger.move(A, "77", "00001", MAKER)  # Bà Rịa-Vũng Tàu's code, merged into 79 in 2025
+    pay(ledger, "2025-07")
+    assert lines(ledger, "2025-07")[A][1:] == ("79", "00001")
