@@ -24,6 +24,11 @@ from adapters import avro
 from ledger.config import settings
 
 SUBJECT = "ledger.events-value"
+# where `ledger publish` has got to in the log (made with the store, written by the projector)
+PUBLISHER_POSITION = (
+    "CREATE TABLE IF NOT EXISTS publisher_position ("
+    "topic TEXT PRIMARY KEY, notification_id BIGINT NOT NULL)"
+)
 
 
 class TopicMisconfigured(RuntimeError):
@@ -164,11 +169,6 @@ class Publisher:
             compression_type="lz4",
             max_request_size=16 * 1024 * 1024,
         )
-        with ledger.db.transaction() as cursor:
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS publisher_position ("
-                "topic TEXT PRIMARY KEY, notification_id BIGINT NOT NULL)"
-            )
 
     def position(self) -> int:
         rows = self.ledger.db.query(

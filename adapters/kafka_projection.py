@@ -19,6 +19,7 @@ import psycopg
 
 from adapters import avro
 from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
+from adapters.store import StoreUrlError
 from ledger.rules import RuleViolation
 from projections.readmodels import Projector, RecordedEvent
 
@@ -91,12 +92,13 @@ class ProjectionWorker:
         self.projector = Projector()
         self.progress = progress or (lambda applied: None)
         ensure_topic(bootstrap, self.settings)
-        # Only when something is missing: CREATE INDEX IF NOT EXISTS locks its table before it
-        # finds the index there, so a worker starting beside others' polls would wait for
-        # them, or deadlock with one (they take their partitions' locks, not this one).
+        # The tables are the owner's (`ledger init`): a worker never makes one, and a worker
+        # starting beside others' polls never waits for their locks.
         if Projector.schema_missing(db):
-            with db.transaction() as cursor:
-                Projector.create_schema(cursor)
+            raise StoreUrlError(
+                "the store's read-model tables are not all there: run `ledger init` once as "
+                "the database owner (it adds what an earlier version did not make)"
+            )
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,

@@ -35,9 +35,7 @@ class KeptDrafts:
     @property
     def db(self) -> ReadModelDatabase:
         if self._db is None:
-            self._db = self._connect()
-            with self._db.transaction() as cursor:
-                create_schema(cursor)  # a store made before drafts were kept
+            self._db = self._connect()  # the table is made with the store (`ledger init`)
         return self._db
 
     def close(self) -> None:

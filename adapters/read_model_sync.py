@@ -117,6 +117,37 @@ class KafkaReadModels:
         return contiguous_watermark(self.db, self.events.table)
 
 
+class ProjectorReadModels:
+    """Kept by `ledger project` following the store itself (PostgreSQL without Kafka), as the
+    projector role, the only one that may write them: read-your-writes, bounded in time."""
+
+    kind = "projector"
+
+    def __init__(self, events: EventStore, db: ReadModelDatabase, timeout: float) -> None:
+        self.events = events
+        self.db = db
+        self.timeout = timeout
+
+    def catch_up(self) -> int:
+        """Wait until `ledger project` has applied every event stored so far (it applies
+        them in order, and moves its position with them)."""
+        latest = self.events.latest_notification_id()
+        deadline = time.monotonic() + self.timeout
+        while (through := self.through()) < latest:
+            if time.monotonic() > deadline:
+                raise ReadModelsBehind(
+                    f"the read models show the events up to notification {through:,} of "
+                    f"{latest:,} after {self.timeout:.0f} s: check that `ledger project` is "
+                    "running, as the projector role (nothing was lost: the events are stored; "
+                    "run the command again once it has caught up)"
+                )
+            time.sleep(0.05)
+        return 0
+
+    def through(self) -> int:
+        return Projector.position(self.db)
+
+
 class UntouchedReadModels:
     """The publisher's view: it reads the log and never touches the read models."""
 

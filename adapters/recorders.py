@@ -27,6 +27,7 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.chain import GENESIS, NoChainKey, link
 from adapters.chain_key import ChainKeyError, key_id
+from adapters.roles import LOCK_FUNCTION, RECORDED_BY
 from ledger.service_layer.ports import ConcurrentChange, Fence, FenceCrossed
 
 CHAIN_TABLE = "event_chain"
@@ -249,6 +250,20 @@ def _lz4_state(events: str) -> str:
     )
 
 
+def _recorded_by_and_lock(schema: str, events: str) -> list[str]:
+    """The role that wrote each event, filled by the server (a ledger role is granted INSERT
+    on the other columns only; events stored before the column have none), and the function
+    that takes the append lock for roles that may not LOCK the table themselves."""
+    return [
+        f"ALTER TABLE {events} ADD COLUMN IF NOT EXISTS {RECORDED_BY} TEXT",
+        f"ALTER TABLE {events} ALTER COLUMN {RECORDED_BY} SET DEFAULT session_user",
+        f'CREATE OR REPLACE FUNCTION "{schema}".{LOCK_FUNCTION}() RETURNS void'
+        " LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS"
+        f" $$ BEGIN LOCK TABLE {events} IN EXCLUSIVE MODE; END $$",
+        f'REVOKE ALL ON FUNCTION "{schema}".{LOCK_FUNCTION}() FROM PUBLIC',
+    ]
+
+
 class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("tracking_table_name", TRACKING_TABLE)
@@ -278,8 +293,28 @@ class ChainedPostgresApplicationRecorder(KeyedChain, PostgresProcessRecorder):
                 ]
             )
         self.sql_create_statements.append(SQL(_lz4_state(events)).format())
+        self.lock_and_recorded_by = _recorded_by_and_lock(schema, events)
+        self.sql_create_statements.extend(SQL(x).format() for x in self.lock_and_recorded_by)
         self.chain_table = chain
+        self._lock_function: bool | None = None  # whether the store has it (asked once)
         self._inserted = threading.local()
+
+    def _lock_table(self, curs: Any) -> None:
+        """The library's EXCLUSIVE lock on the events table, by the owner's function: a ledger
+        role may only append, and PostgreSQL lets only a role that may also update, delete
+        or truncate a table lock it so. A store made before the function locks as the
+        library does (its owner adds the function with `ledger init`)."""
+        if self._lock_function is None:
+            curs.execute(
+                "SELECT to_regprocedure(%s) IS NOT NULL AS found",
+                (f'"{self.datastore.schema}".{LOCK_FUNCTION}()',),
+            )
+            self._lock_function = bool(curs.fetchone()["found"])
+        if not self._lock_function:
+            super()._lock_table(curs)
+            return
+        curs.execute(self.lock_table_statements[0], prepare=True)  # SET LOCAL lock_timeout
+        curs.execute(f'SELECT "{self.datastore.schema}".{LOCK_FUNCTION}()', prepare=True)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -20,12 +20,19 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from adapters import kept_drafts, read_model_guards
+from adapters import kept_drafts, read_model_guards, roles
 from adapters.civil_registry import registrations_in
 from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
+from adapters.kafka_log import PUBLISHER_POSITION
 from adapters.kept_drafts import KeptDrafts
-from adapters.read_model_sync import InProcessReadModels, KafkaReadModels, UntouchedReadModels
+from adapters.read_model_sync import (
+    InProcessReadModels,
+    KafkaReadModels,
+    ProjectorReadModels,
+    UntouchedReadModels,
+)
+from adapters.roles import Identity
 from adapters.sql import PostgresDatabase, ReadModelDatabase, SQLiteDatabase
 from adapters.staging import StagingTable
 from adapters.store import StoreLocation, StoreUrlError
@@ -255,11 +262,7 @@ class Ledger:
             raise StoreUrlError(f"{location.path} is not a ledger store ({err})") from None
         self.app = self.events.app
         if self.events.created:
-            with self.db.transaction() as cursor:
-                Projector.create_schema(cursor)
-                kept_drafts.create_schema(cursor)
-        else:  # a store made before a read-model table was added gets it
-            read_model_guards.add_tables(self.db, self.events.has_recorded)
+            self._create_tables()
         self.sync = self._read_model_sync(read_models)
         self.ports = Ports(
             events=self.events,
@@ -280,6 +283,34 @@ class Ledger:
             reference.ensure_reference_data(self.ports)
         self.catch_up()
 
+    def _create_tables(self) -> None:
+        """The tables besides the events and the chain, on a new store. Only here and in
+        `complete_store` (the owner's `ledger init`): a command never makes a table."""
+        with self.db.transaction() as cursor:
+            Projector.create_schema(cursor)
+            kept_drafts.create_schema(cursor)
+            cursor.execute(PUBLISHER_POSITION)
+
+    def complete_store(self) -> list[str]:
+        """What the owner's `ledger init` adds to a store made by an earlier version: the
+        tables, indexes and functions added since (never a guard someone removed: a store
+        whose guards are not all in place is refused before). What was added."""
+        added = read_model_guards.add_tables(self.db, self.events.has_recorded)
+        self._create_tables()
+        if self.location.kind == "postgresql":
+            recorder: Any = self.app.recorder
+            with recorder.datastore.transaction(commit=True) as cursor:
+                for statement in recorder.lock_and_recorded_by:
+                    cursor.execute(statement)
+        return added
+
+    def identity(self) -> Identity | None:
+        """Who the store's server says this connection is (None: the embedded store, whose
+        actor is whoever is named at the desk)."""
+        if self.location.kind != "postgresql":
+            return None
+        return roles.identity(self.db, self.events.table)
+
     def _read_model_sync(self, kind: str) -> ReadModelSync:
         if kind == "in-process":
             return InProcessReadModels(self.events, self.db)
@@ -287,6 +318,8 @@ class Ledger:
             return KafkaReadModels(self.events, self.db, settings().read_timeout)
         if kind == "none":
             return UntouchedReadModels(self.db)
+        if kind == "projector":
+            return ProjectorReadModels(self.events, self.db, settings().read_timeout)
         raise ValueError(f"read models: {kind!r}")
 
     def today(self) -> date:

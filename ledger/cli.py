@@ -49,8 +49,10 @@ def vnd(amount: int) -> str:
 
 
 def actor(args: argparse.Namespace) -> str:
-    """Who acts: `--by`, else LEDGER_USER, else the OS account; checked and recorded as
-    `values.actor` gives it (an empty or invisible name is refused)."""
+    """Who acts. On a PostgreSQL store: the role the server authenticated the connection as;
+    `--by` or LEDGER_USER may only name that same role. On the embedded store (one desk):
+    `--by`, else LEDGER_USER, else the OS account. Checked and recorded as `values.actor`
+    gives it (an empty or invisible name is refused)."""
     from ledger import values
 
     if args.by is not None:
@@ -58,11 +60,64 @@ def actor(args: argparse.Namespace) -> str:
     elif settings().user is not None:
         given, where = str(settings().user), "LEDGER_USER"
     else:
+        given, where = "", ""
+    authenticated: str | None = getattr(args, "authenticated", None)
+    if authenticated is not None and not where:
+        return authenticated
+    if not where:
         given, where = getpass.getuser(), "the OS user name"
     try:
-        return values.actor(given)
+        claimed = values.actor(given)
     except values.InvalidValue as problem:
         raise InputRejected([f"{where}: {problem}"]) from None
+    if authenticated is not None and claimed != authenticated:
+        raise RuleViolation(
+            f"{where} names {claimed}, but this connection is authenticated as "
+            f"{authenticated}: on a PostgreSQL store the actor is the role you connect as; "
+            f"connect as {claimed} (their own password), or leave {where} out"
+        )
+    return claimed
+
+
+# The role each command needs on a PostgreSQL store (`ledger init` makes them): an approver may
+# do everything an operator may; "reader": any of operator, approver and auditor; "owner": the
+# database owner's own commands, the only ones run as the owner.
+OPERATOR, APPROVER, AUDITOR, PROJECTOR = "operator", "approver", "auditor", "projector"
+READER, OWNER, NO_STORE = "reader", "owner", "none"
+
+
+def check_role(args: argparse.Namespace, identity: Any) -> None:
+    """Refuse a command outside the connected role's rights, and any ledger command run as
+    the owner or a superuser, before anything is read or written."""
+    from adapters.roles import RolesRefused
+
+    needs = args.needs
+    name = identity.name
+    if identity.administers:
+        what = "a superuser" if identity.superuser else "the store's owner"
+        raise RolesRefused(
+            f"connected as {name}, {what}: no ledger command runs as the owner. Connect as "
+            "a login role of the ledger (the owner makes them: `ledger users add NAME --role "
+            "operator|approver|auditor|projector`)"
+        )
+    if not identity.roles_made:
+        raise RolesRefused(
+            "this store has no roles yet: the database owner runs `ledger init` once"
+        )
+    allowed = {OPERATOR, APPROVER, AUDITOR} if needs == READER else {needs}
+    if not allowed & identity.kinds:
+        has = ", ".join(sorted(identity.kinds)) or "none of the ledger's roles"
+        wanted = "operator, approver or auditor" if needs == READER else needs
+        raise RolesRefused(
+            f"`ledger {command_name(args)}` needs the role {wanted}; {name} has {has}. "
+            "Nothing was read or changed"
+        )
+
+
+def command_name(args: argparse.Namespace) -> str:
+    parts = [args.command]
+    parts += [str(v) for k, v in vars(args).items() if k.endswith("_command") and v]
+    return " ".join(parts)
 
 
 @contextmanager
@@ -99,12 +154,16 @@ def open_ledger(
     one). A store whose guards are missing or altered is refused, except by `verify`
     (`existing`: opened as it is, to judge) and by reports (`report`: shown with a warning,
     since an auditor looking into the store needs them)."""
+    from adapters.store import StoreLocation
     from ledger.application import Ledger
     from ledger.bootstrap import collect_rarely
 
     collect_rarely()
-    if read_models is None:  # with Kafka, `ledger project` keeps them: wait for it
-        read_models = "kafka" if settings().kafka else "in-process"
+    postgres = StoreLocation.parse(args.store).kind == "postgresql"
+    if postgres:
+        args.authenticated = authenticate(args)
+    if read_models is None:  # `ledger project` keeps them on PostgreSQL: wait for it
+        read_models = "kafka" if settings().kafka else "projector" if postgres else "in-process"
     ledger = Ledger(
         args.store,
         progress=progress,
@@ -123,6 +182,37 @@ def open_ledger(
             ledger.close()
             raise
     return ledger
+
+
+def projected(args: argparse.Namespace) -> bool:
+    """Whether `ledger project` keeps the store's read models (PostgreSQL, with or without
+    Kafka), rather than each command in its own process (the embedded store)."""
+    from adapters.store import StoreLocation
+
+    return bool(settings().kafka) or StoreLocation.parse(args.store).kind == "postgresql"
+
+
+def authenticate(args: argparse.Namespace) -> str:
+    """The role the PostgreSQL server authenticated this connection as, checked against the
+    command's needs before the ledger is opened (no wait for read models, nothing read)."""
+    from adapters.event_store import events_table_name, store_exists
+    from adapters.roles import identity
+    from adapters.sql import PostgresDatabase
+    from adapters.store import StoreLocation
+
+    location = StoreLocation.parse(args.store)
+    if not store_exists(location):
+        raise StoreUrlError(
+            f"no ledger store at {location.url}: check --store or LEDGER_STORE, or make one "
+            "with `ledger init` (as the database owner)"
+        )
+    db = PostgresDatabase(location.url)
+    try:
+        who = identity(db, events_table_name("postgresql"))
+    finally:
+        db.close()
+    check_role(args, who)
+    return who.name
 
 
 def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
@@ -651,9 +741,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
         from adapters.kafka_log import TopicSettings
 
         kafka = (str(settings().kafka), TopicSettings.from_env().name)
-    # as it is: opening a store normally would put back a guard an attacker removed. On the
-    # Kafka path verify does not wait for `ledger project`: it judges what is applied
-    read_models = "none" if settings().kafka else None
+    # as it is: opening a store normally would put back a guard an attacker removed. Where
+    # `ledger project` keeps the read models verify does not wait for it: it judges what is
+    # applied
+    read_models = "none" if projected(args) else None
     with open_ledger(args, read_models=read_models, existing=True) as ledger:
         report = verify(
             ledger, kafka=kafka, heads_from=[Path(p) for p in args.against or ()], jobs=args.jobs
@@ -697,9 +788,9 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     cut = Cut.of(parse_date(args.as_of), parse_moment(args.known_at) if args.known_at else None)
     known = cut.known_at.isoformat(timespec="seconds")
-    # on the Kafka path an auditor's replay does not wait for `ledger project`: it rebuilds
-    # from the stored events and judges the live read models up to their watermark
-    read_models = "none" if settings().kafka else None
+    # where `ledger project` keeps the read models an auditor's replay does not wait for it:
+    # it rebuilds from the stored events and judges the live read models up to their watermark
+    read_models = "none" if projected(args) else None
     with (
         open_ledger(args, read_models=read_models, report=True) as ledger,
         progress_bar() as report,
@@ -850,20 +941,17 @@ def cmd_project(args: argparse.Namespace) -> None:
     from adapters.sql import PostgresDatabase
     from adapters.store import StoreLocation
 
-    bootstrap = kafka_bootstrap("project")
     location = StoreLocation.parse(args.store)
     if location.kind != "postgresql":
         raise RuleViolation(
             "project keeps the read models in PostgreSQL: give a "
             "postgresql:// store (LEDGER_STORE or --store)"
         )
-    from adapters.event_store import store_exists
-
-    if not store_exists(location):
-        raise RuleViolation(
-            f"no ledger store at {location.url}: make it once with `ledger init` before "
-            "`ledger project` keeps its read models"
-        )
+    authenticate(args)  # as the projector, the one role that writes read models
+    if not settings().kafka:
+        follow_store(args)
+        return
+    bootstrap = kafka_bootstrap("project")
     if args.jobs > 1:
         from adapters.kafka_log import TopicSettings, ensure_topic
 
@@ -883,6 +971,31 @@ def cmd_project(args: argparse.Namespace) -> None:
         worker.close()
         db.close()
     say(f"{worker.settings.name}: {applied:,} events applied to the read models")
+
+
+def follow_store(args: argparse.Namespace) -> None:
+    """`ledger project` without Kafka: the read models kept from the store's own log, in
+    order, woken by the store's notifications (and every second regardless)."""
+    from adapters.store_follower import StoreFollower
+
+    if args.jobs > 1:
+        raise RuleViolation(
+            "--jobs shares Kafka's partitions between workers: following the store itself, "
+            "one `ledger project` applies the events in their order (give --jobs 1, or set "
+            "LEDGER_KAFKA)"
+        )
+    with open_ledger(args, read_models="none", report=True) as ledger:
+        follower = StoreFollower(ledger)
+        try:
+            applied = follow(
+                "projecting the store's events into the read models", follower.run, args.once
+            )
+        finally:
+            follower.close()
+        say(
+            f"{applied:,} events applied to the read models, up to notification "
+            f"{ledger.sync.through():,}"
+        )
 
 
 def project_side_by_side(jobs: int, store: str | None, once: bool) -> None:
@@ -961,25 +1074,134 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     location = StoreLocation.parse(args.store)
     where = str(location.path if location.path is not None else location.url)
+    postgres = location.kind == "postgresql"
     if store_exists(location):
-        # its own key and every guard in place, or refused; no key is made, nothing applied
-        with open_ledger(args, read_models="none"):
-            pass
-        say(f"{where} is already a ledger store; nothing was changed")
+        # its own key and every guard in place, or refused; no key is made, no guard put back
+        with Ledger(args.store, create=False, read_models="none") as ledger:
+            ledger.ports.guards.check()
+            added = ledger.complete_store()
+            made = install_roles(ledger, args) if postgres else []
+        if added or made or postgres:
+            say(f"{where} is already a ledger store: " + describe_init(added, made, args))
+        else:
+            say(f"{where} is already a ledger store; nothing was changed")
         return
-    made = ensure_chain_key()
+    key_made = ensure_chain_key()
     with Ledger(args.store, create=True, read_models="none") as ledger:
         head = ledger.events.chain_head()
+        made = install_roles(ledger, args) if postgres else []
     say(f"ledger store made at {where}: its tables, the guards and the reference data")
+    if postgres:
+        say(describe_init([], made, args))
     identity = key_id(load_chain_key())
-    if made:
+    if key_made:
         say(
-            f"chain key made at {made} (key id {identity}): keep a copy apart from the store; "
-            "without it the chain cannot be checked, and with it the chain can be rewritten"
+            f"chain key made at {key_made} (key id {identity}): keep a copy apart from the "
+            "store; without it the chain cannot be checked, and with it the chain can be "
+            "rewritten"
         )
     else:
         say(f"chain key id {identity} (the key given, kept out of the store)")
     say(f"history starts at notification {head.notification_id:,}")
+
+
+def install_roles(ledger: Any, args: argparse.Namespace) -> list[str]:
+    """The store's group roles and grants, as the owner: refused to anyone else."""
+    from adapters import roles
+
+    who = ledger.identity()
+    if not who.administers:
+        raise roles.RolesRefused(
+            f"connected as {who.name}: `ledger init` is run by the database owner (it makes "
+            "the roles and their grants)"
+        )
+    return roles.install(ledger.db, args.role_prefix, ledger.events.table)
+
+
+def describe_init(added: Sequence[str], made: Sequence[str], args: argparse.Namespace) -> str:
+    parts = []
+    if added:
+        parts.append(f"tables added: {', '.join(added)}")
+    groups = ", ".join(
+        args.role_prefix + k for k in ("operator", "approver", "auditor", "projector")
+    )
+    parts.append(
+        f"roles {groups} ({'made: ' + ', '.join(made) if made else 'all there'}) with their "
+        "grants; add the people with `ledger users add NAME --role ROLE`"
+    )
+    return "; ".join(parts)
+
+
+def cmd_users_add(args: argparse.Namespace) -> None:
+    from adapters import roles
+
+    password = read_password(args)
+    with owner_database(args) as db:
+        made = roles.add_user(db, args.name, args.role, password)
+        group = roles.group_names(db)[args.role]
+    say(
+        f"{args.name}: {'made, ' if made else 'already a login role; '}in {group}, with the "
+        f"password given; they connect as postgresql://{args.name}@HOST/DB"
+    )
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """From --password-file, else standard input (never the command line: it shows in the
+    process list and the shell's history). One line; its end of line is not part of it."""
+    if args.password_file is not None:
+        text = Path(args.password_file).read_text(encoding="utf-8")
+    else:
+        if sys.stdin.isatty():
+            text = getpass.getpass(f"password for {args.name}: ")
+        else:
+            text = sys.stdin.readline()
+    return text.rstrip("\r\n")
+
+
+def cmd_users_list(args: argparse.Namespace) -> None:
+    from adapters import roles
+
+    with owner_database(args) as db:
+        found = roles.users(db)
+    if args.json:
+        print_json(out, [dataclasses.asdict(u) for u in found])
+        return
+    table = SafeTable(title="the ledger's users")
+    for heading in ("user", "roles", "can log in", "valid until"):
+        table.add_column(heading)
+    for u in found:
+        table.add_row(
+            u.name, ", ".join(u.kinds), "yes" if u.can_login else "no", u.valid_until or ""
+        )
+    print_table(out, table)
+
+
+@contextmanager
+def owner_database(args: argparse.Namespace) -> Iterator[Any]:
+    """The store's database, connected as its owner (users are the owner's to make)."""
+    from adapters.event_store import events_table_name, store_exists
+    from adapters.roles import RolesRefused, identity
+    from adapters.sql import PostgresDatabase
+    from adapters.store import StoreLocation
+
+    location = StoreLocation.parse(args.store)
+    if location.kind != "postgresql":
+        raise RuleViolation(
+            "users are a PostgreSQL store's login roles: the embedded store has one desk, "
+            "whose actor is --by, LEDGER_USER or the OS account"
+        )
+    if not store_exists(location):
+        raise StoreUrlError(f"no ledger store at {location.url}: run `ledger init` first")
+    db = PostgresDatabase(location.url)
+    try:
+        who = identity(db, events_table_name("postgresql"))
+        if not who.administers:
+            raise RolesRefused(
+                f"connected as {who.name}: users are made and listed by the database owner"
+            )
+        yield db
+    finally:
+        db.close()
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> None:
@@ -1171,7 +1393,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         help="event store URL (default: $LEDGER_STORE or sqlite:///./.ledger/ledger.sqlite)",
     )
-    common.add_argument("--by", help="who is acting (default: $LEDGER_USER or the OS user)")
+    common.add_argument(
+        "--by",
+        help="who is acting, on the embedded store (default: $LEDGER_USER or the OS user); on "
+        "a PostgreSQL store the actor is the role you connect as, and --by may only name it",
+    )
 
     parser = argparse.ArgumentParser(
         prog="ledger", description="ansinh: the social-assistance payments ledger"
@@ -1179,21 +1405,62 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        parent: Any, name: str, handler: Callable[[argparse.Namespace], None], help_text: str
+        parent: Any,
+        name: str,
+        handler: Callable[[argparse.Namespace], None],
+        help_text: str,
+        needs: str = OPERATOR,
     ) -> argparse.ArgumentParser:
+        """A command, and the role it needs on a PostgreSQL store."""
+        role = {
+            OPERATOR: "role: operator (or approver)",
+            APPROVER: "role: approver",
+            AUDITOR: "role: auditor",
+            PROJECTOR: "role: projector",
+            READER: "role: operator, approver or auditor",
+            OWNER: "run as the database owner",
+            NO_STORE: "no store",
+        }[needs]
         p: argparse.ArgumentParser = parent.add_parser(
-            name, parents=[common], help=help_text, description=help_text
+            name, parents=[common], help=help_text, description=f"{help_text} ({role})"
         )
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, needs=needs)
         return p
 
-    command(
+    p = command(
         commands,
         "init",
         cmd_init,
-        "make a new store (tables, guards, reference data) and the chain key, once",
+        "make a new store (tables, guards, reference data, roles and grants) and the chain "
+        "key, once; on a store made before, add what this version adds",
+        OWNER,
     )
-    p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set")
+    p.add_argument(
+        "--role-prefix",
+        default="",
+        metavar="PREFIX",
+        help="put PREFIX before the role names (several ledgers on one server)",
+    )
+    users_parser = commands.add_parser("users", help="the people of a PostgreSQL store")
+    users_commands = users_parser.add_subparsers(
+        dest="users_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        users_commands,
+        "add",
+        cmd_users_add,
+        "a login role in one of the ledger's roles; the password from --password-file or "
+        "standard input",
+        OWNER,
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--role", required=True, choices=("operator", "approver", "auditor", "projector")
+    )
+    p.add_argument("--password-file", metavar="FILE", help="a file holding the password")
+    p = command(users_commands, "list", cmd_users_list, "the ledger's users and their roles", OWNER)
+    p.add_argument("--json", action="store_true", help="the users as JSON")
+    p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)
     p.add_argument("--seed", type=whole_number, default=2025)
@@ -1227,7 +1494,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file")
     p = command(
-        units_commands, "show", cmd_units_show, "the units in force, with what each was made of"
+        units_commands,
+        "show",
+        cmd_units_show,
+        "the units in force, with what each was made of",
+        READER,
     )
     p.add_argument("--period", metavar="YYYY-MM", help="the month (default: the current one)")
     p.add_argument("--json", action="store_true", help="the units as JSON")
@@ -1243,6 +1514,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pending",
         cmd_reference_pending,
         "the proposed reference-data changes, with their impact",
+        READER,
     )
     p.add_argument("--json", action="store_true", help="the proposals as JSON")
     p = command(
@@ -1250,6 +1522,7 @@ def build_parser() -> argparse.ArgumentParser:
         "approve",
         cmd_reference_approve,
         "approve the pending changes (not by whoever proposed one)",
+        APPROVER,
     )
     p.add_argument(
         "--proposal",
@@ -1276,6 +1549,7 @@ def build_parser() -> argparse.ArgumentParser:
         "consume",
         cmd_deaths_consume,
         "apply death registrations from Kafka civil-registry.deaths, each exactly once",
+        PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
     p = command(
@@ -1283,6 +1557,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         cmd_deaths_publish,
         "the registry side: a CSV or Avro container file's registrations to Kafka",
+        NO_STORE,
     )
     p.add_argument("file")
 
@@ -1312,7 +1587,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("approve", cmd_payroll_approve, "approve drafts (not by who ran them)"),
         ("export", cmd_payroll_export, "write the approved lists for the post office and banks"),
     ):
-        p = command(payroll_commands, name, handler, help_text)
+        p = command(
+            payroll_commands, name, handler, help_text, APPROVER if name == "approve" else OPERATOR
+        )
         p.add_argument("--json", action="store_true", help="the result as JSON")
         p.add_argument("--period", required=True, metavar="YYYY-MM")
         p.add_argument("--province", metavar="CODE")
@@ -1330,6 +1607,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         cmd_publish,
         "produce every stored event to Kafka ledger.events, in order",
+        PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
 
@@ -1337,7 +1615,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "project",
         cmd_project,
-        "maintain the read models in PostgreSQL from Kafka ledger.events",
+        "maintain the read models in PostgreSQL: from Kafka ledger.events with "
+        "LEDGER_KAFKA, else following the store itself",
+        PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
     jobs_option(
@@ -1350,11 +1630,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
     checked_by_jobs(p)
-    p = command(commands, "explain", cmd_explain, "every amount of a person, with its events")
+    p = command(
+        commands, "explain", cmd_explain, "every amount of a person, with its events", READER
+    )
     p.add_argument("id", help="the personal id")
     p.add_argument("--period", metavar="YYYY-MM", help="up to this period (default: the latest)")
     p.add_argument("--json", action="store_true", help="the explanation as JSON")
-    p = command(commands, "replay", cmd_replay, "the read models as they were on a date")
+    p = command(commands, "replay", cmd_replay, "the read models as they were on a date", AUDITOR)
     p.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="the day to see")
     p.add_argument(
         "--known-at",
@@ -1379,7 +1661,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay Kafka's copy (ledger.events from offset 0) instead of the store's",
     )
     rebuilt_in_parts(p)
-    p = command(commands, "verify", cmd_verify, "prove the history is intact, the books balance")
+    p = command(
+        commands, "verify", cmd_verify, "prove the history is intact, the books balance", AUDITOR
+    )
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument(
         "--against",
@@ -1394,6 +1678,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint",
         cmd_checkpoint,
         "write the chain's head to a file to keep apart from the store",
+        AUDITOR,
     )
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--json", action="store_true", help="the result as JSON")
@@ -1406,10 +1691,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         cmd_exports_check,
         "prove that every payment file and manifest in a folder equals the record",
+        AUDITOR,
     )
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true", help="the result as JSON")
-    p = command(commands, "receivables", cmd_receivables, "overpayments to recover")
+    p = command(commands, "receivables", cmd_receivables, "overpayments to recover", READER)
     p.add_argument("--json", action="store_true", help="the list as JSON")
     p.add_argument(
         "--period",
@@ -1417,6 +1703,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="credits through this period (default: the latest approved)",
     )
     return parser
+
+
+def desk_store(args: argparse.Namespace) -> bool:
+    """Whether the command names the embedded store, whose actor is named at the desk (a bad
+    store URL is refused later, with the command's other problems)."""
+    from adapters.store import StoreLocation
+
+    try:
+        return StoreLocation.parse(args.store).kind == "sqlite"
+    except (StoreUrlError, RuleViolation):
+        return True
 
 
 SHOWN_PROBLEMS = 100  # a bad file of a million rows is reported, not printed whole
@@ -1428,7 +1725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     approving = (args.command == "payroll" and args.payroll_command == "approve") or (
         args.command == "reference" and args.reference_command == "approve"
     )
-    if approving and args.by is None and settings().user is None:
+    if approving and desk_store(args) and args.by is None and settings().user is None:
         parser.error("approve needs --by USER (or LEDGER_USER): the approver names themself")
     if args.command == "rates" and args.amount is None and args.funeral_multiplier is None:
         parser.error("rates set needs --amount VND, --funeral-multiplier N, or both")
