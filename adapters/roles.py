@@ -243,6 +243,7 @@ def add_user(db: Any, name: str, kind: str, password: str) -> bool:
     if name in groups.values():
         raise RolesRefused(f"{name} is one of the ledger's group roles, not a person's")
     with db.transaction() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('ledger_roles'))")
         cursor.execute(
             "SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication"
             " FROM pg_roles WHERE rolname = ?",

@@ -16,6 +16,7 @@ from typing import Any
 
 from projections.readmodels import READ_MODEL_TABLES
 from tests.conftest import events_table, query_store
+from tests.roles import as_role
 
 _SCRIPT = Path(sys.executable).with_name("ledger")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ledger.cli"]
@@ -79,16 +80,18 @@ class Cli:
             assert made.code == 0, made
         if store:
             argv += ["--store", self.store]
+        shown = list(argv)
+        argv, env = as_role(argv, self.env)  # on PostgreSQL: as the role the command needs
         done = subprocess.run(
             [*COMMAND, *argv],
             cwd=self.root,
-            env=self.env,
+            env=env,
             capture_output=True,
             text=True,
             encoding="utf-8",
             timeout=120,
         )
-        return Run(tuple(argv), done.returncode, done.stdout, done.stderr)
+        return Run(tuple(shown), done.returncode, done.stdout, done.stderr)
 
     # What the store holds
 

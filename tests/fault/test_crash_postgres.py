@@ -39,7 +39,7 @@ def store_kind() -> str:
 
 def ledger_cli(store: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", *args, "--store", store],
+        [sys.executable, "-m", "tests.ledger_as_role", *args, "--store", store],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -319,7 +319,7 @@ def consume(
             [
                 sys.executable,
                 "-m",
-                "ledger.cli",
+                "tests.ledger_as_role",
                 "deaths",
                 "consume",
                 *(["--once"] if once else []),

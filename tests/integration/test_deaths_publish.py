@@ -34,7 +34,7 @@ def test_a_file_is_published_keyed_by_person_in_v1_or_v2_alike(
     path = files.deaths(sent)
     env = {**os.environ, "LEDGER_KAFKA": kafka_bootstrap, "LEDGER_DEATHS_TOPIC": topic}
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "deaths", "publish", str(path)],
+        [sys.executable, "-m", "tests.ledger_as_role", "deaths", "publish", str(path)],
         env=env,
         capture_output=True,
         text=True,

@@ -47,7 +47,7 @@ def kafka_env(kafka: str, store: str, topic: str, **extra: str) -> dict[str, str
 
 def ledger_cli(env: dict[str, str], *args: str | Path, cwd: Path | None = None) -> Any:
     return subprocess.run(
-        [sys.executable, "-m", "ledger.cli", *map(str, args)],
+        [sys.executable, "-m", "tests.ledger_as_role", *map(str, args)],
         env=env,
         capture_output=True,
         text=True,
@@ -60,7 +60,7 @@ def ledger_cli(env: dict[str, str], *args: str | Path, cwd: Path | None = None) 
 def background(env: dict[str, str], *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", *a.split()],
+            [sys.executable, "-m", "tests.ledger_as_role", *a.split()],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

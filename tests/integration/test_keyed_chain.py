@@ -98,7 +98,7 @@ def test_a_store_opened_with_another_key_is_refused_by_name(
         assert expected in str(refused.value)
     env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_KAFKA", "LEDGER_STORE")}
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "verify", "--store", filled],
+        [sys.executable, "-m", "tests.ledger_as_role", "verify", "--store", filled],
         env=env,
         capture_output=True,
         text=True,
@@ -134,7 +134,7 @@ def test_without_a_usable_key_the_command_says_what_to_do(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env.update(variables, LEDGER_CHAIN_KEY_FILE=str(tmp_path / "keys" / "chain.key"))
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "receivables"],
+        [sys.executable, "-m", "tests.ledger_as_role", "receivables"],
         env={**env, "LEDGER_STORE": f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"},
         capture_output=True,
         text=True,

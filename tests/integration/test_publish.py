@@ -123,7 +123,7 @@ def test_a_killed_publisher_leaves_no_gap(
         "LEDGER_EVENTS_TOPIC": settings.name,
         "LEDGER_EVENTS_PARTITIONS": "3",
     }
-    command = [sys.executable, "-m", "ledger.cli", "publish", "--once", "--store", store]
+    command = [sys.executable, "-m", "tests.ledger_as_role", "publish", "--once", "--store", store]
     # how long a whole run takes, on a copy of the store and another topic
     trial = tmp_path / "trial.sqlite"
     shutil.copy(tmp_path / "ledger.sqlite", trial)

@@ -78,7 +78,7 @@ def test_a_replay_from_kafka_equals_one_from_the_store(
     env = {**os.environ, "LEDGER_KAFKA": kafka_bootstrap, "LEDGER_EVENTS_TOPIC": settings.name}
     env["LEDGER_READ_TIMEOUT"] = "1"  # nothing keeps these read models from Kafka here
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", today.isoformat(),
+        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", today.isoformat(),
          "--from-kafka", "--jobs", "2", "--out", str(tmp_path / "cli.sqlite"), "--store", store],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

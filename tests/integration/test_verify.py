@@ -212,7 +212,7 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     env = {**os.environ, "LEDGER_STORE": filled}
     env.pop("LEDGER_KAFKA", None)
     ok = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tests.ledger_as_role", "verify"], env=env, capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
     assert "the history is intact" in ok.stdout
@@ -221,7 +221,7 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     events, nid = events_and_id(filled)
     assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
     bad = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "verify"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tests.ledger_as_role", "verify"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 1
     assert "immutability guards" in bad.stdout and "FAILED" in bad.stdout  # not put back
@@ -271,7 +271,7 @@ def test_verify_of_a_store_that_does_not_exist_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_KAFKA", "LEDGER_STORE")}
     missing = tmp_path / "nowhere" / "ledger.sqlite"
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "verify", "--store", f"sqlite:///{missing}"],
+        [sys.executable, "-m", "tests.ledger_as_role", "verify", "--store", f"sqlite:///{missing}"],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 1
@@ -462,7 +462,7 @@ def test_lines_and_audit_rows_changed_or_moved_to_another_aggregate_are_named(
 def test_verify_in_parts_from_the_command_line(filled_postgres: str) -> None:
     env = {**os.environ}
     env.pop("LEDGER_KAFKA", None)
-    command = [sys.executable, "-m", "ledger.cli", "verify", "--jobs", "2", "--json"]
+    command = [sys.executable, "-m", "tests.ledger_as_role", "verify", "--jobs", "2", "--json"]
     run = subprocess.run(
         [*command, "--store", filled_postgres], capture_output=True, text=True, env=env
     )

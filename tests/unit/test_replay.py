@@ -198,7 +198,7 @@ def test_the_command_writes_a_file_and_checks_the_lists(
     env = {k: v for k, v in os.environ.items() if k != "LEDGER_KAFKA"}
     out = tmp_path / "then.sqlite"
     run = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-08-31",
+        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", "2025-08-31",
          "--out", str(out), "--store", store_url],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -206,13 +206,13 @@ def test_the_command_writes_a_file_and_checks_the_lists(
     assert "events from the store replayed" in run.stdout
     assert one(out, "SELECT COUNT(*) FROM payment_lists") == 2
     again = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-08-31",
+        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", "2025-08-31",
          "--out", str(out), "--store", store_url],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert again.returncode == 1 and "exists" in again.stderr
     check = subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "replay", "--as-of", "2025-12-31",
+        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", "2025-12-31",
          "--check-issued", "--store", store_url],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
