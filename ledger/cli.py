@@ -1422,7 +1422,11 @@ def build_parser() -> argparse.ArgumentParser:
             NO_STORE: "no store",
         }[needs]
         p: argparse.ArgumentParser = parent.add_parser(
-            name, parents=[common], help=help_text, description=f"{help_text} ({role})"
+            name,
+            parents=[common],
+            help=help_text,
+            description=f"{help_text} ({role})",
+            allow_abbrev=False,  # `--password` must never be read as `--password-file`
         )
         p.set_defaults(handler=handler, needs=needs)
         return p
