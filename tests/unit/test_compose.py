@@ -44,14 +44,12 @@ def test_kafka_runs_in_kraft_mode_and_keeps_events_forever() -> None:
 def test_the_ledger_reads_the_variables_the_code_reads() -> None:
     c = compose()
     ledger = env(c["services"]["ledger"])
-    assert set(ledger) == {"LEDGER_STORE", "LEDGER_KAFKA", "LEDGER_USER"}
+    assert set(ledger) == {"LEDGER_STORE", "LEDGER_KAFKA"}
     store = StoreLocation.parse(ledger["LEDGER_STORE"])
     assert store.kind == "postgresql"
     url = urlsplit(ledger["LEDGER_STORE"])
     postgres = env(c["services"]["postgres"])
     assert url.hostname == "postgres" and url.port == 5432
-    assert url.username == postgres["POSTGRES_USER"]
-    assert url.password == postgres["POSTGRES_PASSWORD"]
     assert url.path.strip("/") == postgres["POSTGRES_DB"]
     eventsourcing = store.eventsourcing_env()
     assert eventsourcing["POSTGRES_HOST"] == "postgres"
@@ -69,9 +67,29 @@ def test_the_ledgers_own_processes_run_commands_the_cli_has() -> None:
     for name, service in c["services"].items():
         if not name.startswith("ledger-"):
             continue
-        assert env(service) == env(c["services"]["ledger"]) | {
-            "LEDGER_USER": env(service)["LEDGER_USER"]
-        }
+        assert set(env(service)) == {"LEDGER_STORE", "LEDGER_KAFKA"}, name
+        assert env(service)["LEDGER_KAFKA"] == env(c["services"]["ledger"])["LEDGER_KAFKA"]
         args = parser.parse_args(service["command"])
         assert callable(args.handler), name
+        assert args.needs == "projector", name  # the role its login role is in
         assert service["restart"] == "unless-stopped"
+
+
+def test_only_store_init_connects_as_the_owner() -> None:
+    """Every ledger process runs as a login role of its role; the owner makes them."""
+    c = compose()
+    owner = env(c["services"]["postgres"])["POSTGRES_USER"]
+    expected = {
+        "store-init": owner,
+        "ledger-publish": "ledger_projector",
+        "ledger-project": "ledger_projector",
+        "ledger-deaths": "ledger_projector",
+        "ledger": "ledger_operator",
+        "approver": "ledger_approver",
+        "auditor": "ledger_auditor",
+    }
+    for name, user in expected.items():
+        assert urlsplit(env(c["services"][name])["LEDGER_STORE"]).username == user, name
+    script = c["services"]["store-init"]["command"][0]
+    for kind in ("projector", "operator", "approver", "auditor"):
+        assert f"ledger users add ledger_{kind} --role {kind}" in script
