@@ -38,8 +38,8 @@ def store_kind() -> str:
 
 def replay(store: str, out: Path, *more: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", TODAY, "--out", str(out),
-         *more, "--store", store],
+        [sys.executable, "-m", "tests.ledger_as_role", "replay", "--as-of", TODAY,
+         "--out", str(out), *more, "--store", store],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 

@@ -115,7 +115,16 @@ def consume_once(store: str, bootstrap: str, topic: str) -> subprocess.Completed
         "LEDGER_USER": "civil-registry-consumer",
     }
     return subprocess.run(
-        [sys.executable, "-m", "tests.ledger_as_role", "deaths", "consume", "--once", "--store", store],
+        [
+            sys.executable,
+            "-m",
+            "tests.ledger_as_role",
+            "deaths",
+            "consume",
+            "--once",
+            "--store",
+            store,
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -37,7 +37,16 @@ def approver(store: str, code: str) -> subprocess.Popen[str]:
     """`ledger payroll approve` of one province, by its own approver, as a process."""
     command = ["payroll", "approve", "--period", PERIOD, "--province", code]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.ledger_as_role", *command, "--by", f"checker{code}", "--store", store],
+        [
+            sys.executable,
+            "-m",
+            "tests.ledger_as_role",
+            *command,
+            "--by",
+            f"checker{code}",
+            "--store",
+            store,
+        ],
         env={**os.environ, "LEDGER_LOCK_TIMEOUT": "600"},  # the gate below is held a while
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -178,7 +178,16 @@ def test_workers_stop_together_and_the_command_says_they_stopped_well(
     how: str, files: Files, kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     settings, stored, target, env = projected_later(files, kafka_bootstrap, tmp_path, request, 10)
-    command = [sys.executable, "-m", "tests.ledger_as_role", "project", "--jobs", "2", "--store", target]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.ledger_as_role",
+        "project",
+        "--jobs",
+        "2",
+        "--store",
+        target,
+    ]
     # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
     run = subprocess.Popen(
         command,

@@ -271,3 +271,29 @@ def test_roles_install_twice_changes_nothing(store: Store) -> None:
     assert "all there" in again.stdout
     with Ledger(store.owner, create=False, read_models="none") as ledger:
         assert roles.group_names(ledger.db) == {k: store.prefix + k for k in roles.KINDS}
+
+
+def test_init_brings_a_store_made_before_roles_up_to_date(
+    postgres_server: str, tmp_path: Path
+) -> None:
+    """A store made by an earlier version (no roles, no `recorded_by`, no lock function, no
+    kept drafts' or publisher's table): the owner's `ledger init` adds them, and its people
+    then work as their roles; the events stored before record nobody."""
+    owner = new_database(postgres_server)
+    files = Files(tmp_path)
+    with Ledger(owner) as ledger:
+        ledger.enrol(files.enrolments([enrolment(P1)]), "before")
+    with psycopg.connect(owner, autocommit=True) as con:
+        con.execute("ALTER TABLE ledger_events DROP COLUMN recorded_by")
+        con.execute("DROP FUNCTION ledger_lock_events()")
+        con.execute("DROP TABLE kept_draft_entries, publisher_position")
+    store = Store(owner, tmp_path)  # `ledger init` as the owner, then the people
+    try:
+        ran = store.ledger("payroll", "run", "--period", "2025-07", as_="olga")
+        assert ran.returncode == 0, ran.stderr
+        approved = store.ledger("payroll", "approve", "--period", "2025-07", as_="anh")
+        assert approved.returncode == 0, approved.stderr
+        by = events_by(store)
+        assert by[None] >= 2 and by["olga"] >= 1 and by["anh"] >= 1
+    finally:
+        store.close()

@@ -212,7 +212,10 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     env = {**os.environ, "LEDGER_STORE": filled}
     env.pop("LEDGER_KAFKA", None)
     ok = subprocess.run(
-        [sys.executable, "-m", "tests.ledger_as_role", "verify"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tests.ledger_as_role", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert "the history is intact" in ok.stdout
@@ -221,7 +224,10 @@ def test_the_command_exits_1_with_a_readable_report(filled: str, tmp_path: Path)
     events, nid = events_and_id(filled)
     assert tamper(filled, f"DELETE FROM {events} WHERE {nid} = {n}") == ""
     bad = subprocess.run(
-        [sys.executable, "-m", "tests.ledger_as_role", "verify"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tests.ledger_as_role", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 1
     assert "immutability guards" in bad.stdout and "FAILED" in bad.stdout  # not put back
