@@ -5,6 +5,7 @@ files. Where the services come from is tests/services.py's business."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sqlite3
 import uuid
@@ -21,6 +22,13 @@ from ledger.months import VIETNAM
 from tests import services
 
 STORE_KINDS = ("sqlite", "postgresql")
+
+# `python -m tests.ledger_as_role` (the ledger as the role a command needs, tests/roles.py)
+# from any working directory a test runs a command in
+_ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+)
 
 # The chain key of every store the tests make (adapters/chain_key.py): never the user's key
 # file, nor one in the working directory. Subprocesses inherit it through os.environ.

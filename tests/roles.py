@@ -86,6 +86,8 @@ def follow(owner_url: str, env: dict[str, str]) -> None:
     running = _followers.get(owner_url)
     if running is not None and running.poll() is None:
         return
+    if _followed_elsewhere(owner_url):  # by the test process, for commands it starts
+        return
     follower_env = {k: v for k, v in env.items() if k not in ("LEDGER_KAFKA", "LEDGER_STORE")}
     _followers[owner_url] = subprocess.Popen(
         [sys.executable, "-m", "ledger.cli", "project", "--store", projector_url(owner_url)],
@@ -94,6 +96,20 @@ def follow(owner_url: str, env: dict[str, str]) -> None:
         stderr=subprocess.DEVNULL,
         preexec_fn=_stopped_with_parent,
     )
+
+
+def _followed_elsewhere(owner_url: str) -> bool:
+    db = PostgresDatabase(owner_url)
+    try:
+        return bool(
+            db.query(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND usename = ?",
+                (PROJECTOR_USER,),
+            )
+        )
+    finally:
+        db.close()
 
 
 def stop_followers() -> None:

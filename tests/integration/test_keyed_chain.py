@@ -134,7 +134,7 @@ def test_without_a_usable_key_the_command_says_what_to_do(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env.update(variables, LEDGER_CHAIN_KEY_FILE=str(tmp_path / "keys" / "chain.key"))
     run = subprocess.run(
-        [sys.executable, "-m", "tests.ledger_as_role", "receivables"],
+        [sys.executable, "-m", "ledger.cli", "receivables"],
         env={**env, "LEDGER_STORE": f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"},
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.reference import province_codes
+from tests import roles as test_roles
 from tests.conftest import Files, enrolment, new_store
 
 pytestmark = pytest.mark.integration
@@ -68,6 +69,10 @@ def test_34_provinces_approved_at_the_same_moment_all_succeed(
     with Ledger(store) as ledger:
         ledger.enrol(files.enrolments(people), "maker")
         ledger.run_payroll(PERIOD, None, "maker")
+    # the approvers' login roles, and one `ledger project` keeping the read models for all
+    for code in codes:
+        test_roles.user_url(store, f"checker{code}")
+    test_roles.follow(store, dict(os.environ))
 
     # Held until all 34 have computed their lists and wait to append: none of them can
     # see another's approval, as when they press the button at the same moment.

@@ -21,6 +21,7 @@ from adapters import kafka_projection
 from adapters.kafka_log import TopicSettings
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
+from adapters.store import StoreUrlError
 from replay.rebuild import differences
 from tests.conftest import Files, new_store, query_store
 from tests.integration.test_kafka_path import kafka_env, ledger_cli
@@ -244,10 +245,14 @@ def test_a_worker_starts_beside_running_polls_without_waiting_for_them(
         thread.join(timeout=60)
         for worker in started:
             worker.close()
-    # a read model's index missing: made again when a worker starts
+    # a read model's index missing: a worker refuses to start (it makes no table or index:
+    # the projector role may not), and the owner's `ledger init` makes it again
     with psycopg.connect(target, autocommit=True) as con:
         con.execute("DROP INDEX payment_lines_person")
     db = PostgresDatabase(target)
+    with pytest.raises(StoreUrlError, match="ledger init"):
+        ProjectionWorker(db, kafka_bootstrap, settings, "g-start")
+    assert ledger_cli(env, "init").returncode == 0
     ProjectionWorker(db, kafka_bootstrap, settings, "g-start").close()
     assert db.query("SELECT to_regclass('payment_lines_person') IS NOT NULL") == [(True,)]
     db.close()

@@ -14,6 +14,7 @@ from adapters import kafka_projection
 from adapters.kafka_log import TopicSettings
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
+from projections.readmodels import Projector
 from replay.rebuild import differences
 from tests.conftest import Files, new_store
 from tests.integration.test_publish import consume_all, published
@@ -26,6 +27,8 @@ def projected(
 ) -> PostgresDatabase:
     monkeypatch.setattr(kafka_projection, "APPLY_BYTES", slice_bytes)
     db = PostgresDatabase(url)
+    with db.transaction() as cursor:  # the tables are the owner's to make (`ledger init`)
+        Projector.create_schema(cursor)
     worker = ProjectionWorker(db, bootstrap, TopicSettings(topic, 3), f"g-{uuid.uuid4().hex}")
     try:
         worker.run(once=True)
