@@ -27,13 +27,14 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.chain import GENESIS, NoChainKey, link
 from adapters.chain_key import ChainKeyError, key_id
-from adapters.roles import LOCK_FUNCTION, RECORDED_BY
 from ledger.service_layer.ports import ConcurrentChange, Fence, FenceCrossed
 
 CHAIN_TABLE = "event_chain"
 KEY_COLUMN = "key_id"  # of event_chain: the id of the key each link was made with
 TRACKING_TABLE = "ledger_tracking"  # SQLite's recorder names its own "tracking"
 IMMUTABLE = "stored events are immutable"
+RECORDED_BY = "recorded_by"  # of the events table: the role that wrote each event (PostgreSQL)
+LOCK_FUNCTION = "ledger_lock_events"  # the append lock, for roles that may not LOCK the table
 
 
 class StreamsChanged(IntegrityError, ConcurrentChange):

@@ -23,12 +23,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.recorders import CHAIN_TABLE, LOCK_FUNCTION
 from ledger.rules import RuleViolation
+from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES
 
 KINDS = ("operator", "approver", "auditor", "projector")
 ROLES_TABLE = "ledger_roles"  # kind -> the group role's name, made by `ledger init`
-RECORDED_BY = "recorded_by"  # of the events table: the role that wrote each event
-LOCK_FUNCTION = "ledger_lock_events"  # the append lock, taken for roles that cannot LOCK
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,15}|")
 
@@ -184,9 +184,6 @@ def grants(
 ) -> list[str]:
     """The statements that give each group what it may do and take everything else away
     from everybody but the owner."""
-    from adapters.recorders import CHAIN_TABLE
-    from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES
-
     q = _quoted
     everyone = ", ".join(q(n) for n in groups.values())
     writers = ", ".join(q(groups[k]) for k in WRITES_EVENTS)

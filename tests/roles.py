@@ -103,8 +103,7 @@ def _followed_elsewhere(owner_url: str) -> bool:
     try:
         return bool(
             db.query(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                " AND usename = ?",
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND usename = ?",
                 (PROJECTOR_USER,),
             )
         )

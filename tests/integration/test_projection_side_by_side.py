@@ -22,6 +22,7 @@ from adapters.kafka_log import TopicSettings
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
 from adapters.store import StoreUrlError
+from projections.readmodels import Projector
 from replay.rebuild import differences
 from tests.conftest import Files, new_store, query_store
 from tests.integration.test_kafka_path import kafka_env, ledger_cli
@@ -101,6 +102,8 @@ def test_a_poll_rolled_back_for_a_deadlock_is_applied_again(
     settings, stored = published(store, files, kafka_bootstrap, 20)
     target = new_store("postgresql", tmp_path, request)
     db = PostgresDatabase(target)
+    with db.transaction() as cursor:  # the tables are the owner's to make (`ledger init`)
+        Projector.create_schema(cursor)
     worker = ProjectionWorker(db, kafka_bootstrap, TopicSettings(settings.name, 3), "g-deadlock")
     other = psycopg.connect(target)  # another worker's transaction, as PostgreSQL sees it
     try:

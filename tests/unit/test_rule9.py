@@ -352,7 +352,7 @@ def test_a_replay_knowing_only_what_was_recorded_before_a_reorganisation_groups_
         assert grouped[B] == expected, file
 
 
-def test_a_store_made_before_rule_9_gets_its_table_guarded_and_the_merger_when_opened(
+def test_a_store_made_before_rule_9_gets_its_table_guarded_by_init_and_the_merger(
     store_url: str, files: Files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a store as the ledger made it before rule 9: no reorganisation recorded, no table
@@ -362,6 +362,9 @@ def test_a_store_made_before_rule_9_gets_its_table_guarded_and_the_merger_when_o
             people(old, files)
             pay(old, "2025-06")
     drop_table(store_url, "unit_reorganisations")
+    with Ledger(store_url) as opened:  # no command makes a table: it stays missing
+        assert "unit_reorganisations" in " ".join(opened.guard_problems())
+        assert opened.complete_store() == ["unit_reorganisations"]  # the owner's `ledger init`
     with Ledger(store_url) as ledger:
         assert ledger.guard_problems() == []
         pay(ledger, "2025-07")
