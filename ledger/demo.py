@@ -97,6 +97,7 @@ class Person:
     alive: bool = True
     registration: str | None = None
     died: str = ""
+    born: str = ""  # as enrolled: a death is never dated before it
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Story:
         weights = [3.0 if c in ("01", "79") else 1.0 + (int(c) % 5) / 4 for c in codes]
         shares = [c[2] for c in CATEGORIES]
         rows = []
+        enrolled: list[Person] = []
         for _ in range(count):
             province = r.choices(codes, weights)[0]
             if r.random() < OLD_CODES_SHARE:  # as the old system recorded them
@@ -137,6 +139,7 @@ class Story:
             bank = r.random() < 0.5
             person = Person(pid, self.name(sex), province)
             self.people.append(person)
+            enrolled.append(person)
             born = f"{year}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}"
             rows.append(
                 {
@@ -155,9 +158,9 @@ class Story:
                     "decision_ref": f"{r.randint(100, 9999)}/QĐ-UBND",
                 }
             )
-        for row in rows:  # born no later than the first month paid (an orphan under 4)
-            first_day = f"{row['effective_month']}-01"
-            row["date_of_birth"] = min(row["date_of_birth"], first_day)
+        for person, row in zip(enrolled, rows, strict=True):
+            first_day = f"{row['effective_month']}-01"  # born by the first month paid
+            row["date_of_birth"] = person.born = min(row["date_of_birth"], first_day)
         return rows
 
     def write(self, name: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
@@ -199,7 +202,8 @@ class Story:
         living = [p for p in self.people if p.alive]
         for person in r.sample(living, k=int(len(living) * rate)):
             back = r.choice([0, 0, 0, 1, 2, 3])
-            died = f"{format_month(period - back)}-{r.randint(1, 27):02d}"
+            # back-dated, but never before birth (an orphan enrolled in its first months)
+            died = max(f"{format_month(period - back)}-{r.randint(1, 27):02d}", person.born)
             number = f"{r.randint(1, 999)}/{format_month(period)[:4]}/KT-{person.province}"
             claimant = self.claimant() if r.random() < 0.8 else None
             person.alive, person.registration, person.died = False, number, died
