@@ -17,6 +17,21 @@ from projections.applied import contiguous_watermark
 from projections.readmodels import Projector, RecordedEvent
 
 
+def wait_until_shown(
+    missing: Callable[[], int], timeout: float, behind: Callable[[int], str]
+) -> None:
+    """Wait, up to `timeout` seconds, until the read models kept by another process miss
+    nothing (`missing`() is 0); else refused, saying what is `behind`."""
+    deadline = time.monotonic() + timeout
+    while (left := missing()) > 0:
+        if time.monotonic() > deadline:
+            raise ReadModelsBehind(
+                f"{behind(left)} (nothing was lost: the events are stored; run the command "
+                "again once they have caught up)"
+            )
+        time.sleep(0.05)
+
+
 class InProcessReadModels:
     """Kept up to date here, from the notification log, in batches; the position moves in the
     same transaction as the rows."""
@@ -93,23 +108,26 @@ class KafkaReadModels:
         holds one row per applied event)."""
         table = self.events.table
         latest = self.events.latest_notification_id()
-        deadline = time.monotonic() + self.timeout
-        while True:
-            missing = self.db.query(
-                f"SELECT (SELECT COUNT(*) FROM {table} WHERE notification_id <= ?)"
-                " - (SELECT COUNT(*) FROM audit_trail WHERE notification_id <= ?)",
-                (latest, latest),
-            )[0][0]
-            if missing == 0:
-                return 0
-            if time.monotonic() > deadline:
-                raise ReadModelsBehind(
-                    f"the read models still miss {missing:,} of the events up to notification "
-                    f"{latest:,} after {self.timeout:.0f} s: check that `ledger "
-                    "publish` and `ledger project` are running (nothing was lost: the events "
-                    "are stored; run the command again once they have caught up)"
-                )
-            time.sleep(0.05)
+
+        def missing() -> int:
+            return int(
+                self.db.query(
+                    f"SELECT (SELECT COUNT(*) FROM {table} WHERE notification_id <= ?)"
+                    " - (SELECT COUNT(*) FROM audit_trail WHERE notification_id <= ?)",
+                    (latest, latest),
+                )[0][0]
+            )
+
+        wait_until_shown(
+            missing,
+            self.timeout,
+            lambda left: (
+                f"the read models still miss {left:,} of the events up to "
+                f"notification {latest:,} after {self.timeout:.0f} s: check that `ledger publish` "
+                "and `ledger project` are running"
+            ),
+        )
+        return 0
 
     def through(self) -> int:
         """The last event below which the read models miss nothing (events of different
@@ -132,16 +150,15 @@ class ProjectorReadModels:
         """Wait until `ledger project` has applied every event stored so far (it applies
         them in order, and moves its position with them)."""
         latest = self.events.latest_notification_id()
-        deadline = time.monotonic() + self.timeout
-        while (through := self.through()) < latest:
-            if time.monotonic() > deadline:
-                raise ReadModelsBehind(
-                    f"the read models show the events up to notification {through:,} of "
-                    f"{latest:,} after {self.timeout:.0f} s: check that `ledger project` is "
-                    "running, as the projector role (nothing was lost: the events are stored; "
-                    "run the command again once it has caught up)"
-                )
-            time.sleep(0.05)
+        wait_until_shown(
+            lambda: latest - self.through(),
+            self.timeout,
+            lambda left: (
+                f"the read models show the events up to notification "
+                f"{latest - left:,} of {latest:,} after {self.timeout:.0f} s: check that `ledger "
+                "project` is running, as the projector role"
+            ),
+        )
         return 0
 
     def through(self) -> int:

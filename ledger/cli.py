@@ -55,16 +55,14 @@ def actor(args: argparse.Namespace) -> str:
     gives it (an empty or invisible name is refused)."""
     from ledger import values
 
+    authenticated: str | None = getattr(args, "authenticated", None)
     if args.by is not None:
         given, where = str(args.by), "--by"
     elif settings().user is not None:
         given, where = str(settings().user), "LEDGER_USER"
-    else:
-        given, where = "", ""
-    authenticated: str | None = getattr(args, "authenticated", None)
-    if authenticated is not None and not where:
+    elif authenticated is not None:
         return authenticated
-    if not where:
+    else:
         given, where = getpass.getuser(), "the OS user name"
     try:
         claimed = values.actor(given)
@@ -947,10 +945,10 @@ def cmd_project(args: argparse.Namespace) -> None:
             "project keeps the read models in PostgreSQL: give a "
             "postgresql:// store (LEDGER_STORE or --store)"
         )
-    authenticate(args)  # as the projector, the one role that writes read models
     if not settings().kafka:
-        follow_store(args)
+        follow_store(args)  # authenticated as it opens the ledger
         return
+    authenticate(args)  # as the projector, the one role that writes read models
     bootstrap = kafka_bootstrap("project")
     if args.jobs > 1:
         from adapters.kafka_log import TopicSettings, ensure_topic

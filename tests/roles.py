@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -175,7 +174,3 @@ def _option(argv: Sequence[str], name: str) -> str | None:
     if name in argv and argv.index(name) + 1 < len(argv):
         return argv[argv.index(name) + 1]
     return None
-
-
-def environment() -> dict[str, str]:
-    return dict(os.environ)
