@@ -34,6 +34,8 @@ from eventsourcing.utils import Environment, get_topic
 
 from adapters.chain import GENESIS, ChainHead, link
 from adapters.chain_key import ChainKeyError, key_id, load_chain_key
+from adapters.cipher_keys import load_key_ring
+from adapters.personal_data import PersonalData
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
 from adapters.sql import PostgresDatabase, ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
@@ -50,7 +52,7 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
     is_snapshotting_enabled = False
 
     def construct_transcoder(self) -> Transcoder:
-        transcoder = LedgerTranscoder()
+        transcoder = LedgerTranscoder(PersonalData(load_key_ring))
         self.register_transcodings(transcoder)
         return transcoder
 

@@ -207,7 +207,7 @@ class Publisher:
             )
             futures = []
             for n in notes:
-                state = app.mapper.transcoder.decode(n.state)
+                state = app.mapper.transcoder.decode_stored(n.state)  # sealed, as stored
                 value = avro.encode(SUBJECT, event_record(n, state, chain.get(n.id)))
                 futures.append(
                     self.producer.send(

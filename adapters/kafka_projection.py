@@ -18,8 +18,11 @@ import orjson
 import psycopg
 
 from adapters import avro
+from adapters.cipher_keys import CipherKeyError, load_key_ring
 from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
+from adapters.personal_data import PersonalData
 from adapters.store import StoreUrlError
+from ledger.personal import SEALED
 from ledger.rules import RuleViolation
 from projections.readmodels import Projector, RecordedEvent
 
@@ -31,7 +34,9 @@ class PoisonEvent(RuntimeError):
     skip it, since skipping would leave them wrong without anyone knowing."""
 
 
-def recorded_event(record: Any) -> RecordedEvent:
+def recorded_event(record: Any, personal: PersonalData | None = None) -> RecordedEvent:
+    """A message of ledger.events as the projections see it, its personal data opened (with
+    `personal`'s keys; else the keys the process is given)."""
     where = f"{record.topic} partition {record.partition} offset {record.offset}"
     try:
         event = avro.decode(SUBJECT, record.value)
@@ -44,6 +49,11 @@ def recorded_event(record: Any) -> RecordedEvent:
     if not isinstance(payload, dict):
         kind = type(payload).__name__
         raise PoisonEvent(f"{where}: its payload is JSON ({kind}) but not an object")
+    if SEALED in payload:
+        try:
+            (personal or PersonalData(load_key_ring)).unseal(payload)
+        except CipherKeyError as err:
+            raise CipherKeyError(f"{where}: {err}") from None
     return RecordedEvent(
         notification_id=event["notification_id"],
         aggregate_id=str(event["aggregate_id"]),
@@ -90,6 +100,7 @@ class ProjectionWorker:
         self.settings = settings or TopicSettings.from_env()
         self.group = group
         self.projector = Projector()
+        self.personal = PersonalData(load_key_ring)
         self.progress = progress or (lambda applied: None)
         ensure_topic(bootstrap, self.settings)
         # The tables are the owner's (`ledger init`): a worker never makes one, and a worker
@@ -189,7 +200,7 @@ class ProjectionWorker:
             seen: set[int] = set()
             ledger_moves: dict[str, list[int]] = {}
             for part in within_bytes(records, APPLY_BYTES):
-                events = [recorded_event(r) for r in part]
+                events = [recorded_event(r, self.personal) for r in part]
                 already = self._applied(cursor, [e.notification_id for e in events])
                 new = []
                 for e in events:  # a re-sent event: the same notification id, applied once

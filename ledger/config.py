@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     chain_key_file: Path = Field(
         default=Path(".ledger/chain.key"), description="hex text, mode 0600 (`ledger init`)"
     )
+    # the keys that seal personal data in the events (adapters/cipher_keys.py): hex, 32 bytes
+    # each, comma-separated, oldest first; kept out of the store
+    cipher_key: SecretStr | None = Field(default=None, description="hex keys; else the file")
+    cipher_key_file: Path = Field(
+        default=Path(".ledger/cipher.keys"),
+        description="a hex key a line, oldest first, mode 0600 (`ledger init`)",
+    )
 
 
 class BadSettings(RuleViolation):

@@ -283,13 +283,17 @@ def kafka_events(
     partitions are merged by notification id as they are read, so memory holds what is read
     ahead, never the topic. `part`: (number, parts): only the partitions whose number gives
     `number` modulo `parts` (a rebuild in parts: replay/parts.py)."""
+    from adapters.cipher_keys import load_key_ring
     from adapters.kafka_projection import recorded_event, within_bytes
+    from adapters.personal_data import PersonalData
+
+    personal = PersonalData(load_key_ring)
 
     merged = (record for _, record in merged_partitions(bootstrap, topic, part=part))
     for chunk in within_bytes(merged, BATCH_BYTES, most=batch):
         out: list[RecordedEvent] = []
         for record in chunk:
-            e, n = recorded_event(record), _notification_id(record)
+            e, n = recorded_event(record, personal), _notification_id(record)
             if e.notification_id != n:
                 raise RuleViolation(
                     f"{topic} partition {record.partition} offset {record.offset}: its header"

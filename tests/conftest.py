@@ -33,12 +33,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 # The chain key of every store the tests make (adapters/chain_key.py): never the user's key
 # file, nor one in the working directory. Subprocesses inherit it through os.environ.
 TEST_CHAIN_KEY = "5e" * 32
+# and the key that seals their personal data (adapters/cipher_keys.py), likewise
+TEST_CIPHER_KEY = "c1" * 32
+KEY_VARIABLES = ("LEDGER_CHAIN_KEY", "LEDGER_CIPHER_KEY")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def chain_key() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEDGER_CHAIN_KEY", TEST_CHAIN_KEY)
+        patch.setenv("LEDGER_CIPHER_KEY", TEST_CIPHER_KEY)
         yield TEST_CHAIN_KEY
 
 

@@ -39,6 +39,7 @@ from ledger.kept_drafts import (
     read_entries,
 )
 from ledger.months import format_month, month_of, parse_month
+from ledger.personal import sealed_fields
 from ledger.reference import review_months
 from ledger.rules import (
     FUNERAL,
@@ -297,7 +298,7 @@ def _changes_a_draft(period: str) -> Callable[[str, bytes], bool]:
                 return bool(facts["effective_month"] <= period)
             if topic == _LIST_APPROVED:
                 return bool(facts["period"] > period)
-            return facts.get("claimant") is not None
+            return facts.get("claimant") is not None or "claimant" in sealed_fields(facts)
         except (ValueError, AttributeError, KeyError, TypeError):
             return True
 

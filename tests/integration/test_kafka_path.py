@@ -21,7 +21,7 @@ import pytest
 
 from ledger.application import Ledger
 from projections.readmodels import READ_MODEL_TABLES
-from tests.conftest import Files, death, enrolment, query_store, settlement
+from tests.conftest import KEY_VARIABLES, Files, death, enrolment, query_store, settlement
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration
@@ -30,11 +30,7 @@ READ_MODELS = READ_MODEL_TABLES
 
 
 def kafka_env(kafka: str, store: str, topic: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LEDGER_") or k == "LEDGER_CHAIN_KEY"
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_") or k in KEY_VARIABLES}
     return {
         **env,
         "LEDGER_KAFKA": kafka,
@@ -178,9 +174,7 @@ def test_both_paths_agree_byte_for_byte(
     embedded.mkdir()
     kafka_dir.mkdir()
     plain = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LEDGER_") or k == "LEDGER_CHAIN_KEY"
+        k: v for k, v in os.environ.items() if not k.startswith("LEDGER_") or k in KEY_VARIABLES
     }
     plain["LEDGER_STORE"] = f"sqlite:///{embedded / 'ledger.sqlite'}"
     for step in [("init",), *steps]:

@@ -16,7 +16,7 @@ import pytest
 from adapters import roles
 from ledger.application import Ledger
 from tests import roles as test_roles
-from tests.conftest import Files, enrolment, query_store
+from tests.conftest import KEY_VARIABLES, Files, enrolment, query_store
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ class Store:
         self.owner = owner
         self.root = root
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
-        self.env["LEDGER_CHAIN_KEY"] = os.environ["LEDGER_CHAIN_KEY"]
+        self.env.update({k: os.environ[k] for k in KEY_VARIABLES})
         self.prefix = test_roles.prefix(owner)
         made = self.ledger("init", "--role-prefix", self.prefix, url=owner)
         assert made.returncode == 0, made.stderr

@@ -1,0 +1,129 @@
+"""Personal data sealed in the stored events, and so on `ledger.events`: a person's name, date
+of birth and account number (and a funeral claimant's particulars) are written as one AES-GCM
+ciphertext per event, beside the facts the ledger decides and searches on (personal ids,
+codes, months, amounts), which stay readable.
+
+Field by field, not the whole event: the store finds a person's lines in a national list by
+their personal id in the stored bytes, a fence reads a correction's facts without a key, and an
+auditor without the key still checks the chain and the books. A stored event with personal data
+holds, instead of those fields, one entry:
+
+    "_sealed_": {"key": KEY_ID, "fields": [NAMES…], "data": BASE64(nonce ‖ ciphertext ‖ tag)}
+
+`fields` names what was taken out (a top-level field, or `lines.COLUMN` for a column of a list's
+lines, left null in the clear lines); the ciphertext is their values as JSON, bound to the key id
+and the names (AES-GCM's associated data), so neither can be swapped unseen. The key id says
+which key opens it (adapters/cipher_keys.py)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from adapters.cipher_keys import CipherKeyError, KeyRing
+from ledger.personal import PERSONAL_COLUMNS, PERSONAL_FIELDS, SEALED
+
+_LINES = "lines."
+_NONCE = 12
+
+
+class SealBroken(CipherKeyError):
+    """A ciphertext that its key does not open: altered, or cut from another event."""
+
+
+def _associated(key_id: str, fields: list[str]) -> bytes:
+    return orjson.dumps([key_id, fields])
+
+
+class PersonalData:
+    """Seals an event's personal data with the newest key, opens it with the key it names.
+    The keys are read when first needed: an event with no personal data needs none."""
+
+    def __init__(self, keys: Callable[[], KeyRing]) -> None:
+        self._load = keys
+        self._ring: KeyRing | None = None
+        self._ciphers: dict[str, AESGCM] = {}
+        self.nonce: Callable[[int], bytes] = os.urandom  # random: a nonce is never used twice
+
+    def ring(self) -> KeyRing:
+        if self._ring is None:
+            self._ring = self._load()
+        return self._ring
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers[key_id] = AESGCM(self.ring().key(key_id))
+        return cipher
+
+    def seal(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state with its personal data sealed (a new dictionary, the lines new lists: the
+        event's own are not touched); the same state when it holds none."""
+        names = [k for k in state if k in PERSONAL_FIELDS and state[k] is not None]
+        columns = state.get("columns")
+        at: list[int] = []
+        if isinstance(columns, list) and isinstance(state.get("lines"), list):
+            at = [i for i, c in enumerate(columns) if c in PERSONAL_COLUMNS]
+        if not names and not at:
+            return state
+        secret: dict[str, Any] = {k: state[k] for k in names}
+        out = {k: v for k, v in state.items() if k not in secret}
+        fields = list(names)
+        if at:
+            lines = state["lines"]
+            secret["lines"] = [[line[i] for i in at] for line in lines]
+            out["lines"] = [_blanked(line, at) for line in lines]
+            fields += [_LINES + columns[i] for i in at]  # type: ignore[index]
+        key_id = self.ring().current
+        nonce = self.nonce(_NONCE)
+        data = self._cipher(key_id).encrypt(
+            nonce, orjson.dumps(secret), _associated(key_id, fields)
+        )
+        out[SEALED] = {
+            "key": key_id,
+            "fields": fields,
+            "data": base64.b64encode(nonce + data).decode("ascii"),
+        }
+        return out
+
+    def unseal(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state with its personal data back in place (the same dictionary, changed); the
+        key it was sealed with must be among the keys given (CipherKeyError names it)."""
+        entry = state.pop(SEALED, None)
+        if entry is None:
+            return state
+        try:
+            key_id, fields, blob = entry["key"], entry["fields"], base64.b64decode(entry["data"])
+            opened = self._cipher(key_id).decrypt(
+                blob[:_NONCE], blob[_NONCE:], _associated(key_id, fields)
+            )
+        except CipherKeyError:
+            raise
+        except (InvalidTag, KeyError, TypeError, ValueError):
+            raise SealBroken(
+                f"personal data sealed with cipher key {entry.get('key')!r} does not open with "
+                "it: the stored event was altered (run `ledger verify`)"
+            ) from None
+        secret = orjson.loads(opened)
+        at = [state["columns"].index(f[len(_LINES) :]) for f in fields if f.startswith(_LINES)]
+        for name in fields:
+            if not name.startswith(_LINES):
+                state[name] = secret[name]
+        if at:
+            for line, values in zip(state["lines"], secret["lines"], strict=True):
+                for i, value in zip(at, values, strict=True):
+                    line[i] = value
+        return state
+
+
+def _blanked(line: list[Any], at: list[int]) -> list[Any]:
+    copy = list(line)
+    for i in at:
+        copy[i] = None
+    return copy
