@@ -25,6 +25,8 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     IntegrityError,
+    Mapper,
+    MapperDeserialisationError,
     PersistenceError,
     StoredEvent,
     Tracking,
@@ -34,7 +36,7 @@ from eventsourcing.utils import Environment, get_topic
 
 from adapters.chain import GENESIS, ChainHead, link
 from adapters.chain_key import ChainKeyError, key_id, load_chain_key
-from adapters.cipher_keys import load_key_ring
+from adapters.cipher_keys import CipherKeyError, load_key_ring
 from adapters.personal_data import PersonalData
 from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_mismatch
 from adapters.sql import PostgresDatabase, ReadModelDatabase
@@ -51,6 +53,9 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
     name = "Ledger"  # PostgreSQL table ledger_events
     is_snapshotting_enabled = False
 
+    def construct_mapper(self) -> Mapper:  # type: ignore[type-arg]
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=_Mapper)
+
     def construct_transcoder(self) -> Transcoder:
         transcoder = LedgerTranscoder(PersonalData(load_key_ring))
         self.register_transcodings(transcoder)
@@ -61,6 +66,23 @@ class LedgerApplication(Application):  # type: ignore[type-arg]
         process environment, where one stray variable (POSTGRES_ENABLE_DB_FUNCTIONS=y, or
         LEDGER_APPLICATION_RECORDER_TOPIC) would bypass the hash chain and the table lock."""
         return Environment(name, dict(env or {}))
+
+
+class _Mapper(Mapper):  # type: ignore[type-arg]
+    """The library's mapper, but a key not given is said as such, with the event it is
+    missing for (the library would wrap it as an event it cannot read)."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        try:
+            return super().to_domain_event(stored_event)
+        except MapperDeserialisationError as err:
+            cause = err.__cause__
+            if isinstance(cause, CipherKeyError):
+                raise type(cause)(
+                    f"event {stored_event.originator_id} version "
+                    f"{stored_event.originator_version}: {cause}"
+                ) from None
+            raise
 
 
 PG_SCHEMA = "public"  # where the recorder keeps its tables (the store URL names no other)

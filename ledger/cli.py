@@ -1064,6 +1064,32 @@ def ensure_chain_key() -> str | None:
     return str(create_chain_key())
 
 
+def ensure_cipher_key() -> str | None:
+    """Make the cipher key file when no keys are given (`LEDGER_CIPHER_KEY`) and there is none;
+    where it was made, or None."""
+    from adapters.cipher_keys import create_cipher_key_file
+
+    config = settings()
+    if config.cipher_key is not None and config.cipher_key.get_secret_value().strip():
+        return None
+    made = create_cipher_key_file()
+    return str(made) if made is not None else None
+
+
+def say_cipher_key(made: str | None) -> None:
+    from adapters.cipher_keys import load_key_ring
+
+    ring = load_key_ring()
+    if made:
+        say(
+            f"cipher key made at {made} (key id {ring.current}): it seals the personal data "
+            "in the events; keep a copy apart from the store, for without it names, dates of "
+            "birth and account numbers cannot be read back"
+        )
+    else:
+        say(f"cipher key id {ring.current} seals personal data ({ring.source})")
+
+
 def cmd_init(args: argparse.Namespace) -> None:
     from adapters.chain_key import key_id, load_chain_key
     from adapters.event_store import store_exists
@@ -1079,12 +1105,17 @@ def cmd_init(args: argparse.Namespace) -> None:
             ledger.ports.guards.check()
             added = ledger.complete_store()
             made = install_roles(ledger, args) if postgres else []
+        cipher_made = ensure_cipher_key()
         if added or made or postgres:
             say(f"{where} is already a ledger store: " + describe_init(added, made, args))
-        else:
+        elif not cipher_made:
             say(f"{where} is already a ledger store; nothing was changed")
+        else:
+            say(f"{where} is already a ledger store")
+        say_cipher_key(cipher_made)
         return
     key_made = ensure_chain_key()
+    cipher_made = ensure_cipher_key()
     with Ledger(args.store, create=True, read_models="none") as ledger:
         head = ledger.events.chain_head()
         made = install_roles(ledger, args) if postgres else []
@@ -1100,6 +1131,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         )
     else:
         say(f"chain key id {identity} (the key given, kept out of the store)")
+    say_cipher_key(cipher_made)
     say(f"history starts at notification {head.notification_id:,}")
 
 
@@ -1154,6 +1186,37 @@ def read_password(args: argparse.Namespace) -> str:
         else:
             text = sys.stdin.readline()
     return text.rstrip("\r\n")
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from adapters.cipher_keys import cipher_key_file, rotate_cipher_key
+
+    new, kept = rotate_cipher_key()
+    say(
+        f"cipher key {new} added to {cipher_key_file()}: it seals what is written from now on; "
+        f"nothing written before is re-encrypted, and {', '.join(kept)} "
+        f"{'is' if len(kept) == 1 else 'are'} kept to read it. Give the new file to every "
+        "process of the ledger (restart them), and keep a copy apart from the store"
+    )
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    from adapters.cipher_keys import load_key_ring
+
+    ring = load_key_ring()
+    rows = [
+        {"key_id": k, "seals": k == ring.current, "order": i} for i, k in enumerate(ring.keys, 1)
+    ]
+    if args.json:
+        print_json(out, {"source": ring.source, "keys": rows})
+        return
+    table = SafeTable(title=f"cipher keys ({ring.source})")
+    for heading in ("#", "key id", "use"):
+        table.add_column(heading)
+    for r in rows:
+        use = "seals new events, opens its own" if r["seals"] else "opens what it sealed"
+        table.add_row(str(r["order"]), str(r["key_id"]), use)
+    print_table(out, table)
 
 
 def cmd_users_list(args: argparse.Namespace) -> None:
@@ -1291,6 +1354,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     made = ensure_chain_key()
     if made:
         warn(f"chain key made at {made} for the demo's store")
+    made = ensure_cipher_key()
+    if made:
+        warn(f"cipher key made at {made} for the demo's personal data")
     run_demo(args, out, err)
 
 
@@ -1462,6 +1528,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-file", metavar="FILE", help="a file holding the password")
     p = command(users_commands, "list", cmd_users_list, "the ledger's users and their roles", OWNER)
     p.add_argument("--json", action="store_true", help="the users as JSON")
+    keys_parser = commands.add_parser(
+        "keys", help="the keys that seal personal data in the events (kept out of the store)"
+    )
+    keys_commands = keys_parser.add_subparsers(
+        dest="keys_command", required=True, metavar="COMMAND"
+    )
+    command(
+        keys_commands,
+        "rotate",
+        cmd_keys_rotate,
+        "a new cipher key that seals from now on; the old ones kept to read, nothing re-encrypted",
+        NO_STORE,
+    )
+    p = command(keys_commands, "list", cmd_keys_list, "the cipher keys given, by id", NO_STORE)
+    p.add_argument("--json", action="store_true", help="the keys' ids as JSON")
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)
