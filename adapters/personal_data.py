@@ -62,13 +62,24 @@ class PersonalData:
             cipher = self._ciphers[key_id] = AESGCM(self.ring().key(key_id))
         return cipher
 
+    def _opener(self, key_id: str) -> AESGCM:
+        """The cipher of the key a ciphertext names; refused naming that key."""
+        try:
+            return self._cipher(key_id)
+        except CipherKeyError as err:
+            if self._ring is not None:  # the keys were given, but not this one: said so
+                raise
+            raise CipherKeyError(
+                f"personal data is sealed with cipher key {key_id}: {err}"
+            ) from None
+
     def seal(self, state: dict[str, Any]) -> dict[str, Any]:
         """The state with its personal data sealed (a new dictionary, the lines new lists: the
         event's own are not touched); the same state when it holds none."""
         names = [k for k in state if k in PERSONAL_FIELDS and state[k] is not None]
         columns = state.get("columns")
         at: list[int] = []
-        if isinstance(columns, list) and isinstance(state.get("lines"), list):
+        if isinstance(columns, list) and isinstance(state.get("lines"), list) and state["lines"]:
             at = [i for i, c in enumerate(columns) if c in PERSONAL_COLUMNS]
         if not names and not at:
             return state
@@ -100,26 +111,30 @@ class PersonalData:
             return state
         try:
             key_id, fields, blob = entry["key"], entry["fields"], base64.b64decode(entry["data"])
-            opened = self._cipher(key_id).decrypt(
+            opened = self._opener(key_id).decrypt(
                 blob[:_NONCE], blob[_NONCE:], _associated(key_id, fields)
             )
+            _put_back(state, fields, orjson.loads(opened))
         except CipherKeyError:
             raise
-        except (InvalidTag, KeyError, TypeError, ValueError):
+        except (InvalidTag, KeyError, TypeError, ValueError, AttributeError, IndexError):
+            key = entry.get("key") if isinstance(entry, dict) else None
             raise SealBroken(
-                f"personal data sealed with cipher key {entry.get('key')!r} does not open with "
-                "it: the stored event was altered (run `ledger verify`)"
+                f"personal data sealed with cipher key {key!r} does not open with it: the "
+                "stored event was altered (run `ledger verify`)"
             ) from None
-        secret = orjson.loads(opened)
-        at = [state["columns"].index(f[len(_LINES) :]) for f in fields if f.startswith(_LINES)]
-        for name in fields:
-            if not name.startswith(_LINES):
-                state[name] = secret[name]
-        if at:
-            for line, values in zip(state["lines"], secret["lines"], strict=True):
-                for i, value in zip(at, values, strict=True):
-                    line[i] = value
         return state
+
+
+def _put_back(state: dict[str, Any], fields: list[str], secret: dict[str, Any]) -> None:
+    at = [state["columns"].index(f[len(_LINES) :]) for f in fields if f.startswith(_LINES)]
+    for name in fields:
+        if not name.startswith(_LINES):
+            state[name] = secret[name]
+    if at:
+        for line, values in zip(state["lines"], secret["lines"], strict=True):
+            for i, value in zip(at, values, strict=True):
+                line[i] = value
 
 
 def _blanked(line: list[Any], at: list[int]) -> list[Any]:
