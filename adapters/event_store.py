@@ -807,7 +807,10 @@ def _recorded(
     transcoder: Any, n: int, aggregate_id: str, version: int, topic: str, state: bytes
 ) -> RecordedEvent:
     """A stored event as the projections see it."""
-    payload = transcoder.decode(state)
+    try:
+        payload = transcoder.decode(state)
+    except CipherKeyError as err:  # which event, for whoever must find it
+        raise type(err)(f"notification {n}: {err}") from None
     recorded_at = payload.pop("timestamp")
     return RecordedEvent(
         notification_id=n,

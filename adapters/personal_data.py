@@ -11,13 +11,15 @@ holds, instead of those fields, one entry:
     "_sealed_": {"key": KEY_ID, "fields": [NAMES…], "data": BASE64(nonce ‖ ciphertext ‖ tag)}
 
 `fields` names what was taken out (a top-level field, or `lines.COLUMN` for a column of a list's
-lines, left null in the clear lines); the ciphertext is their values as JSON, bound to the key id
-and the names (AES-GCM's associated data), so neither can be swapped unseen. The key id says
-which key opens it (adapters/cipher_keys.py)."""
+lines, left null in the clear lines); the ciphertext is their values as JSON, bound (AES-GCM's
+associated data) to the key id, the names and the event's readable facts, so that none of them
+can be changed, nor the seal moved to another event, unseen. The key id says which key opens it
+(adapters/cipher_keys.py)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +39,16 @@ class SealBroken(CipherKeyError):
     """A ciphertext that its key does not open: altered, or cut from another event."""
 
 
-def _associated(key_id: str, fields: list[str]) -> bytes:
-    return orjson.dumps([key_id, fields])
+def _associated(key_id: str, fields: list[str], clear: dict[str, Any]) -> bytes:
+    """What a ciphertext is bound to: its key id, the names of what it holds, and the rest of
+    its event (but the time it was recorded, which ledger.events carries apart), so that a
+    seal moved to another event, or an event's readable facts changed, does not open."""
+    facts = {k: v for k, v in clear.items() if k != "timestamp"}
+    try:
+        text = orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson refuses (an integer past 64 bits), in one other way
+        text = json.dumps(facts, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return orjson.dumps([key_id, fields]) + text
 
 
 class PersonalData:
@@ -94,7 +104,7 @@ class PersonalData:
         key_id = self.ring().current
         nonce = self.nonce(_NONCE)
         data = self._cipher(key_id).encrypt(
-            nonce, orjson.dumps(secret), _associated(key_id, fields)
+            nonce, orjson.dumps(secret), _associated(key_id, fields, out)
         )
         out[SEALED] = {
             "key": key_id,
@@ -112,7 +122,7 @@ class PersonalData:
         try:
             key_id, fields, blob = entry["key"], entry["fields"], base64.b64decode(entry["data"])
             opened = self._opener(key_id).decrypt(
-                blob[:_NONCE], blob[_NONCE:], _associated(key_id, fields)
+                blob[:_NONCE], blob[_NONCE:], _associated(key_id, fields, state)
             )
             _put_back(state, fields, orjson.loads(opened))
         except CipherKeyError:

@@ -12,7 +12,8 @@ reads the full topic with `--once` (catching up after an outage).
 Prints a table and compares the end-to-end rate with the target: 5,000 registrations/s.
 Needs `LEDGER_KAFKA` and `LEDGER_STORE_SERVER` (a PostgreSQL URL to create databases from),
 or `LEDGER_TEST_KAFKA` and `LEDGER_TEST_DATABASE_URL` as `scripts/services env` prints them.
-The stores are made with `LEDGER_CHAIN_KEY` when set, else with a throwaway key made here.
+The stores are made with `LEDGER_CHAIN_KEY` and `LEDGER_CIPHER_KEY` when set, else with
+throwaway keys made here.
 
     python bench/deaths_bench.py [--registrations N] [--beneficiaries B]
 """
@@ -188,10 +189,11 @@ def main() -> None:
     server = os.environ.get("LEDGER_STORE_SERVER") or os.environ.get("LEDGER_TEST_DATABASE_URL")
     if not (bootstrap and server):
         raise SystemExit("set LEDGER_KAFKA and LEDGER_STORE_SERVER (or run `make bench-deaths`)")
-    if not os.environ.get("LEDGER_CHAIN_KEY", "").strip():
-        # the stores' chain key, for this process and the consumers it starts: a throwaway one,
-        # never the key file of the directory the bench runs from
-        os.environ["LEDGER_CHAIN_KEY"] = secrets.token_hex(32)
+    for variable in ("LEDGER_CHAIN_KEY", "LEDGER_CIPHER_KEY"):
+        if not os.environ.get(variable, "").strip():
+            # the stores' keys, for this process and the consumers it starts: throwaway ones,
+            # never the key files of the directory the bench runs from
+            os.environ[variable] = secrets.token_hex(32)
     rng = random.Random(5)
     work = Path(tempfile.mkdtemp(prefix="ansinh-deaths-bench-"))
 

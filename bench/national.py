@@ -20,7 +20,9 @@ for it:
 - that month published, and `ledger project` catching the new store up with it (the target
   "a national month"), then `replay --as-of` the day of the run from the topic (every event
   is recorded that day: the replay projects them all);
-- `verify` of the whole store, and `replay --as-of` the day of the run from the store.
+- `verify` of the whole store, and `replay --as-of` the day of the run from the store;
+- what sealing personal data (names, dates of birth, accounts) adds to those steps, measured
+  apart in the store's transcoder with and without it (bench/cipher_cost.py).
 
 Beside the targets, it measures PostgreSQL's own floor in the same run: a COPY of as many
 payment lines into a table, and a sorted export of them. Prints a table: seconds, rows per
@@ -50,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cipher_cost import measure as cipher_cost  # noqa: E402
 from deaths_during_payroll import measure as deaths_during_payroll  # noqa: E402
 from payroll_bench import chain_key, ledger  # noqa: E402  (one process, timed, with its peak memory)
 
@@ -326,6 +329,12 @@ def main() -> None:
         steps.append(Step("floor: COPY of the lines", copy_s, 0, n, "PostgreSQL itself"))
         steps.append(Step("floor: sorted export", export_s, 0, n, "PostgreSQL itself"))
         floor_month = copy_s + export_s
+        # what sealing personal data adds to the steps below (it cannot be turned off, so it is
+        # measured apart: the store's transcoder with and without it, for these people)
+        for what, plain_s, sealed_s, events, adds_to in cipher_cost(n):
+            cost = sealed_s - plain_s
+            name = f"cipher: {what}, sealing's share"
+            steps.append(Step(name, cost, 0, events, f"within {adds_to}", None, projected(cost, n)))
         ledger(url, "init")
         enrolment = work / "enrolment.csv"
         write_enrolment(enrolment, n, args.seed, args.former_codes)

@@ -110,22 +110,24 @@ def ledger(store: str, *args: str, env: dict[str, str] | None = None) -> tuple[f
 
 
 def chain_key(work: Path, keep: bool) -> None:
-    """A throwaway chain key for the bench's own store, in this process's environment (the
-    `ledger` processes inherit it), unless LEDGER_CHAIN_KEY is set: never the key file of the
-    directory the bench runs from. With --keep, also written beside the kept store."""
-    if os.environ.get("LEDGER_CHAIN_KEY", "").strip():
-        return
-    key = secrets.token_hex(32)
-    os.environ["LEDGER_CHAIN_KEY"] = key
-    if keep:
-        fd = os.open(work / "chain.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(key + "\n")
-        print(
-            f"set-up: the store's chain key is {work / 'chain.key'} "
-            f"(LEDGER_CHAIN_KEY_FILE={work / 'chain.key'} to open the kept store)",
-            file=sys.stderr,
-        )
+    """Throwaway keys for the bench's own store (its chain key, and the key that seals its
+    personal data), in this process's environment (the `ledger` processes inherit them),
+    unless LEDGER_CHAIN_KEY / LEDGER_CIPHER_KEY are set: never the key files of the directory
+    the bench runs from. With --keep, also written beside the kept store."""
+    for variable, name in (("LEDGER_CHAIN_KEY", "chain.key"), ("LEDGER_CIPHER_KEY", "cipher.keys")):
+        if os.environ.get(variable, "").strip():
+            continue
+        key = secrets.token_hex(32)
+        os.environ[variable] = key
+        if keep:
+            fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(key + "\n")
+            print(
+                f"set-up: the store's key is {work / name} "
+                f"({variable}_FILE={work / name} to open the kept store)",
+                file=sys.stderr,
+            )
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ files. Where the services come from is tests/services.py's business."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import sqlite3
@@ -76,6 +77,15 @@ def new_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> str
 @pytest.fixture
 def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return new_store(store_kind, tmp_path, request)
+
+
+def opened(state: bytes) -> dict[str, Any]:
+    """A stored event's JSON with its personal data opened (the tests' cipher key): what it
+    records, whatever nonce sealed it (two runs seal the same facts differently)."""
+    from adapters.cipher_keys import load_key_ring
+    from adapters.personal_data import PersonalData
+
+    return PersonalData(load_key_ring).unseal(json.loads(state))
 
 
 def query_store(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -10,7 +10,6 @@ that the uninterrupted run the faulty ones are compared with is itself checked."
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -46,7 +45,7 @@ from adapters.death_consumer import (
 from ledger.application import Ledger
 from ledger.inputs import DeathRow
 from tests import services
-from tests.conftest import REVOKE, SOURCE, death, events_table, new_store, query_store
+from tests.conftest import REVOKE, SOURCE, death, events_table, new_store, opened, query_store
 
 pytestmark = pytest.mark.integration
 
@@ -426,7 +425,7 @@ def death_events(store: str) -> dict[uuid.UUID, list[tuple[int, str, dict[str, A
     )
     records: dict[uuid.UUID, list[tuple[int, str, dict[str, Any]]]] = defaultdict(list)
     for originator_id, version, topic, state in rows:
-        payload = json.loads(bytes(state))
+        payload = opened(bytes(state))
         payload.pop("timestamp")
         records[uuid.UUID(str(originator_id))].append(
             (int(version), topic.rsplit(":", 1)[1], payload)

@@ -5,7 +5,6 @@ process does; an enrolment's events made by the workers as one process makes the
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ledger import inputs
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.service_layer import enrolment as enrolling
-from tests.conftest import Files, enrolment, new_store, query_store, settlement
+from tests.conftest import Files, enrolment, new_store, opened, query_store, settlement
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +117,7 @@ def enrolled(store: str) -> list[tuple[Any, ...]]:
     )
     facts = []
     for aggregate, version, topic, state in rows:
-        payload = json.loads(bytes(state))
+        payload = opened(bytes(state))
         payload.pop("timestamp")
         facts.append((aggregate, version, topic, payload))
     return facts

@@ -5,7 +5,8 @@
   `ledger.events`; the payment files (for the bank and the post office) carry them in the clear,
   and so do the events read back from Kafka by a process holding the key;
 - `ledger keys rotate` makes a new key seal what follows; `verify`, `replay` and `explain` read
-  both; without the keys, or without the old one, they refuse and name the key missing."""
+  both; without the keys, or without the old one, they refuse and name the key missing;
+- a seal moved to another event, by an insider who can also make the chain hold, is found."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from typing import Any
 import orjson
 import pytest
 
+from adapters.chain import link
 from adapters.cipher_keys import cipher_key_id
 from adapters.kafka_log import Publisher
 from ledger.application import Ledger
 from ledger.personal import SEALED
 from replay.rebuild import kafka_events
+from replay.verify import verify
 from tests.conftest import Files, death, enrolment, new_store, query_store
 from tests.integration.test_publish import consume_all, unique_topic
+from tests.integration.test_store_guarantees import KEY, stored, tamper
+from tests.integration.test_verify import events_and_id, guards_off
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +185,50 @@ def _at(args: tuple[str, ...], tmp_path: Path, name: str) -> tuple[str, ...]:
     if args[0] == "replay":
         return (*args, "--out", str(tmp_path / f"replay-{name}.sqlite"))
     return args
+
+
+def test_seals_swapped_by_an_insider_who_holds_the_chain_key_are_found(
+    store_url: str, files: Files
+) -> None:
+    """Someone who can write the store and holds the chain key, but not the cipher key, swaps
+    two people's sealed particulars (one would be paid into the other's account) and makes
+    the chain hold again: each seal is bound to its own event, and verify names both."""
+    with Ledger(store_url) as ledger:
+        ledger.enrol(files.enrolments([person(0), person(1)]), "maker")
+    rows = [r for r in stored(store_url) if r[3].endswith("Beneficiary.Enrolled")]
+    (n0, *_, a), (n1, *_, b) = rows
+    seal_a, seal_b = orjson.loads(a)[SEALED], orjson.loads(b)[SEALED]
+    assert seal_a["fields"] == seal_b["fields"]  # the same key, the same fields: swappable
+    swapped = {
+        n0: a.replace(orjson.dumps(seal_a), orjson.dumps(seal_b)),
+        n1: b.replace(orjson.dumps(seal_b), orjson.dumps(seal_a)),
+    }
+    guards_off(store_url)
+    events, nid = events_and_id(store_url)
+    for n, state in swapped.items():
+        literal = f"X'{state.hex()}'" if store_url.startswith("sqlite") else f"'\\x{state.hex()}'"
+        assert tamper(store_url, f"UPDATE {events} SET state = {literal} WHERE {nid} = {n}") == ""
+    relink(store_url, first=n0)
+    with Ledger(store_url, read_models="none", existing=True) as ledger:
+        checks = {c.name: c.findings for c in verify(ledger).checks}
+    assert checks["hash chain"] == []  # the insider made it hold
+    found = " ".join(checks["read models"] + checks["books"])
+    assert f"notification {n0}" in found and "does not open" in found, checks
+
+
+def relink(url: str, first: int) -> None:
+    """Every link from `first` on computed again with the chain key, as its holder can."""
+    previous: bytes | None = None
+    for n, originator, version, topic, state in stored(url):
+        if n < first:
+            previous = None
+            continue
+        if previous is None:
+            (before,) = query_store(
+                url, "SELECT chain_hash FROM event_chain WHERE notification_id < ?"
+                " ORDER BY notification_id DESC LIMIT 1", (n,),
+            )[0]  # fmt: skip
+            previous = bytes.fromhex(before)
+        previous = link(KEY, previous, n, originator, version, topic, state)
+        change = f"UPDATE event_chain SET chain_hash = '{previous.hex()}'"
+        assert tamper(url, f"{change} WHERE notification_id = {n}") == ""

@@ -264,3 +264,18 @@ def test_keys_in_the_environment_oldest_first_and_never_rotated_there(
     with pytest.raises(CipherKeyError, match="rotate by adding a new key"):
         rotate_cipher_key()
     assert not key_file.exists()
+
+
+def test_a_seal_is_bound_to_its_own_event() -> None:
+    """Moved to another person's event, or left in an event whose readable facts changed (an
+    insider who can also make the hash chain hold), it does not open."""
+    sealer = personal(OLD)
+    a = sealer.seal({"personal_id": "001000000001", "full_name": "Trần Văn Bình"})
+    b = sealer.seal({"personal_id": "001000000002", "full_name": "Lê Thị Cúc"})
+    with pytest.raises(SealBroken):
+        personal(OLD).unseal(b | {SEALED: a[SEALED]})
+    with pytest.raises(SealBroken):
+        personal(OLD).unseal(a | {"personal_id": "001000000003"})
+    # the time recorded is not bound: ledger.events carries it apart from the payload
+    moved = a | {"timestamp": "elsewhere"}
+    assert personal(OLD).unseal(moved)["full_name"] == "Trần Văn Bình"
