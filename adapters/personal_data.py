@@ -29,13 +29,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.cipher_keys import CipherKeyError, KeyRing
-from ledger.personal import PERSONAL_COLUMNS, PERSONAL_FIELDS, SEALED
+from ledger.personal import PERSONAL_COLUMNS, PERSONAL_FIELDS, SEALED, RecordAltered
 
 _LINES = "lines."
 _NONCE = 12
 
 
-class SealBroken(CipherKeyError):
+class SealBroken(CipherKeyError, RecordAltered):
     """A ciphertext that its key does not open: altered, or cut from another event."""
 
 

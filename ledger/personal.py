@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.rules import RuleViolation
+
 # an event's fields that are personal data: sealed whole (a funeral claimant's particulars too)
 PERSONAL_FIELDS = frozenset({"full_name", "date_of_birth", "account_number", "claimant"})
 # the columns of a list's lines (an event with `columns` and `lines`) that are
@@ -21,3 +23,8 @@ def sealed_fields(state: dict[str, Any]) -> frozenset[str]:
     if not isinstance(entry, dict):
         return frozenset()
     return frozenset(f for f in entry.get("fields", ()) if isinstance(f, str))
+
+
+class RecordAltered(RuleViolation):
+    """Personal data sealed in a stored event that its key does not open: the event (its seal,
+    or the facts the seal is bound to) was altered after it was written."""

@@ -39,7 +39,7 @@ from ledger.kept_drafts import (
     read_entries,
 )
 from ledger.months import format_month, month_of, parse_month
-from ledger.personal import sealed_fields
+from ledger.personal import RecordAltered, sealed_fields
 from ledger.reference import review_months
 from ledger.rules import (
     FUNERAL,
@@ -634,12 +634,17 @@ def _export_province(ports: Ports, job: tuple[str, str, str]) -> tuple[str, _Exp
     issued = ports.events.issued_list(payment_list_id(period, code))
     if issued is None:
         return code, None
+    if issued.unchained:  # read nothing of events the chain says were altered: name them
+        return code, f"payroll {period} {code}: {'; '.join(issued.unchained)}"
     approval = Approval(period, code, issued.approved_by, issued.approved_at, issued.digest)
     rows = TalliedRows(issued.rows)
     staged = ports.export(Path(out_dir))
     try:
         written = staged.add_list(approval, rows)
         found = issued.problems(rows.lines)
+    except RecordAltered as err:  # a seal that does not open: altered by a chain key's holder
+        staged.discard()
+        return code, f"payroll {period} {code}: {err}"
     except BaseException:
         staged.discard()
         raise

@@ -25,6 +25,7 @@ from adapters.cipher_keys import cipher_key_id
 from adapters.kafka_log import Publisher
 from ledger.application import Ledger
 from ledger.personal import SEALED
+from ledger.rules import RuleViolation
 from replay.rebuild import kafka_events
 from replay.verify import verify
 from tests.conftest import Files, death, enrolment, new_store, query_store
@@ -204,16 +205,21 @@ def test_seals_swapped_by_an_insider_who_holds_the_chain_key_are_found(
         n1: b.replace(orjson.dumps(seal_b), orjson.dumps(seal_a)),
     }
     guards_off(store_url)
-    events, nid = events_and_id(store_url)
     for n, state in swapped.items():
-        literal = f"X'{state.hex()}'" if store_url.startswith("sqlite") else f"'\\x{state.hex()}'"
-        assert tamper(store_url, f"UPDATE {events} SET state = {literal} WHERE {nid} = {n}") == ""
+        rewrite(store_url, n, state)
     relink(store_url, first=n0)
     with Ledger(store_url, read_models="none", existing=True) as ledger:
         checks = {c.name: c.findings for c in verify(ledger).checks}
     assert checks["hash chain"] == []  # the insider made it hold
     found = " ".join(checks["read models"] + checks["books"])
     assert f"notification {n0}" in found and "does not open" in found, checks
+
+
+def rewrite(url: str, n: int, state: bytes) -> None:
+    """An insider's new bytes for stored event `n` (the guards already switched off)."""
+    events, nid = events_and_id(url)
+    literal = f"X'{state.hex()}'" if url.startswith("sqlite") else f"'\\x{state.hex()}'"
+    assert tamper(url, f"UPDATE {events} SET state = {literal} WHERE {nid} = {n}") == ""
 
 
 def relink(url: str, first: int) -> None:
@@ -232,3 +238,40 @@ def relink(url: str, first: int) -> None:
         previous = link(KEY, previous, n, originator, version, topic, state)
         change = f"UPDATE event_chain SET chain_hash = '{previous.hex()}'"
         assert tamper(url, f"{change} WHERE notification_id = {n}") == ""
+
+
+@pytest.mark.parametrize("holds", ["the chain key", "both keys"])
+def test_lines_rewritten_by_key_holders_are_not_exported(
+    store_url: str, files: Files, tmp_path: Path, holds: str
+) -> None:
+    """Someone who can write the store rewrites an approved list's lines (one payee's id, and
+    so who is paid) and makes the chain hold. Holding only the chain key, they cannot seal the
+    payees' particulars to the new lines: the seal does not open. Holding the cipher key too,
+    they can: the lines no longer reproduce the approval's digest. Either way nothing is
+    written."""
+    with Ledger(store_url) as ledger:
+        ledger.enrol(files.enrolments([person(i) for i in range(3)]), "maker")
+        ledger.run_payroll("2025-07", None, "maker")
+        ledger.approve_payroll("2025-07", None, "checker")
+        transcoder = ledger.app.mapper.transcoder
+    (n, *_, state), *_ = [r for r in stored(store_url) if r[3].endswith("LinesIssued")]
+    if holds == "the chain key":
+        rewritten = state.replace(f'"{PEOPLE[1]}"'.encode(), b'"001000009999"')
+    else:
+        facts = transcoder.decode(state)
+        for line in facts["lines"]:
+            if line[facts["columns"].index("personal_id")] == PEOPLE[1]:
+                line[facts["columns"].index("account_number")] = "1111222233334444"
+        rewritten = transcoder.encode(facts)
+    assert rewritten != state
+    guards_off(store_url)
+    rewrite(store_url, n, rewritten)
+    relink(store_url, first=n)
+    out = tmp_path / "out"
+    with Ledger(store_url) as ledger, pytest.raises(RuleViolation) as refused:
+        ledger.export_payroll("2025-07", None, out)
+    message = str(refused.value)
+    assert message.startswith("payroll 2025-07 01: "), message
+    expected = "does not open" if holds == "the chain key" else "digest recorded at approval"
+    assert expected in message and "ledger verify" in message
+    assert not out.exists() or list(out.iterdir()) == []

@@ -172,7 +172,8 @@ def test_an_export_from_altered_lines_is_refused_and_writes_nothing(
             == ""
         )
         text, back = "convert_from(state, 'UTF8')", "convert_to({}, 'UTF8')"
-    edited = back.format(f"replace({text}, '00710001', '66660001')")
+    # one payee's personal id changed in the lines (their account number is sealed)
+    edited = back.format(f"replace({text}, '\"001000000001\"', '\"001000000009\"')")
     assert (
         tamper(drafted, f"UPDATE {events} SET state = {edited} WHERE topic LIKE '%LinesIssued'")
         == ""
@@ -180,7 +181,7 @@ def test_an_export_from_altered_lines_is_refused_and_writes_nothing(
     out = tmp_path / "out"
     with Ledger(drafted) as ledger, pytest.raises(RuleViolation) as refused:
         ledger.export_payroll("2025-07", None, out)
-    assert "digest recorded at approval" in str(refused.value)
+    assert "does not match its link in the hash chain" in str(refused.value)
     assert "ledger verify" in str(refused.value)
     assert not out.exists() or list(out.iterdir()) == []
 
