@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-import stat
 from pathlib import Path
 
+from adapters.key_files import read_key_file
 from adapters.new_files import FileExists, write_new_file
 from ledger.config import settings
 from ledger.rules import RuleViolation
@@ -63,20 +62,8 @@ def load_chain_key() -> bytes:
     if config.chain_key is not None and config.chain_key.get_secret_value().strip():
         return _parse(config.chain_key.get_secret_value(), "LEDGER_CHAIN_KEY")
     path = config.chain_key_file
-    try:
-        info = path.stat()
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise ChainKeyError(f"no chain key: {path} does not exist; {_FIX}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise ChainKeyError(f"the chain key file {path} cannot be read ({reason})") from None
-    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ChainKeyError(
-            f"the chain key file {path} can be read by others (mode "
-            f"{stat.S_IMODE(info.st_mode):o}): run `chmod 600 {path}`, and make a new store "
-            "and key if someone may have read it"
-        )
+    exposed = "make a new store and key if someone may have read it"
+    text = read_key_file(path, "chain key", ChainKeyError, _FIX, exposed)
     return _parse(text, f"the chain key file {path}")
 
 

@@ -14,10 +14,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.key_files import read_key_file
 from adapters.new_files import FileExists, write_new_file
 from ledger.config import settings
 from ledger.rules import RuleViolation
@@ -96,20 +96,10 @@ def load_key_ring() -> KeyRing:
         given = config.cipher_key.get_secret_value().split(",")
         return KeyRing(_parse(given, "LEDGER_CIPHER_KEY"), "LEDGER_CIPHER_KEY")
     path = config.cipher_key_file
-    try:
-        info = path.stat()
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise CipherKeyError(f"no cipher key: {path} does not exist; {_FIX}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise CipherKeyError(f"the cipher key file {path} cannot be read ({reason})") from None
-    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise CipherKeyError(
-            f"the cipher key file {path} can be read by others (mode "
-            f"{stat.S_IMODE(info.st_mode):o}): run `chmod 600 {path}`, and rotate the key "
-            "(`ledger keys rotate`) if someone may have read it"
-        )
+    text = read_key_file(
+        path, "cipher key", CipherKeyError, _FIX,
+        "rotate the key (`ledger keys rotate`) if someone may have read it",
+    )  # fmt: skip
     where = f"the cipher key file {path}"
     return KeyRing(_parse(text.splitlines(), where), where)
 

@@ -22,14 +22,13 @@ import pytest
 
 from adapters.chain import link
 from adapters.cipher_keys import cipher_key_id
-from adapters.kafka_log import Publisher
 from ledger.application import Ledger
 from ledger.personal import SEALED
 from ledger.rules import RuleViolation
 from replay.rebuild import kafka_events
 from replay.verify import verify
 from tests.conftest import Files, death, enrolment, new_store, query_store
-from tests.integration.test_publish import consume_all, unique_topic
+from tests.integration.test_publish import consume_all, publish_once, unique_topic
 from tests.integration.test_store_guarantees import KEY, stored, tamper
 from tests.integration.test_verify import events_and_id, guards_off
 
@@ -85,11 +84,7 @@ def test_no_personal_value_is_stored_or_published_in_the_clear(
     settings = unique_topic()
     with Ledger(store) as ledger:
         fill(ledger, files)
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            assert publisher.run(once=True) > 0
-        finally:
-            publisher.close()
+        assert publish_once(ledger, kafka_bootstrap, settings) > 0
         exported = ledger.export_payroll("2025-07", None, tmp_path / "out")
     states = [bytes(s) for (s,) in query_store(store, "SELECT state FROM ledger_events")]
     sealed = [s for s in states if SEALED.encode() in s]

@@ -30,6 +30,15 @@ def unique_topic() -> TopicSettings:
     return TopicSettings(name=f"ledger.events.test-{uuid.uuid4().hex[:8]}", partitions=3)
 
 
+def publish_once(ledger: Ledger, bootstrap: str, settings: TopicSettings) -> int:
+    """Everything the store holds and the topic does not, sent: how many events."""
+    publisher = Publisher(ledger, bootstrap, settings)
+    try:
+        return publisher.run(once=True)
+    finally:
+        publisher.close()
+
+
 def consume_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic, from offset 0 to its end."""
     return list(whole_topic(bootstrap, topic))

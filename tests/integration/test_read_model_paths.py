@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka_log import Publisher
 from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
 from adapters.store import StoreUrlError
 from ledger.application import Ledger
 from tests.conftest import new_store, query_store
-from tests.integration.test_publish import unique_topic
+from tests.integration.test_publish import publish_once, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +24,7 @@ def test_a_command_without_kafka_on_a_kafka_kept_store_is_refused(
     store = new_store("postgresql", tmp_path, request)
     settings = unique_topic()
     with Ledger(store, read_models="none") as ledger:  # records the reference data
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            publisher.run(once=True)
-        finally:
-            publisher.close()
+        publish_once(ledger, kafka_bootstrap, settings)
     db = PostgresDatabase(store)
     worker = ProjectionWorker(db, kafka_bootstrap, settings, group=f"g-{uuid.uuid4().hex[:6]}")
     try:

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka_log import Publisher
 from adapters.kafka_projection import recorded_event
 from adapters.sql import SQLiteDatabase
 from ledger.application import Ledger
 from replay.as_of import VIETNAM, Cut, replay_into
 from replay.rebuild import differences, kafka_events, merged_partitions
 from tests.conftest import Files, death, enrolment, new_store
-from tests.integration.test_publish import consume_all, fill, published, unique_topic
+from tests.integration.test_publish import consume_all, fill, publish_once, published, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +45,7 @@ def test_a_replay_from_kafka_equals_one_from_the_store(
         middle = ledger.db.query("SELECT MAX(recorded_at) FROM audit_trail")[0][0]
         ledger.import_deaths(files.deaths([death("001000000020")]), "registry")
         ledger.enrol(files.enrolments([enrolment("001000000099")]), "officer")
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            assert publisher.run(once=True) > 0
-        finally:
-            publisher.close()
+        assert publish_once(ledger, kafka_bootstrap, settings) > 0
         today = datetime.now(VIETNAM).date()
         whole, cut = Cut.of(today), Cut.of(today, datetime.fromisoformat(middle))
         for name, c in (("whole", whole), ("cut", cut)):

@@ -244,16 +244,11 @@ def test_a_rewritten_chain_differs_from_the_one_published_on_kafka(
     """Someone holding the chain key alters an event and recomputes every link after it: the
     store's own chain is consistent again, but Kafka holds the links as they were published."""
     from adapters.chain import link
-    from adapters.kafka_log import Publisher
-    from tests.integration.test_publish import unique_topic
+    from tests.integration.test_publish import publish_once, unique_topic
 
     settings = unique_topic()
     with Ledger(filled, read_models="none") as ledger:
-        publisher = Publisher(ledger, kafka_bootstrap, settings)
-        try:
-            publisher.run(once=True)
-        finally:
-            publisher.close()
+        publish_once(ledger, kafka_bootstrap, settings)
     rows = stored(filled)
     n = rows[4][0]
     alter_event(filled, n)
