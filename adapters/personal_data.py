@@ -43,7 +43,8 @@ def _associated(key_id: str, fields: list[str], clear: dict[str, Any]) -> bytes:
     """What a ciphertext is bound to: its key id, the names of what it holds, and the rest of
     its event (but the time it was recorded, which ledger.events carries apart), so that a
     seal moved to another event, or an event's readable facts changed, does not open."""
-    facts = {k: v for k, v in clear.items() if k != "timestamp"}
+    facts = clear.copy()
+    facts.pop("timestamp", None)
     try:
         text = orjson.dumps(facts, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # what orjson refuses (an integer past 64 bits), in one other way
@@ -86,16 +87,15 @@ class PersonalData:
     def seal(self, state: dict[str, Any]) -> dict[str, Any]:
         """The state with its personal data sealed (a new dictionary, the lines new lists: the
         event's own are not touched); the same state when it holds none."""
-        names = [k for k in state if k in PERSONAL_FIELDS and state[k] is not None]
+        secret = {k: v for k, v in state.items() if k in PERSONAL_FIELDS and v is not None}
         columns = state.get("columns")
         at: list[int] = []
         if isinstance(columns, list) and isinstance(state.get("lines"), list) and state["lines"]:
             at = [i for i, c in enumerate(columns) if c in PERSONAL_COLUMNS]
-        if not names and not at:
+        if not secret and not at:
             return state
-        secret: dict[str, Any] = {k: state[k] for k in names}
         out = {k: v for k, v in state.items() if k not in secret}
-        fields = list(names)
+        fields = list(secret)
         if at:
             lines = state["lines"]
             secret["lines"] = [[line[i] for i in at] for line in lines]

@@ -23,6 +23,7 @@ _NATIVE_TO_ORJSON = (UUID, Enum)
 # what `encode_text` writes itself: the values of an event whose fields are all text (the
 # timestamp, a datetime, is one more type of value: the library's transcoding, as above)
 _TEXT = frozenset({str, type(None), datetime})
+_SEALED_TEXT = _TEXT | {dict}
 # datetimes and dataclasses are handed to the library's transcodings, as it does
 _WRITE = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -51,9 +52,11 @@ class LedgerTranscoder(JSONTranscoder):
         """`encode` of a dictionary whose values are text (or None), but for the top-level
         `timestamp`: orjson at once, without asking each value what it is (an enrolment's
         events, millions of them)."""
+        written = _TEXT
         if self.personal is not None:
             obj = self.personal.seal(obj)
-        if _TEXT.issuperset(map(type, obj.values())):
+            written = _SEALED_TEXT  # its one dictionary, the seal, holds text too
+        if written.issuperset(map(type, obj.values())):
             return orjson.dumps(obj, default=self._encode_obj, option=_WRITE)
         return self._write(obj)
 

@@ -89,18 +89,20 @@ def timed(work: Callable[[], list[Any]]) -> tuple[float, list[Any]]:
 Row = tuple[str, float, float, int, str]  # what, seconds plain, seconds sealed, events, step
 
 
-CHUNK = 50_000  # states made at a time: memory stays flat at any size
-
-
 def write_and_read(
-    make: Callable[[int], dict[str, Any]], starts: range, bulk: bool, what: str, steps: str
+    make: Callable[[int], dict[str, Any]],
+    starts: range,
+    chunk: int,
+    bulk: bool,
+    what: str,
+    steps: str,
 ) -> list[Row]:
     """Each state written by both transcoders, then read back by the one that wrote it, a
-    chunk at a time (making the states is not timed)."""
+    `chunk` at a time, so that memory stays flat at any size (making them is not timed)."""
     plain, sealing = transcoders()
     spent = {"write": [0.0, 0.0], "read": [0.0, 0.0]}
-    for first in range(0, len(starts), CHUNK):
-        states = [make(i) for i in starts[first : first + CHUNK]]
+    for first in range(0, len(starts), chunk):
+        states = [make(i) for i in starts[first : first + chunk]]
         for n, t in enumerate((plain, sealing)):
             encode = t.encode_text if bulk else t.encode
             s, data = timed(lambda e=encode, xs=states: [e(dict(x)) for x in xs])  # type: ignore[misc]
@@ -116,11 +118,11 @@ def write_and_read(
 
 def measure(people: int) -> list[Row]:
     rows = write_and_read(
-        enrolment_state, range(people), True, "enrolment events",
+        enrolment_state, range(people), 50_000, True, "enrolment events",
         "enrol|project, verify, replay",
     )  # fmt: skip
     rows += write_and_read(
-        lines_state, range(0, people, LINES_AN_EVENT), False,
+        lines_state, range(0, people, LINES_AN_EVENT), 50, False,
         "line events (1,000 lines)", "payroll approve|export, settle, verify",
     )  # fmt: skip
     return rows
