@@ -36,6 +36,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from payroll_bench import make_store, role_url  # noqa: E402
 
 from adapters import avro  # noqa: E402
 from adapters.civil_registry import SUBJECT, avro_record, ensure_topics  # noqa: E402
@@ -210,18 +213,20 @@ def main() -> None:
         writer = csv.DictWriter(f, ENROLMENT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    with Ledger(store, create=True) as ledger:  # made here, as `ledger init` makes a store
+    make_store(store, follow=False)  # the owner's init and the roles' logins
+    with Ledger(store) as ledger:  # set-up, in this process
         ledger.enrol(enrolment_file, "bench")
     batch, kinds = messages(args.registrations, [r["personal_id"] for r in rows], rng)
     topic = f"civil-registry.deaths.bench-{uuid.uuid4().hex[:6]}"
     ensure_topics(bootstrap, [topic, topic + ".rejected"], PARTITIONS)
 
+    # the consumer runs as the projector (the role is its actor)
     env = {**os.environ, "LEDGER_KAFKA": bootstrap, "LEDGER_DEATHS_TOPIC": topic}
-    env["LEDGER_USER"] = "civil-registry-consumer"
+    env.pop("LEDGER_USER", None)
     print(f"measuring: {len(batch):,} registrations published while the consumer runs", flush=True)
     log = (work / "consume.log").open("w+")
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "deaths", "consume", "--store", store],
+        [sys.executable, "-m", "ledger.cli", "deaths", "consume", "--store", role_url(store)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -243,11 +248,21 @@ def main() -> None:
 
     print("measuring: a second store catches up on the whole topic with --once", flush=True)
     fresh = new_database(server)
-    with Ledger(fresh, create=True) as ledger:
+    make_store(fresh, follow=False)
+    with Ledger(fresh) as ledger:
         ledger.enrol(enrolment_file, "bench")
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "deaths", "consume", "--once", "--store", fresh],
+        [
+            sys.executable,
+            "-m",
+            "ledger.cli",
+            "deaths",
+            "consume",
+            "--once",
+            "--store",
+            role_url(fresh),
+        ],  # fmt: skip
         env=env,
         check=True,
         capture_output=True,

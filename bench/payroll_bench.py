@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import random
 import secrets
@@ -62,8 +63,80 @@ class Finished:
     stderr: str
 
 
+# A PostgreSQL store's commands run as the ledger's roles, as in production: never as the
+# owner. By the owner's URL: the URL of each role's login (`make_store`), and the `ledger
+# project` that keeps its read models when Kafka does not.
+_ROLE_URLS: dict[str, dict[str, str]] = {}
+_FOLLOWERS: dict[str, subprocess.Popen[bytes]] = {}
+_KINDS = ("operator", "approver", "auditor", "projector")
+
+
+def make_store(owner: str, follow: bool = True) -> None:
+    """`ledger init` as the owner of the store `owner` names, a login role for each of the
+    ledger's roles, and (unless not `follow`) `ledger project` following the store as the
+    projector: on PostgreSQL without Kafka the commands wait for it. From then on a command
+    given `owner` runs as the role it needs (its actor: that role)."""
+    succeeded(finish(start(owner, "init", "--role-prefix", _prefix(owner))))
+    password = secrets.token_urlsafe(18)
+    with tempfile.NamedTemporaryFile("w", suffix=".password") as file:
+        file.write(password + "\n")
+        file.flush()
+        urls = {}
+        for kind in _KINDS:
+            name = f"{_prefix(owner)}{kind}_login"
+            add = ("users", "add", name, "--role", kind, "--password-file", file.name)
+            succeeded(finish(start(owner, *add)))
+            scheme, rest = owner.split("://", 1)
+            urls[kind] = f"{scheme}://{name}:{password}@{rest.split('@', 1)[-1]}"
+    _ROLE_URLS[owner] = urls
+    if follow:
+        env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_KAFKA", "LEDGER_USER")}
+        _FOLLOWERS[owner] = subprocess.Popen(
+            [sys.executable, "-m", "ledger.cli", "project", "--store", urls["projector"]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def role_url(owner: str, kind: str = "projector") -> str:
+    """The URL of a store made by `make_store`, as one of its roles' logins."""
+    return _ROLE_URLS[owner][kind]
+
+
+def stop_store(owner: str) -> None:
+    """The store's follower stopped (before its database is dropped)."""
+    follower = _FOLLOWERS.pop(owner, None)
+    if follower is not None:
+        follower.terminate()
+        follower.wait(timeout=60)
+
+
+def _prefix(owner: str) -> str:
+    """Role names of this store's own (role names are the server's, not a database's): a
+    digest of its database's name, within the 16 characters a prefix may have."""
+    return "b" + hashlib.sha256(owner.rsplit("/", 1)[1].encode()).hexdigest()[:10] + "_"
+
+
+def _as_role(store: str, args: tuple[str, ...], env: dict[str, str]) -> str:
+    """The URL to run `ledger ARGS` with: the role's login the command needs, if the store
+    was made by `make_store` (and then no LEDGER_USER: the role is the actor)."""
+    urls = _ROLE_URLS.get(store)
+    if urls is None:
+        return store
+    from ledger.cli import build_parser
+
+    needs = build_parser().parse_args(list(args)).needs
+    kind = {"reader": "auditor"}.get(needs, needs)
+    if kind not in urls:
+        return store  # the owner's commands, and those that open no store
+    env.pop("LEDGER_USER", None)
+    return urls[kind]
+
+
 def start(store: str, *args: str, env: dict[str, str] | None = None) -> Running:
     """Start one `ledger` command (in this process's environment unless `env` is given)."""
+    env = dict(os.environ if env is None else env)
+    store = _as_role(store, args, env)
     # closed by finish(): they outlive this call while the process runs
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115
     err = tempfile.TemporaryFile("w+")  # noqa: SIM115
