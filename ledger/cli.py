@@ -19,6 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from adapters.kafka_log import TopicMisconfigured
 from adapters.store import StoreUrlError
+from ledger.access import (
+    APPROVER,
+    AUDITOR,
+    NO_STORE,
+    OPERATOR,
+    OWNER,
+    PROJECTOR,
+    READER,
+    may,
+    wanted,
+)
 from ledger.application import RecordedButNotVisible
 from ledger.config import settings
 from ledger.inputs import InputRejected
@@ -77,13 +88,6 @@ def actor(args: argparse.Namespace) -> str:
     return claimed
 
 
-# The role each command needs on a PostgreSQL store (`ledger init` makes them): an approver may
-# do everything an operator may; "reader": any of operator, approver and auditor; "owner": the
-# database owner's own commands, the only ones run as the owner.
-OPERATOR, APPROVER, AUDITOR, PROJECTOR = "operator", "approver", "auditor", "projector"
-READER, OWNER, NO_STORE = "reader", "owner", "none"
-
-
 def check_role(args: argparse.Namespace, identity: Any) -> None:
     """Refuse a command outside the connected role's rights, and any ledger command run as
     the owner or a superuser, before anything is read or written."""
@@ -102,12 +106,10 @@ def check_role(args: argparse.Namespace, identity: Any) -> None:
         raise RolesRefused(
             "this store has no roles yet: the database owner runs `ledger init` once"
         )
-    allowed = {OPERATOR, APPROVER, AUDITOR} if needs == READER else {needs}
-    if not allowed & identity.kinds:
+    if not may(identity.kinds, needs):
         has = ", ".join(sorted(identity.kinds)) or "none of the ledger's roles"
-        wanted = "operator, approver or auditor" if needs == READER else needs
         raise RolesRefused(
-            f"`ledger {command_name(args)}` needs the role {wanted}; {name} has {has}. "
+            f"`ledger {command_name(args)}` needs the role {wanted(needs)}; {name} has {has}. "
             "Nothing was read or changed"
         )
 
@@ -1348,6 +1350,28 @@ def cmd_exports_check(args: argparse.Namespace) -> None:
         say(f"every file in {args.dir} equals the record: they may be sent")
 
 
+def cmd_console(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from adapters.event_store import store_exists
+    from adapters.store import StoreLocation
+    from ledger.console.app import make_app
+
+    if not store_exists(StoreLocation.parse(args.store)):
+        raise StoreUrlError(f"no ledger store at {args.store}: make one with `ledger init` first")
+    say(
+        f"the console on http://{args.host}:{args.port}/ for the store {args.store}: each "
+        "person logs in as themselves; Ctrl-C stops"
+    )
+    uvicorn.run(
+        make_app(args.store, secure_cookies=args.secure_cookies),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        server_header=False,
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ledger.demo import run_demo
 
@@ -1543,6 +1567,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(keys_commands, "list", cmd_keys_list, "the cipher keys given, by id", NO_STORE)
     p.add_argument("--json", action="store_true", help="the keys' ids as JSON")
+    p = command(
+        commands,
+        "console",
+        cmd_console,
+        "the operator's console: the monthly cycle as web pages, each person logged in as "
+        "themselves (on PostgreSQL with their database role and password)",
+        NO_STORE,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    p.add_argument("--port", type=bounded(1, 65535), default=8080)
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="send the session cookie over HTTPS only (behind a TLS proxy)",
+    )
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)

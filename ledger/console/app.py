@@ -1,0 +1,394 @@
+"""The console's pages and actions (Starlette, Jinja2 templates, no script of its own).
+
+Every action goes through the ledger's service layer, as the command line's do, and is refused
+with the same message; every page needs the role its command needs (ledger/access.py). The
+actor is who logged in: on PostgreSQL the database role the server authenticated with the
+password given, on the embedded store the desk's login (one desk, one machine, as `--by`)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from adapters.store import StoreUrlError
+from ledger import values
+from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
+from ledger.console.labels import LANGUAGES, labels, vnd
+from ledger.console.sessions import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    Sessions,
+    csrf_holds,
+)
+from ledger.inputs import InputRejected
+from ledger.rules import RuleViolation
+
+HERE = Path(__file__).parent
+SHOWN_PROBLEMS = 100  # a refusal of a million rows is reported, not shown whole
+SECURITY_HEADERS = {
+    # nothing but this site's own files: no inline script can run, no page can frame it
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class Refused(Exception):
+    """A request the console answers with a page saying why (never a traceback)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Console:
+    def __init__(self, store: str, secure_cookies: bool = False) -> None:
+        from adapters.store import StoreLocation
+
+        self.store = store
+        self.postgres = StoreLocation.parse(store).kind == "postgresql"
+        self.sessions = Sessions(secrets.token_bytes(32))
+        self.secure = secure_cookies
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        self.templates.filters["vnd"] = vnd
+
+    # identity
+
+    def log_in(self, user: str, password: str) -> Session:
+        try:
+            name = values.actor(user)
+        except values.InvalidValue as problem:
+            raise Refused(400, f"user: {problem}") from None
+        if not self.postgres:
+            return Session(name, PEOPLES_ROLES, self.store)  # the desk: one desk, one machine
+        return self._postgres_login(name, password)
+
+    def _postgres_login(self, name: str, password: str) -> Session:
+        import psycopg
+
+        from adapters.event_store import events_table_name
+        from adapters.roles import identity
+        from adapters.sql import PostgresDatabase
+
+        url = with_login(self.store, name, password)
+        try:
+            db = PostgresDatabase(url)
+        except psycopg.Error:
+            raise Refused(401, "wrong user or password") from None
+        try:
+            who = identity(db, events_table_name("postgresql"))
+        finally:
+            db.close()
+        if who.administers:
+            raise Refused(403, f"{who.name} administers the database: log in as a ledger user")
+        kinds = who.kinds & PEOPLES_ROLES
+        if not kinds:
+            raise Refused(403, f"{who.name} has none of the ledger's roles")
+        return Session(who.name, kinds, url)
+
+    @contextmanager
+    def ledger(self, session: Session) -> Iterator[Any]:
+        from ledger.application import Ledger
+        from ledger.config import settings
+
+        kind = "in-process"
+        if self.postgres:
+            kind = "kafka" if settings().kafka else "projector"
+        with Ledger(session.store, read_models=kind, create=False) as ledger:
+            ledger.ports.guards.check()
+            yield ledger
+
+    # pages
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        lang = language_of(request)
+        session = getattr(request.state, "session", None)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        html = self.templates.get_template(template).render(
+            t=labels(lang),
+            here=here,
+            lang=lang,
+            session=session,
+            may=(lambda needs: session is not None and may(session.kinds, needs)),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+
+def language_of(request: Request) -> str:
+    lang = request.cookies.get("lang", "vi")
+    return lang if lang in LANGUAGES else "vi"
+
+
+def labels_of(request: Request) -> dict[str, str]:
+    return labels(language_of(request))
+
+
+def with_login(store: str, user: str, password: str) -> str:
+    """The store's URL with this login (the store's own user and password dropped)."""
+    parts = urlsplit(store)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+Handler = Callable[[Console, Request, Session], Awaitable[Response]]
+
+
+def needs(role: str, post: bool = False) -> Callable[[Handler], Callable[[Request], Any]]:
+    """A page or action for those with `role`; a form's CSRF token checked when `post`."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            console: Console = request.app.state.console
+            session = console.sessions.find(request.cookies.get(SESSION_COOKIE))
+            if session is None:
+                return RedirectResponse("/login", status_code=303)
+            request.state.session = session
+            if post:
+                form = await request.form()
+                token = form.get("csrf")
+                if not csrf_holds(session, token if isinstance(token, str) else None):
+                    raise Refused(403, "this form is not from this session: open the page again")
+            if not may(session.kinds, role):
+                raise Refused(
+                    403,
+                    f"this page needs the role {wanted(role)}; {session.user} has "
+                    f"{', '.join(sorted(session.kinds))}",
+                )
+            return await handler(console, request, session)
+
+        return endpoint
+
+    return wrap
+
+
+async def login_page(request: Request) -> Response:
+    console: Console = request.app.state.console
+    return _login_form(console, request)
+
+
+def _login_form(console: Console, request: Request, error: str = "", status: int = 200) -> Response:
+    cookie, token = console.sessions.login_form()
+    response = console.page(
+        request, "login.html", status, token=token, error=error, desk=not console.postgres
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, cookie, httponly=True, samesite="strict", secure=console.secure, path="/"
+    )
+    return response
+
+
+async def login(request: Request) -> Response:
+    console: Console = request.app.state.console
+    form = await request.form()
+    token, user, password = (str(form.get(k) or "") for k in ("token", "user", "password"))
+    if not console.sessions.login_form_holds(request.cookies.get(LOGIN_COOKIE), token):
+        return _login_form(console, request, "the login form expired: log in again", 403)
+    try:
+        session = console.log_in(user, password)
+    except Refused as refused:
+        return _login_form(console, request, str(refused), refused.status)
+    response = RedirectResponse("/payroll", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        console.sessions.open(session),
+        httponly=True,
+        samesite="strict",
+        secure=console.secure,
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+@needs(READER, post=True)
+async def logout(console: Console, request: Request, session: Session) -> Response:
+    console.sessions.close(request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def language(request: Request) -> Response:
+    lang = request.query_params.get("lang", "vi")
+    back = request.query_params.get("back", "/")
+    # back to the page it was asked from, never to another site
+    if not back.startswith("/") or back.startswith("//") or "\\" in back:
+        back = "/"
+    response = RedirectResponse(back, status_code=303)
+    if lang in LANGUAGES:
+        secure = request.app.state.console.secure
+        response.set_cookie("lang", lang, samesite="strict", secure=secure)
+    return response
+
+
+@needs(READER)
+async def payroll(console: Console, request: Request, session: Session) -> Response:
+    from ledger import views
+
+    period = _period(request.query_params.get("period"))
+    with console.ledger(session) as ledger:
+        period = period or views.latest_approved_period(ledger.db) or ""
+        lists = views.summaries(ledger.db, period) if period else []
+    # what was just done, from a word and a count (never text from the address shown as is)
+    done, count = request.query_params.get("done", ""), request.query_params.get("lists", "")
+    message = ""
+    if done in ("drafted", "approved") and count.isdigit():
+        message = f"{int(count)} {labels_of(request)[f'lists_{done}']}"
+    return console.page(request, "payroll.html", period=period, lists=lists, message=message)
+
+
+@needs(OPERATOR, post=True)
+async def payroll_run(console: Console, request: Request, session: Session) -> Response:
+    return await _payroll_action(console, request, session, "run")
+
+
+@needs(APPROVER, post=True)
+async def payroll_approve(console: Console, request: Request, session: Session) -> Response:
+    return await _payroll_action(console, request, session, "approve")
+
+
+async def _payroll_action(
+    console: Console, request: Request, session: Session, action: str
+) -> Response:
+    form = await request.form()
+    period = _period(str(form.get("period") or ""))
+    if not period:
+        raise Refused(400, "period: give a month as YYYY-MM")
+    with console.ledger(session) as ledger:
+        if action == "run":
+            done = ledger.run_payroll(period, None, session.user)
+        else:
+            done = ledger.approve_payroll(period, None, session.user)
+    word = "drafted" if action == "run" else "approved"
+    return RedirectResponse(
+        f"/payroll?period={period}&done={word}&lists={len(done)}", status_code=303
+    )
+
+
+@needs(READER)
+async def person(console: Console, request: Request, session: Session) -> Response:
+    from replay.explain import explain, render
+
+    wanted_id = request.query_params.get("id", "").strip()
+    tables: list[Any] = []
+    if wanted_id:
+        try:
+            pid = values.personal_id(wanted_id)
+        except values.InvalidValue as problem:
+            raise Refused(400, f"personal id: {problem}") from None
+        with console.ledger(session) as ledger:
+            tables = [html_table(t) for t in render(explain(ledger, pid))]
+    return console.page(request, "person.html", wanted=wanted_id[:12], tables=tables)
+
+
+@needs(AUDITOR)
+async def receivables(console: Console, request: Request, session: Session) -> Response:
+    from ledger import views
+
+    with console.ledger(session) as ledger:
+        period = _period(request.query_params.get("period")) or views.latest_approved_period(
+            ledger.db
+        )
+        rows = views.receivables(ledger.db, period) if period else []
+    return console.page(request, "receivables.html", period=period or "", rows=rows)
+
+
+def _period(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return values.month(text)
+    except values.InvalidValue as problem:
+        raise Refused(400, f"period: {problem}") from None
+
+
+def html_table(table: Any) -> dict[str, Any]:
+    """A table the command line prints (rich), as the template shows it: its title, headers
+    and rows of text (the same rendering, one place)."""
+    columns = list(table.columns)
+    cells = [[_text(c) for c in column.cells] for column in columns]
+    rows = [list(r) for r in zip(*cells, strict=True)] if cells else []
+    return {
+        "title": _text(table.title or ""),
+        "headers": [_text(c.header) for c in columns] if table.show_header else [],
+        "rows": rows,
+    }
+
+
+def _text(value: Any) -> str:
+    plain = getattr(value, "plain", None)
+    return str(plain if plain is not None else value)
+
+
+class Guarded(BaseHTTPMiddleware):
+    """Security headers on every answer, and every refusal (or failure) a page, never a
+    traceback."""
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        console: Console = request.app.state.console
+        try:
+            response = await call_next(request)
+        except Refused as refused:
+            response = console.page(request, "refused.html", refused.status, message=str(refused))
+        except InputRejected as rejected:  # one line per problem, as the command line says
+            lines = list(rejected.problems[:SHOWN_PROBLEMS])
+            if rejected.total > len(lines):
+                lines.append(f"… and {rejected.total - len(lines):,} more problems")
+            response = console.page(
+                request, "refused.html", 400, message="nothing was changed", problems=lines
+            )
+        except (RuleViolation, StoreUrlError) as refused:
+            response = console.page(request, "refused.html", 400, message=str(refused))
+        except Exception:  # noqa: BLE001  (said, not shown: the operator sees what to do)
+            response = console.page(
+                request,
+                "refused.html",
+                500,
+                message="the console failed; nothing more was recorded than before: try again, "
+                "or ask the ledger's engineers (the console's log has the details)",
+            )
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        return response
+
+
+def make_app(store: str, secure_cookies: bool = False) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", lambda request: RedirectResponse("/payroll", status_code=303)),
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/language", language, methods=["GET"]),
+            Route("/payroll", payroll, methods=["GET"]),
+            Route("/payroll/run", payroll_run, methods=["POST"]),
+            Route("/payroll/approve", payroll_approve, methods=["POST"]),
+            Route("/person", person, methods=["GET"]),
+            Route("/receivables", receivables, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(Guarded)],
+    )
+    app.state.console = Console(store, secure_cookies)
+    return app

@@ -1,0 +1,54 @@
+"""The console's words in Vietnamese and English, and amounts as Vietnamese read them."""
+
+from __future__ import annotations
+
+LANGUAGES = ("vi", "en")
+
+_LABELS: dict[str, dict[str, str]] = {
+    "title": {"vi": "Sổ chi trả trợ giúp xã hội", "en": "Social assistance payments ledger"},
+    "login": {"vi": "Đăng nhập", "en": "Log in"},
+    "logout": {"vi": "Đăng xuất", "en": "Log out"},
+    "user": {"vi": "Người dùng", "en": "User"},
+    "password": {"vi": "Mật khẩu", "en": "Password"},
+    "desk": {
+        "vi": "Kho nhúng: một bàn làm việc, không có mật khẩu",
+        "en": "Embedded store: one desk, no password",
+    },
+    "payroll": {"vi": "Bảng chi trả", "en": "Payroll"},
+    "person": {"vi": "Đối tượng", "en": "Person"},
+    "receivables": {"vi": "Khoản phải thu hồi", "en": "Receivables"},
+    "period": {"vi": "Kỳ (YYYY-MM)", "en": "Period (YYYY-MM)"},
+    "show": {"vi": "Xem", "en": "Show"},
+    "draft": {"vi": "Lập danh sách kỳ này", "en": "Draft this period"},
+    "approve": {"vi": "Phê duyệt kỳ này", "en": "Approve this period"},
+    "province": {"vi": "Tỉnh", "en": "Province"},
+    "status": {"vi": "Trạng thái", "en": "Status"},
+    "lines": {"vi": "Số dòng", "en": "Lines"},
+    "total": {"vi": "Tổng (VND)", "en": "Total (VND)"},
+    "bank": {"vi": "Qua ngân hàng (VND)", "en": "By bank (VND)"},
+    "receivable": {"vi": "Phải thu (VND)", "en": "Receivable (VND)"},
+    "drafted_by": {"vi": "Người lập", "en": "Drafted by"},
+    "approved_by": {"vi": "Người duyệt", "en": "Approved by"},
+    "no_lists": {"vi": "Không có danh sách cho kỳ này", "en": "No list for this period"},
+    "personal_id": {"vi": "Số định danh cá nhân", "en": "Personal id"},
+    "find": {"vi": "Tìm", "en": "Find"},
+    "refused": {"vi": "Bị từ chối", "en": "Refused"},
+    "back": {"vi": "Quay lại", "en": "Back"},
+    "language": {"vi": "English", "en": "Tiếng Việt"},
+    "signed_in_as": {"vi": "Đăng nhập với", "en": "Signed in as"},
+    "amount": {"vi": "Số tiền (VND)", "en": "Amount (VND)"},
+    "nothing": {"vi": "Không có", "en": "None"},
+    "lists_drafted": {"vi": "danh sách đã lập", "en": "lists drafted"},
+    "lists_approved": {"vi": "danh sách đã phê duyệt", "en": "lists approved"},
+}
+
+
+def labels(lang: str) -> dict[str, str]:
+    return {key: words[lang] for key, words in _LABELS.items()}
+
+
+def vnd(amount: object) -> str:
+    """An integer amount of dong as Vietnamese write it: dots between thousands."""
+    if not isinstance(amount, int):
+        return str(amount)
+    return f"{amount:,}".replace(",", ".")

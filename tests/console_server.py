@@ -1,0 +1,68 @@
+"""`ledger console` as a real HTTP server for the tests: started on a free port, answered once
+it serves its login page, stopped after the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def console(store: str) -> Iterator[str]:
+    """The console's base URL, for `store`."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli", "console", "--port", str(port), "--store", store],
+        env={k: v for k, v in os.environ.items() if k != "LEDGER_USER"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"the console stopped: {proc.stdout.read() if proc.stdout else ''}"
+                )
+            try:
+                if httpx.get(f"{base}/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the console did not answer within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def logged_in(base: str, user: str, password: str = "") -> httpx.Client:
+    """An HTTP client holding a session of `user` (the login form's token sent back, as a
+    browser does)."""
+    client = httpx.Client(base_url=base, follow_redirects=False, timeout=120)
+    form = client.get("/login")
+    token = form.text.split('name="token" value="', 1)[1].split('"', 1)[0]
+    done = client.post("/login", data={"token": token, "user": user, "password": password})
+    assert done.status_code == 303, done.text
+    return client
+
+
+def csrf(page: str) -> str:
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -1,0 +1,141 @@
+"""The console in a real browser (Debian's Chromium, headless, driven by its chromedriver):
+a month as the people do it. The maker logs in and drafts; their own approval is refused with
+the reason; the checker logs in and approves; a person's amounts are explained on a page; the
+keyboard reaches every control; the pages switch language. Screenshots of the main pages are
+written under tests/screenshots/ (ignored by git)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ledger.application import Ledger
+from tests.conftest import Files, enrolment
+from tests.console_server import console
+
+pytestmark = pytest.mark.integration
+
+SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+PEOPLE = [f"00100000000{i}" for i in range(4)]
+
+
+def chromium() -> tuple[str, str]:
+    """Debian's browser and its driver; missing, the test fails saying how to install them."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail("no chromium or chromedriver: `apt-get install chromium chromium-driver`")
+    return browser, driver
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    binary, driver = chromium()
+    options = Options()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(flag)
+    with webdriver.Chrome(service=Service(executable_path=driver), options=options) as chrome:
+        chrome.implicitly_wait(5)
+        yield chrome
+
+
+def log_in(chrome: WebDriver, base: str, user: str) -> None:
+    chrome.get(f"{base}/login")
+    chrome.find_element(By.ID, "user").send_keys(user)
+    chrome.find_element(By.ID, "login").click()
+    arrived(chrome, "/payroll")
+    assert chrome.find_element(By.ID, "user").text == user
+
+
+def arrived(chrome: WebDriver, part: str) -> None:
+    """Wait until the page the browser went to is the one whose address holds `part` (a
+    click sends the form; the new page comes after)."""
+    WebDriverWait(chrome, 30).until(expected_conditions.url_contains(part))
+
+
+def log_out(chrome: WebDriver) -> None:
+    chrome.find_element(By.CSS_SELECTOR, "form.who button").click()
+    arrived(chrome, "/login")
+
+
+def shot(chrome: WebDriver, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    chrome.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_a_month_in_the_console(browser: WebDriver, tmp_path: Path, files: Files) -> None:
+    store = f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
+    with console(store) as base:
+        log_in(browser, base, "maker")
+        browser.get(f"{base}/payroll?period=2025-07")
+        browser.find_element(By.ID, "draft").click()
+        arrived(browser, "done=drafted")
+        assert "DRAFT" in browser.find_element(By.ID, "lists").text
+        shot(browser, "payroll-drafted")
+        browser.find_element(By.ID, "approve").click()  # the maker's own: refused, with why
+        arrived(browser, "/payroll/approve")
+        refusal = browser.find_element(By.ID, "problems").text
+        assert "maker drafted the list 2025-07 01 and cannot approve it" in refusal
+        log_out(browser)
+
+        log_in(browser, base, "checker")
+        browser.get(f"{base}/payroll?period=2025-07")
+        browser.find_element(By.ID, "approve").click()
+        arrived(browser, "done=approved")
+        lists = browser.find_element(By.ID, "lists").text
+        assert "APPROVED" in lists and "checker" in lists
+        shot(browser, "payroll-approved")
+
+        browser.get(f"{base}/person")
+        browser.find_element(By.ID, "id").send_keys(PEOPLE[2])
+        browser.find_element(By.ID, "find").click()
+        arrived(browser, f"id={PEOPLE[2]}")
+        page = browser.find_element(By.TAG_NAME, "main").text
+        assert f"{PEOPLE[2]} Người {PEOPLE[2][-4:]}" in page
+        shot(browser, "person")
+
+        # the language switch, back to the same page
+        browser.find_element(By.LINK_TEXT, "English").click()
+        WebDriverWait(browser, 30).until(
+            lambda b: b.find_element(By.TAG_NAME, "h1").text == "Person"
+        )
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Person"
+        assert browser.current_url.startswith(f"{base}/person")
+
+
+def test_every_control_is_labelled_and_reached_by_the_keyboard(
+    browser: WebDriver, tmp_path: Path, files: Files
+) -> None:
+    store = f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
+    with console(store) as base:
+        log_in(browser, base, "maker")
+        for path in ("/payroll?period=2025-07", "/person"):
+            browser.get(base + path)
+            inputs = browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden])")
+            for field in inputs:  # each named by a <label for=…>
+                named = f"label[for='{field.get_attribute('id')}']"
+                label = browser.find_elements(By.CSS_SELECTOR, named)
+                assert label and label[0].text.strip(), path
+            controls = inputs + browser.find_elements(By.CSS_SELECTOR, "button, a[href]")
+            reached = set()
+            body = browser.find_element(By.TAG_NAME, "body")
+            body.click()
+            for _ in range(len(controls) + 2):
+                browser.switch_to.active_element.send_keys("\t")
+                reached.add(browser.switch_to.active_element.id)
+            assert {c.id for c in controls} <= reached, path
