@@ -23,6 +23,7 @@ lint: $(BIN)/.installed
 # already running before.
 test: lint  ## lint, type checks and the whole test suite, services included
 	@mkdir -p .state
+	scripts/browser
 	@scripts/services status 2>&1 | grep -c ': up' > .state/was-up || true
 	scripts/services up > .state/services.env
 	@set -a; . ./.state/services.env; set +a; status=0; \

@@ -1364,7 +1364,7 @@ def cmd_console(args: argparse.Namespace) -> None:
         "person logs in as themselves; Ctrl-C stops"
     )
     uvicorn.run(
-        make_app(args.store, secure_cookies=args.secure_cookies),
+        make_app(args.store, Path(args.files), secure_cookies=args.secure_cookies),
         host=args.host,
         port=args.port,
         log_level="warning",
@@ -1577,6 +1577,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     p.add_argument("--port", type=bounded(1, 65535), default=8080)
+    p.add_argument(
+        "--files",
+        default="console-files",
+        metavar="DIR",
+        help="where the console writes the payment files it exports, a folder per period",
+    )
     p.add_argument(
         "--secure-cookies",
         action="store_true",

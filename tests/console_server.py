@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -21,11 +23,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def console(store: str) -> Iterator[str]:
-    """The console's base URL, for `store`."""
+def console(store: str, files: Path | None = None) -> Iterator[str]:
+    """The console's base URL, for `store`, its exports written under `files` (a new folder
+    of its own by default)."""
     port = free_port()
+    files = files or Path(tempfile.mkdtemp(prefix="console-files-"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "console", "--port", str(port), "--store", store],
+        [sys.executable, "-m", "ledger.cli", "console", "--port", str(port), "--store", store,
+         "--files", str(files)],  # fmt: skip
         env={k: v for k, v in os.environ.items() if k != "LEDGER_USER"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -7,6 +7,9 @@ password given, on the embedded store the desk's login (one desk, one machine, a
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -58,10 +61,11 @@ class Refused(Exception):
 
 
 class Console:
-    def __init__(self, store: str, secure_cookies: bool = False) -> None:
+    def __init__(self, store: str, files: Path, secure_cookies: bool = False) -> None:
         from adapters.store import StoreLocation
 
         self.store = store
+        self.files = files  # where exports are written, a folder per period
         self.postgres = StoreLocation.parse(store).kind == "postgresql"
         self.sessions = Sessions(secrets.token_bytes(32))
         self.secure = secure_cookies
@@ -253,9 +257,12 @@ async def payroll(console: Console, request: Request, session: Session) -> Respo
     # what was just done, from a word and a count (never text from the address shown as is)
     done, count = request.query_params.get("done", ""), request.query_params.get("lists", "")
     message = ""
-    if done in ("drafted", "approved") and count.isdigit():
+    if done in ("drafted", "approved", "exported") and count.isdigit():
         message = f"{int(count)} {labels_of(request)[f'lists_{done}']}"
-    return console.page(request, "payroll.html", period=period, lists=lists, message=message)
+    files = exported(console.files, period) if period else []
+    return console.page(
+        request, "payroll.html", period=period, lists=lists, message=message, files=files
+    )
 
 
 @needs(OPERATOR, post=True)
@@ -283,6 +290,64 @@ async def _payroll_action(
     word = "drafted" if action == "run" else "approved"
     return RedirectResponse(
         f"/payroll?period={period}&done={word}&lists={len(done)}", status_code=303
+    )
+
+
+@needs(OPERATOR, post=True)
+async def payroll_export(console: Console, request: Request, session: Session) -> Response:
+    form = await request.form()
+    period = _period(str(form.get("period") or ""))
+    if not period:
+        raise Refused(400, "period: give a month as YYYY-MM")
+    with console.ledger(session) as ledger:
+        written = ledger.export_payroll(period, None, console.files / period)
+    return RedirectResponse(
+        f"/payroll?period={period}&done=exported&lists={len(written.files)}", status_code=303
+    )
+
+
+# the files an export writes (YYYY-MM_PROVINCE_CHANNEL.csv and its manifest): nothing else
+# is served, whatever the address asks for
+EXPORTED_NAME = re.compile(r"\d{4}-\d{2}_\d{2}_[A-Z]{1,8}\.(csv|manifest\.json)")
+
+
+def exported(files: Path, period: str) -> list[str]:
+    folder = files / period
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if EXPORTED_NAME.fullmatch(p.name))
+
+
+@needs(OPERATOR)
+async def download(console: Console, request: Request, session: Session) -> Response:
+    """An exported file, as written: a payment file only while it still has the digest its
+    manifest recorded (a file changed on the disk is not sent)."""
+    period = _period(request.path_params["period"]) or ""
+    name = str(request.path_params["name"])
+    if not EXPORTED_NAME.fullmatch(name) or not name.startswith(period):
+        raise Refused(404, "no such file")
+    path = console.files / period / name
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise Refused(404, "no such file") from None
+    if name.endswith(".csv"):
+        manifest = path.with_name(name.removesuffix(".csv") + ".manifest.json")
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8"))["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise Refused(409, f"{name}: its manifest is missing or unreadable") from None
+        if hashlib.sha256(data).hexdigest() != recorded:
+            raise Refused(
+                409,
+                f"{name} is not the file the ledger wrote (its digest differs from its "
+                "manifest's): it is not sent; run `ledger exports check`",
+            )
+    kind = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/json"
+    return Response(
+        data,
+        media_type=kind,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -373,7 +438,7 @@ class Guarded(BaseHTTPMiddleware):
         return response
 
 
-def make_app(store: str, secure_cookies: bool = False) -> Starlette:
+def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", lambda request: RedirectResponse("/payroll", status_code=303)),
@@ -384,11 +449,13 @@ def make_app(store: str, secure_cookies: bool = False) -> Starlette:
             Route("/payroll", payroll, methods=["GET"]),
             Route("/payroll/run", payroll_run, methods=["POST"]),
             Route("/payroll/approve", payroll_approve, methods=["POST"]),
+            Route("/payroll/export", payroll_export, methods=["POST"]),
+            Route("/files/{period}/{name}", download, methods=["GET"]),
             Route("/person", person, methods=["GET"]),
             Route("/receivables", receivables, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[Middleware(Guarded)],
     )
-    app.state.console = Console(store, secure_cookies)
+    app.state.console = Console(store, files, secure_cookies)
     return app

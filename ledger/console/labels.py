@@ -40,6 +40,9 @@ _LABELS: dict[str, dict[str, str]] = {
     "nothing": {"vi": "Không có", "en": "None"},
     "lists_drafted": {"vi": "danh sách đã lập", "en": "lists drafted"},
     "lists_approved": {"vi": "danh sách đã phê duyệt", "en": "lists approved"},
+    "lists_exported": {"vi": "tệp đã xuất", "en": "files exported"},
+    "export": {"vi": "Xuất tệp chi trả", "en": "Export the payment files"},
+    "files": {"vi": "Tệp đã xuất", "en": "Exported files"},
 }
 
 

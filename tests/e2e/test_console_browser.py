@@ -39,10 +39,19 @@ def chromium() -> tuple[str, str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def downloads(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(downloads: Path) -> Iterator[WebDriver]:
     binary, driver = chromium()
     options = Options()
     options.binary_location = binary
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    options.add_experimental_option("prefs", prefs)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(flag)
     with webdriver.Chrome(service=Service(executable_path=driver), options=options) as chrome:
@@ -74,11 +83,14 @@ def shot(chrome: WebDriver, name: str) -> None:
     chrome.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
-def test_a_month_in_the_console(browser: WebDriver, tmp_path: Path, files: Files) -> None:
+def test_a_month_in_the_console(
+    browser: WebDriver, tmp_path: Path, files: Files, downloads: Path
+) -> None:
     store = f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite'}"
     with Ledger(store) as ledger:
         ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
-    with console(store) as base:
+    exports = tmp_path / "exports"
+    with console(store, exports) as base:
         log_in(browser, base, "maker")
         browser.get(f"{base}/payroll?period=2025-07")
         browser.find_element(By.ID, "draft").click()
@@ -98,6 +110,16 @@ def test_a_month_in_the_console(browser: WebDriver, tmp_path: Path, files: Files
         lists = browser.find_element(By.ID, "lists").text
         assert "APPROVED" in lists and "checker" in lists
         shot(browser, "payroll-approved")
+
+        browser.find_element(By.ID, "export").click()
+        arrived(browser, "done=exported")
+        names = browser.find_element(By.ID, "files").text.split()
+        assert names == ["2025-07_01_POST.csv", "2025-07_01_POST.manifest.json"]
+        browser.find_element(By.LINK_TEXT, "2025-07_01_POST.csv").click()
+        got = downloads / "2025-07_01_POST.csv"
+        WebDriverWait(browser, 30).until(lambda _: got.exists() and got.stat().st_size > 0)
+        assert got.read_bytes() == (exports / "2025-07" / "2025-07_01_POST.csv").read_bytes()
+        shot(browser, "payroll-exported")
 
         browser.get(f"{base}/person")
         browser.find_element(By.ID, "id").send_keys(PEOPLE[2])
