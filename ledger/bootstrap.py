@@ -443,8 +443,8 @@ class Ledger:
     def export_payroll(self, period: str, province_code: str | None, out_dir: Path) -> ExportResult:
         return payroll.export_payroll(self.ports, period, province_code, out_dir)
 
-    def settle(self, path: Path, actor: str) -> ImportResult:
-        return settlement.settle(self.ports, InputFile.read(path), actor)
+    def settle(self, path: Path, actor: str, check_only: bool = False) -> ImportResult:
+        return settlement.settle(self.ports, InputFile.read(path), actor, check_only)
 
     # Reports
 

@@ -658,7 +658,13 @@ def cmd_payroll_export(args: argparse.Namespace) -> None:
 
 def cmd_settle(args: argparse.Namespace) -> None:
     with open_ledger(args, workers=args.jobs) as ledger:
-        result = ledger.settle(Path(args.file), actor(args))
+        result = ledger.settle(Path(args.file), actor(args), check_only=args.check)
+    if args.check:
+        say(
+            f"{args.file}: checked, nothing recorded: {result.applied:,} settlements would be "
+            f"applied, {result.unchanged:,} were applied before (unchanged)"
+        )
+        return
     say(
         f"{args.file}: {result.applied:,} settlements applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
@@ -1757,6 +1763,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(commands, "settle", cmd_settle, "apply a settlement results file")
     p.add_argument("file")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the file whole and say what would be applied; record nothing",
+    )
     checked_by_jobs(p)
     p = command(
         commands, "explain", cmd_explain, "every amount of a person, with its events", READER

@@ -29,8 +29,18 @@ def console(store: str, files: Path | None = None) -> Iterator[str]:
     port = free_port()
     files = files or Path(tempfile.mkdtemp(prefix="console-files-"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "console", "--port", str(port), "--store", store,
-         "--files", str(files)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ledger.cli",
+            "console",
+            "--port",
+            str(port),
+            "--store",
+            store,
+            "--files",
+            str(files),
+        ],  # fmt: skip
         env={k: v for k, v in os.environ.items() if k != "LEDGER_USER"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

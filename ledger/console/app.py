@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,6 +110,12 @@ class Console:
         if not kinds:
             raise Refused(403, f"{who.name} has none of the ledger's roles")
         return Session(who.name, kinds, url)
+
+    def uploads(self) -> Path:
+        """Where uploaded files wait between their check and their application."""
+        folder = self.files / ".uploads"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
 
     @contextmanager
     def ledger(self, session: Session) -> Iterator[Any]:
@@ -351,6 +359,62 @@ async def download(console: Console, request: Request, session: Session) -> Resp
     )
 
 
+UPLOAD_BYTES = 1 << 30  # a settlement file larger than this is refused unread
+UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@needs(OPERATOR)
+async def settlement(console: Console, request: Request, session: Session) -> Response:
+    return console.page(request, "settlement.html", checked=None)
+
+
+@needs(OPERATOR, post=True)
+async def settlement_check(console: Console, request: Request, session: Session) -> Response:
+    """The file checked whole, as `ledger settle --check` does: every problem with its row
+    and field, or what would be applied; nothing is recorded."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        raise Refused(400, "file: choose a settlement results file (CSV)")
+    # its own name, made safe: the problems name it, as they name a file given to the CLI
+    name = UPLOAD_NAME.sub("_", Path(upload.filename).name)[:100] or "settlement.csv"
+    folder = Path(tempfile.mkdtemp(prefix="settlement-", dir=console.uploads()))
+    path = folder / name
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > UPLOAD_BYTES:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise Refused(413, f"{name}: larger than {UPLOAD_BYTES >> 20} MiB: refused unread")
+            out.write(chunk)
+    try:
+        with console.ledger(session) as ledger:
+            result = ledger.settle(path, session.user, check_only=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    token = secrets.token_urlsafe(16)
+    session.uploads[token] = path
+    return console.page(
+        request, "settlement.html", checked={"name": name, "result": result, "token": token}
+    )
+
+
+@needs(OPERATOR, post=True)
+async def settlement_apply(console: Console, request: Request, session: Session) -> Response:
+    form = await request.form()
+    path = session.uploads.pop(str(form.get("upload") or ""), None)
+    if path is None:
+        raise Refused(400, "no checked file to apply: upload it again")
+    try:
+        with console.ledger(session) as ledger:
+            result = ledger.settle(path, session.user)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return console.page(request, "settlement.html", checked=None, applied=result, name=path.name)
+
+
 @needs(READER)
 async def person(console: Console, request: Request, session: Session) -> Response:
     from replay.explain import explain, render
@@ -451,6 +515,9 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/payroll/approve", payroll_approve, methods=["POST"]),
             Route("/payroll/export", payroll_export, methods=["POST"]),
             Route("/files/{period}/{name}", download, methods=["GET"]),
+            Route("/settlement", settlement, methods=["GET"]),
+            Route("/settlement/check", settlement_check, methods=["POST"]),
+            Route("/settlement/apply", settlement_apply, methods=["POST"]),
             Route("/person", person, methods=["GET"]),
             Route("/receivables", receivables, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

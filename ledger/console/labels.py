@@ -43,6 +43,13 @@ _LABELS: dict[str, dict[str, str]] = {
     "lists_exported": {"vi": "tệp đã xuất", "en": "files exported"},
     "export": {"vi": "Xuất tệp chi trả", "en": "Export the payment files"},
     "files": {"vi": "Tệp đã xuất", "en": "Exported files"},
+    "settlement": {"vi": "Kết quả chi trả", "en": "Settlement"},
+    "results_file": {"vi": "Tệp kết quả (CSV)", "en": "Results file (CSV)"},
+    "check": {"vi": "Kiểm tra (chưa ghi)", "en": "Check (nothing recorded)"},
+    "apply": {"vi": "Ghi nhận", "en": "Apply"},
+    "would_apply": {"vi": "sẽ được ghi nhận", "en": "would be applied"},
+    "applied": {"vi": "đã ghi nhận", "en": "applied"},
+    "unchanged": {"vi": "đã ghi nhận trước đó", "en": "applied before (unchanged)"},
 }
 
 

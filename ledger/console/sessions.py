@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from itsdangerous import BadSignature, TimestampSigner
 
@@ -26,6 +27,8 @@ class Session:
     store: str  # the store as this user connects to it
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     seen: float = field(default_factory=time.monotonic)
+    # settlement files checked and waiting to be applied, by a random id the page holds
+    uploads: dict[str, Path] = field(default_factory=dict)
 
 
 class Sessions:

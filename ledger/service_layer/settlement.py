@@ -44,11 +44,12 @@ STAGED = (
 )
 
 
-def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
+def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) -> ImportResult:
     """Apply a settlement results file: checked whole, then applied whole. The same file again
     (recognised by its SHA-256), or rows already applied, change nothing. Every row's payment
     and status that are fine on their own are checked against the lists too, so that every
-    problem of the file is reported at once."""
+    problem of the file is reported at once. `check_only`: every check, nothing recorded (what
+    would be applied: the same counts, or the same refusal)."""
     ports.decide_from_read_models()
     staged = ports.stage("settlement", STAGED)
     try:
@@ -63,11 +64,13 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
         lines = _stage_lines(ports, lists)
         outcome = _Outcome()
         try:
+            settled = _settled(lists, file.name, staged, lines, digest, actor, problems, outcome)
             try:
-                ports.events.save_in_chunks(
-                    _settled(lists, file.name, staged, lines, digest, actor, problems, outcome),
-                    spool=True,
-                )
+                if check_only:
+                    for _ in settled:  # every row read against its line; nothing saved
+                        pass
+                else:
+                    ports.events.save_in_chunks(settled, spool=True)
             except IntegrityError:  # a list's next event taken by another settlement
                 raise RuleViolation(
                     f"another settlement of the lists {file.name} names was recorded while it "
@@ -79,7 +82,8 @@ def settle(ports: Ports, file: InputFile, actor: str) -> ImportResult:
             lines.close()
     finally:
         staged.close()
-    ports.show_saved()
+    if not check_only:
+        ports.show_saved()
     return ImportResult(outcome.applied, outcome.unchanged)
 
 

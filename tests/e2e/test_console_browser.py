@@ -20,7 +20,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ledger.application import Ledger
-from tests.conftest import Files, enrolment
+from tests.conftest import Files, enrolment, query_store, settlement
 from tests.console_server import console
 
 pytestmark = pytest.mark.integration
@@ -121,6 +121,27 @@ def test_a_month_in_the_console(
         assert got.read_bytes() == (exports / "2025-07" / "2025-07_01_POST.csv").read_bytes()
         shot(browser, "payroll-exported")
 
+        # a results file with a bad row: every problem shown, nothing applied
+        paid = [settlement(f"2025-07-01-{p}") for p in PEOPLE]
+        bad = files.settlements([*paid[:3], settlement(f"2025-07-01-{PEOPLE[3]}", "LOST")])
+        browser.get(f"{base}/settlement")
+        browser.find_element(By.ID, "file").send_keys(str(bad))
+        browser.find_element(By.ID, "check").click()
+        arrived(browser, "/settlement/check")
+        problems = browser.find_element(By.ID, "problems").text
+        assert "row 5" in problems and "status" in problems, problems
+        shot(browser, "settlement-refused")
+        # the good one: checked first (what would be applied), then applied
+        good = files.settlements(paid)
+        browser.get(f"{base}/settlement")
+        browser.find_element(By.ID, "file").send_keys(str(good))
+        browser.find_element(By.ID, "check").click()
+        arrived(browser, "/settlement/check")
+        assert "4 " in browser.find_element(By.ID, "checked").text
+        browser.find_element(By.ID, "apply").click()
+        arrived(browser, "/settlement/apply")
+        assert browser.find_element(By.ID, "applied").text.startswith(f"{good.name}: 4 ")
+
         browser.get(f"{base}/person")
         browser.find_element(By.ID, "id").send_keys(PEOPLE[2])
         browser.find_element(By.ID, "find").click()
@@ -128,6 +149,9 @@ def test_a_month_in_the_console(
         page = browser.find_element(By.TAG_NAME, "main").text
         assert f"{PEOPLE[2]} Người {PEOPLE[2][-4:]}" in page
         shot(browser, "person")
+
+        statuses = query_store(store, "SELECT DISTINCT status FROM payment_lines")
+        assert statuses == [("PAID",)]  # the good file applied whole, the bad one not at all
 
         # the language switch, back to the same page
         browser.find_element(By.LINK_TEXT, "English").click()
