@@ -468,3 +468,51 @@ def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
 
 def _marks(chunk: Sequence[Any]) -> str:
     return ",".join("?" * len(chunk))
+
+
+AUDIT_PAGE = 50  # rows of the audit trail a page shows
+
+
+def audit_trail(
+    db: ReadModelDatabase,
+    aggregate_ids: Sequence[str] = (),
+    actor: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    before: int | None = None,
+    limit: int = AUDIT_PAGE,
+) -> list[dict[str, Any]]:
+    """The audit trail, newest first, a page at a time (`before`: the last notification id of
+    the page before), filtered by aggregate (a person's records), actor, source (its
+    beginning) and time recorded (ISO 8601, UTC: `since` inclusive, `until` exclusive)."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if aggregate_ids:
+        where.append(f"aggregate_id IN ({_marks(aggregate_ids)})")
+        params += list(aggregate_ids)
+    for clause, value in (
+        ("actor = ?", actor),
+        ("source LIKE ? ESCAPE '!'", _prefix(source)),
+        ("recorded_at >= ?", since),
+        ("recorded_at < ?", until),
+        ("notification_id < ?", before),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = db.query(
+        "SELECT notification_id, recorded_at, event_type, aggregate_id, actor, source"
+        f" FROM audit_trail WHERE {' AND '.join(where)}"
+        " ORDER BY notification_id DESC LIMIT ?",
+        [*params, limit],
+    )
+    names = ("notification_id", "recorded_at", "event_type", "aggregate_id", "actor", "source")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def _prefix(text: str | None) -> str | None:
+    """A LIKE pattern for text beginning with `text` (its own % and _ taken literally)."""
+    if text is None:
+        return None
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"

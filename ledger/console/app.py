@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -443,6 +443,49 @@ async def receivables(console: Console, request: Request, session: Session) -> R
     return console.page(request, "receivables.html", period=period or "", rows=rows)
 
 
+@needs(AUDITOR)
+async def audit(console: Console, request: Request, session: Session) -> Response:
+    """The audit trail, newest first, filtered by person, actor, source and time."""
+    from ledger import views
+    from ledger.aggregates import beneficiary_id, death_record_id
+
+    q = request.query_params
+    names = ("person", "actor", "source", "since", "until")
+    filters = {k: q.get(k, "").strip()[:200] for k in names}
+    ids: list[str] = []
+    if filters["person"]:
+        try:
+            pid = values.personal_id(filters["person"])
+        except values.InvalidValue as problem:
+            raise Refused(400, f"person: {problem}") from None
+        ids = [str(beneficiary_id(pid)), str(death_record_id(pid))]
+    times = {}
+    for name in ("since", "until"):
+        if filters[name]:
+            try:
+                times[name] = values.iso_date(filters[name])
+            except values.InvalidValue as problem:
+                raise Refused(400, f"{name}: {problem}") from None
+    before = q.get("before", "")
+    if before and not before.isdigit():
+        raise Refused(400, "before: a notification number")
+    with console.ledger(session) as ledger:
+        rows = views.audit_trail(
+            ledger.db,
+            ids,
+            actor=filters["actor"] or None,
+            source=filters["source"] or None,
+            since=times.get("since"),
+            until=times.get("until"),
+            before=int(before) if before else None,
+        )
+    more = ""
+    if len(rows) == views.AUDIT_PAGE:
+        kept = {k: v for k, v in filters.items() if v}
+        more = "/audit?" + urlencode({**kept, "before": rows[-1]["notification_id"]})
+    return console.page(request, "audit.html", rows=rows, filters=filters, more=more)
+
+
 def _period(text: str | None) -> str | None:
     if not text:
         return None
@@ -520,6 +563,7 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/settlement/apply", settlement_apply, methods=["POST"]),
             Route("/person", person, methods=["GET"]),
             Route("/receivables", receivables, methods=["GET"]),
+            Route("/audit", audit, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[Middleware(Guarded)],

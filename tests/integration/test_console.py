@@ -185,3 +185,29 @@ def test_on_postgresql_the_login_is_the_databases(
         assert 'id="draft"' not in page.text and 'id="approve"' not in page.text
         drafted = auditor.post("/payroll/run", data={"csrf": csrf(page.text), "period": "2025-07"})
         assert drafted.status_code == 403 and "needs the role operator" in drafted.text
+
+
+def test_the_audit_trail_is_filtered_and_paged(enrolled: str) -> None:
+    with Ledger(enrolled) as ledger:  # more events than a page: each person held, released
+        for pid in PEOPLE:
+            for _ in range(7):
+                ledger.hold(pid, "checking an address", "clerk")
+                ledger.release(pid, "clerk")
+    with console(enrolled) as base:
+        auditor = login_as(enrolled, base, "auditor_a", ("auditor",))
+        first = auditor.get(f"/audit?person={PEOPLE[2]}")
+        assert first.status_code == 200
+        numbers = [
+            int(n) for n in first.text.split('<td class="num">')[1:] for n in [n.split("<")[0]]
+        ]
+        assert len(numbers) == 15  # enrolled, held and released seven times: one person's
+        assert numbers == sorted(numbers, reverse=True)
+        by_clerk = auditor.get("/audit?actor=clerk").text
+        assert by_clerk.count("<tr><td") == 50 and 'id="older"' in by_clerk
+        older = by_clerk.split('id="older"')[0].rsplit('href="', 1)[1].split('"')[0]
+        rest = auditor.get(older.replace("&amp;", "&")).text
+        assert rest.count("<tr><td") == 4 * 14 - 50 and 'id="older"' not in rest
+        assert auditor.get("/audit?since=2025-13-01").status_code == 400
+        if test_roles.is_postgres(enrolled):  # the desk holds every role
+            operator = login_as(enrolled, base, "maker", ("operator",))
+            assert operator.get("/audit").status_code == 403
