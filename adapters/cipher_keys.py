@@ -25,8 +25,10 @@ from ledger.rules import RuleViolation
 KEY_BYTES = 32
 _ID_MESSAGE = b"ansinh cipher key id"
 _FIX = (
-    "run `ledger init` to make a key file, or set LEDGER_CIPHER_KEY to the store's keys "
-    f"({2 * KEY_BYTES} hex digits each, separated by commas, oldest first)"
+    "give the store's keys: restore its key file (LEDGER_CIPHER_KEY_FILE names where it is "
+    "read), or set LEDGER_CIPHER_KEY to them "
+    f"({2 * KEY_BYTES} hex digits each, separated by commas, oldest first); for a new store, "
+    "`ledger init` makes a key file"
 )
 
 
@@ -122,30 +124,52 @@ def create_cipher_key_file() -> Path | None:
 
 def rotate_cipher_key() -> tuple[str, list[str]]:
     """Add a new key to the key file and make it the one that seals: (its id, the ids kept for
-    reading). The file is replaced whole (a new file renamed over it), never half-written;
-    nothing already sealed is touched. Refused when the keys come from LEDGER_CIPHER_KEY (the
-    environment is the operator's to change) or there is no key file yet."""
-    if settings().cipher_key is not None and settings().cipher_key.get_secret_value().strip():  # type: ignore[union-attr]
+    reading). Nothing already sealed is touched. The file (a link's target, where the file is a
+    link) is replaced whole, never half-written: a staged file, taken first and exclusively
+    (two rotations at once: the second is refused, never a key lost), written with the keys
+    read after it was taken, given the file's owner, synced, renamed over the file, and its
+    folder synced. Refused when the keys come from LEDGER_CIPHER_KEY (the environment is the
+    operator's to change) or there is no key file yet."""
+    given = settings().cipher_key
+    if given is not None and given.get_secret_value().strip():
         raise CipherKeyError(
             "the cipher keys come from LEDGER_CIPHER_KEY: rotate by adding a new key (64 hex "
             "digits, e.g. from `openssl rand -hex 32`) at its end, after a comma, and keep "
             "the old ones"
         )
-    ring = load_key_ring()
-    path = cipher_key_file()
-    text = "".join(k.hex() + "\n" for k in ring.keys.values()) + _new_key_line()
+    load_key_ring()  # there, readable, private: or refused before anything is made
+    path = cipher_key_file().resolve()
     staged = path.with_name(f".{path.name}.rotating")
     try:
-        write_new_file(staged, text.encode("ascii"), 0o600)
-    except FileExists:
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
         raise CipherKeyError(
             f"{staged} exists: another rotation is under way, or one stopped half-way; "
             "remove it if no rotation is running, and rotate again"
         ) from None
     try:
+        with os.fdopen(fd, "wb") as out:
+            ring = load_key_ring()  # read under the staged file: no rotation in between
+            text = "".join(k.hex() + "\n" for k in ring.keys.values()) + _new_key_line()
+            out.write(text.encode("ascii"))
+            out.flush()
+            os.fsync(out.fileno())
+            info = path.stat()
+            if os.geteuid() == 0:  # the service that reads it keeps reading it
+                os.chown(staged, info.st_uid, info.st_gid)
         os.replace(staged, path)
+        _sync_folder(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()
     rotated = load_key_ring()
     return rotated.current, [k for k in rotated.keys if k != rotated.current]
+
+
+def _sync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -42,6 +42,7 @@ from adapters.recorders import CHAIN_TABLE, KEY_COLUMN, REFUSE_CHANGE_BODY, key_
 from adapters.sql import PostgresDatabase, ReadModelDatabase
 from adapters.store import StoreLocation, StoreUrlError
 from adapters.transcoder import LedgerTranscoder
+from ledger.personal import SEALED
 from ledger.rules import LINE_FIELDS, PENDING, IssuedList
 from ledger.service_layer.ports import Fence
 from projections.readmodels import RecordedEvent
@@ -437,6 +438,20 @@ class EventStore:
             previous = aggregates.get(event.originator_id)
             aggregates[event.originator_id] = event.mutate(previous)
         return aggregates
+
+    def a_sealed_key_id(self) -> str | None:
+        """The id of a cipher key the store's personal data is sealed with (the first event
+        that holds some), or None when nothing in it is sealed."""
+        sqlite = self.location.kind == "sqlite"
+        holds = "instr(state, ?) > 0" if sqlite else "position(?::bytea in state) > 0"
+        rows = self._binary_query(
+            f"SELECT state FROM {self.table} WHERE {holds} LIMIT 1", [f'"{SEALED}"'.encode()]
+        )
+        if not rows:
+            return None
+        transcoder: Any = self.app.mapper.transcoder
+        entry = transcoder.decode_stored(bytes(rows[0][0])).get(SEALED)
+        return str(entry.get("key")) if isinstance(entry, dict) else None
 
     def has_recorded(self, aggregate_id: UUID, event_type: str) -> bool:
         """Whether the aggregate recorded an event of this type (`PaymentList.Approved`),

@@ -53,7 +53,7 @@ def recorded_event(record: Any, personal: PersonalData | None = None) -> Recorde
         try:
             (personal or PersonalData(load_key_ring)).unseal(payload)
         except CipherKeyError as err:
-            raise CipherKeyError(f"{where}: {err}") from None
+            raise type(err)(f"{where}: {err}") from None
     return RecordedEvent(
         notification_id=event["notification_id"],
         aggregate_id=str(event["aggregate_id"]),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ledger.rules import RuleViolation
 
+MOST_BYTES = 64 * 1024  # far more than any key file holds
+
 
 def read_key_file(
     path: Path, what: str, error: type[RuleViolation], fix: str, if_exposed: str
@@ -17,6 +19,10 @@ def read_key_file(
     no file; `if_exposed`: what to do besides `chmod` when others could read it."""
     try:
         info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a fifo would block, a device never end
+            raise error(f"the {what} file {path} is not a regular file")
+        if info.st_size > MOST_BYTES:
+            raise error(f"the {what} file {path} holds {info.st_size:,} bytes: not a key file")
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
         raise error(f"no {what}: {path} does not exist; {fix}") from None

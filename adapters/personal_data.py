@@ -120,7 +120,8 @@ class PersonalData:
         if entry is None:
             return state
         try:
-            key_id, fields, blob = entry["key"], entry["fields"], base64.b64decode(entry["data"])
+            key_id, fields = entry["key"], entry["fields"]
+            blob = base64.b64decode(entry["data"], validate=True)
             opened = self._opener(key_id).decrypt(
                 blob[:_NONCE], blob[_NONCE:], _associated(key_id, fields, state)
             )

@@ -767,10 +767,17 @@ def cmd_verify(args: argparse.Namespace) -> None:
             for finding in check.findings[1:]:
                 table.add_row("", "", finding)
         print_table(out, table)
-    if not report.ok:
+    if report.found:
         raise RuleViolation(
             "verify found the problems above: keep the store as it is (do not run commands "
             "that write) and compare it with a backup and with Kafka ledger.events"
+            + (f"; and {', '.join(sorted(report.unchecked))} could not be checked without "
+               f"the cipher keys: {report.missing_key}" if report.missing_key else "")
+        )  # fmt: skip
+    if report.missing_key:
+        raise RuleViolation(
+            f"{', '.join(sorted(report.unchecked))} not checked (the rest holds): verify reads "
+            f"every event back, and {report.missing_key}"
         )
     if not args.json:  # the JSON is the whole output: a program reads it
         say("the history is intact and everything derived from it agrees")
@@ -1084,6 +1091,25 @@ def ensure_cipher_key() -> str | None:
     return str(made) if made is not None else None
 
 
+def refuse_a_new_cipher_key(ledger: Any) -> None:
+    """On a store whose personal data is sealed, no new key is made when its keys are not
+    found: what it sealed would need one key file, what follows another."""
+    from adapters.cipher_keys import CipherKeyError
+
+    config = settings()
+    given = config.cipher_key is not None and config.cipher_key.get_secret_value().strip()
+    if given or config.cipher_key_file.exists():
+        return
+    needed = ledger.events.a_sealed_key_id()
+    if needed is not None:
+        raise CipherKeyError(
+            f"this store's personal data is sealed with cipher key {needed}, and "
+            f"{config.cipher_key_file} does not exist: no new key is made for a store that has "
+            "one. Restore its key file there (or name it with LEDGER_CIPHER_KEY_FILE, or set "
+            "LEDGER_CIPHER_KEY), and run `ledger init` again"
+        )
+
+
 def say_cipher_key(made: str | None) -> None:
     from adapters.cipher_keys import load_key_ring
 
@@ -1111,6 +1137,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         # its own key and every guard in place, or refused; no key is made, no guard put back
         with Ledger(args.store, create=False, read_models="none") as ledger:
             ledger.ports.guards.check()
+            refuse_a_new_cipher_key(ledger)
             added = ledger.complete_store()
             made = install_roles(ledger, args) if postgres else []
         cipher_made = ensure_cipher_key()

@@ -30,7 +30,7 @@ from replay.verify import verify
 from tests.conftest import Files, death, enrolment, new_store, query_store
 from tests.integration.test_publish import consume_all, publish_once, unique_topic
 from tests.integration.test_store_guarantees import KEY, stored, tamper
-from tests.integration.test_verify import events_and_id, guards_off
+from tests.integration.test_verify import alter_event, events_and_id, guards_off
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_a_rotated_key_seals_what_follows_and_every_key_is_needed_to_read(
         refused = ledger_cli(env, *_at(args, tmp_path, "none"))
         assert refused.returncode == 1, refused.stdout
         assert f"sealed with cipher key {old_id}" in refused.stderr, refused.stderr
-        assert "run `ledger init`" in refused.stderr and "Traceback" not in refused.stderr
+        assert "restore its key file" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def _at(args: tuple[str, ...], tmp_path: Path, name: str) -> tuple[str, ...]:
@@ -270,3 +270,33 @@ def test_lines_rewritten_by_key_holders_are_not_exported(
     expected = "does not open" if holds == "the chain key" else "digest recorded at approval"
     assert expected in message and "ledger verify" in message
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_without_its_key_file_init_makes_no_new_key_and_verify_still_checks_the_chain(
+    store_url: str, files: Files, tmp_path: Path
+) -> None:
+    """The key file lost (or the command run from another folder): `init` does not make a new
+    key for a store whose data another key sealed, and `verify` still checks what needs no
+    key (here: an altered event), naming the key the rest needs."""
+    key_file = tmp_path / "keys" / "cipher.keys"
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_CIPHER_KEY"}
+    env |= {"LEDGER_STORE": store_url, "LEDGER_CIPHER_KEY_FILE": str(key_file)}
+    env["LEDGER_USER"] = "maker"
+    assert ledger_cli(env, "init").returncode == 0
+    assert ledger_cli(env, "enrol", str(files.enrolments([person(0)]))).returncode == 0
+    key_id = cipher_key_id(bytes.fromhex(key_file.read_text().split()[0]))
+    shutil.move(key_file, tmp_path / "away.keys")
+
+    again = ledger_cli(env, "init")
+    assert again.returncode == 1, again.stdout
+    assert f"sealed with cipher key {key_id}" in again.stderr
+    assert "no new key is made" in again.stderr and "Traceback" not in again.stderr
+    assert not key_file.exists()
+
+    n = stored(store_url)[-1][0]
+    alter_event(store_url, n)
+    checked = ledger_cli(env, "verify")
+    assert checked.returncode == 1
+    assert f"notification {n}: altered" in checked.stdout  # the chain, checked without a key
+    assert f"sealed with cipher key {key_id}" in checked.stderr
+    assert "could not be checked without the cipher keys" in checked.stderr

@@ -228,9 +228,9 @@ def test_a_key_file_others_can_read_is_refused(key_file: Path) -> None:
 
 
 def test_without_keys_the_refusal_says_what_to_do(key_file: Path) -> None:
-    with pytest.raises(CipherKeyError, match="run `ledger init`"):
+    with pytest.raises(CipherKeyError, match="restore its key file"):
         load_key_ring()
-    with pytest.raises(CipherKeyError, match="run `ledger init`"):
+    with pytest.raises(CipherKeyError, match="restore its key file"):
         rotate_cipher_key()
     assert not key_file.exists()
 
@@ -279,3 +279,41 @@ def test_a_seal_is_bound_to_its_own_event() -> None:
     # the time recorded is not bound: ledger.events carries it apart from the payload
     moved = a | {"timestamp": "elsewhere"}
     assert personal(OLD).unseal(moved)["full_name"] == "Trần Văn Bình"
+
+
+def test_a_rotation_under_way_refuses_another_and_no_key_is_lost(key_file: Path) -> None:
+    create_cipher_key_file()
+    first = load_key_ring()
+    staged = key_file.with_name(f".{key_file.name}.rotating")
+    staged.write_text("")  # another rotation holds it
+    with pytest.raises(CipherKeyError, match="another rotation is under way"):
+        rotate_cipher_key()
+    assert load_key_ring() == first and staged.exists()  # its file left to it
+    staged.unlink()
+    new, _ = rotate_cipher_key()
+    assert list(load_key_ring().keys) == [first.current, new]
+
+
+def test_a_linked_key_file_is_rotated_where_it_lives(key_file: Path, tmp_path: Path) -> None:
+    create_cipher_key_file()
+    target = tmp_path / "vault" / "cipher.keys"
+    target.parent.mkdir()
+    key_file.rename(target)
+    key_file.symlink_to(target)
+    new, _ = rotate_cipher_key()
+    assert key_file.is_symlink() and key_file.resolve() == target
+    assert new in load_key_ring().keys and len(target.read_text().split()) == 2
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "huge"])
+def test_a_key_file_that_is_not_a_small_regular_file_is_refused(key_file: Path, kind: str) -> None:
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(key_file, 0o600)  # reading it would wait for ever
+    elif kind == "folder":
+        key_file.mkdir(mode=0o700)
+    else:
+        key_file.write_text("ab" * 40_000)
+        os.chmod(key_file, 0o600)
+    with pytest.raises(CipherKeyError, match="not a regular file|not a key file"):
+        load_key_ring()
