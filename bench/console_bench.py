@@ -106,7 +106,7 @@ def main() -> None:
     for what, median, slowest in rows:
         verdict = "met" if slowest <= TARGET_MS else "MISSED"
         print(f"{what:<28}{median:>10.0f}{slowest:>9.0f}  ≤ {TARGET_MS:.0f} ms {verdict}")
-    print(f"{'floor: SELECT 1':<28}{floor:>10.1f}")
+    print(f"{'floor: SELECT 1':<28}{floor:>10.2f}")
 
 
 if __name__ == "__main__":
