@@ -6,6 +6,7 @@ written under tests/screenshots/ (ignored by git)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ledger.application import Ledger
-from tests.conftest import Files, enrolment, query_store, settlement
+from tests import roles as test_roles
+from tests.conftest import Files, enrolment, new_store, query_store, settlement
 from tests.console_server import console
 
 pytestmark = pytest.mark.integration
@@ -59,9 +61,11 @@ def browser(downloads: Path) -> Iterator[WebDriver]:
         yield chrome
 
 
-def log_in(chrome: WebDriver, base: str, user: str) -> None:
+def log_in(chrome: WebDriver, base: str, user: str, password: str = "") -> None:
     chrome.get(f"{base}/login")
     chrome.find_element(By.ID, "user").send_keys(user)
+    if password:
+        chrome.find_element(By.ID, "password").send_keys(password)
     chrome.find_element(By.ID, "login").click()
     arrived(chrome, "/payroll")
     assert chrome.find_element(By.ID, "user").text == user
@@ -185,3 +189,37 @@ def test_every_control_is_labelled_and_reached_by_the_keyboard(
                 browser.switch_to.active_element.send_keys("\t")
                 reached.add(browser.switch_to.active_element.id)
             assert {c.id for c in controls} <= reached, path
+
+
+def test_on_postgresql_each_role_sees_its_own_pages(
+    browser: WebDriver, tmp_path: Path, files: Files, request: pytest.FixtureRequest
+) -> None:
+    """Logged in with their database roles: the operator is not offered, and cannot open, the
+    auditor's pages; the auditor finds a person's explanation and the events behind it."""
+    store = new_store("postgresql", tmp_path, request)
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
+    test_roles.install(store)
+    test_roles.follow(store, dict(os.environ))
+    test_roles.user_url(store, "op_browser", ("operator",))
+    test_roles.user_url(store, "aud_browser", ("auditor",))
+    with console(store) as base:
+        log_in(browser, base, "op_browser", test_roles.PASSWORD)
+        assert browser.find_elements(By.LINK_TEXT, "Khoản phải thu hồi") == []  # not offered
+        for page in ("/receivables", "/audit"):
+            browser.get(base + page)
+            refused = browser.find_element(By.ID, "refused").text
+            assert "needs the role auditor" in refused and "op_browser" in refused
+        log_out(browser)
+
+        log_in(browser, base, "aud_browser", test_roles.PASSWORD)
+        assert browser.find_elements(By.ID, "draft") == []  # an auditor drafts nothing
+        browser.get(f"{base}/person")
+        browser.find_element(By.ID, "id").send_keys(PEOPLE[1])
+        browser.find_element(By.ID, "find").click()
+        arrived(browser, f"id={PEOPLE[1]}")
+        shown = browser.find_element(By.TAG_NAME, "main").text
+        assert f"{PEOPLE[1]} Người {PEOPLE[1][-4:]}" in shown
+        browser.get(f"{base}/audit?person={PEOPLE[1]}")
+        assert "Beneficiary.Enrolled" in browser.find_element(By.ID, "trail").text
+        shot(browser, "audit-trail")
