@@ -83,6 +83,7 @@ class Check:
     name: str
     findings: list[str] = field(default_factory=list)
     summary: str = ""
+    unchecked: bool = False  # could not run: the cipher key it needs was not given
 
     @property
     def ok(self) -> bool:
@@ -102,12 +103,11 @@ class Report:
     @property
     def found(self) -> bool:
         """Whether a check that ran found something (not: a check that could not run)."""
-        return any(not c.ok for c in self.checks if c.name not in self.unchecked)
+        return any(not c.ok for c in self.checks if not c.unchecked)
 
     @property
     def unchecked(self) -> set[str]:
-        prefix = NOT_CHECKED.split(":", 1)[0]
-        return {c.name for c in self.checks if c.findings and c.findings[0].startswith(prefix)}
+        return {c.name for c in self.checks if c.unchecked}
 
 
 NOT_CHECKED = "not checked without the cipher keys: {}"
@@ -161,7 +161,7 @@ def verify(
                 # not the store's fault: the keys that read it back were not given; the
                 # checks that need no key (the chain, the guards) still run and say theirs
                 missing = missing or str(err)
-                done[name] = Check(name, [NOT_CHECKED.format(err)])
+                done[name] = Check(name, [NOT_CHECKED.format(err)], unchecked=True)
             except Exception as err:  # an event too damaged to read is a finding, not a crash
                 done[name] = Check(name, [f"could not be checked: {type(err).__name__}: {err}"])
     return Report([done[name] for name in names], missing)

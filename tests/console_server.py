@@ -81,3 +81,20 @@ def logged_in(base: str, user: str, password: str = "") -> httpx.Client:
 
 def csrf(page: str) -> str:
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def postgres_store_with_people(
+    url: str, enrolments: Path, people: dict[str, tuple[str, ...]]
+) -> str:
+    """A PostgreSQL store with these enrolments, its roles made, `ledger project` following
+    it, and a login role (tests/roles.py's password) for each person, in their groups."""
+    from ledger.application import Ledger
+    from tests import roles as test_roles
+
+    with Ledger(url) as ledger:
+        ledger.enrol(enrolments, "maker")
+    test_roles.install(url)
+    test_roles.follow(url, dict(os.environ))
+    for name, kinds in people.items():
+        test_roles.user_url(url, name, kinds)
+    return url

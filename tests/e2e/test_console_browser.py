@@ -6,7 +6,6 @@ written under tests/screenshots/ (ignored by git)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from ledger.application import Ledger
 from tests import roles as test_roles
 from tests.conftest import Files, enrolment, new_store, query_store, settlement
-from tests.console_server import console
+from tests.console_server import console, postgres_store_with_people
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +79,15 @@ def arrived(chrome: WebDriver, part: str) -> None:
 def log_out(chrome: WebDriver) -> None:
     chrome.find_element(By.CSS_SELECTOR, "form.who button").click()
     arrived(chrome, "/login")
+
+
+def explained(chrome: WebDriver, base: str, personal_id: str) -> str:
+    """The person page's text for a personal id typed into its search."""
+    chrome.get(f"{base}/person")
+    chrome.find_element(By.ID, "id").send_keys(personal_id)
+    chrome.find_element(By.ID, "find").click()
+    arrived(chrome, f"id={personal_id}")
+    return str(chrome.find_element(By.TAG_NAME, "main").text)
 
 
 def shot(chrome: WebDriver, name: str) -> None:
@@ -146,12 +154,7 @@ def test_a_month_in_the_console(
         arrived(browser, "/settlement/apply")
         assert browser.find_element(By.ID, "applied").text.startswith(f"{good.name}: 4 ")
 
-        browser.get(f"{base}/person")
-        browser.find_element(By.ID, "id").send_keys(PEOPLE[2])
-        browser.find_element(By.ID, "find").click()
-        arrived(browser, f"id={PEOPLE[2]}")
-        page = browser.find_element(By.TAG_NAME, "main").text
-        assert f"{PEOPLE[2]} Người {PEOPLE[2][-4:]}" in page
+        assert f"{PEOPLE[2]} Người {PEOPLE[2][-4:]}" in explained(browser, base, PEOPLE[2])
         shot(browser, "person")
 
         statuses = query_store(store, "SELECT DISTINCT status FROM payment_lines")
@@ -196,13 +199,11 @@ def test_on_postgresql_each_role_sees_its_own_pages(
 ) -> None:
     """Logged in with their database roles: the operator is not offered, and cannot open, the
     auditor's pages; the auditor finds a person's explanation and the events behind it."""
-    store = new_store("postgresql", tmp_path, request)
-    with Ledger(store) as ledger:
-        ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
-    test_roles.install(store)
-    test_roles.follow(store, dict(os.environ))
-    test_roles.user_url(store, "op_browser", ("operator",))
-    test_roles.user_url(store, "aud_browser", ("auditor",))
+    store = postgres_store_with_people(
+        new_store("postgresql", tmp_path, request),
+        files.enrolments([enrolment(p) for p in PEOPLE]),
+        {"op_browser": ("operator",), "aud_browser": ("auditor",)},
+    )
     with console(store) as base:
         log_in(browser, base, "op_browser", test_roles.PASSWORD)
         assert browser.find_elements(By.LINK_TEXT, "Khoản phải thu hồi") == []  # not offered
@@ -214,12 +215,7 @@ def test_on_postgresql_each_role_sees_its_own_pages(
 
         log_in(browser, base, "aud_browser", test_roles.PASSWORD)
         assert browser.find_elements(By.ID, "draft") == []  # an auditor drafts nothing
-        browser.get(f"{base}/person")
-        browser.find_element(By.ID, "id").send_keys(PEOPLE[1])
-        browser.find_element(By.ID, "find").click()
-        arrived(browser, f"id={PEOPLE[1]}")
-        shown = browser.find_element(By.TAG_NAME, "main").text
-        assert f"{PEOPLE[1]} Người {PEOPLE[1][-4:]}" in shown
+        assert f"{PEOPLE[1]} Người {PEOPLE[1][-4:]}" in explained(browser, base, PEOPLE[1])
         browser.get(f"{base}/audit?person={PEOPLE[1]}")
         assert "Beneficiary.Enrolled" in browser.find_element(By.ID, "trail").text
         shot(browser, "audit-trail")

@@ -23,7 +23,7 @@ import pytest
 from ledger.application import Ledger
 from tests import roles as test_roles
 from tests.conftest import Files, enrolment, new_store, query_store
-from tests.console_server import console, csrf, logged_in
+from tests.console_server import console, csrf, logged_in, postgres_store_with_people
 
 pytestmark = pytest.mark.integration
 
@@ -155,13 +155,11 @@ def test_a_person_is_explained(enrolled: str) -> None:
 def test_on_postgresql_the_login_is_the_databases(
     files: Files, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    enrolled = new_store("postgresql", tmp_path, request)
-    with Ledger(enrolled) as ledger:
-        ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
-    test_roles.install(enrolled)
-    test_roles.follow(enrolled, dict(os.environ))
-    test_roles.user_url(enrolled, "op_console", ("operator",))
-    test_roles.user_url(enrolled, "aud_console", ("auditor",))
+    enrolled = postgres_store_with_people(
+        new_store("postgresql", tmp_path, request),
+        files.enrolments([enrolment(p) for p in PEOPLE]),
+        {"op_console": ("operator",), "aud_console": ("auditor",)},
+    )
     with console(enrolled) as base:
         client = httpx.Client(base_url=base)
         for user, password, status in (
