@@ -880,6 +880,8 @@ class PaymentList(Aggregate):
         actor: str,
         source: str,
         facts: DraftFacts,
+        held: int = 0,
+        waiting_for_claimant: int = 0,
     ) -> None:
         if self.is_approved:
             raise RuleViolation(f"the list {self.period} {self.province_code} is approved")
@@ -894,6 +896,8 @@ class PaymentList(Aggregate):
             known_through=facts.known_through,
             kept_digest=facts.kept_digest,
             register_version=facts.register_version,
+            held=held,
+            waiting_for_claimant=waiting_for_claimant,
         )
 
     @event("Drafted")
@@ -910,6 +914,10 @@ class PaymentList(Aggregate):
         known_through: int = 0,
         kept_digest: str = "",
         register_version: int | None = None,
+        # who the draft gave no line: held accounts, deaths awaiting a funeral claimant (shown
+        # to the approver; absent from drafts recorded before they were counted)
+        held: int = 0,
+        waiting_for_claimant: int = 0,
     ) -> None:
         if digest != self.draft_digest:
             self.drafted_by = set()

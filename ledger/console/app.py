@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from adapters.store import StoreUrlError
 from ledger import values
 from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
-from ledger.console.labels import LANGUAGES, labels, vnd
+from ledger.console.labels import LANGUAGES, labels, share, vnd
 from ledger.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -76,6 +76,7 @@ class Console:
             autoescape=select_autoescape(default=True),
         )
         self.templates.filters["vnd"] = vnd
+        self.templates.globals["share"] = share
 
     # identity
 
@@ -256,12 +257,12 @@ async def language(request: Request) -> Response:
 
 @needs(READER)
 async def payroll(console: Console, request: Request, session: Session) -> Response:
-    from ledger import views
+    from ledger import list_review, views
 
     period = _period(request.query_params.get("period"))
     with console.ledger(session) as ledger:
         period = period or views.latest_approved_period(ledger.db) or ""
-        lists = views.summaries(ledger.db, period) if period else []
+        lists = list_review.overview(ledger.db, period) if period else []
     # what was just done, from a word and a count (never text from the address shown as is)
     done, count = request.query_params.get("done", ""), request.query_params.get("lists", "")
     message = ""
@@ -269,8 +270,41 @@ async def payroll(console: Console, request: Request, session: Session) -> Respo
         message = f"{int(count)} {labels_of(request)[f'lists_{done}']}"
     files = exported(console.files, period) if period else []
     return console.page(
-        request, "payroll.html", period=period, lists=lists, message=message, files=files
+        request,
+        "payroll.html",
+        period=period,
+        lists=lists,
+        totals=_totals(lists),
+        message=message,
+        files=files,
     )
+
+
+def _totals(lists: list[Any]) -> dict[str, int]:
+    keys = ("lines", "total_amount", "bank_amount", "receivable_amount")
+    totals = {k: sum(getattr(o.summary, k) for o in lists) for k in keys}
+    totals["held"] = sum(o.held for o in lists)
+    totals["waiting_for_claimant"] = sum(o.waiting_for_claimant for o in lists)
+    return totals
+
+
+@needs(READER)
+async def payroll_list(console: Console, request: Request, session: Session) -> Response:
+    """One list beside the province's list of the month before: what changed, and the lines
+    an approver looks at first."""
+    from ledger import list_review
+
+    period = _period(request.query_params.get("period"))
+    province = request.query_params.get("province", "")
+    if not period:
+        raise Refused(400, "period: give a month as YYYY-MM")
+    if not re.fullmatch(r"\d{2}", province):
+        raise Refused(400, "province: a province code of two digits")
+    with console.ledger(session) as ledger:
+        found = list_review.review(ledger.db, period, province)
+    if not found.status:
+        raise Refused(404, f"no list of {period} for province {province}")
+    return console.page(request, "list.html", review=found, shown=list_review.SHOWN)
 
 
 @needs(OPERATOR, post=True)
@@ -554,6 +588,7 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/logout", logout, methods=["POST"]),
             Route("/language", language, methods=["GET"]),
             Route("/payroll", payroll, methods=["GET"]),
+            Route("/payroll/list", payroll_list, methods=["GET"]),
             Route("/payroll/run", payroll_run, methods=["POST"]),
             Route("/payroll/approve", payroll_approve, methods=["POST"]),
             Route("/payroll/export", payroll_export, methods=["POST"]),

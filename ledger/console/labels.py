@@ -59,6 +59,42 @@ _LABELS: dict[str, dict[str, str]] = {
     "would_apply": {"vi": "sẽ được ghi nhận", "en": "would be applied"},
     "applied": {"vi": "đã ghi nhận", "en": "applied"},
     "unchanged": {"vi": "đã ghi nhận trước đó", "en": "applied before (unchanged)"},
+    "lines_change": {"vi": "Chênh lệch số dòng", "en": "Lines vs last month"},
+    "amount_change": {"vi": "Chênh lệch tiền (VND)", "en": "Amount vs last month (VND)"},
+    "bank_share": {"vi": "Tỷ lệ qua ngân hàng", "en": "Bank share"},
+    "held": {"vi": "Tạm dừng", "en": "Held"},
+    "waiting": {"vi": "Chờ người nhận mai táng", "en": "Waiting for a claimant"},
+    "all": {"vi": "Tất cả", "en": "All"},
+    "list_hint": {
+        "vi": "Chọn một tỉnh để xem thay đổi so với tháng trước và các dòng cần xem trước.",
+        "en": "Choose a province to see what changed from last month and the lines to check first.",
+    },
+    "list_of": {"vi": "Danh sách", "en": "List"},
+    "compared_with": {"vi": "So với tháng", "en": "Compared with"},
+    "no_previous": {
+        "vi": "Tháng trước không có danh sách đã phê duyệt của tỉnh này.",
+        "en": "No approved list of this province last month.",
+    },
+    "change": {"vi": "Thay đổi", "en": "Change"},
+    "people": {"vi": "Số người", "en": "People"},
+    "new": {"vi": "Mới", "en": "New"},
+    "ended": {"vi": "Không còn chi trả", "en": "No longer paid"},
+    "changed": {"vi": "Thay đổi số tiền", "en": "Amount changed"},
+    "largest_arrears": {"vi": "Truy lĩnh lớn nhất", "en": "Largest arrears"},
+    "funeral_lines": {"vi": "Dòng mai táng phí", "en": "Funeral lines"},
+    "movers": {"vi": "Chuyển nơi ở", "en": "Moved"},
+    "above_limit": {"vi": "Vượt ngưỡng xem xét", "en": "Above their review limit"},
+    "payment_id": {"vi": "Mã chi trả", "en": "Payment id"},
+    "payee": {"vi": "Người nhận", "en": "Payee"},
+    "arrears": {"vi": "Truy lĩnh (VND)", "en": "Arrears (VND)"},
+    "review_limit": {"vi": "Ngưỡng (VND)", "en": "Limit (VND)"},
+    "moved_from": {"vi": "Từ (tỉnh/xã)", "en": "From (province/commune)"},
+    "moved_to": {"vi": "Đến (tỉnh/xã)", "en": "To (province/commune)"},
+    "of_total": {"vi": "trên tổng số", "en": "of"},
+    "not_looked_up": {
+        "vi": "người mới chưa được tra nơi ở tháng trước",
+        "en": "new people whose province last month was not looked up",
+    },
 }
 
 
@@ -71,3 +107,11 @@ def vnd(amount: object) -> str:
     if not isinstance(amount, int):
         return str(amount)
     return f"{amount:,}".replace(",", ".")
+
+
+def share(part: object, whole: object) -> str:
+    """A part of a whole as a percentage to one decimal, in integers (no float near money)."""
+    if not isinstance(part, int) or not isinstance(whole, int) or whole <= 0:
+        return "–"
+    tenths = (1000 * part + whole // 2) // whole
+    return f"{tenths // 10},{tenths % 10}%"

@@ -393,6 +393,8 @@ def _draft_province(ports: Ports, job: tuple[str, str, str, bool]) -> _Drafted |
         actor,
         "ledger payroll run",
         facts,
+        held=lines.held,
+        waiting_for_claimant=lines.waiting_for_claimant,
     )
     ports.save(payment_list)
     return _Drafted(code, lines.held, lines.waiting_for_claimant, tuple(lines.to_review))
