@@ -87,6 +87,7 @@ class PostgresDatabase:
     wait for the read models' (a province's payroll run keeps its draft while another's does)."""
 
     LOCK_KEY = 20250701
+    postgres = True  # a reader's SQL may differ (collations)
 
     def __init__(self, url: str) -> None:
         import psycopg

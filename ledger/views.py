@@ -470,6 +470,39 @@ def _marks(chunk: Sequence[Any]) -> str:
     return ",".join("?" * len(chunk))
 
 
+PEOPLE_PAGE = 50  # people a search by name shows at once
+
+
+def people_named(
+    db: ReadModelDatabase, beginning: str, after: tuple[str, str] | None = None
+) -> list[tuple[str, ...]]:
+    """Beneficiaries whose full name begins with `beginning`, in any case: (personal id,
+    name, date of birth, province, commune, the name as the index holds it), a page at a
+    time in the index's order (`after`: the last (lowered name, personal id) of the page
+    before). A range of that index (projections.readmodels NAME_KEY), never a scan of
+    millions of names."""
+    postgres = getattr(db, "postgres", False)
+    typed = values.free_text(beginning, values.NAME_MAX)
+    # as the database lowers it: PostgreSQL every letter, SQLite's lower() only A to Z
+    key = typed.lower() if postgres else "".join(c.lower() if c.isascii() else c for c in typed)
+    if not key:
+        return []
+    collate = ' COLLATE "C"' if postgres else ""
+    name = f"lower(b.full_name){collate}"
+    where = [f"{name} >= ?", f"{name} < ?"]
+    params: list[Any] = [key, key + "\U0010ffff"]
+    if after is not None:
+        where.append(f"({name} > ? OR ({name} = ? AND b.personal_id > ?))")
+        params += [after[0], after[0], after[1]]
+    rows = db.query(
+        "SELECT b.personal_id, b.full_name, b.date_of_birth, b.province_code, b.commune_code,"
+        f" {name} FROM beneficiaries b WHERE {' AND '.join(where)}"
+        f" ORDER BY {name}, b.personal_id LIMIT ?",
+        [*params, PEOPLE_PAGE],
+    )
+    return [tuple(str(v) for v in r) for r in rows]
+
+
 AUDIT_PAGE = 50  # rows of the audit trail a page shows
 
 

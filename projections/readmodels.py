@@ -42,6 +42,9 @@ SCHEMA = [
     # a province's people in personal-id order: merged with their balances without a sort
     """CREATE INDEX IF NOT EXISTS beneficiaries_province
         ON beneficiaries (province_code, personal_id)""",
+    # a name's beginning, in any case (the console's search by name): see `on_postgres`
+    """CREATE INDEX IF NOT EXISTS beneficiaries_name
+        ON beneficiaries (lower(full_name), personal_id)""",
     """CREATE TABLE IF NOT EXISTS deaths (
         personal_id TEXT PRIMARY KEY, aggregate_id TEXT NOT NULL UNIQUE,
         registration_number TEXT, full_name TEXT, date_of_death TEXT, registered_at TEXT,
@@ -144,6 +147,17 @@ PAYABLE_SUBLEDGER_SQL = (
 # version of a row fits beside the old one (a HOT update), which touches no index. At national
 # size this halves a settlement's update of the lines.
 _HALF_FREE = ("payment_lines", "balances")
+
+
+# On PostgreSQL the name's index is in code-point order ("C"), as SQLite's is: a beginning of a
+# name is then one range of it, whatever collation the database was made with.
+NAME_KEY = "lower(full_name)"
+NAME_KEY_ON_POSTGRES = '(lower(full_name) COLLATE "C")'
+
+
+def on_postgres(statement: str) -> str:
+    """A statement of SCHEMA as PostgreSQL makes it."""
+    return _with_free_space(statement.replace(NAME_KEY, NAME_KEY_ON_POSTGRES))
 
 
 def _with_free_space(statement: str) -> str:
@@ -366,7 +380,7 @@ class Projector:
             if readers_indexes or statement not in READERS_INDEXES:
                 if compared and statement == _BALANCES:
                     statement = _BALANCES.replace(_BALANCES_KEY, "personal_id TEXT NOT NULL")
-                cursor.execute(_with_free_space(statement) if postgres else statement)
+                cursor.execute(on_postgres(statement) if postgres else statement)
 
     def start_rebuild(self, cursor: Any, compared: bool = False) -> None:
         """Make the read models' tables, empty, for this projector alone to fill from the

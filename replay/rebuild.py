@@ -21,6 +21,7 @@ from projections.readmodels import (
     REPLAY_INDEXES,
     Projector,
     RecordedEvent,
+    on_postgres,
 )
 
 
@@ -72,7 +73,7 @@ def rebuild(
     with target.transaction() as cursor:
         projector.finish_rebuild(cursor)
         for statement in REPLAY_INDEXES if readers_indexes else ():
-            cursor.execute(statement)
+            cursor.execute(on_postgres(statement) if hasattr(cursor, "copy_rows") else statement)
     return applied
 
 

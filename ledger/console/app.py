@@ -451,18 +451,44 @@ async def settlement_apply(console: Console, request: Request, session: Session)
 
 @needs(READER)
 async def person(console: Console, request: Request, session: Session) -> Response:
+    """A person found by personal id (their explanation) or by the beginning of their name
+    (those named so, a page at a time)."""
+    from ledger import views
     from replay.explain import explain, render
 
-    wanted_id = request.query_params.get("id", "").strip()
+    q = request.query_params
+    wanted_text = q.get("id", "").strip()[:200]
     tables: list[Any] = []
-    if wanted_id:
+    found: list[tuple[str, ...]] = []
+    more = ""
+    if wanted_text.isdigit():
         try:
-            pid = values.personal_id(wanted_id)
+            pid = values.personal_id(wanted_text)
         except values.InvalidValue as problem:
             raise Refused(400, f"personal id: {problem}") from None
         with console.ledger(session) as ledger:
             tables = [html_table(t) for t in render(explain(ledger, pid))]
-    return console.page(request, "person.html", wanted=wanted_id[:12], tables=tables)
+    elif wanted_text:
+        after = (q.get("after_name", ""), q.get("after_id", ""))
+        try:
+            with console.ledger(session) as ledger:
+                found = views.people_named(ledger.db, wanted_text, after if after[1] else None)
+        except values.InvalidValue as problem:
+            raise Refused(400, f"name: {problem}") from None
+        if len(found) == views.PEOPLE_PAGE:
+            last = found[-1]
+            more = "/person?" + urlencode(
+                {"id": wanted_text, "after_name": last[5], "after_id": last[0]}
+            )
+    return console.page(
+        request,
+        "person.html",
+        wanted=wanted_text,
+        tables=tables,
+        found=found,
+        more=more,
+        searched=bool(wanted_text) and not wanted_text.isdigit(),
+    )
 
 
 @needs(AUDITOR)

@@ -95,6 +95,15 @@ _LABELS: dict[str, dict[str, str]] = {
         "vi": "người mới chưa được tra nơi ở tháng trước",
         "en": "new people whose province last month was not looked up",
     },
+    "id_or_name": {
+        "vi": "Số định danh hoặc họ tên (phần đầu)",
+        "en": "Personal id, or the beginning of a name",
+    },
+    "named": {"vi": "Đối tượng có tên bắt đầu bằng", "en": "People whose name begins with"},
+    "full_name": {"vi": "Họ và tên", "en": "Full name"},
+    "date_of_birth": {"vi": "Ngày sinh", "en": "Date of birth"},
+    "commune": {"vi": "Xã", "en": "Commune"},
+    "more": {"vi": "Tiếp theo", "en": "More"},
 }
 
 
