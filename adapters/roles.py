@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import verify_runs
 from adapters.recorders import CHAIN_TABLE, LOCK_FUNCTION
 from ledger.rules import RuleViolation
 from projections.readmodels import POSITION_TABLES, READ_MODEL_TABLES
@@ -36,6 +37,8 @@ _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,15}|")
 WRITES_EVENTS = ("operator", "projector")  # deaths consume records deaths as the projector
 # The command-side table a payroll run keeps its draft in (not a read model)
 OPERATOR_TABLES = ("kept_draft_entries",)
+# What `ledger verify` found (adapters/verify_runs.py): added by auditors, never changed
+AUDITOR_TABLES = ("verify_runs",)
 PROJECTOR_TABLES_EXTRA = ("publisher_position", "ledger_tracking")
 
 
@@ -212,6 +215,12 @@ def grants(
     for table in OPERATOR_TABLES:
         if table in tables:
             statements.append(f"GRANT INSERT, UPDATE, DELETE ON {s}.{q(table)} TO {operator}")
+    for table in AUDITOR_TABLES:
+        if table in tables:
+            statements.append(
+                f"GRANT INSERT ({', '.join(verify_runs.COLUMNS_GIVEN)}) ON {s}.{q(table)}"
+                f" TO {q(groups['auditor'])}"
+            )
     for table in (*READ_MODEL_TABLES, *POSITION_TABLES, *PROJECTOR_TABLES_EXTRA):
         if table in tables:
             statements.append(f"GRANT INSERT, UPDATE, DELETE ON {s}.{q(table)} TO {projector}")

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from adapters import kept_drafts, read_model_guards, roles
+from adapters import kept_drafts, read_model_guards, roles, verify_runs
 from adapters.civil_registry import registrations_in
 from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
@@ -289,6 +289,7 @@ class Ledger:
         with self.db.transaction() as cursor:
             Projector.create_schema(cursor)
             kept_drafts.create_schema(cursor)
+            verify_runs.create_schema(cursor)
             cursor.execute(PUBLISHER_POSITION)
 
     def complete_store(self) -> list[str]:

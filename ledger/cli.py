@@ -740,6 +740,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
+    from adapters import verify_runs
     from replay.verify import as_json, verify
 
     kafka = None
@@ -755,6 +756,11 @@ def cmd_verify(args: argparse.Namespace) -> None:
         report = verify(
             ledger, kafka=kafka, heads_from=[Path(p) for p in args.against or ()], jobs=args.jobs
         )
+        # kept for the console's auditors, whatever it found (the server says who, on PostgreSQL)
+        try:
+            verify_runs.record(ledger.db, as_json(report), actor(args))
+        except verify_runs.NotKept as not_kept:
+            warn(str(not_kept))
     if args.json:
         print_json(out, as_json(report))
     else:

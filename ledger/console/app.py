@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -539,11 +540,32 @@ async def audit(console: Console, request: Request, session: Session) -> Respons
             until=times.get("until"),
             before=int(before) if before else None,
         )
+        last_verify, verify_note = _last_verify(ledger.db)
     more = ""
     if len(rows) == views.AUDIT_PAGE:
         kept = {k: v for k, v in filters.items() if v}
         more = "/audit?" + urlencode({**kept, "before": rows[-1]["notification_id"]})
-    return console.page(request, "audit.html", rows=rows, filters=filters, more=more)
+    return console.page(
+        request,
+        "audit.html",
+        rows=rows,
+        filters=filters,
+        more=more,
+        last_verify=last_verify,
+        verify_note=verify_note,
+    )
+
+
+def _last_verify(db: Any) -> tuple[Any, str]:
+    """The last `ledger verify`'s run, or why none is shown."""
+    import psycopg
+
+    from adapters import verify_runs
+
+    try:
+        return verify_runs.latest(db), ""
+    except (psycopg.Error, sqlite3.Error):  # autocommit: nothing else is undone
+        return None, "verify's runs are not kept in this store: its owner runs `ledger init`"
 
 
 def _period(text: str | None) -> str | None:

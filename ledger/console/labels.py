@@ -104,6 +104,22 @@ _LABELS: dict[str, dict[str, str]] = {
     "date_of_birth": {"vi": "Ngày sinh", "en": "Date of birth"},
     "commune": {"vi": "Xã", "en": "Commune"},
     "more": {"vi": "Tiếp theo", "en": "More"},
+    "last_verify": {"vi": "Lần kiểm tra toàn vẹn gần nhất", "en": "The last verify"},
+    "verify_ok": {
+        "vi": "Lịch sử nguyên vẹn, mọi dữ liệu dẫn xuất khớp",
+        "en": "The history is intact and everything derived from it agrees",
+    },
+    "verify_failed": {"vi": "Phát hiện vấn đề", "en": "Problems found"},
+    "problems": {"vi": "vấn đề", "en": "problems"},
+    "unchecked": {"vi": "mục chưa kiểm tra được", "en": "checks not run"},
+    "never_verified": {
+        "vi": "Chưa chạy `ledger verify` trên kho này.",
+        "en": "`ledger verify` has not been run on this store.",
+    },
+    "check_name": {"vi": "Kiểm tra", "en": "Check"},
+    "result": {"vi": "Kết quả", "en": "Result"},
+    "found": {"vi": "Nội dung", "en": "Checked or found"},
+    "trail": {"vi": "Các sự kiện", "en": "The events"},
 }
 
 
