@@ -492,6 +492,32 @@ async def person(console: Console, request: Request, session: Session) -> Respon
     )
 
 
+@needs(READER)
+async def totals(console: Console, request: Request, session: Session) -> Response:
+    """Totals by month and by province, and the bank's share over time, as charts."""
+    from ledger import list_review, views
+    from ledger.console import charts
+
+    period = _period(request.query_params.get("period"))
+    with console.ledger(session) as ledger:
+        months = list_review.months(ledger.db)
+        period = period or views.latest_approved_period(ledger.db) or ""
+        provinces = list_review.provinces_of(ledger.db, period) if period else []
+    rows, rows_height = charts.provinces_chart(provinces)
+    return console.page(
+        request,
+        "totals.html",
+        period=period,
+        months=months,
+        month_bars=charts.months_chart(months),
+        share_bars=charts.share_chart(months),
+        province_rows=rows,
+        provinces_height=rows_height,
+        width=charts.WIDTH,
+        height=charts.HEIGHT,
+    )
+
+
 @needs(AUDITOR)
 async def receivables(console: Console, request: Request, session: Session) -> Response:
     from ledger import views
@@ -644,6 +670,7 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/settlement", settlement, methods=["GET"]),
             Route("/settlement/check", settlement_check, methods=["POST"]),
             Route("/settlement/apply", settlement_apply, methods=["POST"]),
+            Route("/totals", totals, methods=["GET"]),
             Route("/person", person, methods=["GET"]),
             Route("/receivables", receivables, methods=["GET"]),
             Route("/audit", audit, methods=["GET"]),

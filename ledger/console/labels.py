@@ -120,6 +120,16 @@ _LABELS: dict[str, dict[str, str]] = {
     "result": {"vi": "Kết quả", "en": "Result"},
     "found": {"vi": "Nội dung", "en": "Checked or found"},
     "trail": {"vi": "Các sự kiện", "en": "The events"},
+    "totals": {"vi": "Tổng hợp", "en": "Totals"},
+    "totals_by_month": {"vi": "Tổng chi trả theo tháng (VND)", "en": "Totals by month (VND)"},
+    "bank_share_by_month": {
+        "vi": "Tỷ lệ chi trả qua ngân hàng theo tháng",
+        "en": "The bank's share by month",
+    },
+    "totals_by_province": {"vi": "Tổng chi trả theo tỉnh", "en": "Totals by province"},
+    "by_bank": {"vi": "Qua ngân hàng", "en": "By bank"},
+    "by_post": {"vi": "Qua bưu điện", "en": "By post"},
+    "lists": {"vi": "Số danh sách", "en": "Lists"},
 }
 
 
