@@ -452,7 +452,9 @@ class Ledger:
     def summaries(self, period: str, province_code: str | None = None) -> list[ListSummary]:
         return views.summaries(self.db, period, province_code)
 
-    def receivables(self, period: str | None = None) -> list[dict[str, Any]]:
+    def receivables(
+        self, period: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> list[dict[str, Any]]:
         """Overpayments to recover, as the ledger knows them now (default: through the latest
         approved period). A death learned late shows here at once, before any payroll."""
         self.catch_up()
@@ -461,7 +463,8 @@ class Ledger:
             if period is None:
                 return []
         check_month(period, "--period", self.clock.now())
-        return views.receivables(self.db, period, self.ports.units().at(parse_month(period)))
+        units = self.ports.units().at(parse_month(period))
+        return views.receivables(self.db, period, units, progress)
 
     def account(self, personal_id: str) -> Account | None:
         return views.account(self.db, personal_id)

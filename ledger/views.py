@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -297,18 +297,28 @@ def latest_approved_period(db: ReadModelDatabase) -> str | None:
 
 # Receivables
 
+RECEIVABLES_STEP = 10_000
+
 
 def receivables(
-    db: ReadModelDatabase, period: str, units: UnitsAt | None = None
+    db: ReadModelDatabase,
+    period: str,
+    units: UnitsAt | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Overpayments to recover through a period: accounts whose balance (rule 2) is below
     zero, with the months the overpayment covers, and funeral claimants paid under a
     registration since revoked (rule 4). With `units` (those in force for the period), each
-    under the province the person's recorded one is part of then (rule 9)."""
+    under the province the person's recorded one is part of then (rule 9). `progress`: told
+    how many accounts were read, every RECEIVABLES_STEP of them."""
     through = parse_month(period)
     ref = reference_data(db.query("SELECT kind, from_month, value FROM reference_levels"))
     owing = []
-    for a in accounts(db, "bal.issued_total > 0", (), through=through, units=units):
+    for n, a in enumerate(
+        accounts(db, "bal.issued_total > 0", (), through=through, units=units), start=1
+    ):
+        if progress is not None and n % RECEIVABLES_STEP == 0:
+            progress(n)
         position = balance(a.entitlement, a.issued, through, ref)
         if position.receivable:
             owing.append((a, position.receivable))

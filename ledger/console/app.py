@@ -14,6 +14,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from adapters.store import StoreUrlError
 from ledger import values
 from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
 from ledger.console.labels import LANGUAGES, labels, share, vnd
+from ledger.console.receivables import Receivables
 from ledger.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -78,6 +80,7 @@ class Console:
         )
         self.templates.filters["vnd"] = vnd
         self.templates.globals["share"] = share
+        self.receivables = Receivables()  # worked out in the background, by period
 
     # identity
 
@@ -520,14 +523,56 @@ async def totals(console: Console, request: Request, session: Session) -> Respon
 
 @needs(AUDITOR)
 async def receivables(console: Console, request: Request, session: Session) -> Response:
+    """The receivables through a period, as worked out in the background (started by the
+    first auditor to ask), a page at a time, of one province or all."""
     from ledger import views
+    from ledger.console.receivables import page_of
 
+    q = request.query_params
+    province = q.get("province", "")
+    if province and not re.fullmatch(r"\d{2}", province):
+        raise Refused(400, "province: a province code of two digits")
+    number = q.get("page", "1")
+    if not number.isdigit() or len(number) > 7:
+        raise Refused(400, "page: a page number")
     with console.ledger(session) as ledger:
-        period = _period(request.query_params.get("period")) or views.latest_approved_period(
-            ledger.db
-        )
-        rows = views.receivables(ledger.db, period) if period else []
-    return console.page(request, "receivables.html", period=period or "", rows=rows)
+        period = _period(q.get("period")) or views.latest_approved_period(ledger.db)
+        position = _position(ledger.db)
+    if not period:
+        return console.page(request, "receivables.html", period="", computation=None)
+    computation = console.receivables.of(period)
+    if computation is None:
+        computation = console.receivables.start(period, position, lambda: console.ledger(session))
+    page = page_of(computation.rows, province, int(number)) if computation.rows else None
+    return console.page(
+        request,
+        "receivables.html",
+        period=period,
+        province=province,
+        computation=computation,
+        page=page,
+        position=position,
+        seconds=int((computation.finished or time.monotonic()) - computation.started),
+        refresh=not computation.done,
+    )
+
+
+@needs(AUDITOR, post=True)
+async def receivables_again(console: Console, request: Request, session: Session) -> Response:
+    """Work the period's receivables out again, from the events recorded since."""
+    form = await request.form()
+    period = _period(str(form.get("period") or ""))
+    if not period:
+        raise Refused(400, "period: give a month as YYYY-MM")
+    with console.ledger(session) as ledger:
+        position = _position(ledger.db)
+    console.receivables.start(period, position, lambda: console.ledger(session))
+    return RedirectResponse(f"/receivables?period={period}", status_code=303)
+
+
+def _position(db: Any) -> int:
+    """The last event the read models hold (by its notification id)."""
+    return int(db.query("SELECT COALESCE(MAX(notification_id), 0) FROM audit_trail")[0][0])
 
 
 @needs(AUDITOR)
@@ -673,6 +718,7 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/totals", totals, methods=["GET"]),
             Route("/person", person, methods=["GET"]),
             Route("/receivables", receivables, methods=["GET"]),
+            Route("/receivables/again", receivables_again, methods=["POST"]),
             Route("/audit", audit, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],

@@ -130,6 +130,17 @@ _LABELS: dict[str, dict[str, str]] = {
     "by_bank": {"vi": "Qua ngân hàng", "en": "By bank"},
     "by_post": {"vi": "Qua bưu điện", "en": "By post"},
     "lists": {"vi": "Số danh sách", "en": "Lists"},
+    "computing": {"vi": "Đang tính, đã đọc", "en": "Working them out: read"},
+    "accounts_read": {"vi": "tài khoản", "en": "accounts"},
+    "computation_failed": {"vi": "Không tính được", "en": "Could not work them out"},
+    "worked_out_at": {"vi": "Tính đến sự kiện số", "en": "Worked out at event"},
+    "events_since": {"vi": "sự kiện mới từ đó", "en": "events recorded since"},
+    "work_out_again": {"vi": "Tính lại", "en": "Work them out again"},
+    "debtor": {"vi": "Người phải hoàn trả", "en": "Who owes"},
+    "months_overpaid": {"vi": "Các tháng chi thừa", "en": "Months overpaid"},
+    "registration": {"vi": "Số đăng ký khai tử", "en": "Death registration"},
+    "learned_after": {"vi": "Biết sau (ngày)", "en": "Learned after (days)"},
+    "previous": {"vi": "Trước", "en": "Previous"},
 }
 
 
