@@ -131,7 +131,8 @@ def test_cookies_headers_and_forged_forms(enrolled: str) -> None:
     [
         ("/payroll?period=2025-13", "period:"),
         ("/payroll?period=<script>", "period:"),
-        ("/person?id=<b>1</b>", "personal id:"),
+        ("/person?id=0010000000019", "personal id:"),  # digits: an id, of 12 digits
+        ("/person?id=<b>1</b>%0ax", "name:"),  # else the beginning of a name: no line break
     ],
 )
 def test_bad_input_is_a_page_saying_so(enrolled: str, path: str, expected: str) -> None:
