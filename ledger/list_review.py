@@ -323,3 +323,29 @@ def provinces_of(db: ReadModelDatabase, period: str) -> list[tuple[str, int, int
             (period,),
         )
     ]
+
+
+@dataclass(frozen=True)
+class ListKey:
+    """What a list's review is worked out from: its lines (by the digest its draft or
+    approval recorded) and the lines of the month before (likewise), so a review worked out
+    once stands while neither list changes."""
+
+    status: str
+    digest: str
+    line_count: int
+    previous_digest: str
+
+
+def list_key(db: ReadModelDatabase, period: str, province_code: str) -> ListKey | None:
+    rows = db.query(
+        "SELECT period, status, digest, line_count FROM payment_lists"
+        " WHERE province_code = ? AND (period = ? OR (period = ? AND status <> 'DRAFT'))",
+        (province_code, period, previous_period(period)),
+    )
+    found = {str(r[0]): r for r in rows}
+    if period not in found:
+        return None
+    _, status, digest, line_count = found[period]
+    before = found.get(previous_period(period))
+    return ListKey(str(status), str(digest), int(line_count), str(before[2]) if before else "")

@@ -98,6 +98,8 @@ SCHEMA = [
         aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL, actor TEXT,
         source TEXT, facts TEXT)""",
     "CREATE INDEX IF NOT EXISTS audit_trail_aggregate ON audit_trail (aggregate_id)",
+    # the audit trail of one actor, newest first (the console's filter), without a scan
+    "CREATE INDEX IF NOT EXISTS audit_trail_actor ON audit_trail (actor, notification_id)",
     # where `ledger project` is in each partition of ledger.events (the Kafka path's position)
     """CREATE TABLE IF NOT EXISTS projection_offsets (
         consumer_group TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,

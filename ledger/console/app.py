@@ -14,7 +14,6 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +32,8 @@ from starlette.staticfiles import StaticFiles
 from adapters.store import StoreUrlError
 from ledger import values
 from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
+from ledger.console.background import Background, Work
 from ledger.console.labels import LANGUAGES, labels, share, vnd
-from ledger.console.receivables import Receivables
 from ledger.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -80,7 +79,7 @@ class Console:
         )
         self.templates.filters["vnd"] = vnd
         self.templates.globals["share"] = share
-        self.receivables = Receivables()  # worked out in the background, by period
+        self.background = Background()  # what pages cannot wait for, worked out once
 
     # identity
 
@@ -292,10 +291,14 @@ def _totals(lists: list[Any]) -> dict[str, int]:
     return totals
 
 
+INLINE_LINES = 20_000  # a list of more lines is reviewed in the background
+
+
 @needs(READER)
 async def payroll_list(console: Console, request: Request, session: Session) -> Response:
     """One list beside the province's list of the month before: what changed, and the lines
-    an approver looks at first."""
+    an approver looks at first. Worked out once for the two lists as they are (a national
+    province's in the background, the page refreshing until it is done)."""
     from ledger import list_review
 
     period = _period(request.query_params.get("period"))
@@ -305,10 +308,30 @@ async def payroll_list(console: Console, request: Request, session: Session) -> 
     if not re.fullmatch(r"\d{2}", province):
         raise Refused(400, "province: a province code of two digits")
     with console.ledger(session) as ledger:
-        found = list_review.review(ledger.db, period, province)
-    if not found.status:
+        key = list_review.list_key(ledger.db, period, province)
+    if key is None:
         raise Refused(404, f"no list of {period} for province {province}")
-    return console.page(request, "list.html", review=found, shown=list_review.SHOWN)
+
+    def review(_: Work) -> Any:
+        with console.ledger(session) as ledger:
+            return list_review.review(ledger.db, period, province)
+
+    cached = ("list", period, province, key.digest, key.previous_digest)
+    work = console.background.of(cached)
+    if work is None or work.failed:
+        if key.line_count <= INLINE_LINES:
+            work = console.background.run(cached, review)
+        else:
+            work = console.background.start(cached, review)
+    return console.page(
+        request,
+        "list.html",
+        period=period,
+        province=province,
+        work=work,
+        review=work.result,
+        refresh=not work.done,
+    )
 
 
 @needs(OPERATOR, post=True)
@@ -539,22 +562,33 @@ async def receivables(console: Console, request: Request, session: Session) -> R
         period = _period(q.get("period")) or views.latest_approved_period(ledger.db)
         position = _position(ledger.db)
     if not period:
-        return console.page(request, "receivables.html", period="", computation=None)
-    computation = console.receivables.of(period)
-    if computation is None:
-        computation = console.receivables.start(period, position, lambda: console.ledger(session))
-    page = page_of(computation.rows, province, int(number)) if computation.rows else None
+        return console.page(request, "receivables.html", period="", work=None)
+    work = console.background.of(("receivables", period))
+    if work is None:
+        work = _work_out_receivables(console, session, period, position)
+    rows = work.result if work.done and not work.failed else None
+    page = page_of(rows, province, int(number)) if rows is not None else None
     return console.page(
         request,
         "receivables.html",
         period=period,
         province=province,
-        computation=computation,
+        work=work,
         page=page,
         position=position,
-        seconds=int((computation.finished or time.monotonic()) - computation.started),
-        refresh=not computation.done,
+        refresh=not work.done,
     )
+
+
+def _work_out_receivables(console: Console, session: Session, period: str, position: int) -> Work:
+    def work_out(work: Work) -> Any:
+        def told(read: int) -> None:
+            work.read = read
+
+        with console.ledger(session) as ledger:
+            return ledger.receivables(period, progress=told)
+
+    return console.background.start(("receivables", period), work_out, position)
 
 
 @needs(AUDITOR, post=True)
@@ -566,7 +600,7 @@ async def receivables_again(console: Console, request: Request, session: Session
         raise Refused(400, "period: give a month as YYYY-MM")
     with console.ledger(session) as ledger:
         position = _position(ledger.db)
-    console.receivables.start(period, position, lambda: console.ledger(session))
+    _work_out_receivables(console, session, period, position)
     return RedirectResponse(f"/receivables?period={period}", status_code=303)
 
 

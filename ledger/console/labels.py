@@ -141,6 +141,10 @@ _LABELS: dict[str, dict[str, str]] = {
     "registration": {"vi": "Số đăng ký khai tử", "en": "Death registration"},
     "learned_after": {"vi": "Biết sau (ngày)", "en": "Learned after (days)"},
     "previous": {"vi": "Trước", "en": "Previous"},
+    "reviewing": {
+        "vi": "Đang so sánh với tháng trước…",
+        "en": "Comparing with the month before…",
+    },
 }
 
 
