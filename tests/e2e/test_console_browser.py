@@ -6,7 +6,10 @@ written under tests/screenshots/ (ignored by git)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,11 +159,34 @@ def test_a_month_in_the_console(
 
         assert f"{PEOPLE[2]} Người {PEOPLE[2][-4:]}" in explained(browser, base, PEOPLE[2])
         shot(browser, "person")
+        # found by the beginning of the name, then explained from the list of those found
+        browser.get(f"{base}/person")
+        browser.find_element(By.ID, "id").send_keys(f"Người {PEOPLE[3][-4:]}")
+        browser.find_element(By.ID, "find").click()
+        arrived(browser, "id=Ng")
+        browser.find_element(By.LINK_TEXT, PEOPLE[3]).click()
+        arrived(browser, f"id={PEOPLE[3]}")
+        assert (
+            f"{PEOPLE[3]} Người {PEOPLE[3][-4:]}" in browser.find_element(By.TAG_NAME, "main").text
+        )
+
+        # the list's own page and the totals' charts
+        browser.get(f"{base}/payroll?period=2025-07")
+        browser.find_element(By.LINK_TEXT, "01").click()
+        arrived(browser, "/payroll/list")
+        assert browser.find_element(By.ID, "no-previous").text  # July is the first month
+        shot(browser, "payroll-list")
+        browser.find_element(By.LINK_TEXT, "Tổng hợp").click()
+        arrived(browser, "/totals")
+        chart = browser.find_element(By.ID, "months-chart")
+        assert chart.size["width"] > 100 and "2025-07" in chart.text
+        shot(browser, "totals")
 
         statuses = query_store(store, "SELECT DISTINCT status FROM payment_lines")
         assert statuses == [("PAID",)]  # the good file applied whole, the bad one not at all
 
         # the language switch, back to the same page
+        browser.get(f"{base}/person")
         browser.find_element(By.LINK_TEXT, "English").click()
         WebDriverWait(browser, 30).until(
             lambda b: b.find_element(By.TAG_NAME, "h1").text == "Person"
@@ -177,7 +203,7 @@ def test_every_control_is_labelled_and_reached_by_the_keyboard(
         ledger.enrol(files.enrolments([enrolment(p) for p in PEOPLE]), "maker")
     with console(store) as base:
         log_in(browser, base, "maker")
-        for path in ("/payroll?period=2025-07", "/person"):
+        for path in ("/payroll?period=2025-07", "/person", "/totals"):
             browser.get(base + path)
             inputs = browser.find_elements(By.CSS_SELECTOR, "input:not([type=hidden])")
             for field in inputs:  # each named by a <label for=…>
@@ -219,3 +245,20 @@ def test_on_postgresql_each_role_sees_its_own_pages(
         browser.get(f"{base}/audit?person={PEOPLE[1]}")
         assert "Beneficiary.Enrolled" in browser.find_element(By.ID, "trail").text
         shot(browser, "audit-trail")
+        # the auditor runs verify; the audit page says when, who, and that it held
+        env = {**os.environ, "LEDGER_STORE": store}
+        env.pop("LEDGER_KAFKA", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.ledger_as_role", "verify", "--by", "aud_browser"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        browser.get(f"{base}/audit")
+        result = browser.find_element(By.ID, "verify-result").text
+        assert "aud_browser" in result and "nguyên vẹn" in result
+        browser.get(f"{base}/receivables?period=2025-07")  # nothing approved: none owed
+        WebDriverWait(browser, 60).until(
+            lambda b: b.find_elements(By.ID, "as-of") or b.find_elements(By.ID, "failed")
+        )
+        assert browser.find_elements(By.ID, "as-of")
+        shot(browser, "receivables")
