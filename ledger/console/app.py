@@ -37,6 +37,7 @@ from ledger.console.labels import LANGUAGES, labels, share, vnd
 from ledger.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
+    LoginThrottle,
     Session,
     Sessions,
     csrf_holds,
@@ -72,6 +73,7 @@ class Console:
         self.files = files  # where exports are written, a folder per period
         self.postgres = StoreLocation.parse(store).kind == "postgresql"
         self.sessions = Sessions(secrets.token_bytes(32))
+        self.throttle = LoginThrottle()
         self.secure = secure_cookies
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -214,16 +216,31 @@ def _login_form(console: Console, request: Request, error: str = "", status: int
     return response
 
 
+def _address(request: Request) -> str:
+    """Who is asking, as the connection says (a proxy in front sees all as itself: then the
+    user name's count is what throttles)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def login(request: Request) -> Response:
     console: Console = request.app.state.console
     form = await request.form()
     token, user, password = (str(form.get(k) or "") for k in ("token", "user", "password"))
     if not console.sessions.login_form_holds(request.cookies.get(LOGIN_COOKIE), token):
         return _login_form(console, request, "the login form expired: log in again", 403)
+    # a name and an address each have a few tries in a while (sessions.LoginThrottle)
+    keys = (f"user:{user.strip().casefold()[:64]}", f"address:{_address(request)}")
+    wait = console.throttle.wait(*keys)
+    if wait:
+        message = f"too many failed logins: try again in {(wait + 59) // 60} minutes"
+        return _login_form(console, request, message, 429)
     try:
         session = console.log_in(user, password)
     except Refused as refused:
+        if refused.status == 401:
+            console.throttle.failed(*keys)
         return _login_form(console, request, str(refused), refused.status)
+    console.throttle.succeeded(keys[0])
     response = RedirectResponse("/payroll", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -90,3 +90,57 @@ class Sessions:
 
 def csrf_holds(session: Session, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(session.csrf, token)
+
+
+FAILURES_ALLOWED = 5  # failed logins of one user name in WINDOW
+ADDRESS_FAILURES_ALLOWED = 30  # from one address (an office behind one address has many users)
+FAILURE_WINDOW = 15 * 60
+FAILURES_KEPT = 100_000  # names and addresses remembered at most (a flood forgets the oldest)
+
+
+class LoginThrottle:
+    """Failed logins counted by user name and by address (keys `user:…`, `address:…`): beyond
+    their allowance in the window, that name (or address) is refused until its oldest failure
+    leaves the window, whatever the password, so that passwords cannot be guessed at the
+    console's speed. Someone can so keep a user out for a while by failing in their name: the
+    price of not letting a name be guessed from many addresses."""
+
+    def __init__(
+        self,
+        allowed: int = FAILURES_ALLOWED,
+        window: float = FAILURE_WINDOW,
+        address_allowed: int = ADDRESS_FAILURES_ALLOWED,
+    ) -> None:
+        self._failures: dict[str, list[float]] = {}
+        self._allowed = allowed
+        self._address_allowed = address_allowed
+        self._window = window
+        self._lock = threading.Lock()
+
+    def _limit(self, key: str) -> int:
+        return self._address_allowed if key.startswith("address:") else self._allowed
+
+    def wait(self, *keys: str) -> int:
+        """Seconds until these may try again (0: now)."""
+        now = time.monotonic()
+        longest = 0.0
+        with self._lock:
+            for key in keys:
+                recent = [t for t in self._failures.get(key, []) if now - t < self._window]
+                if len(recent) >= self._limit(key):
+                    longest = max(longest, recent[0] + self._window - now)
+        return int(longest) + (1 if longest else 0)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                recent = [t for t in self._failures.pop(key, []) if now - t < self._window]
+                self._failures[key] = [*recent, now][-self._limit(key) :]
+            while len(self._failures) > FAILURES_KEPT:
+                self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)

@@ -15,14 +15,16 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
 from ledger.application import Ledger
 from tests import roles as test_roles
-from tests.conftest import NO_CLAIMANT, Files, death, enrolment, query_store
-from tests.console_server import console, csrf, logged_in
+from tests.conftest import NO_CLAIMANT, Files, death, enrolment, new_store, query_store
+from tests.console_server import console, csrf, logged_in, postgres_store_with_people
 
 pytestmark = pytest.mark.integration
 REFUSED = psycopg.errors.InsufficientPrivilege
@@ -262,3 +264,29 @@ def _until(client: object, path: str, text: str) -> str:
         if text in page or time.monotonic() > deadline:
             return page
         time.sleep(0.3)
+
+
+def test_passwords_cannot_be_guessed_at_the_consoles_speed(
+    files: Files, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """On PostgreSQL: five wrong passwords for a name, and the sixth try is refused even with
+    the right one; another person still logs in."""
+    store = postgres_store_with_people(
+        new_store("postgresql", tmp_path, request),
+        files.enrolments([enrolment(p) for p in JULY]),
+        {"op_guessed": ("operator",), "op_other": ("operator",)},
+    )
+    with console(store) as base:
+        client = httpx.Client(base_url=base)
+
+        def attempt(user: str, password: str) -> httpx.Response:
+            form = client.get("/login").text
+            token = form.split('name="token" value="', 1)[1].split('"', 1)[0]
+            return client.post("/login", data={"token": token, "user": user, "password": password})
+
+        for i in range(5):
+            assert attempt("op_guessed", f"guess-{i}").status_code == 401
+        refused = attempt("op_guessed", test_roles.PASSWORD)
+        assert refused.status_code == 429 and "too many failed logins" in refused.text
+        assert "ansinh_session" not in refused.headers.get("set-cookie", "")
+        assert attempt("op_other", test_roles.PASSWORD).status_code == 303
