@@ -18,12 +18,24 @@ import psycopg
 from adapters.sql import ReadModelDatabase
 
 TABLE = "verify_runs"
-COLUMNS_GIVEN = ("finished_at", "ok", "problems", "unchecked", "report")
+# what a run gives; when it finished and who ran it the database says (on PostgreSQL from the
+# server's clock and session, columns no role is granted to give)
+COLUMNS_GIVEN = ("ok", "problems", "unchecked", "report")
+_CHECKS = (
+    "CHECK (ok IN (0, 1) AND problems >= 0 AND unchecked >= 0"
+    " AND (ok = 0 OR (problems = 0 AND unchecked = 0)))"
+)
 _SQLITE = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (finished_at TEXT NOT NULL, ok INTEGER NOT NULL,"
-    " problems BIGINT NOT NULL, unchecked BIGINT NOT NULL, report TEXT NOT NULL, run_by TEXT)"
+    f" problems BIGINT NOT NULL, unchecked BIGINT NOT NULL, report TEXT NOT NULL, run_by TEXT,"
+    f" {_CHECKS})"
 )
-_POSTGRES = _SQLITE.replace("run_by TEXT", "run_by TEXT DEFAULT session_user")
+_POSTGRES = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    "finished_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), ok INTEGER NOT NULL,"
+    " problems BIGINT NOT NULL, unchecked BIGINT NOT NULL, report TEXT NOT NULL,"
+    f" run_by TEXT NOT NULL DEFAULT session_user, {_CHECKS})"
+)
 REPORT_BYTES = 1 << 20  # a report of more findings than this keeps its first ones
 
 
@@ -48,7 +60,7 @@ class VerifyRun:
 
 def record(db: ReadModelDatabase, report: dict[str, Any], actor: str | None) -> None:
     """Keep a run's report (`replay.verify.as_json`). `actor` on the embedded store only: on
-    PostgreSQL the server says who ran it."""
+    PostgreSQL the server says who ran it, and when."""
     checks = list(report.get("checks", []))
     problems = sum(len(c.get("findings", [])) for c in checks if not c.get("unchecked"))
     unchecked = sum(1 for c in checks if c.get("unchecked"))
@@ -57,14 +69,15 @@ def record(db: ReadModelDatabase, report: dict[str, Any], actor: str | None) -> 
         text = json.dumps(
             [{**c, "findings": c.get("findings", [])[:20]} for c in checks], ensure_ascii=False
         )
-    row = (datetime.now(UTC).isoformat(), int(problems == 0 and unchecked == 0), problems)
+    given = (int(problems == 0 and unchecked == 0), problems, unchecked, text)
     postgres = getattr(db, "postgres", False)
-    names = ", ".join(COLUMNS_GIVEN if postgres else (*COLUMNS_GIVEN, "run_by"))
-    values = (*row, unchecked, text) if postgres else (*row, unchecked, text, actor)
+    names = COLUMNS_GIVEN if postgres else ("finished_at", *COLUMNS_GIVEN, "run_by")
+    values = given if postgres else (datetime.now(UTC).isoformat(), *given, actor)
     try:
         with db.transaction(lock=()) as cursor:  # no writer to wait for
             cursor.execute(
-                f"INSERT INTO {TABLE} ({names}) VALUES ({', '.join('?' * len(values))})", values
+                f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES ({', '.join('?' * len(values))})",
+                values,
             )
     except (sqlite3.Error, psycopg.Error) as failed:
         raise NotKept(
@@ -75,6 +88,8 @@ def record(db: ReadModelDatabase, report: dict[str, Any], actor: str | None) -> 
 
 
 def latest(db: ReadModelDatabase) -> VerifyRun | None:
+    """The run that finished last. Its report as kept, each check with the fields the pages
+    read (a report an auditor's own INSERT made unreadable is said to be so)."""
     rows = db.query(
         f"SELECT finished_at, ok, problems, unchecked, report, run_by FROM {TABLE}"
         " ORDER BY finished_at DESC LIMIT 1"
@@ -82,6 +97,30 @@ def latest(db: ReadModelDatabase) -> VerifyRun | None:
     if not rows:
         return None
     finished, ok, problems, unchecked, report, run_by = rows[0]
-    return VerifyRun(
-        str(finished), bool(ok), int(problems), int(unchecked), json.loads(report), run_by
-    )
+    at = finished.isoformat() if isinstance(finished, datetime) else str(finished)
+    return VerifyRun(at, bool(ok), int(problems), int(unchecked), _checks(report), run_by)
+
+
+def _checks(report: Any) -> list[dict[str, Any]]:
+    try:
+        checks = json.loads(report)
+        return [
+            {
+                "check": str(c.get("check", "")),
+                "ok": bool(c.get("ok")),
+                "unchecked": bool(c.get("unchecked")),
+                "summary": str(c.get("summary", "")),
+                "findings": [str(f) for f in c.get("findings", [])][:20],
+            }
+            for c in checks
+        ]
+    except (ValueError, TypeError, AttributeError):
+        return [
+            {
+                "check": "report",
+                "ok": False,
+                "unchecked": False,
+                "summary": "",
+                "findings": ["this run's report is not one verify writes"],
+            }
+        ]

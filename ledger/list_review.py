@@ -73,6 +73,10 @@ class ListReview:
     movers_not_looked_up: int = 0  # new people beyond MOVERS_LOOKED_UP
 
 
+class ListChanging(Exception):
+    """The lines read are not those the list's record counts: read again later."""
+
+
 def previous_period(period: str) -> str:
     return format_month(parse_month(period) - 1)
 
@@ -147,7 +151,7 @@ def review(db: ReadModelDatabase, period: str, province_code: str) -> ListReview
     found = ListReview(period, province_code, "", previous_period=before)
     if not rows:
         return found
-    list_id, status, _, _ = rows[0]
+    list_id, status, line_count, total = rows[0]
     found.status = str(status)
     lines = list(
         draft_lines(db, str(list_id))
@@ -156,6 +160,13 @@ def review(db: ReadModelDatabase, period: str, province_code: str) -> ListReview
     )
     found.lines = len(lines)
     found.total_amount = sum(ln.total_amount for ln in lines)
+    if (found.lines, found.total_amount) != (int(line_count), int(total)):
+        # a draft being approved (its kept entries go as its lines come), or entries that
+        # are not the draft's: never shown (nor kept) as the list
+        raise ListChanging(
+            f"the list {period} {province_code} is changing (its lines are not yet those its "
+            f"{str(status).lower()} recorded): open the page again in a moment"
+        )
     last = db.query(
         "SELECT line_count, total_amount FROM payment_lists"
         " WHERE period = ? AND province_code = ? AND status <> 'DRAFT'",
@@ -327,25 +338,27 @@ def provinces_of(db: ReadModelDatabase, period: str) -> list[tuple[str, int, int
 
 @dataclass(frozen=True)
 class ListKey:
-    """What a list's review is worked out from: its lines (by the digest its draft or
-    approval recorded) and the lines of the month before (likewise), so a review worked out
-    once stands while neither list changes."""
+    """What a list's review is worked out from: its lines (by the digest, status and count
+    its draft or approval recorded) and the lines of the month before (likewise), so a review
+    worked out once stands while neither list changes."""
 
     status: str
     digest: str
     line_count: int
+    total_amount: int
     previous_digest: str
 
 
 def list_key(db: ReadModelDatabase, period: str, province_code: str) -> ListKey | None:
     rows = db.query(
-        "SELECT period, status, digest, line_count FROM payment_lists"
+        "SELECT period, status, digest, line_count, total_amount FROM payment_lists"
         " WHERE province_code = ? AND (period = ? OR (period = ? AND status <> 'DRAFT'))",
         (province_code, period, previous_period(period)),
     )
     found = {str(r[0]): r for r in rows}
     if period not in found:
         return None
-    _, status, digest, line_count = found[period]
+    _, status, digest, line_count, total = found[period]
     before = found.get(previous_period(period))
-    return ListKey(str(status), str(digest), int(line_count), str(before[2]) if before else "")
+    previous = str(before[2]) if before else ""
+    return ListKey(str(status), str(digest), int(line_count), int(total), previous)

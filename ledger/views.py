@@ -493,16 +493,16 @@ def people_named(
     millions of names."""
     postgres = getattr(db, "postgres", False)
     typed = values.free_text(beginning, values.NAME_MAX)
-    # as the database lowers it: PostgreSQL every letter, SQLite's lower() only A to Z
-    key = typed.lower() if postgres else "".join(c.lower() if c.isascii() else c for c in typed)
-    if not key:
+    if not typed:
         return []
-    collate = ' COLLATE "C"' if postgres else ""
+    # lowered by the database, as its index was (PostgreSQL by its character type, SQLite A
+    # to Z only), and compared in code-point order: the names beginning so are one range
+    collate, last = (' COLLATE "C"', "chr(1114111)") if postgres else ("", "char(1114111)")
     name = f"lower(b.full_name){collate}"
-    where = [f"{name} >= ?", f"{name} < ?"]
-    params: list[Any] = [key, key + "\U0010ffff"]
+    where = [f"{name} >= lower(?){collate}", f"{name} < (lower(?) || {last}){collate}"]
+    params: list[Any] = [typed, typed]
     if after is not None:
-        where.append(f"({name} > ? OR ({name} = ? AND b.personal_id > ?))")
+        where.append(f"({name} > ?{collate} OR ({name} = ?{collate} AND b.personal_id > ?))")
         params += [after[0], after[0], after[1]]
     rows = db.query(
         "SELECT b.personal_id, b.full_name, b.date_of_birth, b.province_code, b.commune_code,"

@@ -586,7 +586,13 @@ def as_json(report: Report) -> dict[str, Any]:
         "ok": report.ok,
         "missing_key": report.missing_key,
         "checks": [
-            {"check": c.name, "ok": c.ok, "summary": c.summary, "findings": c.findings}
+            {
+                "check": c.name,
+                "ok": c.ok,
+                "unchecked": c.unchecked,
+                "summary": c.summary,
+                "findings": c.findings,
+            }
             for c in report.checks
         ],
     }

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from adapters.store import StoreUrlError
 from ledger import values
 from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
-from ledger.console.background import Background, Work
+from ledger.console.background import Background, Busy, Work
 from ledger.console.labels import LANGUAGES, labels, share, vnd
 from ledger.console.sessions import (
     LOGIN_COOKIE,
@@ -81,7 +81,10 @@ class Console:
         )
         self.templates.filters["vnd"] = vnd
         self.templates.globals["share"] = share
-        self.background = Background()  # what pages cannot wait for, worked out once
+        # what pages cannot wait for, worked out once: lists' reviews (small), and the
+        # receivables of a few periods (each every receivable of the country)
+        self.background = Background()
+        self.receivables = Background(kept=4)
 
     # identity
 
@@ -286,7 +289,7 @@ async def payroll(console: Console, request: Request, session: Session) -> Respo
     # what was just done, from a word and a count (never text from the address shown as is)
     done, count = request.query_params.get("done", ""), request.query_params.get("lists", "")
     message = ""
-    if done in ("drafted", "approved", "exported") and count.isdigit():
+    if done in ("drafted", "approved", "exported") and re.fullmatch(r"[0-9]{1,6}", count):
         message = f"{int(count)} {labels_of(request)[f'lists_{done}']}"
     files = exported(console.files, period) if period else []
     return console.page(
@@ -322,7 +325,7 @@ async def payroll_list(console: Console, request: Request, session: Session) -> 
     province = request.query_params.get("province", "")
     if not period:
         raise Refused(400, "period: give a month as YYYY-MM")
-    if not re.fullmatch(r"\d{2}", province):
+    if not re.fullmatch(r"[0-9]{2}", province):
         raise Refused(400, "province: a province code of two digits")
     with console.ledger(session) as ledger:
         key = list_review.list_key(ledger.db, period, province)
@@ -333,7 +336,7 @@ async def payroll_list(console: Console, request: Request, session: Session) -> 
         with console.ledger(session) as ledger:
             return list_review.review(ledger.db, period, province)
 
-    cached = ("list", period, province, key.digest, key.previous_digest)
+    cached = ("list", period, province, key)
     work = console.background.of(cached)
     if work is None or work.failed:
         if key.line_count <= INLINE_LINES:
@@ -394,7 +397,7 @@ async def payroll_export(console: Console, request: Request, session: Session) -
 
 # the files an export writes (YYYY-MM_PROVINCE_CHANNEL.csv and its manifest): nothing else
 # is served, whatever the address asks for
-EXPORTED_NAME = re.compile(r"\d{4}-\d{2}_\d{2}_[A-Z]{1,8}\.(csv|manifest\.json)")
+EXPORTED_NAME = re.compile(r"[0-9]{4}-[0-9]{2}_[0-9]{2}_[A-Z]{1,8}\.(csv|manifest\.json)")
 
 
 def exported(files: Path, period: str) -> list[str]:
@@ -505,7 +508,7 @@ async def person(console: Console, request: Request, session: Session) -> Respon
     tables: list[Any] = []
     found: list[tuple[str, ...]] = []
     more = ""
-    if wanted_text.isdigit():
+    if wanted_text.isascii() and wanted_text.isdigit():
         try:
             pid = values.personal_id(wanted_text)
         except values.InvalidValue as problem:
@@ -531,7 +534,7 @@ async def person(console: Console, request: Request, session: Session) -> Respon
         tables=tables,
         found=found,
         more=more,
-        searched=bool(wanted_text) and not wanted_text.isdigit(),
+        searched=bool(wanted_text) and not tables,
     )
 
 
@@ -570,17 +573,18 @@ async def receivables(console: Console, request: Request, session: Session) -> R
 
     q = request.query_params
     province = q.get("province", "")
-    if province and not re.fullmatch(r"\d{2}", province):
+    if province and not re.fullmatch(r"[0-9]{2}", province):
         raise Refused(400, "province: a province code of two digits")
     number = q.get("page", "1")
-    if not number.isdigit() or len(number) > 7:
+    if not re.fullmatch(r"[0-9]{1,7}", number):
         raise Refused(400, "page: a page number")
     with console.ledger(session) as ledger:
         period = _period(q.get("period")) or views.latest_approved_period(ledger.db)
         position = _position(ledger.db)
-    if not period:
-        return console.page(request, "receivables.html", period="", work=None)
-    work = console.background.of(("receivables", period))
+        approved = bool(period) and _approved(ledger.db, str(period))
+    if not period or not approved:
+        return console.page(request, "receivables.html", period=period or "", work=None)
+    work = console.receivables.of(("receivables", period))
     if work is None:
         work = _work_out_receivables(console, session, period, position)
     rows = work.result if work.done and not work.failed else None
@@ -605,7 +609,7 @@ def _work_out_receivables(console: Console, session: Session, period: str, posit
         with console.ledger(session) as ledger:
             return ledger.receivables(period, progress=told)
 
-    return console.background.start(("receivables", period), work_out, position)
+    return console.receivables.start(("receivables", period), work_out, position)
 
 
 @needs(AUDITOR, post=True)
@@ -617,8 +621,20 @@ async def receivables_again(console: Console, request: Request, session: Session
         raise Refused(400, "period: give a month as YYYY-MM")
     with console.ledger(session) as ledger:
         position = _position(ledger.db)
+        if not _approved(ledger.db, period):
+            raise Refused(404, f"no list of {period} is approved: nothing is paid through it")
     _work_out_receivables(console, session, period, position)
     return RedirectResponse(f"/receivables?period={period}", status_code=303)
+
+
+def _approved(db: Any, period: str) -> bool:
+    """Whether a list of the period is approved (receivables are worked out through one)."""
+    return bool(
+        db.query(
+            "SELECT 1 FROM payment_lists WHERE period = ? AND status <> 'DRAFT' LIMIT 1",
+            (period,),
+        )
+    )
 
 
 def _position(db: Any) -> int:
@@ -650,7 +666,7 @@ async def audit(console: Console, request: Request, session: Session) -> Respons
             except values.InvalidValue as problem:
                 raise Refused(400, f"{name}: {problem}") from None
     before = q.get("before", "")
-    if before and not before.isdigit():
+    if before and not re.fullmatch(r"[0-9]{1,18}", before):
         raise Refused(400, "before: a notification number")
     with console.ledger(session) as ledger:
         rows = views.audit_trail(
@@ -734,6 +750,8 @@ class Guarded(BaseHTTPMiddleware):
             response = console.page(
                 request, "refused.html", 400, message="nothing was changed", problems=lines
             )
+        except Busy as busy:
+            response = console.page(request, "refused.html", 503, message=str(busy))
         except (RuleViolation, StoreUrlError) as refused:
             response = console.page(request, "refused.html", 400, message=str(refused))
         except Exception:  # noqa: BLE001  (said, not shown: the operator sees what to do)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.console.labels import share
 from ledger.list_review import MonthTotals
 
 WIDTH = 720
@@ -66,15 +67,14 @@ def share_chart(months: list[MonthTotals]) -> list[Bar]:
     step = (WIDTH - LEFT) // len(months)
     bars = []
     for i, m in enumerate(months):
-        tenths = (1000 * m.bank_amount // m.total_amount) if m.total_amount > 0 else 0
-        height = tenths * room // 1000
+        height = _scaled(m.bank_amount, m.total_amount, room)
         base = HEIGHT - 24
         bars.append(
             Bar(
                 LEFT + i * step + 4,
                 max(step - 8, 2),
                 m.period,
-                f"{tenths // 10},{tenths % 10}%",
+                share(m.bank_amount, m.total_amount),  # as the table beside says it
                 ((base - height, height, "bank"),),
             )
         )

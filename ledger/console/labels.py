@@ -145,6 +145,10 @@ _LABELS: dict[str, dict[str, str]] = {
         "vi": "Đang so sánh với tháng trước…",
         "en": "Comparing with the month before…",
     },
+    "none_approved": {
+        "vi": "Chưa có danh sách nào của kỳ này được phê duyệt.",
+        "en": "No list of this period is approved.",
+    },
 }
 
 

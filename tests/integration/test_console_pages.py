@@ -174,8 +174,8 @@ def test_the_last_verify_is_on_the_audit_page(two_months: str) -> None:
         assert "auditor_v" in result
         assert ("nguyên vẹn" in result) or ("intact" in result)
         assert "hash chain" in after.split('id="verify-checks"', 1)[1]
-    (run,) = query_store(two_months, "SELECT ok, run_by FROM verify_runs")
-    assert run == (1, "auditor_v")
+    (run,) = query_store(two_months, "SELECT ok, problems, unchecked, run_by FROM verify_runs")
+    assert run == (1, 0, 0, "auditor_v")
     if test_roles.is_postgres(two_months):  # an operator cannot say verify passed
         operator = test_roles.user_url(two_months, "op_forger", ("operator",))
         with psycopg.connect(operator) as conn, pytest.raises(REFUSED):
@@ -186,9 +186,26 @@ def test_the_last_verify_is_on_the_audit_page(two_months: str) -> None:
         auditor_url = test_roles.user_url(two_months, "auditor_v", ("auditor",))
         with psycopg.connect(auditor_url) as conn, pytest.raises(REFUSED):
             conn.execute(  # nor may an auditor say someone else ran it
-                "INSERT INTO verify_runs (finished_at, ok, problems, unchecked, report, run_by)"
-                " VALUES ('2999-01-01', 1, 0, 0, '[]', 'someone')"
+                "INSERT INTO verify_runs (ok, problems, unchecked, report, run_by)"
+                " VALUES (1, 0, 0, '[]', 'someone')"
             )
+        with psycopg.connect(auditor_url) as conn, pytest.raises(REFUSED):
+            conn.execute(  # nor date a run ahead of those to come
+                "INSERT INTO verify_runs (finished_at, ok, problems, unchecked, report)"
+                " VALUES ('2999-01-01', 1, 0, 0, '[]')"
+            )
+        with psycopg.connect(auditor_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(  # nor say it held with problems found
+                "INSERT INTO verify_runs (ok, problems, unchecked, report) VALUES (1, 3, 0, '[]')"
+            )
+        with psycopg.connect(auditor_url) as conn:  # a report that is not verify's
+            conn.execute(
+                "INSERT INTO verify_runs (ok, problems, unchecked, report)"
+                " VALUES (0, 1, 0, 'not json')"
+            )
+        with console(two_months) as base:
+            shown = login_as(two_months, base, "auditor_v", ("auditor",)).get("/audit")  # type: ignore[attr-defined]
+            assert shown.status_code == 200 and "not one verify writes" in shown.text
         with psycopg.connect(auditor_url) as conn, pytest.raises(REFUSED):
             conn.execute("UPDATE verify_runs SET ok = 0")
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
-from ledger.console.background import Background, Work
+import pytest
+
+from ledger.console.background import Background, Busy, Work
 
 
 def _until_done(work: Work) -> None:
@@ -59,3 +61,32 @@ def test_no_more_than_kept_are_kept() -> None:
         background.run(key, lambda work, key=key: key)
     assert [background.of(k) is not None for k in range(5)] == [False, False, True, True, True]
     assert background.of(4).result == 4  # type: ignore[union-attr]
+
+
+def test_work_under_way_is_bounded_and_never_dropped() -> None:
+    background = Background(kept=1, running=1, pending=2)
+    release = threading.Event()
+    order: list[str] = []
+
+    def held(name: str):  # type: ignore[no-untyped-def]
+        def work(_: Work) -> str:
+            order.append(f"{name} began")
+            release.wait(5)
+            order.append(f"{name} ended")
+            return name
+
+        return work
+
+    first = background.start("a", held("a"))
+    second = background.start("b", held("b"))
+    with pytest.raises(Busy):
+        background.start("c", held("c"))  # two under way: a third waits for one to end
+    assert background.of("a") is first  # under way: kept beyond `kept`
+    time.sleep(0.2)
+    assert order == ["a began"]  # one runs at a time
+    release.set()
+    _until_done(first)
+    _until_done(second)
+    assert order == ["a began", "a ended", "b began", "b ended"]
+    background.run("d", lambda work: "d")
+    assert [background.of(k) is not None for k in "abd"] == [False, False, True]

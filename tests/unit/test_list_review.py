@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,3 +79,28 @@ def test_a_month_beside_the_one_before(tmp_path: Path, files: Files) -> None:
     assert review.new.amount - review.ended.amount + review.changed.amount == (
         review.total_amount - review.previous_total
     )
+
+
+def test_a_draft_whose_entries_are_not_its_own_is_not_reviewed(
+    tmp_path: Path, files: Files
+) -> None:
+    """While an approval replaces a draft's kept entries by its lines (or when someone
+    changed them), the lines read do not add up to what the list recorded: no review."""
+    store = new_store("sqlite", tmp_path, None)  # type: ignore[arg-type]
+    people = [f"00100000000{i}" for i in range(3)]
+    with Ledger(store) as ledger:
+        ledger.enrol(files.enrolments([enrolment(p) for p in people]), "maker")
+        ledger.run_payroll("2025-07", None, "maker")
+        assert list_review.review(ledger.db, "2025-07", "01").lines == 3
+        with ledger.db.transaction() as cursor:
+            cursor.execute("DELETE FROM kept_draft_entries WHERE seq = 0")
+        with pytest.raises(list_review.ListChanging, match="is changing"):
+            list_review.review(ledger.db, "2025-07", "01")
+        key = list_review.list_key(ledger.db, "2025-07", "01")
+        ledger.run_payroll("2025-07", None, "maker")  # drafted again: whole again
+        assert list_review.review(ledger.db, "2025-07", "01").lines == 3
+        ledger.approve_payroll("2025-07", None, "checker")
+        approved = list_review.list_key(ledger.db, "2025-07", "01")
+    assert key is not None and approved is not None
+    assert approved != key and approved.status == "APPROVED"  # a review kept for the draft
+    assert approved.digest == key.digest  # is not the approved list's, though its digest is
