@@ -367,10 +367,7 @@ async def payroll_approve(console: Console, request: Request, session: Session) 
 async def _payroll_action(
     console: Console, request: Request, session: Session, action: str
 ) -> Response:
-    form = await request.form()
-    period = _period(str(form.get("period") or ""))
-    if not period:
-        raise Refused(400, "period: give a month as YYYY-MM")
+    period = await _form_period(request)
     with console.ledger(session) as ledger:
         if action == "run":
             done = ledger.run_payroll(period, None, session.user)
@@ -384,10 +381,7 @@ async def _payroll_action(
 
 @needs(OPERATOR, post=True)
 async def payroll_export(console: Console, request: Request, session: Session) -> Response:
-    form = await request.form()
-    period = _period(str(form.get("period") or ""))
-    if not period:
-        raise Refused(400, "period: give a month as YYYY-MM")
+    period = await _form_period(request)
     with console.ledger(session) as ledger:
         written = ledger.export_payroll(period, None, console.files / period)
     return RedirectResponse(
@@ -615,10 +609,7 @@ def _work_out_receivables(console: Console, session: Session, period: str, posit
 @needs(AUDITOR, post=True)
 async def receivables_again(console: Console, request: Request, session: Session) -> Response:
     """Work the period's receivables out again, from the events recorded since."""
-    form = await request.form()
-    period = _period(str(form.get("period") or ""))
-    if not period:
-        raise Refused(400, "period: give a month as YYYY-MM")
+    period = await _form_period(request)
     with console.ledger(session) as ledger:
         position = _position(ledger.db)
         if not _approved(ledger.db, period):
@@ -704,6 +695,15 @@ def _last_verify(db: Any) -> tuple[Any, str]:
         return verify_runs.latest(db), ""
     except (psycopg.Error, sqlite3.Error):  # autocommit: nothing else is undone
         return None, "verify's runs are not kept in this store: its owner runs `ledger init`"
+
+
+async def _form_period(request: Request) -> str:
+    """The month a form names (required)."""
+    form = await request.form()
+    period = _period(str(form.get("period") or ""))
+    if not period:
+        raise Refused(400, "period: give a month as YYYY-MM")
+    return period
 
 
 def _period(text: str | None) -> str | None:
