@@ -71,6 +71,9 @@ class ListReview:
     above_review_limit: list[Line] = field(default_factory=list)
     above_review_limit_count: int = 0
     movers_not_looked_up: int = 0  # new people beyond MOVERS_LOOKED_UP
+    # an approved list's lines by settlement status (PENDING, PAID, FAILED, RETURNED):
+    # (lines, VND)
+    settlement: dict[str, Change] = field(default_factory=dict)
 
 
 class ListChanging(Exception):
@@ -173,6 +176,8 @@ def review(db: ReadModelDatabase, period: str, province_code: str) -> ListReview
         (before, province_code),
     )
     _exceptions(found, lines)
+    if status != "DRAFT":
+        found.settlement = settled(db, period, province_code)
     if not last:
         return found
     found.previous_lines, found.previous_total = int(last[0][0]), int(last[0][1])
@@ -180,6 +185,20 @@ def review(db: ReadModelDatabase, period: str, province_code: str) -> ListReview
     found.new, found.ended, found.changed = compare(then, lines)
     _movers(db, found, lines, then, before)
     return found
+
+
+def settled(db: ReadModelDatabase, period: str, province_code: str) -> dict[str, Change]:
+    """An approved list's lines by settlement status: how far the bank and the post office
+    have told what became of them."""
+    lo, hi = values.payment_ids_of(period, province_code)
+    return {
+        str(status): Change(int(n), int(amount))
+        for status, n, amount in db.query(
+            "SELECT status, COUNT(*), SUM(total_amount) FROM payment_lines"
+            " WHERE payment_id BETWEEN ? AND ? GROUP BY status ORDER BY status",
+            (lo, hi),
+        )
+    }
 
 
 def compare(then: Sequence[Line], now: Sequence[Line]) -> tuple[Change, Change, Change]:

@@ -292,9 +292,11 @@ async def payroll(console: Console, request: Request, session: Session) -> Respo
     if done in ("drafted", "approved", "exported") and re.fullmatch(r"[0-9]{1,6}", count):
         message = f"{int(count)} {labels_of(request)[f'lists_{done}']}"
     files = exported(console.files, period) if period else []
+    provinces_exported = {name.split("_")[1] for name in files if name.endswith(".csv")}
     return console.page(
         request,
         "payroll.html",
+        provinces_exported=provinces_exported,
         period=period,
         lists=lists,
         totals=_totals(lists),

@@ -149,6 +149,11 @@ _LABELS: dict[str, dict[str, str]] = {
         "vi": "Chưa có danh sách nào của kỳ này được phê duyệt.",
         "en": "No list of this period is approved.",
     },
+    "settlement_state": {
+        "vi": "Kết quả chi trả theo trạng thái",
+        "en": "Lines by what became of them",
+    },
+    "exported_mark": {"vi": "đã xuất tệp", "en": "files exported"},
 }
 
 

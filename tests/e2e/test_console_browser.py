@@ -130,6 +130,7 @@ def test_a_month_in_the_console(
         arrived(browser, "done=exported")
         names = browser.find_element(By.ID, "files").text.split()
         assert names == ["2025-07_01_POST.csv", "2025-07_01_POST.manifest.json"]
+        assert "APPROVED · đã xuất tệp" in browser.find_element(By.ID, "lists").text
         browser.find_element(By.LINK_TEXT, "2025-07_01_POST.csv").click()
         got = downloads / "2025-07_01_POST.csv"
         WebDriverWait(browser, 30).until(lambda _: got.exists() and got.stat().st_size > 0)

@@ -114,6 +114,9 @@ def test_each_list_beside_the_month_before(two_months: str) -> None:
         funeral = page.split('id="funeral"', 1)[1].split("</table>", 1)[0]
         assert f"{JULY[3]}F" in funeral and JULY[4] not in funeral
         assert "Con trai" in funeral  # the claimant is the payee
+        july = checker.get("/payroll/list?period=2025-07&province=01").text  # type: ignore[attr-defined]
+        assert cells(july, "settled-PENDING") == ["5", dot(total_july)]  # none settled yet
+        assert 'id="settlement"' not in page  # a draft has no settlement
         missing = checker.get("/payroll/list?period=2025-08&province=55")  # type: ignore[attr-defined]
         assert missing.status_code == 404
         bad = checker.get("/payroll/list?period=2025-08&province=<b>")  # type: ignore[attr-defined]
