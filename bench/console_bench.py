@@ -3,10 +3,12 @@
 
 Given a PostgreSQL store made by the benchmarks (e.g. `bench/national.py --keep DIR`), as its
 owner's URL: makes a login role in the approver and auditor groups (`ledger users add`), starts
-`ledger console` on it, logs in over HTTP, and times each page --runs times: the payroll of a
-period, the largest province's list beside the month before, the totals' charts, a person's
-explanation and a search by name, the receivables, the audit trail (whole, of a person, of an
-actor, since a day). The receivables are worked out in the background once per period: the
+`ledger console` on it, logs in over HTTP, and times each page: the payroll of a period, the
+largest province's list beside the month before, the totals' charts, a person's explanation
+and a search by name, the receivables, the audit trail (whole, of a person, of an actor, since
+a day). Each page once apart (the console process's first answer of a page compiles its
+template and imports its code: shown, not judged), then --runs times. The receivables and a
+national province's list beside the month before are worked out in the background once: the
 time that takes is shown apart, then their page is timed like the others. Prints the median
 and the slowest of each, and whether the target is met. Tests never assert timings; this does.
 
@@ -129,24 +131,27 @@ def main() -> None:
     with console(args.store) as base:
         client: httpx.Client = logged_in(base, name, password)
         background = worked_out(client, f"/receivables?period={args.period}")
+        review = worked_out(client, pages[f"list of {province} vs month before"])
         for what, path in pages.items():
             times = []
-            for _ in range(args.runs):
+            for _ in range(args.runs + 1):  # the first, apart: the process's first of a page
                 started = time.perf_counter()
                 answer = client.get(path)
                 times.append((time.perf_counter() - started) * 1000)
                 if answer.status_code != 200:
                     raise SystemExit(f"{path}: {answer.status_code}")
-            rows.append((what, statistics.median(times), max(times)))
+            rows.append((what, times[0], statistics.median(times[1:]), max(times[1:])))
     floor = floor_ms(args.store, 50)
     print(f"console pages on {args.store.rsplit('@', 1)[-1]}, {args.runs} runs each")
-    print(f"{'page':<34}{'median ms':>10}{'max ms':>9}  target")
-    for what, median, slowest in rows:
+    print(f"{'page':<34}{'first ms':>9}{'median ms':>10}{'max ms':>9}  target (on the max)")
+    for what, first, median, slowest in rows:
         verdict = "met" if slowest <= TARGET_MS else "MISSED"
-        print(f"{what:<34}{median:>10.0f}{slowest:>9.0f}  ≤ {TARGET_MS:.0f} ms {verdict}")
+        print(
+            f"{what:<34}{first:>9.0f}{median:>10.0f}{slowest:>9.0f}  ≤ {TARGET_MS:.0f} ms {verdict}"
+        )
     print(f"{'floor: SELECT 1':<34}{floor:>10.2f}")
-    print(f"receivables worked out in the background in {background:.1f} s (no target: a page")
-    print("shows how far it is meanwhile)")
+    print("worked out in the background (no target: a page shows how far it is meanwhile):")
+    print(f"  the receivables in {background:.1f} s, the list of {province} in {review:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1408,6 +1408,9 @@ def cmd_console(args: argparse.Namespace) -> None:
         port=args.port,
         log_level="warning",
         server_header=False,
+        # a browser keeps its connection between pages: closed while idle under a minute, a
+        # request sent as it closes is reset
+        timeout_keep_alive=60,
     )
 
 

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -172,11 +173,12 @@ def with_login(store: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-Handler = Callable[[Console, Request, Session], Awaitable[Response]]
+Handler = Callable[[Console, Request, Session], Response]
 
 
 def needs(role: str, post: bool = False) -> Callable[[Handler], Callable[[Request], Any]]:
-    """A page or action for those with `role`; a form's CSRF token checked when `post`."""
+    """A page or action for those with `role`; a form's CSRF token checked when `post`. The
+    handler runs on a worker thread (it opens the ledger, and waits for the database)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -186,7 +188,8 @@ def needs(role: str, post: bool = False) -> Callable[[Handler], Callable[[Reques
                 return RedirectResponse("/login", status_code=303)
             request.state.session = session
             if post:
-                form = await request.form()
+                # read here, on the server's loop: the handler reads it from `state.form`
+                form = request.state.form = await request.form()
                 token = form.get("csrf")
                 if not csrf_holds(session, token if isinstance(token, str) else None):
                     raise Refused(403, "this form is not from this session: open the page again")
@@ -196,7 +199,8 @@ def needs(role: str, post: bool = False) -> Callable[[Handler], Callable[[Reques
                     f"this page needs the role {wanted(role)}; {session.user} has "
                     f"{', '.join(sorted(session.kinds))}",
                 )
-            return await handler(console, request, session)
+            # on a worker thread: a page's database work never holds up another's answer
+            return await run_in_threadpool(handler, console, request, session)
 
         return endpoint
 
@@ -238,7 +242,7 @@ async def login(request: Request) -> Response:
         message = f"too many failed logins: try again in {(wait + 59) // 60} minutes"
         return _login_form(console, request, message, 429)
     try:
-        session = console.log_in(user, password)
+        session = await run_in_threadpool(console.log_in, user, password)
     except Refused as refused:
         if refused.status == 401:
             console.throttle.failed(*keys)
@@ -258,7 +262,7 @@ async def login(request: Request) -> Response:
 
 
 @needs(READER, post=True)
-async def logout(console: Console, request: Request, session: Session) -> Response:
+def logout(console: Console, request: Request, session: Session) -> Response:
     console.sessions.close(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -279,7 +283,7 @@ async def language(request: Request) -> Response:
 
 
 @needs(READER)
-async def payroll(console: Console, request: Request, session: Session) -> Response:
+def payroll(console: Console, request: Request, session: Session) -> Response:
     from ledger import list_review, views
 
     period = _period(request.query_params.get("period"))
@@ -317,7 +321,7 @@ INLINE_LINES = 20_000  # a list of more lines is reviewed in the background
 
 
 @needs(READER)
-async def payroll_list(console: Console, request: Request, session: Session) -> Response:
+def payroll_list(console: Console, request: Request, session: Session) -> Response:
     """One list beside the province's list of the month before: what changed, and the lines
     an approver looks at first. Worked out once for the two lists as they are (a national
     province's in the background, the page refreshing until it is done)."""
@@ -357,19 +361,17 @@ async def payroll_list(console: Console, request: Request, session: Session) -> 
 
 
 @needs(OPERATOR, post=True)
-async def payroll_run(console: Console, request: Request, session: Session) -> Response:
-    return await _payroll_action(console, request, session, "run")
+def payroll_run(console: Console, request: Request, session: Session) -> Response:
+    return _payroll_action(console, request, session, "run")
 
 
 @needs(APPROVER, post=True)
-async def payroll_approve(console: Console, request: Request, session: Session) -> Response:
-    return await _payroll_action(console, request, session, "approve")
+def payroll_approve(console: Console, request: Request, session: Session) -> Response:
+    return _payroll_action(console, request, session, "approve")
 
 
-async def _payroll_action(
-    console: Console, request: Request, session: Session, action: str
-) -> Response:
-    period = await _form_period(request)
+def _payroll_action(console: Console, request: Request, session: Session, action: str) -> Response:
+    period = _form_period(request)
     with console.ledger(session) as ledger:
         if action == "run":
             done = ledger.run_payroll(period, None, session.user)
@@ -382,8 +384,8 @@ async def _payroll_action(
 
 
 @needs(OPERATOR, post=True)
-async def payroll_export(console: Console, request: Request, session: Session) -> Response:
-    period = await _form_period(request)
+def payroll_export(console: Console, request: Request, session: Session) -> Response:
+    period = _form_period(request)
     with console.ledger(session) as ledger:
         written = ledger.export_payroll(period, None, console.files / period)
     return RedirectResponse(
@@ -404,7 +406,7 @@ def exported(files: Path, period: str) -> list[str]:
 
 
 @needs(OPERATOR)
-async def download(console: Console, request: Request, session: Session) -> Response:
+def download(console: Console, request: Request, session: Session) -> Response:
     """An exported file, as written: a payment file only while it still has the digest its
     manifest recorded (a file changed on the disk is not sent)."""
     period = _period(request.path_params["period"]) or ""
@@ -441,15 +443,15 @@ UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @needs(OPERATOR)
-async def settlement(console: Console, request: Request, session: Session) -> Response:
+def settlement(console: Console, request: Request, session: Session) -> Response:
     return console.page(request, "settlement.html", checked=None)
 
 
 @needs(OPERATOR, post=True)
-async def settlement_check(console: Console, request: Request, session: Session) -> Response:
+def settlement_check(console: Console, request: Request, session: Session) -> Response:
     """The file checked whole, as `ledger settle --check` does: every problem with its row
     and field, or what would be applied; nothing is recorded."""
-    form = await request.form()
+    form = request.state.form
     upload = form.get("file")
     if upload is None or isinstance(upload, str) or not upload.filename:
         raise Refused(400, "file: choose a settlement results file (CSV)")
@@ -459,7 +461,7 @@ async def settlement_check(console: Console, request: Request, session: Session)
     path = folder / name
     size = 0
     with path.open("wb") as out:
-        while chunk := await upload.read(1 << 20):
+        while chunk := upload.file.read(1 << 20):
             size += len(chunk)
             if size > UPLOAD_BYTES:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -479,8 +481,8 @@ async def settlement_check(console: Console, request: Request, session: Session)
 
 
 @needs(OPERATOR, post=True)
-async def settlement_apply(console: Console, request: Request, session: Session) -> Response:
-    form = await request.form()
+def settlement_apply(console: Console, request: Request, session: Session) -> Response:
+    form = request.state.form
     path = session.uploads.pop(str(form.get("upload") or ""), None)
     if path is None:
         raise Refused(400, "no checked file to apply: upload it again")
@@ -493,7 +495,7 @@ async def settlement_apply(console: Console, request: Request, session: Session)
 
 
 @needs(READER)
-async def person(console: Console, request: Request, session: Session) -> Response:
+def person(console: Console, request: Request, session: Session) -> Response:
     """A person found by personal id (their explanation) or by the beginning of their name
     (those named so, a page at a time)."""
     from ledger import views
@@ -535,7 +537,7 @@ async def person(console: Console, request: Request, session: Session) -> Respon
 
 
 @needs(READER)
-async def totals(console: Console, request: Request, session: Session) -> Response:
+def totals(console: Console, request: Request, session: Session) -> Response:
     """Totals by month and by province, and the bank's share over time, as charts."""
     from ledger import list_review, views
     from ledger.console import charts
@@ -561,7 +563,7 @@ async def totals(console: Console, request: Request, session: Session) -> Respon
 
 
 @needs(AUDITOR)
-async def receivables(console: Console, request: Request, session: Session) -> Response:
+def receivables(console: Console, request: Request, session: Session) -> Response:
     """The receivables through a period, as worked out in the background (started by the
     first auditor to ask), a page at a time, of one province or all."""
     from ledger import views
@@ -609,9 +611,9 @@ def _work_out_receivables(console: Console, session: Session, period: str, posit
 
 
 @needs(AUDITOR, post=True)
-async def receivables_again(console: Console, request: Request, session: Session) -> Response:
+def receivables_again(console: Console, request: Request, session: Session) -> Response:
     """Work the period's receivables out again, from the events recorded since."""
-    period = await _form_period(request)
+    period = _form_period(request)
     with console.ledger(session) as ledger:
         position = _position(ledger.db)
         if not _approved(ledger.db, period):
@@ -636,7 +638,7 @@ def _position(db: Any) -> int:
 
 
 @needs(AUDITOR)
-async def audit(console: Console, request: Request, session: Session) -> Response:
+def audit(console: Console, request: Request, session: Session) -> Response:
     """The audit trail, newest first, filtered by person, actor, source and time."""
     from ledger import views
     from ledger.aggregates import beneficiary_id, death_record_id
@@ -699,9 +701,9 @@ def _last_verify(db: Any) -> tuple[Any, str]:
         return None, "verify's runs are not kept in this store: its owner runs `ledger init`"
 
 
-async def _form_period(request: Request) -> str:
+def _form_period(request: Request) -> str:
     """The month a form names (required)."""
-    form = await request.form()
+    form = request.state.form
     period = _period(str(form.get("period") or ""))
     if not period:
         raise Refused(400, "period: give a month as YYYY-MM")
