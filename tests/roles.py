@@ -110,6 +110,15 @@ def _followed_elsewhere(owner_url: str) -> bool:
         db.close()
 
 
+def stop_follower(owner_url: str) -> None:
+    """Stop the store's follower (a test done with its store gives its connections back)."""
+    process = _followers.pop(owner_url, None)
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
 def stop_followers() -> None:
     for process in _followers.values():
         if process.poll() is None:

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ TRANS = [f"0020000000{i:02d}" for i in range(55)]
 
 
 @pytest.fixture
-def two_months(store_url: str, files: Files) -> str:
+def two_months(store_url: str, files: Files) -> Iterator[str]:
     """July paid to five people; August drafted after a newcomer, a hold, a move and two
     deaths (one with no claimant yet)."""
     rows = [enrolment(p, full_name=NAMES[p]) for p in JULY]
@@ -66,7 +67,9 @@ def two_months(store_url: str, files: Files) -> str:
             "maker",
         )
         ledger.run_payroll("2025-08", None, "maker")
-    return store_url
+    yield store_url
+    if test_roles.is_postgres(store_url):  # its connections back for the tests after
+        test_roles.stop_follower(store_url)
 
 
 def login_as(store: str, base: str, name: str, kinds: tuple[str, ...]) -> object:
@@ -310,3 +313,4 @@ def test_passwords_cannot_be_guessed_at_the_consoles_speed(
         assert refused.status_code == 429 and "too many failed logins" in refused.text
         assert "ansinh_session" not in refused.headers.get("set-cookie", "")
         assert attempt("op_other", test_roles.PASSWORD).status_code == 303
+    test_roles.stop_follower(store)
