@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -16,7 +16,7 @@ from ledger import values
 from ledger.months import format_month, parse_month
 from ledger.rules import FUNERAL, ISSUED_FIELDS
 from ledger.service_layer.ports import ReadModelDatabase
-from ledger.views import ListSummary, summaries
+from ledger.views import ListSummary, in_chunks, marks, summaries
 
 SHOWN = 20  # lines of each kind of exception a page shows (the counts are whole)
 MOVERS_LOOKED_UP = 10_000  # people new to a province whose other province is looked up
@@ -89,10 +89,9 @@ def drafted_counts(db: ReadModelDatabase, list_ids: Sequence[str]) -> dict[str, 
     found: dict[str, tuple[int, int]] = {}
     if not list_ids:
         return found
-    marks = ",".join("?" * len(list_ids))
     for aggregate, facts in db.query(
         "SELECT aggregate_id, facts FROM audit_trail"
-        f" WHERE aggregate_id IN ({marks}) AND event_type = 'PaymentList.Drafted'"
+        f" WHERE aggregate_id IN ({marks(list_ids)}) AND event_type = 'PaymentList.Drafted'"
         " ORDER BY aggregate_id, aggregate_version",
         list(list_ids),
     ):
@@ -248,14 +247,13 @@ def _movers(
     """People paid in another commune of the province last month, or in another province
     (looked up among the people new to this one: a few hundred a month)."""
     elsewhere = {ln.personal_id: (ln.province_code, ln.commune_code) for ln in then}
-    asked = sorted({ln.personal_id for ln in lines} - elsewhere.keys())[:MOVERS_LOOKED_UP]
-    new = {ln.personal_id for ln in lines} - elsewhere.keys()
+    new = sorted({ln.personal_id for ln in lines} - elsewhere.keys())
+    asked = new[:MOVERS_LOOKED_UP]
     found.movers_not_looked_up = len(new) - len(asked)
-    for i in range(0, len(asked), 500):
-        chunk = asked[i : i + 500]
+    for chunk in in_chunks(asked):
         for pid, province, commune in db.query(
             "SELECT personal_id, province_code, commune_code FROM payment_lines"
-            f" WHERE period = ? AND personal_id IN ({','.join('?' * len(chunk))})",
+            f" WHERE period = ? AND personal_id IN ({marks(chunk)})",
             [before, *chunk],
         ):
             elsewhere[str(pid)] = (str(province), str(commune))
@@ -272,11 +270,17 @@ def _movers(
 class ListOverview:
     """A list of the period beside the same province's list of the month before."""
 
-    summary: ListSummary
-    held: int
-    waiting_for_claimant: int
+    summary: ListSummary  # its `held` and `waiting_for_claimant` as its latest draft counted
     previous_lines: int | None
     previous_total: int | None
+
+    @property
+    def held(self) -> int:
+        return self.summary.held
+
+    @property
+    def waiting_for_claimant(self) -> int:
+        return self.summary.waiting_for_claimant
 
     @property
     def line_difference(self) -> int | None:
@@ -311,15 +315,8 @@ def overview(db: ReadModelDatabase, period: str) -> list[ListOverview]:
     for s in lists:
         held, waiting = counts.get(ids.get(s.province_code, ""), (0, 0))
         last = before.get(s.province_code)
-        out.append(
-            ListOverview(
-                s,
-                held,
-                waiting,
-                None if last is None else last[0],
-                None if last is None else last[1],
-            )
-        )
+        counted = replace(s, held=held, waiting_for_claimant=waiting)
+        out.append(ListOverview(counted, *(last if last is not None else (None, None))))
     return out
 
 

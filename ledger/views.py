@@ -324,11 +324,11 @@ def receivables(
             owing.append((a, position.receivable))
     people = [a.personal_id for a, _ in owing]
     deaths: dict[str, tuple[Any, ...]] = {}
-    for chunk in _chunks(people):
+    for chunk in in_chunks(people):
         for r in db.query(
             "SELECT personal_id, date_of_death, registration_number, registry_office,"
             " in_force, last_recorded_at, aggregate_id FROM deaths"
-            f" WHERE personal_id IN ({_marks(chunk)})",
+            f" WHERE personal_id IN ({marks(chunk)})",
             chunk,
         ):
             deaths[r[0]] = r[1:]
@@ -400,11 +400,11 @@ def _issued_lines(
 ) -> dict[str, list[IssuedLine]]:
     """Each person's approved lines of periods up to `through`, as the balance sees them."""
     found: dict[str, list[IssuedLine]] = defaultdict(list)
-    for chunk in _chunks(people):
+    for chunk in in_chunks(people):
         for pid, period, status, total, funeral, regular, arrears, number in db.query(
             "SELECT personal_id, period, status, total_amount, funeral_amount,"
             " regular_amount, arrears_amount, registration_number FROM payment_lines"
-            f" WHERE period <= ? AND personal_id IN ({_marks(chunk)}) ORDER BY period",
+            f" WHERE period <= ? AND personal_id IN ({marks(chunk)}) ORDER BY period",
             [format_month(through), *chunk],
         ):
             found[pid].append(
@@ -417,10 +417,10 @@ def _revoked_registrations(
     db: ReadModelDatabase, people: Sequence[str]
 ) -> dict[str, frozenset[str]]:
     found: dict[str, set[str]] = defaultdict(set)
-    for chunk in _chunks(people):
+    for chunk in in_chunks(people):
         for pid, number in db.query(
             "SELECT personal_id, registration_number FROM revoked_registrations"
-            f" WHERE personal_id IN ({_marks(chunk)})",
+            f" WHERE personal_id IN ({marks(chunk)})",
             chunk,
         ):
             found[pid].add(number)
@@ -432,10 +432,10 @@ def _death_learned_at(db: ReadModelDatabase, aggregate_ids: list[str]) -> dict[s
     registration that gave it, or the correction that last moved it."""
     learned: dict[str, str] = {}
     dates: dict[str, str | None] = {}
-    for chunk in _chunks(aggregate_ids):
+    for chunk in in_chunks(aggregate_ids):
         for aggregate, kind, recorded_at, facts in db.query(
             "SELECT aggregate_id, event_type, recorded_at, facts FROM audit_trail"
-            f" WHERE aggregate_id IN ({_marks(chunk)})"
+            f" WHERE aggregate_id IN ({marks(chunk)})"
             " ORDER BY aggregate_id, aggregate_version",
             chunk,
         ):
@@ -471,12 +471,12 @@ def _receivable(
     }
 
 
-def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+def in_chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
 
 
-def _marks(chunk: Sequence[Any]) -> str:
+def marks(chunk: Sequence[Any]) -> str:
     return ",".join("?" * len(chunk))
 
 
@@ -532,7 +532,7 @@ def audit_trail(
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if aggregate_ids:
-        where.append(f"aggregate_id IN ({_marks(aggregate_ids)})")
+        where.append(f"aggregate_id IN ({marks(aggregate_ids)})")
         params += list(aggregate_ids)
     for clause, value in (
         ("actor = ?", actor),

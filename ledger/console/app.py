@@ -310,11 +310,8 @@ def payroll(console: Console, request: Request, session: Session) -> Response:
 
 
 def _totals(lists: list[Any]) -> dict[str, int]:
-    keys = ("lines", "total_amount", "bank_amount", "receivable_amount")
-    totals = {k: sum(getattr(o.summary, k) for o in lists) for k in keys}
-    totals["held"] = sum(o.held for o in lists)
-    totals["waiting_for_claimant"] = sum(o.waiting_for_claimant for o in lists)
-    return totals
+    keys = ("lines", "total_amount", "bank_amount", "receivable_amount", "held")
+    return {k: sum(getattr(o.summary, k) for o in lists) for k in (*keys, "waiting_for_claimant")}
 
 
 INLINE_LINES = 20_000  # a list of more lines is reviewed in the background

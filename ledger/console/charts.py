@@ -4,7 +4,9 @@ table beside it, for those who read rather than look."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.console.labels import share
 from ledger.list_review import MonthTotals
@@ -40,45 +42,46 @@ def _scaled(amount: int, largest: int, room: int) -> int:
     return 0 if largest <= 0 else (amount * room) // largest
 
 
-def months_chart(months: list[MonthTotals]) -> list[Bar]:
-    """A bar a month, its bank part beneath its post office part, as high as the total."""
+BASE = HEIGHT - 24  # where the bars stand, above the months' labels
+ROOM = BASE - TOP  # the tallest bar's height
+
+
+def _bars(
+    months: list[MonthTotals], value: Callable[[MonthTotals], str], parts: Callable[..., Any]
+) -> list[Bar]:
+    """A bar a month, side by side, its `parts` (heights, from the bottom up) stacked."""
     if not months:
         return []
-    largest = max(m.total_amount for m in months)
-    room = HEIGHT - TOP - 24
     step = (WIDTH - LEFT) // len(months)
     bars = []
     for i, m in enumerate(months):
-        bank = _scaled(m.bank_amount, largest, room)
-        total = _scaled(m.total_amount, largest, room)
-        base = HEIGHT - 24
-        parts = ((base - bank, bank, "bank"), (base - total, total - bank, "post"))
-        bars.append(
-            Bar(LEFT + i * step + 4, max(step - 8, 2), m.period, _millions(m.total_amount), parts)
-        )
+        stacked, bottom = [], BASE
+        for height, part in parts(m):
+            bottom -= height
+            stacked.append((bottom, height, part))
+        bars.append(Bar(LEFT + i * step + 4, max(step - 8, 2), m.period, value(m), tuple(stacked)))
     return bars
+
+
+def months_chart(months: list[MonthTotals]) -> list[Bar]:
+    """A bar a month, its bank part beneath its post office part, as high as the total."""
+    largest = max((m.total_amount for m in months), default=0)
+
+    def parts(m: MonthTotals) -> list[tuple[int, str]]:
+        bank = _scaled(m.bank_amount, largest, ROOM)
+        return [(bank, "bank"), (_scaled(m.total_amount, largest, ROOM) - bank, "post")]
+
+    return _bars(months, lambda m: _millions(m.total_amount), parts)
 
 
 def share_chart(months: list[MonthTotals]) -> list[Bar]:
-    """The bank's share of each month's total, a bar from 0 to 100%."""
-    if not months:
-        return []
-    room = HEIGHT - TOP - 24
-    step = (WIDTH - LEFT) // len(months)
-    bars = []
-    for i, m in enumerate(months):
-        height = _scaled(m.bank_amount, m.total_amount, room)
-        base = HEIGHT - 24
-        bars.append(
-            Bar(
-                LEFT + i * step + 4,
-                max(step - 8, 2),
-                m.period,
-                share(m.bank_amount, m.total_amount),  # as the table beside says it
-                ((base - height, height, "bank"),),
-            )
-        )
-    return bars
+    """The bank's share of each month's total, a bar from 0 to 100% (labelled as the table
+    beside says it)."""
+    return _bars(
+        months,
+        lambda m: share(m.bank_amount, m.total_amount),
+        lambda m: [(_scaled(m.bank_amount, m.total_amount, ROOM), "bank")],
+    )
 
 
 ROW_HEIGHT = 18
