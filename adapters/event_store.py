@@ -18,7 +18,7 @@ import pickle
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -469,16 +469,34 @@ class EventStore:
     ) -> Iterator[StoredEvent | tuple[int, str]]:
         """An aggregate's stored events in order, those of the `bulk` types (thousands of
         people each) only when their stored bytes hold `needle`: the others are given as
-        (version, topic), their bytes left in the database. One person's view of a national
-        list reads that person's events, not the list."""
+        (version, topic), their bytes left in the database. The database reads every bulk
+        event to search it: `events_with` reads only those asked for."""
         sqlite = self.location.kind == "sqlite"
         holds = "instr(state, ?) > 0" if sqlite else "position(?::bytea in state) > 0"
+        return self._events_keeping(aggregate_id, bulk, f"NOT {holds}", [needle])
+
+    def events_with(
+        self, aggregate_id: UUID, bulk: Sequence[str], versions: Collection[int]
+    ) -> Iterator[StoredEvent | tuple[int, str]]:
+        """As `events_holding`, the bulk events read being those of the given versions (the
+        audit trail's summaries tell which hold whom): one person's view of a national list
+        reads that person's events, not the list."""
+        left = f"originator_version NOT IN ({','.join('?' * len(versions))})" if versions else ""
+        return self._events_keeping(aggregate_id, bulk, left or "1 = 1", sorted(versions))
+
+    def _events_keeping(
+        self, aggregate_id: UUID, bulk: Sequence[str], left: str, params: Sequence[Any]
+    ) -> Iterator[StoredEvent | tuple[int, str]]:
+        """An aggregate's stored events in order, a bulk event whose row the SQL condition
+        `left` (with its `params`) holds for given as (version, topic), its bytes left in the
+        database."""
+        sqlite = self.location.kind == "sqlite"
         of_bulk = " OR ".join("topic LIKE ?" for _ in bulk) or "1 = 0"
         rows = self.db.stream(  # type: ignore[attr-defined]
-            f"SELECT originator_version, topic, CASE WHEN ({of_bulk}) AND NOT {holds}"
+            f"SELECT originator_version, topic, CASE WHEN ({of_bulk}) AND {left}"
             f" THEN NULL ELSE state END FROM {self.table} WHERE originator_id = ?"
             " ORDER BY originator_version",
-            [*(f"%:{t}" for t in bulk), needle, aggregate_id.hex if sqlite else aggregate_id],
+            [*(f"%:{t}" for t in bulk), *params, aggregate_id.hex if sqlite else aggregate_id],
         )
         for version, topic, state in rows:
             if state is None:
@@ -663,6 +681,26 @@ class EventStore:
             )
             for n in notes
         ]
+
+    def recorded_at(self, notification_ids: Sequence[int]) -> list[RecordedEvent]:
+        """The stored events of these notification ids, as the projections see them (what
+        `ledger init` reads again to complete a summary an earlier version wrote)."""
+        sqlite = self.location.kind == "sqlite"
+        nid = "rowid" if sqlite else "notification_id"
+        transcoder = self.app.mapper.transcoder
+        found: list[RecordedEvent] = []
+        for i in range(0, len(notification_ids), 100):
+            chunk = list(notification_ids[i : i + 100])
+            rows = self._binary_query(
+                f"SELECT {nid}, originator_id, originator_version, topic, state FROM {self.table}"
+                f" WHERE {nid} IN ({','.join('?' * len(chunk))}) ORDER BY {nid}",
+                chunk,
+            )
+            found += [
+                _recorded(transcoder, int(n), str(UUID(str(o))), int(v), str(t), bytes(state))
+                for n, o, v, t, state in rows
+            ]
+        return found
 
     def recorded_events_where(
         self, after: int, through: int, where: str, span: int = NOTIFICATION_BATCH

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from adapters import kept_drafts, read_model_guards, roles, verify_runs
+from adapters import audit_summaries, kept_drafts, read_model_guards, roles, verify_runs
 from adapters.civil_registry import registrations_in
 from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
@@ -295,7 +295,8 @@ class Ledger:
     def complete_store(self) -> list[str]:
         """What the owner's `ledger init` adds to a store made by an earlier version: the
         tables, indexes and functions added since (never a guard someone removed: a store
-        whose guards are not all in place is refused before). What was added."""
+        whose guards are not all in place is refused before), and the audit trail's
+        summaries an earlier version wrote without their ranges. What was added."""
         added = read_model_guards.add_tables(self.db, self.events.has_recorded)
         self._create_tables()
         if self.location.kind == "postgresql":
@@ -303,6 +304,13 @@ class Ledger:
             with recorder.datastore.transaction(commit=True) as cursor:
                 for statement in recorder.lock_and_recorded_by:
                     cursor.execute(statement)
+        completed = audit_summaries.complete(
+            self.events,
+            self.db,
+            lambda done, of: self.progress("audit-trail summaries completed", done, of),
+        )
+        if completed:
+            added.append(f"the key ranges of {completed:,} line events' audit-trail summaries")
         return added
 
     def identity(self) -> Identity | None:

@@ -1141,7 +1141,10 @@ def cmd_init(args: argparse.Namespace) -> None:
     postgres = location.kind == "postgresql"
     if store_exists(location):
         # its own key and every guard in place, or refused; no key is made, no guard put back
-        with Ledger(args.store, create=False, read_models="none") as ledger:
+        with (
+            progress_bar() as report,
+            Ledger(args.store, create=False, read_models="none", progress=report) as ledger,
+        ):
             ledger.ports.guards.check()
             refuse_a_new_cipher_key(ledger)
             added = ledger.complete_store()
@@ -1192,7 +1195,7 @@ def install_roles(ledger: Any, args: argparse.Namespace) -> list[str]:
 def describe_init(added: Sequence[str], made: Sequence[str], args: argparse.Namespace) -> str:
     parts = []
     if added:
-        parts.append(f"tables added: {', '.join(added)}")
+        parts.append(f"added: {', '.join(added)}")
     groups = ", ".join(
         args.role_prefix + k for k in ("operator", "approver", "auditor", "projector")
     )

@@ -169,11 +169,14 @@ def _with_free_space(statement: str) -> str:
     return statement + " WITH (fillfactor = 50)"
 
 
-# Events whose payload is too large to copy into the audit trail (the store keeps them whole).
-_SUMMARISED = {
-    "PaymentList.LinesIssued": "lines",
-    "PaymentList.CreditsAccrued": "accruals",
-    "PaymentList.LinesSettled": "settlements",
+# Events whose payload is too large to copy into the audit trail (the store keeps them whole):
+# the entries' key, and the key each entry is found by. The audit trail keeps their count and
+# the lowest and highest of those keys (`<key>_range`), so that one person's events of a
+# national list are found without reading the others (`holds`).
+SUMMARISED = {
+    "PaymentList.LinesIssued": ("lines", "payment_id"),
+    "PaymentList.CreditsAccrued": ("accruals", "personal_id"),
+    "PaymentList.LinesSettled": ("settlements", "payment_id"),
 }
 
 
@@ -451,7 +454,7 @@ class Projector:
                     e.version,
                     e.payload.get("actor"),
                     e.payload.get("source"),
-                    _facts(e),
+                    audit_facts(e),
                 ),
             )
             last = e.notification_id
@@ -783,15 +786,40 @@ def _audit_only(e: RecordedEvent, w: Writes) -> None:
     """Events that change no read model but the audit trail."""
 
 
-def _facts(e: RecordedEvent) -> str:
-    """The event's facts for the audit trail; bulk events are summarised by their count."""
-    key = _SUMMARISED.get(e.type)
-    if key is None:
+def audit_facts(e: RecordedEvent) -> str:
+    """The event's facts for the audit trail; bulk events are summarised by their count and
+    the range of their entries' keys."""
+    summarised = SUMMARISED.get(e.type)
+    if summarised is None:
         facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source")}
     else:
-        facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source", key)}
-        facts[f"{key}_count"] = len(e.payload[key])
+        entries, key = summarised
+        facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source", entries)}
+        facts[f"{entries}_count"] = len(e.payload[entries])
+        keys = _keys_of(e.payload, entries, key)
+        if keys:
+            facts[f"{key}_range"] = [min(keys), max(keys)]
     return _FACTS_JSON(facts)
+
+
+def _keys_of(payload: dict[str, Any], entries: str, key: str) -> list[str]:
+    """The key of each entry of a bulk event: rows under named `columns`, or objects."""
+    rows = payload[entries]
+    if "columns" in payload:
+        at = payload["columns"].index(key)
+        return [str(row[at]) for row in rows]
+    return [str(row[key]) for row in rows]
+
+
+def holds(facts: dict[str, Any], key: str, wanted: Iterable[str]) -> bool | None:
+    """Whether a bulk event summarised by these facts may hold an entry of one of the `wanted`
+    keys (its range holds one); None when its summary has no range (projected by an earlier
+    version, before `ledger init` completed its summary): only its bytes can tell."""
+    kept = facts.get(f"{key}_range")
+    if not (isinstance(kept, list) and len(kept) == 2):
+        return None
+    low, high = str(kept[0]), str(kept[1])
+    return any(low <= w <= high for w in wanted)
 
 
 # json.dumps with these options would make a new encoder for every event (a national

@@ -18,6 +18,7 @@ left out of the balance (they pay months after M).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
 from msgspec import Struct, structs
 
 from ledger import values
@@ -35,8 +37,10 @@ from ledger.months import InvalidMonth, format_month, month_of, month_of_iso, pa
 from ledger.reference import reference_data
 from ledger.rules import (
     COUNTS_AS_ISSUED,
+    FUNERAL,
     LINE_FIELDS,
     PENDING,
+    REGULAR,
     Credits,
     Entitlement,
     Issued,
@@ -51,18 +55,18 @@ from ledger.rules import (
     issued_through,
     monthly_allowance,
     overpaid_months,
+    payment_id,
 )
 from ledger.rules import (
     balance as balance_of,
 )
 from ledger.service_layer.common import check_values
 from ledger.terminal import SafeTable
+from projections.readmodels import SUMMARISED, holds
 from replay.explain_units import UnitsOfPerson
 
 # Payment-list events that carry rows for many people (lines, postings, settlements).
-_BULK = frozenset(
-    {"PaymentList.LinesIssued", "PaymentList.CreditsAccrued", "PaymentList.LinesSettled"}
-)
+_BULK = sorted(SUMMARISED)
 # Event attributes that are bookkeeping of the event library, not facts.
 _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -304,28 +308,24 @@ class _Events:
         self.problems: list[str] = []
         self.ignored = 0  # recorded after the read models were read
 
-    def of(self, ids: Sequence[UUID], person: str | None = None) -> dict[UUID, list[_Recorded]]:
+    def of(
+        self,
+        ids: Sequence[UUID],
+        person: str | None = None,
+        payment_ids: dict[str, set[str]] | None = None,
+    ) -> dict[UUID, list[_Recorded]]:
         """With `person`, the bulk events of a payment list (thousands of lines each) leave
-        the database only when their stored bytes hold the personal id (the store searches
-        them): one person's view of a national list reads that person's events."""
+        the database only when they may hold the person's entries: their personal id, or one
+        of the list's `payment_ids` of theirs, within the range their audit-trail summary
+        keeps. One person's view of a national list reads that person's events."""
         audit = self._audit([str(u) for u in ids])
         mapper = self.ledger.app.mapper
-        # a compressed or enciphered store hides the id from a byte search: decode everything
-        needle = (
-            person.encode()
-            if person is not None and mapper.compressor is None and mapper.cipher is None
-            else None
-        )
         out: dict[UUID, list[_Recorded]] = {}
         for uid in ids:
             rows = audit.get(str(uid), {})
             recorded = []
             joined = 0
-            stored_events = (
-                self.ledger.events.events_holding(uid, sorted(_BULK), needle)
-                if needle is not None
-                else self.ledger.app.recorder.select_events(uid)
-            )
+            stored_events = self._stored(uid, rows, person, (payment_ids or {}).get(str(uid)))
             for stored in stored_events:
                 # an event of many people without this one: its bytes stayed in the database
                 version, topic = (
@@ -368,18 +368,66 @@ class _Events:
             out[uid] = recorded
         return out
 
+    def _stored(
+        self,
+        uid: UUID,
+        rows: dict[int, tuple[Any, ...]],
+        person: str | None,
+        payment_ids: set[str] | None,
+    ) -> Iterable[StoredEvent | tuple[int, str]]:
+        """The aggregate's stored events, its bulk ones read only when they may hold the
+        person's entries: by their summaries' ranges, or else (summaries an earlier version
+        wrote without one) by a search of their bytes in the database."""
+        events = self.ledger.events
+        if person is None:
+            return events.app.recorder.select_events(uid)
+        keys = {"personal_id": {person}, "payment_id": payment_ids or set()}
+        wanted: set[int] = set()
+        for version, row in rows.items():
+            summarised = SUMMARISED.get(row[2])
+            if summarised is None:
+                continue
+            key = summarised[1]
+            may_hold = holds(_summary(row[5]), key, keys[key])
+            if may_hold is None:
+                return self._searched(uid, person)
+            if may_hold:
+                wanted.add(version)
+        return events.events_with(uid, _BULK, wanted)
+
+    def _searched(self, uid: UUID, person: str) -> Iterable[StoredEvent | tuple[int, str]]:
+        mapper = self.ledger.app.mapper
+        if mapper.compressor is not None or mapper.cipher is not None:
+            # a compressed or enciphered store hides the id from a byte search: read them all
+            return self.ledger.app.recorder.select_events(uid)
+        return self.ledger.events.events_holding(uid, _BULK, person.encode())
+
     def _audit(self, ids: list[str]) -> dict[str, dict[int, tuple[Any, ...]]]:
+        """Each aggregate's audit-trail rows by version: notification id, recorded at, event
+        type, actor, source, and the summary of a bulk event (None for the others)."""
         found: dict[str, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+        of_bulk = ",".join("?" * len(_BULK))
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            for n, at, kind, agg, version, actor, source in self.ledger.db.query(
+            for n, at, kind, agg, version, actor, source, summary in self.ledger.db.query(
                 "SELECT notification_id, recorded_at, event_type, aggregate_id,"
-                " aggregate_version, actor, source FROM audit_trail"
+                f" aggregate_version, actor, source, CASE WHEN event_type IN ({of_bulk})"
+                " THEN facts END FROM audit_trail"
                 f" WHERE aggregate_id IN ({','.join('?' * len(chunk))})",
-                chunk,
+                [*_BULK, *chunk],
             ):
-                found[agg][int(version)] = (int(n), str(at), kind, actor, source)
+                found[agg][int(version)] = (int(n), str(at), kind, actor, source, summary)
         return found
+
+
+def _summary(facts: Any) -> dict[str, Any]:
+    """A bulk event's summary in the audit trail; empty when it is not one (the event is
+    then searched, and the events = audit trail check names what is amiss)."""
+    try:
+        found = json.loads(facts) if isinstance(facts, str) else None
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 # The explanation
@@ -481,7 +529,11 @@ def explain(ledger: Ledger, personal_id: str, period: str | None = None) -> Expl
         ],
     )
     lists = _lists(ledger, personal_id, provinces | units.provinces())
-    list_events = events.of([UUID(list_id) for list_id in lists], personal_id)
+    list_events = events.of(
+        [UUID(list_id) for list_id in lists],
+        personal_id,
+        _payment_ids(ledger, personal_id, lists),
+    )
     lines = _lines(ledger, personal_id, list_events, checks, units)
     postings = _postings(personal_id, lists, list_events)
 
@@ -895,6 +947,25 @@ def _lists(
         codes,
     )
     return {str(r[0]): (str(r[1]), str(r[2])) for r in sorted(rows, key=lambda r: (r[1], r[2]))}
+
+
+def _payment_ids(
+    ledger: Ledger, personal_id: str, lists: dict[str, tuple[str, str]]
+) -> dict[str, set[str]]:
+    """list_id -> the payment ids the person's lines may have on it: those rule 8 gives them
+    on the list's period and province, and those the read models hold (rule 9 may have paid
+    them in a unit whose code changed)."""
+    found: dict[str, set[str]] = {
+        list_id: {
+            payment_id(parse_month(period), province, personal_id, k) for k in (REGULAR, FUNERAL)
+        }
+        for list_id, (period, province) in lists.items()
+    }
+    for list_id, pid in ledger.db.query(
+        "SELECT list_id, payment_id FROM payment_lines WHERE personal_id = ?", (personal_id,)
+    ):
+        found.setdefault(str(list_id), set()).add(str(pid))
+    return found
 
 
 def _lines(
