@@ -125,11 +125,12 @@ def identity(db: Any, events_table: str) -> Identity:
 
 def group_names(db: Any) -> dict[str, str]:
     """kind -> the store's group role, as `ledger init` recorded them."""
-    if db.query("SELECT to_regclass(?) IS NULL", (ROLES_TABLE,))[0][0] is True:
+    recorded = recorded_roles(db)
+    if not recorded:
         raise RolesRefused(
             "this store has no roles yet: run `ledger init` once as the database owner"
         )
-    return {str(k): str(n) for k, n in db.query(f"SELECT kind, role_name FROM {ROLES_TABLE}")}
+    return recorded
 
 
 def _existing_roles(cursor: Any, names: Iterable[str]) -> set[str]:
@@ -137,11 +138,29 @@ def _existing_roles(cursor: Any, names: Iterable[str]) -> set[str]:
     return {str(r[0]) for r in cursor.fetchall()}
 
 
+def refuse_another_prefix(recorded: dict[str, str], prefix: str) -> dict[str, str]:
+    """The group roles `prefix` names, refused when the store's recorded roles are others."""
+    prefix = role_prefix(prefix)
+    wanted = {kind: role_name(prefix + kind, "role") for kind in KINDS}
+    if recorded and recorded != wanted:
+        raise RolesRefused(
+            f"this store's roles are {', '.join(sorted(recorded.values()))}: run `ledger "
+            f"init` with the prefix they were made with"
+        )
+    return wanted
+
+
+def recorded_roles(db: Any) -> dict[str, str]:
+    """kind -> group role, as `ledger init` recorded them; empty before it ever ran."""
+    if db.query("SELECT to_regclass(?) IS NULL", (ROLES_TABLE,))[0][0] is True:
+        return {}
+    return {str(k): str(n) for k, n in db.query(f"SELECT kind, role_name FROM {ROLES_TABLE}")}
+
+
 def install(db: Any, prefix: str, events_table: str, schema: str = "public") -> list[str]:
     """Make the store's group roles (those missing) and give them, and nobody else, their
     grants; run by the owner, again after any upgrade (it only adds). What was made."""
-    prefix = role_prefix(prefix)
-    wanted = {kind: role_name(prefix + kind, "role") for kind in KINDS}
+    wanted = refuse_another_prefix({}, prefix)
     made: list[str] = []
     with db.transaction() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('ledger_roles'))")
@@ -151,11 +170,7 @@ def install(db: Any, prefix: str, events_table: str, schema: str = "public") -> 
         )
         cursor.execute(f"SELECT kind, role_name FROM {ROLES_TABLE}")
         recorded = {str(k): str(n) for k, n in cursor.fetchall()}
-        if recorded and recorded != wanted:
-            raise RolesRefused(
-                f"this store's roles are {', '.join(sorted(recorded.values()))}: run `ledger "
-                f"init` with the prefix they were made with"
-            )
+        refuse_another_prefix(recorded, prefix)
         existing = _existing_roles(cursor, wanted.values())
         for kind, name in wanted.items():
             if name not in existing:

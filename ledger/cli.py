@@ -1147,6 +1147,8 @@ def cmd_init(args: argparse.Namespace) -> None:
         ):
             ledger.ports.guards.check()
             refuse_a_new_cipher_key(ledger)
+            if postgres:  # refused before anything is changed
+                refuse_all_but_the_owner(ledger, args)
             added = ledger.complete_store()
             made = install_roles(ledger, args) if postgres else []
         cipher_made = ensure_cipher_key()
@@ -1183,13 +1185,21 @@ def install_roles(ledger: Any, args: argparse.Namespace) -> list[str]:
     """The store's group roles and grants, as the owner: refused to anyone else."""
     from adapters import roles
 
+    refuse_all_but_the_owner(ledger, args)
+    return roles.install(ledger.db, args.role_prefix, ledger.events.table)
+
+
+def refuse_all_but_the_owner(ledger: Any, args: argparse.Namespace) -> None:
+    """`ledger init` of a PostgreSQL store: by its owner, with the roles' own prefix."""
+    from adapters import roles
+
     who = ledger.identity()
     if not who.administers:
         raise roles.RolesRefused(
             f"connected as {who.name}: `ledger init` is run by the database owner (it makes "
             "the roles and their grants)"
         )
-    return roles.install(ledger.db, args.role_prefix, ledger.events.table)
+    roles.refuse_another_prefix(roles.recorded_roles(ledger.db), args.role_prefix)
 
 
 def describe_init(added: Sequence[str], made: Sequence[str], args: argparse.Namespace) -> str:

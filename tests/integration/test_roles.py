@@ -4,6 +4,7 @@ what its role does not allow, and the events show who did what."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -295,5 +296,52 @@ def test_init_brings_a_store_made_before_roles_up_to_date(
         assert approved.returncode == 0, approved.stderr
         by = events_by(store)
         assert by[None] >= 2 and by["olga"] >= 1 and by["anh"] >= 1
+    finally:
+        store.close()
+
+
+def test_init_completes_earlier_summaries_and_refuses_first(
+    postgres_server: str, tmp_path: Path
+) -> None:
+    """Audit-trail summaries of line events written by an earlier version (no key range): the
+    owner's `ledger init` with another role prefix is refused before it changes anything; with
+    the store's own prefix it rewrites each summary as the projection writes it now, once."""
+    store = Store(new_database(postgres_server), tmp_path)
+    try:
+        path = Files(tmp_path).enrolments([enrolment(P1), enrolment(P2)])
+        enrolled = store.ledger("enrol", path, as_="olga")
+        assert enrolled.returncode == 0, enrolled.stderr
+        for command, who in (("run", "olga"), ("approve", "anh")):
+            done = store.ledger("payroll", command, "--period", "2025-07", as_=who)
+            assert done.returncode == 0, done.stderr
+        summaries = "SELECT notification_id, facts FROM audit_trail WHERE event_type IN"
+        summaries += " ('PaymentList.LinesIssued', 'PaymentList.CreditsAccrued') ORDER BY 1"
+        complete = query_store(store.owner, summaries)
+        assert len(complete) == 2 and all("_range" in facts for _, facts in complete)
+        with psycopg.connect(store.owner) as con:  # as an earlier version's projection wrote
+            con.execute("SELECT set_config('ledger.projecting', 'on', true)")
+            con.execute(
+                "UPDATE audit_trail SET facts = (facts::jsonb - 'payment_id_range'"
+                " - 'personal_id_range')::text WHERE notification_id = ANY(%s)",
+                ([n for n, _ in complete],),
+            )
+        earlier = query_store(store.owner, summaries)
+        assert earlier != complete and not any("_range" in facts for _, facts in earlier)
+
+        refused = store.ledger("init", "--role-prefix", "another_", url=store.owner)
+        assert refused.returncode == 1 and "prefix they were made with" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert query_store(store.owner, summaries) == earlier
+
+        done = store.ledger("init", "--role-prefix", store.prefix, url=store.owner)
+        assert done.returncode == 0, done.stderr
+        assert "the key ranges of 2 line events' audit-trail summaries" in done.stdout
+        assert [n for n, _ in query_store(store.owner, summaries)] == [n for n, _ in complete]
+        assert all(
+            json.loads(a) == json.loads(b)
+            for (_, a), (_, b) in zip(query_store(store.owner, summaries), complete, strict=True)
+        )
+        again = store.ledger("init", "--role-prefix", store.prefix, url=store.owner)
+        assert again.returncode == 0 and "key ranges" not in again.stdout
     finally:
         store.close()
