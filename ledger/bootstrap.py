@@ -296,21 +296,33 @@ class Ledger:
         """What the owner's `ledger init` adds to a store made by an earlier version: the
         tables, indexes and functions added since (never a guard someone removed: a store
         whose guards are not all in place is refused before), and the audit trail's
-        summaries an earlier version wrote without their ranges. What was added."""
-        added = read_model_guards.add_tables(self.db, self.events.has_recorded)
+        summaries an earlier version wrote without their ranges. What was done, a phrase
+        each."""
+        added = [
+            f"table {name} added"
+            for name in read_model_guards.add_tables(self.db, self.events.has_recorded)
+        ]
         self._create_tables()
         if self.location.kind == "postgresql":
             recorder: Any = self.app.recorder
             with recorder.datastore.transaction(commit=True) as cursor:
                 for statement in recorder.lock_and_recorded_by:
                     cursor.execute(statement)
-        completed = audit_summaries.complete(
+        summaries = audit_summaries.complete(
             self.events,
             self.db,
             lambda done, of: self.progress("audit-trail summaries completed", done, of),
         )
-        if completed:
-            added.append(f"the key ranges of {completed:,} line events' audit-trail summaries")
+        if summaries.completed:
+            added.append(
+                f"key ranges added to {summaries.completed:,} line events' audit-trail summaries"
+            )
+        if summaries.left:
+            added.append(
+                f"{summaries.left:,} line events' audit-trail summaries left as they are: they "
+                "are not what an earlier version wrote of their events, so someone changed them "
+                "(run `ledger verify`, which names them)"
+            )
         return added
 
     def identity(self) -> Identity | None:

@@ -1153,7 +1153,7 @@ def cmd_init(args: argparse.Namespace) -> None:
             made = install_roles(ledger, args) if postgres else []
         cipher_made = ensure_cipher_key()
         if added or made or postgres:
-            say(f"{where} is already a ledger store: " + describe_init(added, made, args))
+            say(f"{where} is already a ledger store: " + describe_init(added, made, args, postgres))
         elif not cipher_made:
             say(f"{where} is already a ledger store; nothing was changed")
         else:
@@ -1202,10 +1202,12 @@ def refuse_all_but_the_owner(ledger: Any, args: argparse.Namespace) -> None:
     roles.refuse_another_prefix(roles.recorded_roles(ledger.db), args.role_prefix)
 
 
-def describe_init(added: Sequence[str], made: Sequence[str], args: argparse.Namespace) -> str:
-    parts = []
-    if added:
-        parts.append(f"added: {', '.join(added)}")
+def describe_init(
+    added: Sequence[str], made: Sequence[str], args: argparse.Namespace, postgres: bool = True
+) -> str:
+    parts = list(added)
+    if not postgres:  # the embedded store has no roles
+        return "; ".join(parts)
     groups = ", ".join(
         args.role_prefix + k for k in ("operator", "approver", "auditor", "projector")
     )

@@ -171,8 +171,8 @@ def _with_free_space(statement: str) -> str:
 
 # Events whose payload is too large to copy into the audit trail (the store keeps them whole):
 # the entries' key, and the key each entry is found by. The audit trail keeps their count and
-# the lowest and highest of those keys (`<key>_range`), so that one person's events of a
-# national list are found without reading the others (`holds`).
+# the lowest and highest of those keys (`<key>_range`; [] for none), so that one person's
+# events of a national list are found without reading the others (`holds`).
 SUMMARISED = {
     "PaymentList.LinesIssued": ("lines", "payment_id"),
     "PaymentList.CreditsAccrued": ("accruals", "personal_id"),
@@ -797,8 +797,7 @@ def audit_facts(e: RecordedEvent) -> str:
         facts = {k: v for k, v in e.payload.items() if k not in ("actor", "source", entries)}
         facts[f"{entries}_count"] = len(e.payload[entries])
         keys = _keys_of(e.payload, entries, key)
-        if keys:
-            facts[f"{key}_range"] = [min(keys), max(keys)]
+        facts[f"{key}_range"] = [min(keys), max(keys)] if keys else []
     return _FACTS_JSON(facts)
 
 
@@ -816,6 +815,8 @@ def holds(facts: dict[str, Any], key: str, wanted: Iterable[str]) -> bool | None
     keys (its range holds one); None when its summary has no range (projected by an earlier
     version, before `ledger init` completed its summary): only its bytes can tell."""
     kept = facts.get(f"{key}_range")
+    if kept == []:  # an event of no entries holds nobody
+        return False
     if not (isinstance(kept, list) and len(kept) == 2):
         return None
     low, high = str(kept[0]), str(kept[1])

@@ -141,7 +141,7 @@ def test_summaries_of_an_earlier_version_are_searched_then_completed_by_init(
     assert verify(ledger).ok is False  # the old summaries differ from a rebuild's
 
     added = ledger.complete_store()
-    assert added == ["the key ranges of 7 line events' audit-trail summaries"]
+    assert added == ["key ranges added to 7 line events' audit-trail summaries"]
     assert _summaries(ledger) == complete
     assert ledger.complete_store() == []  # nothing left to complete
     assert verify(ledger).ok
@@ -165,3 +165,46 @@ def test_a_narrowed_range_is_not_a_quiet_explanation(ledger: Ledger, files: File
     report = verify(ledger)
     read_models = next(c for c in report.checks if c.name == "read models")
     assert any("audit_trail" in f for f in read_models.findings)
+
+
+def test_init_leaves_a_changed_summary_for_verify(ledger: Ledger, files: Files) -> None:
+    """A summary without its range that is not what an earlier version wrote of its event
+    (its file digest changed too) is left as it is and counted: completing it would erase
+    the evidence. The others are completed, and `verify` names the one left."""
+    _prepared(ledger, files)
+    settled = next(n for n, f in _summaries(ledger).items() if "settlements_count" in f)
+
+    def earlier(summary: dict[str, Any]) -> None:
+        for key in RANGES:
+            summary.pop(key, None)
+        if "settlements_count" in summary:
+            summary["file_sha256"] = "0" * 64
+
+    _as_an_earlier_version(ledger, earlier)
+    assert ledger.complete_store() == [
+        "key ranges added to 6 line events' audit-trail summaries",
+        "1 line events' audit-trail summaries left as they are: they are not what an earlier "
+        "version wrote of their events, so someone changed them (run `ledger verify`, which "
+        "names them)",
+    ]
+    assert "0" * 64 in _summaries(ledger)[settled]
+    read_models = next(c for c in verify(ledger).checks if c.name == "read models")
+    assert any(str(settled) in f for f in read_models.findings), read_models.findings
+
+
+def test_a_narrowed_settlement_range_is_named_by_verify(ledger: Ledger, files: Files) -> None:
+    """The ranges are a read model's: a settlement hidden from `explain` by a narrowed range
+    (with the line's read models changed to match) is `verify`'s to find, as every change of
+    a read model is."""
+    person = _prepared(ledger, files)
+    settled = next(n for n, f in _summaries(ledger).items() if "settlements_count" in f)
+
+    def narrowed(summary: dict[str, Any]) -> None:
+        if "settlements_count" in summary:
+            summary["payment_id_range"] = ["0", "0"]
+
+    _as_an_earlier_version(ledger, narrowed)
+    read, _ = _read_for(ledger, person)
+    assert "PaymentList.LinesSettled" not in read
+    read_models = next(c for c in verify(ledger).checks if c.name == "read models")
+    assert any(str(settled) in f for f in read_models.findings), read_models.findings

@@ -320,11 +320,14 @@ def test_init_completes_earlier_summaries_and_refuses_first(
         assert len(complete) == 2 and all("_range" in facts for _, facts in complete)
         with psycopg.connect(store.owner) as con:  # as an earlier version's projection wrote
             con.execute("SELECT set_config('ledger.projecting', 'on', true)")
-            con.execute(
-                "UPDATE audit_trail SET facts = (facts::jsonb - 'payment_id_range'"
-                " - 'personal_id_range')::text WHERE notification_id = ANY(%s)",
-                ([n for n, _ in complete],),
-            )
+            for n, facts in complete:
+                summary = json.loads(facts)
+                summary.pop("payment_id_range", None)
+                summary.pop("personal_id_range", None)
+                con.execute(
+                    "UPDATE audit_trail SET facts = %s WHERE notification_id = %s",
+                    (json.dumps(summary, ensure_ascii=False, sort_keys=True), n),
+                )
         earlier = query_store(store.owner, summaries)
         assert earlier != complete and not any("_range" in facts for _, facts in earlier)
 
@@ -335,12 +338,8 @@ def test_init_completes_earlier_summaries_and_refuses_first(
 
         done = store.ledger("init", "--role-prefix", store.prefix, url=store.owner)
         assert done.returncode == 0, done.stderr
-        assert "the key ranges of 2 line events' audit-trail summaries" in done.stdout
-        assert [n for n, _ in query_store(store.owner, summaries)] == [n for n, _ in complete]
-        assert all(
-            json.loads(a) == json.loads(b)
-            for (_, a), (_, b) in zip(query_store(store.owner, summaries), complete, strict=True)
-        )
+        assert "key ranges added to 2 line events' audit-trail summaries" in done.stdout
+        assert query_store(store.owner, summaries) == complete
         again = store.ledger("init", "--role-prefix", store.prefix, url=store.owner)
         assert again.returncode == 0 and "key ranges" not in again.stdout
     finally:
