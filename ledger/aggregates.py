@@ -15,6 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger import values
 from ledger.months import month_of_iso, parse_month
 from ledger.reference import built_in_province_codes
 from ledger.rules import (
@@ -467,10 +468,13 @@ class DeathRecord(Aggregate):
 STANDARD_LEVEL = "standard_level"
 FUNERAL_MULTIPLIER = "funeral_multiplier"
 UNIT_REORGANISATION = "unit_reorganisation"  # value: rows (old province, old commune, new ...)
-REFERENCE_KINDS = (STANDARD_LEVEL, FUNERAL_MULTIPLIER, UNIT_REORGANISATION)
-PLANNED_REFERENCE_KINDS = ("paying_account",)
+PAYING_ACCOUNT = "paying_account"  # value: rows (province, debtor name, bank, account number)
+REFERENCE_KINDS = (STANDARD_LEVEL, FUNERAL_MULTIPLIER, UNIT_REORGANISATION, PAYING_ACCOUNT)
+PLANNED_REFERENCE_KINDS: tuple[str, ...] = ()
 # a reorganisation of more rows than the country has communes is not one
 MAX_REORGANISATION_ROWS = 20_000
+# every province code ever in force fits (63 before the 2025 merger, 34 after)
+MAX_PAYING_ACCOUNT_ROWS = 100
 
 _APPROVAL_ORDER = {FUNERAL_MULTIPLIER: 0, STANDARD_LEVEL: 1}
 
@@ -532,6 +536,8 @@ class ReferenceDataHistory(Aggregate):
         self.proposals: dict[str, Proposal] = {}
         # rule 9: (effective month, rows) in the order recorded
         self.reorganisations: list[tuple[str, list[list[str]]]] = []
+        # province -> (debtor name, bank code, account number) its bank transfers are paid from
+        self.paying_accounts: dict[str, tuple[str, str, str]] = {}
 
     # What is in force, and what would be
 
@@ -592,6 +598,18 @@ class ReferenceDataHistory(Aggregate):
             raise RuleViolation(
                 f"unknown kind of reference data {kind!r}: one of {', '.join(REFERENCE_KINDS)}"
             )
+        if kind == PAYING_ACCOUNT:
+            if not (
+                isinstance(value, list)
+                and 0 < len(value) <= MAX_PAYING_ACCOUNT_ROWS
+                and all(is_paying_account_row(row) for row in value)
+                and len({row[0] for row in value}) == len(value)
+            ):
+                raise RuleViolation(
+                    f"paying accounts are 1 to {MAX_PAYING_ACCOUNT_ROWS} rows of province code, "
+                    "debtor name, bank code and account number, one a province"
+                )
+            return
         if kind == UNIT_REORGANISATION:
             if not (
                 isinstance(value, list)
@@ -652,6 +670,9 @@ class ReferenceDataHistory(Aggregate):
             if self.has_reorganisation(from_month, value):
                 raise AlreadyRecorded(f"this reorganisation from {from_month} is already recorded")
             self._check_reorganisation(from_month, value)
+        elif kind == PAYING_ACCOUNT:
+            if all(self.paying_accounts.get(r[0]) == tuple(r[1:]) for r in value):
+                raise AlreadyRecorded("these paying accounts are already in force")
         else:
             before = self.prospective()
             after = self.with_change(before, kind, from_month, value)
@@ -718,6 +739,8 @@ class ReferenceDataHistory(Aggregate):
             self._units_reorganised(
                 effective_month=p.from_month, mappings=p.value, actor=actor, source=source
             )
+        if p.kind == PAYING_ACCOUNT:
+            self._paying_accounts_set(accounts=p.value, actor=actor, source=source)
         if p.kind == STANDARD_LEVEL and self.standard_levels.get(p.from_month) != p.value:
             self._standard_level_set(
                 from_month=p.from_month, amount=p.value, actor=actor, source=source
@@ -772,6 +795,11 @@ class ReferenceDataHistory(Aggregate):
     ) -> None:
         self.reorganisations.append((effective_month, [list(r) for r in mappings]))
 
+    @event("PayingAccountsSet")
+    def _paying_accounts_set(self, accounts: list[list[str]], actor: str, source: str) -> None:
+        for province, debtor, bank, account in accounts:
+            self.paying_accounts[province] = (debtor, bank, account)
+
 
 class AlreadyRecorded(RuleViolation):
     """What was asked for is already recorded: nothing to do, and not an error."""
@@ -788,6 +816,21 @@ def is_unit_row(row: Any) -> bool:
         c.isascii() and c.isdigit() and len(c) == 5 for c in (old_c, new_c)
     )
     return provinces and communes
+
+
+def is_paying_account_row(row: Any) -> bool:
+    """Province code, debtor name, bank code, account number, each as `ledger.values` has
+    it."""
+    if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
+        return False
+    try:
+        values.province_code_form(row[0])
+        values.debtor_name(row[1])
+        values.bank_code(row[2])
+        values.account_number(row[3])
+    except values.InvalidValue:
+        return False
+    return True
 
 
 def _kind_text(kind: str) -> str:

@@ -46,6 +46,7 @@ from ledger.service_layer import (
     deaths,
     enrolment,
     entitlement,
+    paying_accounts,
     payroll,
     reference,
     settlement,
@@ -433,6 +434,14 @@ class Ledger:
 
     def units_in_force(self, period: str | None) -> tuple[str, list[units.UnitInForce]]:
         return units.units_in_force(self.ports, period)
+
+    def import_paying_accounts(
+        self, path: Path, actor: str
+    ) -> paying_accounts.PayingAccountsImported:
+        return paying_accounts.import_paying_accounts(self.ports, InputFile.read(path), actor)
+
+    def paying_accounts(self) -> dict[str, paying_accounts.PayingAccount]:
+        return paying_accounts.paying_accounts(self.ports)
 
     def pending_reference_changes(self) -> list[PendingChange]:
         return reference.pending_reference_changes(self.ports)

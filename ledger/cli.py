@@ -293,6 +293,11 @@ def pending_json(pending: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _accounts_text(rows: Sequence[Sequence[str]] | None) -> str:
+    """Paying accounts as a reviewer reads them: every account number in full."""
+    return "; ".join(" ".join(row) for row in rows or ()) or "none"
+
+
 def pending_table(pending: Sequence[Any]) -> SafeTable:
     table = SafeTable(title="reference-data changes waiting for a second person's approval")
     headings = (
@@ -328,11 +333,19 @@ def pending_table(pending: Sequence[Any]) -> SafeTable:
         value = (
             vnd(p.value)
             if isinstance(p.value, int)
+            else _accounts_text(p.value)
+            if p.kind == "paying_account"
             else f"of {len(p.value):,} row{'' if len(p.value) == 1 else 's'}"
             if isinstance(p.value, list)
             else str(p.value)
         )
-        replaces = vnd(c.replaces) if isinstance(c.replaces, int) else str(c.replaces or "")
+        replaces = (
+            vnd(c.replaces)
+            if isinstance(c.replaces, int)
+            else _accounts_text(c.replaces)
+            if p.kind == "paying_account"
+            else str(c.replaces or "")
+        )
         table.add_row(
             p.proposal_id,
             f"{p.kind.replace('_', ' ')} {value}",
@@ -360,6 +373,43 @@ def cmd_units_import(args: argparse.Namespace) -> None:
         "nothing changes until another person approves: `ledger reference approve --by USER`; "
         "lists already approved keep their codes"
     )
+
+
+def cmd_paying_accounts_import(args: argparse.Namespace) -> None:
+    from ledger.service_layer.reference import describe
+
+    with open_ledger(args) as ledger:
+        result = ledger.import_paying_accounts(Path(args.file), actor(args))
+    if result.proposal is None or result.unchanged:
+        say(
+            f"{args.file}: nothing changed: these paying accounts ({result.rows:,} "
+            f"province{'' if result.rows == 1 else 's'}) are {result.unchanged}"
+        )
+        return
+    say(f"proposed: {describe(result.proposal)}")
+    say(
+        "nothing changes until another person approves: `ledger reference pending` shows "
+        "the accounts, `ledger reference approve --by USER` puts them in force"
+    )
+
+
+def cmd_paying_accounts_list(args: argparse.Namespace) -> None:
+    with open_ledger(args, report=True) as ledger:
+        accounts = ledger.paying_accounts()
+    if args.json:
+        print_json(out, [dataclasses.asdict(a) for a in accounts.values()])
+        return
+    table = SafeTable(title="the provinces' paying accounts in force")
+    for heading in ("province", "debtor", "bank", "account number"):
+        table.add_column(heading)
+    for a in accounts.values():
+        table.add_row(a.province_code, a.debtor_name, a.bank_code, a.account_number)
+    print_table(out, table)
+    if not accounts:
+        say(
+            "no paying account is in force: propose them with `ledger paying-accounts import "
+            "FILE.csv` (bank transfers are not exported without them)"
+        )
 
 
 def cmd_units_show(args: argparse.Namespace) -> None:
@@ -1687,6 +1737,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--period", metavar="YYYY-MM", help="the month (default: the current one)")
     p.add_argument("--json", action="store_true", help="the units as JSON")
+
+    accounts_parser = commands.add_parser(
+        "paying-accounts", help="the accounts the provinces' bank transfers are paid from"
+    )
+    accounts_commands = accounts_parser.add_subparsers(
+        dest="paying_accounts_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        accounts_commands,
+        "import",
+        cmd_paying_accounts_import,
+        "propose the provinces' paying accounts from a file (in force once another person "
+        "approves them)",
+    )
+    p.add_argument("file")
+    p = command(
+        accounts_commands, "list", cmd_paying_accounts_list, "the paying accounts in force", READER
+    )
+    p.add_argument("--json", action="store_true", help="the accounts as JSON")
 
     reference_parser = commands.add_parser(
         "reference", help="changes of reference data, by two people"

@@ -366,10 +366,21 @@ class UnitRow(_Row):
         return [(field, "both commune codes or neither (a whole province)")]
 
 
+class PayingAccountRow(_Row):
+    """A province's paying account (`ledger paying-accounts import`): the account its bank
+    transfers are paid from."""
+
+    province_code: ProvinceCode
+    debtor_name: Annotated[Required, _value(values.debtor_name)]
+    bank_code: Annotated[Required, _value(values.bank_code)]
+    account_number: Annotated[Required, _value(values.account_number)]
+
+
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
 UNIT_COLUMNS = tuple(UnitRow.model_fields)
+PAYING_ACCOUNT_COLUMNS = tuple(PayingAccountRow.model_fields)
 
 RowModel = TypeVar("RowModel", bound=_Row)
 

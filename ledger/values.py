@@ -48,6 +48,7 @@ MONTHS_AHEAD = 12
 # Lengths of text, in characters after NFC: generous for what each holds, short enough that a
 # file's line, an export and a screen stay readable and a pasted document is refused.
 NAME_MAX = 200  # a person's or a registry office's name
+DEBTOR_NAME_MAX = 140  # the holder of a province's paying account (ISO 20022's Max140Text)
 REFERENCE_MAX = 64  # an identifier another system gave: a decision, registration, bank reference
 REASON_MAX = 500  # a sentence or two for whoever reads the record later
 ACTOR_MAX = 100  # who acted: a user name
@@ -378,6 +379,12 @@ def person_name(text: str) -> str:
 def office_name(text: str) -> str:
     """A registry office's name: free text of at most NAME_MAX characters."""
     return free_text(text, NAME_MAX)
+
+
+def debtor_name(text: str) -> str:
+    """The name a province pays from (its paying account's holder): free text of at most
+    DEBTOR_NAME_MAX characters, what a credit transfer's name holds."""
+    return free_text(text, DEBTOR_NAME_MAX)
 
 
 def reference(text: str) -> str:

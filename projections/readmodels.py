@@ -352,6 +352,8 @@ class Projector:
             "ReferenceDataHistory.StandardLevelSet": self._standard_level_set,
             "ReferenceDataHistory.FuneralMultiplierSet": self._funeral_multiplier_set,
             "ReferenceDataHistory.UnitsReorganised": self._units_reorganised,
+            # a province's paying account is read from the record by the export that needs it
+            "ReferenceDataHistory.PayingAccountsSet": _audit_only,
             # a proposal changes nothing the rules read until approved; its approval is
             # followed by the StandardLevelSet / FuneralMultiplierSet event it puts in force
             "ReferenceDataHistory.ChangeProposed": _audit_only,

@@ -14,6 +14,7 @@ from eventsourcing.persistence import IntegrityError
 from ledger import views
 from ledger.aggregates import (
     FUNERAL_MULTIPLIER,
+    PAYING_ACCOUNT,
     REFERENCE_DATA_ID,
     STANDARD_LEVEL,
     UNIT_REORGANISATION,
@@ -194,11 +195,24 @@ def pending_reference_changes(ports: Ports) -> list[PendingChange]:
                 parse_month(through) if through is not None else None,
             )
         replaces = (
-            None if p.kind == UNIT_REORGANISATION else _in_force(schedules, p.kind, p.from_month)
+            None
+            if p.kind == UNIT_REORGANISATION
+            else _accounts_replaced(history, p.value)
+            if p.kind == PAYING_ACCOUNT
+            else _in_force(schedules, p.kind, p.from_month)
         )
         out.append(PendingChange(p, replaces, effect))
         schedules = after
     return out
+
+
+def _accounts_replaced(history: ReferenceDataHistory, rows: list[list[str]]) -> list[list[str]]:
+    """The paying accounts in force of the provinces a proposal names."""
+    return [
+        [code, *history.paying_accounts[code]]
+        for code in sorted({row[0] for row in rows})
+        if code in history.paying_accounts
+    ]
 
 
 def describe(p: Proposal) -> str:
@@ -207,6 +221,9 @@ def describe(p: Proposal) -> str:
     if p.kind == UNIT_REORGANISATION:
         n = len(p.value)
         what, value = f"reorganisation of {n:,} unit{'' if n == 1 else 's'}", ""
+    elif p.kind == PAYING_ACCOUNT:
+        n = len(p.value)
+        what, value = f"paying accounts of {n:,} province{'' if n == 1 else 's'}", ""
     else:
         value = f" {p.value:,} VND" if p.kind == STANDARD_LEVEL else f" {p.value}"
     return f"proposal {p.proposal_id} ({what}{value} from {p.from_month}, by {p.proposed_by})"
