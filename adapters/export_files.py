@@ -17,11 +17,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.chain import ChainHead
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
-from ledger.service_layer.ports import Approval, ExportedFile
+from ledger.service_layer.ports import Approval, ExportedFile, PayingAccount
 
 TOTAL = LINE["total_amount"]
 AMOUNT_FIELDS = ("regular_amount", "funeral_amount", "arrears_amount", "total_amount")
@@ -124,6 +124,12 @@ class _PaymentFile:
         return self.buffer.getvalue().encode("utf-8"), self.count, self.total
 
 
+# The formats a list's files are written in, each with the channel it is for (None: every
+# channel) and how its files' names end; a CSV's manifest keeps the name it always had.
+CSV, PAIN001, XLSX = "csv", "pain001", "xlsx"
+FORMATS = {CSV: (None, ".csv"), PAIN001: ("BANK", ".pain001.xml"), XLSX: ("POST", ".xlsx")}
+
+
 @dataclass(frozen=True)
 class ListFile:
     """One payment file of an approved list, as the recorded lines give it."""
@@ -133,6 +139,7 @@ class ListFile:
     data: bytes
     rows: int
     total_amount: int
+    format: str = CSV
 
     @property
     def stem(self) -> str:
@@ -140,11 +147,13 @@ class ListFile:
 
     @property
     def name(self) -> str:
-        return f"{self.stem}.csv"
+        return f"{self.stem}{FORMATS[self.format][1]}"
 
     @property
     def manifest_name(self) -> str:
-        return f"{self.stem}{MANIFEST_SUFFIX}"
+        if self.format == CSV:
+            return f"{self.stem}{MANIFEST_SUFFIX}"
+        return f"{self.stem}.{self.format}{MANIFEST_SUFFIX}"
 
     @property
     def sha256(self) -> str:
@@ -163,6 +172,8 @@ class ListFile:
             "approved_at": self.approval.approved_at,
             "lines_digest": self.approval.lines_digest,
         }
+        if self.format != CSV:
+            found["format"] = self.format
         if chain_head is not None:
             found["chain_head"] = chain_head.as_json()
         return found
@@ -174,18 +185,28 @@ def list_file(approval: Approval, channel: str, rows: Iterable[Sequence[Any]]) -
     return ListFile(approval, channel, data, count, total)
 
 
-def list_files(approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ListFile]:
+def list_files(
+    approval: Approval,
+    rows: Iterable[Sequence[Any]],
+    formats: Sequence[str] = (CSV,),
+    debtor: PayingAccount | None = None,
+) -> list[ListFile]:
     """An approved list's payment files from its recorded lines (LINE_FIELDS order, any
-    order): one per channel that has lines, by channel, each ordered by payment_id. Lines
-    recorded in payment-id order (as approvals issue them) are written as they are read,
-    the list never held; others are sorted first."""
+    order), in each of `formats` (FORMATS) for each channel that has lines and the format is
+    for, each ordered by payment_id; `debtor`: the province's paying account, which a pain.001
+    file needs. Lines recorded in payment-id order (as approvals issue them) are written as
+    they are read, the list never held; others are sorted first."""
     if iter(rows) is rows:  # read once only: kept, to be read again if out of order
         rows = list(rows)
     try:
-        return _list_files(approval, rows, ordered=True)
+        return _list_files(approval, rows, formats, debtor, ordered=True)
     except _OutOfOrder:
         return _list_files(
-            approval, sorted(rows, key=lambda r: str(r[LINE["payment_id"]])), ordered=False
+            approval,
+            sorted(rows, key=lambda r: str(r[LINE["payment_id"]])),
+            formats,
+            debtor,
+            ordered=False,
         )
 
 
@@ -193,8 +214,31 @@ class _OutOfOrder(Exception):
     pass
 
 
-def _list_files(approval: Approval, rows: Iterable[Sequence[Any]], ordered: bool) -> list[ListFile]:
-    files: dict[str, _PaymentFile] = {}
+class _Writer(Protocol):
+    def add(self, row: Sequence[Any]) -> None: ...
+    def finish(self) -> tuple[bytes, int, int]: ...
+
+
+def _writer(form: str, approval: Approval, debtor: PayingAccount | None) -> _Writer:
+    # imported here: the spreadsheet writes the cells this module gives (`export_row`)
+    from adapters.pain001 import CreditTransfers
+    from adapters.post_sheet import PostSheet
+
+    if form == PAIN001:
+        return CreditTransfers(approval, debtor)
+    if form == XLSX:
+        return PostSheet(approval)
+    return _PaymentFile()
+
+
+def _list_files(
+    approval: Approval,
+    rows: Iterable[Sequence[Any]],
+    formats: Sequence[str],
+    debtor: PayingAccount | None,
+    ordered: bool,
+) -> list[ListFile]:
+    files: dict[tuple[str, str], _Writer] = {}
     last = ""
     for row in rows:
         payment = str(row[LINE["payment_id"]])
@@ -202,10 +246,17 @@ def _list_files(approval: Approval, rows: Iterable[Sequence[Any]], ordered: bool
             raise _OutOfOrder
         last = payment
         channel = row[LINE["channel"]]
-        if channel not in files:
-            files[channel] = _PaymentFile()
-        files[channel].add(row)
-    return [ListFile(approval, channel, *files[channel].finish()) for channel in sorted(files)]
+        for form in formats:
+            if FORMATS[form][0] not in (None, channel):
+                continue
+            writer = files.get((channel, form))
+            if writer is None:
+                writer = files[(channel, form)] = _writer(form, approval, debtor)
+            writer.add(row)
+    return [
+        ListFile(approval, channel, *files[(channel, form)].finish(), format=form)
+        for channel, form in sorted(files)
+    ]
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -252,9 +303,15 @@ class StagedExport:
         """One channel's file of a list, from its lines ordered by payment_id."""
         return self._add(list_file(approval, channel, rows))
 
-    def add_list(self, approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ExportedFile]:
+    def add_list(
+        self,
+        approval: Approval,
+        rows: Iterable[Sequence[Any]],
+        formats: Sequence[str] = (CSV,),
+        debtor: PayingAccount | None = None,
+    ) -> list[ExportedFile]:
         """Every file of an approved list, from its recorded lines (`list_files`)."""
-        return [self._add(file) for file in list_files(approval, rows)]
+        return [self._add(file) for file in list_files(approval, rows, formats, debtor)]
 
     def handover(self) -> tuple[list[tuple[Path, Path]], list[tuple[str, dict[str, Any]]]]:
         """What is staged here (the files' temporary and final paths, the manifests to

@@ -470,8 +470,14 @@ class Ledger:
     ) -> list[ListSummary]:
         return payroll.approve_payroll(self.ports, period, province_code, actor, self.LINE_CHUNK)
 
-    def export_payroll(self, period: str, province_code: str | None, out_dir: Path) -> ExportResult:
-        return payroll.export_payroll(self.ports, period, province_code, out_dir)
+    def export_payroll(
+        self,
+        period: str,
+        province_code: str | None,
+        out_dir: Path,
+        formats: Sequence[str] = ("csv",),
+    ) -> ExportResult:
+        return payroll.export_payroll(self.ports, period, province_code, out_dir, formats)
 
     def settle(self, path: Path, actor: str, check_only: bool = False) -> ImportResult:
         return settlement.settle(self.ports, InputFile.read(path), actor, check_only)

@@ -676,7 +676,9 @@ def cmd_payroll_approve(args: argparse.Namespace) -> None:
 
 def cmd_payroll_export(args: argparse.Namespace) -> None:
     with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
-        result = ledger.export_payroll(args.period, args.province, Path(args.out))
+        result = ledger.export_payroll(
+            args.period, args.province, Path(args.out), args.format or ["csv"]
+        )
     if args.json:
         print_json(
             out,
@@ -1849,6 +1851,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--province", metavar="CODE")
         if name == "export":
             p.add_argument("--out", required=True, metavar="DIR")
+            p.add_argument(
+                "--format",
+                action="append",
+                choices=("csv", "pain001", "xlsx"),
+                help="csv (default; every channel), pain001 (ISO 20022 bank transfers) or xlsx "
+                "(the post office's sheet); may be repeated",
+            )
         jobs_option(
             p,
             34,  # a period has 34 provinces to share out

@@ -23,7 +23,7 @@ from ledger.inputs import (
 )
 from ledger.months import format_month, month_of
 from ledger.service_layer.common import sorted_problems
-from ledger.service_layer.ports import Ports
+from ledger.service_layer.ports import PayingAccount, Ports
 from ledger.service_layer.reference import (
     ensure_reference_data,
     propose_reference_change,
@@ -31,14 +31,6 @@ from ledger.service_layer.reference import (
 )
 
 IMPORT_SOURCE = "ledger paying-accounts import"
-
-
-@dataclass(frozen=True)
-class PayingAccount:
-    province_code: str
-    debtor_name: str
-    bank_code: str
-    account_number: str
 
 
 @dataclass(frozen=True)

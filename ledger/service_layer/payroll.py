@@ -5,7 +5,7 @@ provinces in parallel), and export what the approvals recorded."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +53,14 @@ from ledger.rules import (
     draft_list,
 )
 from ledger.service_layer.common import check_month
+from ledger.service_layer.paying_accounts import paying_accounts
 from ledger.service_layer.ports import (
     Approval,
     ExportedFile,
     ExportResult,
     Fence,
     FenceCrossed,
+    PayingAccount,
     Ports,
     ReadModelDatabase,
 )
@@ -628,11 +630,14 @@ class _Exported:
     staged: Any  # what the province's export hands over (Export.handover)
 
 
-def _export_province(ports: Ports, job: tuple[str, str, str]) -> tuple[str, _Exported | str | None]:
-    """Stage one province's files of a period (job: period, province, folder): its files,
-    why its recorded lines refuse the export, or None when nothing of it was approved. The
-    files are written and the lines checked against the approval in one reading."""
-    period, code, out_dir = job
+def _export_province(
+    ports: Ports, job: tuple[str, str, str, tuple[str, ...], PayingAccount | None]
+) -> tuple[str, _Exported | str | None]:
+    """Stage one province's files of a period (job: period, province, folder, formats, the
+    province's paying account): its files, why its recorded lines refuse the export, or None
+    when nothing of it was approved. The files are written and the lines checked against the
+    approval in one reading."""
+    period, code, out_dir, formats, debtor = job
     issued = ports.events.issued_list(payment_list_id(period, code))
     if issued is None:
         return code, None
@@ -642,7 +647,7 @@ def _export_province(ports: Ports, job: tuple[str, str, str]) -> tuple[str, _Exp
     rows = TalliedRows(issued.rows)
     staged = ports.export(Path(out_dir))
     try:
-        written = staged.add_list(approval, rows)
+        written = staged.add_list(approval, rows, formats, debtor)
         found = issued.problems(rows.lines)
     except RecordAltered as err:  # a seal that does not open: altered by a chain key's holder
         staged.discard()
@@ -656,15 +661,46 @@ def _export_province(ports: Ports, job: tuple[str, str, str]) -> tuple[str, _Exp
     return code, _Exported(written, staged.handover())
 
 
+def _refuse_transfers_without_account(
+    ports: Ports, period: str, codes: Sequence[str], accounts: dict[str, PayingAccount]
+) -> None:
+    """Before anything is written: every province whose list pays by bank has a paying
+    account (the lists' read model says which pay by bank; the writer refuses the others'
+    lines as it meets them, whatever a table says)."""
+    missing = [
+        str(code)
+        for code, bank_amount in ports.db.query(
+            "SELECT province_code, bank_amount FROM payment_lists WHERE period = ?"
+            " AND status = 'APPROVED' ORDER BY province_code",
+            (period,),
+        )
+        if bank_amount and code in codes and code not in accounts
+    ]
+    if missing:
+        raise RuleViolation(
+            f"no paying account is in force for {', '.join(missing)}, whose lists of {period} "
+            "pay by bank: nothing was exported. Propose them with `ledger paying-accounts "
+            "import FILE.csv` and have them approved"
+        )
+
+
 def export_payroll(
-    ports: Ports, period: str, province_code: str | None, out_dir: Path
+    ports: Ports,
+    period: str,
+    province_code: str | None,
+    out_dir: Path,
+    formats: Sequence[str] = ("csv",),
 ) -> ExportResult:
     """Write the approved lists from the lines their approval recorded (the LinesIssued
-    events, never the read models): one CSV per province and channel, ordered by payment_id,
-    each with a manifest, the provinces staged by the ledger's workers and committed together.
-    Refused, with nothing written, when a list's recorded lines do not reproduce the digest,
-    count and total its approval recorded."""
+    events, never the read models): in each of `formats`, one file per province and channel
+    the format is for (CSV: both; pain.001: BANK, paid from the province's paying account;
+    xlsx: POST), ordered by payment_id, each with a manifest, the provinces staged by the
+    ledger's workers and committed together. Refused, with nothing written, when a list's
+    recorded lines do not reproduce the digest, count and total its approval recorded, or
+    when a province with bank transfers has no paying account in force."""
     check_month(period, "--period", ports.clock.now())
+    formats = tuple(dict.fromkeys(formats))  # each once, in the order given
+    accounts = paying_accounts(ports) if "pain001" in formats else {}
     drafts = {
         r[0]: r[1]
         for r in ports.db.query(
@@ -681,7 +717,9 @@ def export_payroll(
     not_written: list[str] = []
     problems: list[str] = []
     approved = 0  # lists approved: one with no line writes no file, and is no error
-    jobs = [(period, code, str(out_dir)) for code in codes]
+    if "pain001" in formats:
+        _refuse_transfers_without_account(ports, period, codes, accounts)
+    jobs = [(period, code, str(out_dir), formats, accounts.get(code)) for code in codes]
     try:
         ports.progress(f"payroll export {period}", 0, len(codes))
         for done, (code, outcome) in enumerate(ports.each(_export_province, jobs), start=1):

@@ -171,6 +171,16 @@ class ExportResult(list[ExportedFile]):
 
 
 @dataclass(frozen=True)
+class PayingAccount:
+    """The account a province's bank transfers are paid from (reference data)."""
+
+    province_code: str
+    debtor_name: str
+    bank_code: str
+    account_number: str
+
+
+@dataclass(frozen=True)
 class Approval:
     """What the approval recorded about a list, for the manifest."""
 
@@ -186,7 +196,13 @@ class Export(Protocol):
     export staged can be handed over to another of the same folder (a worker's files, for
     the command to commit with the rest): `handover` gives it up, `adopt` takes it."""
 
-    def add_list(self, approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ExportedFile]: ...
+    def add_list(
+        self,
+        approval: Approval,
+        rows: Iterable[Sequence[Any]],
+        formats: Sequence[str] = ("csv",),
+        debtor: PayingAccount | None = None,
+    ) -> list[ExportedFile]: ...
     def handover(self) -> Any: ...
     def adopt(self, staged: Any) -> None: ...
     def commit(self) -> None: ...
