@@ -246,3 +246,42 @@ def test_a_paying_accounts_file_is_reported_whole_and_imported_once(
     assert again.unchanged == "already proposed, waiting for approval"
     ledger.approve_reference_changes("anh")
     assert ledger.import_paying_accounts(good, "olga").unchanged == "already in force"
+
+
+def test_exports_check_holds_every_format_to_the_record(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    """Before anything is sent: each file of each format and its manifest equal the record;
+    a changed byte of the banks' file, a sheet without its manifest, and a pain.001 whose
+    province's paying account changed since are each named."""
+    from replay.exports_check import check_exports
+
+    _people(ledger, files)
+    _accounts(ledger, tmp_path, [HANOI])
+    out = tmp_path / "out"
+    ledger.export_payroll("2025-07", "01", out, ["csv", "pain001", "xlsx"])
+
+    checked = check_exports(ledger, out)
+    assert checked.ok, checked.lines()
+    assert (checked.checked, checked.equal) == (8, 8)
+
+    xml = out / "2025-07_01_BANK.pain001.xml"
+    xml.write_bytes(xml.read_bytes().replace(b"<NbOfTxs>9</NbOfTxs>", b"<NbOfTxs>8</NbOfTxs>", 1))
+    (out / "2025-07_01_POST.xlsx.manifest.json").unlink()
+    found = check_exports(ledger, out).lines()
+    assert any(line.startswith("2025-07_01_BANK.pain001.xml: its bytes differ") for line in found)
+    assert (
+        "2025-07_01_POST.xlsx: no manifest beside it: a payment file is never sent without one"
+        in found
+    )
+
+    ledger.export_payroll("2025-07", "01", out, ["pain001"])  # written again: equal
+    assert check_exports(ledger, out).lines() == [
+        "2025-07_01_POST.xlsx: no manifest beside it: a payment file is never sent without one"
+    ]
+    _accounts(ledger, tmp_path, [[*HANOI[:3], "1500201099999"]])
+    found = check_exports(ledger, out).lines()
+    assert (
+        "2025-07_01_BANK.pain001.xml: its bytes differ from the file the recorded lines give "
+        "(a file of another format is compared whole): do not send it" in found
+    )
