@@ -376,6 +376,13 @@ class PayingAccountRow(_Row):
     account_number: Annotated[Required, _value(values.account_number)]
 
 
+class BankSettlementRow(SettlementRow):
+    """A settlement read from a bank's file (ledger.bank_results): the amount it moved too,
+    which must be the line's."""
+
+    amount: Annotated[Text, _value(values.bank_amount, optional=True)]
+
+
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
@@ -669,12 +676,13 @@ def check_entries(
     *,
     now: datetime | None = None,
     keep: Sequence[str] | None = None,
+    unit: str = "row",
 ) -> tuple[list[tuple[int, RowModel]], list[Refused], list[str]]:
-    """A chunk of a file's rows checked: the valid ones, for each refused one its fields that
-    passed on their own (those in `keep`), and the problem lines in row order. A function of
-    its arguments alone, so that another process can check a chunk while this one reads the
-    next."""
-    valid, bad, found = _checked_chunk(name, chunk, model, now, "row")
+    """A chunk of a file's rows (or entries: `unit`) checked: the valid ones, for each refused
+    one its fields that passed on their own (those in `keep`), and the problem lines in row
+    order. A function of its arguments alone, so that another process can check a chunk while
+    this one reads the next."""
+    valid, bad, found = _checked_chunk(name, chunk, model, now, unit)
     return valid, [(n, _kept(fields, keep)) for n, _, fields in bad], found
 
 

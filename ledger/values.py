@@ -156,6 +156,18 @@ def bank_code(text: str) -> str:
     return text
 
 
+_BANK_AMOUNT = re.compile(r"(\d{1,15})(?:[.,](0*))?", re.ASCII)
+
+
+def bank_amount(text: str) -> str:
+    """An amount as a bank's file writes it (`3500000`, `3500000.00`, `3500000,`): whole VND,
+    given back as digits alone."""
+    match = _BANK_AMOUNT.fullmatch(text)
+    if match is None:
+        raise InvalidValue(f"must be a whole amount of VND (digits 0-9), got {shown(text)}")
+    return str(int(match[1]))
+
+
 def account_number(text: str) -> str:
     """A bank account number: 6 to 19 digits 0-9, nothing else (no space, dash or letter)."""
     shortest, longest = ACCOUNT_DIGITS

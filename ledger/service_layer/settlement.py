@@ -17,10 +17,12 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from ledger import values
+from ledger import bank_results, values
 from ledger.aggregates import PaymentList, payment_list_id
 from ledger.inputs import (
+    CHUNK_ROWS,
     SETTLEMENT_COLUMNS,
+    BankSettlementRow,
     Entry,
     InputFile,
     InputRejected,
@@ -34,11 +36,13 @@ from ledger.service_layer.common import ImportResult, sorted_problems
 from ledger.service_layer.ports import Ports, Staging
 
 # The rows of a results file as staged: every field of a valid row (applicable = 1), the
-# payment and status of a refused one, and the list each payment is on.
+# payment and status of a refused one, the amount a bank's file says it moved (none in a CSV),
+# and the list each payment is on.
 STAGED = (
     ("row_number", "BIGINT"),
     ("applicable", "INTEGER"),
     *((column, "TEXT") for column in SETTLEMENT_COLUMNS),
+    ("amount", "BIGINT"),
     ("period", "TEXT"),
     ("province_code", "TEXT"),
 )
@@ -51,10 +55,12 @@ def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) 
     problem of the file is reported at once. `check_only`: every check, nothing recorded (what
     would be applied: the same counts, or the same refusal)."""
     ports.decide_from_read_models()
+    form = bank_results.detect(file)
+    unit = "row" if form == bank_results.CSV else "entry"
     staged = ports.stage("settlement", STAGED)
     try:
         problems = Problems()
-        rows = _stage(ports, file, staged, problems)
+        rows = _stage(ports, file, form, staged, problems)
         digest = file.sha256
         if not problems and ports.db.query(
             "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
@@ -64,7 +70,9 @@ def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) 
         lines = _stage_lines(ports, lists)
         outcome = _Outcome()
         try:
-            settled = _settled(lists, file.name, staged, lines, digest, actor, problems, outcome)
+            settled = _settled(
+                lists, (file.name, unit), staged, lines, digest, actor, problems, outcome
+            )
             try:
                 if check_only:
                     for _ in settled:  # every row read against its line; nothing saved
@@ -87,12 +95,16 @@ def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) 
     return ImportResult(outcome.applied, outcome.unchanged)
 
 
-def _stage(ports: Ports, file: InputFile, staged: Staging, problems: Problems) -> int:
-    """Check the file's rows into the staging table (a chunk checked by the workers while
-    the next is read); how many are valid."""
+def _stage(ports: Ports, file: InputFile, form: str, staged: Staging, problems: Problems) -> int:
+    """Check the file's rows (or a bank file's entries) into the staging table (a chunk
+    checked by the workers while the next is read); how many are valid."""
     valid_rows = 0
     now = ports.clock.now()
-    jobs = ((file.name, chunk, now) for chunk in entry_chunks(file, SettlementRow))
+    if form == bank_results.CSV:
+        chunks = entry_chunks(file, SettlementRow)
+    else:
+        chunks = _chunks(bank_results.entries(file, form, bank_results.Counted()))
+    jobs = ((file.name, chunk, now, form != bank_results.CSV) for chunk in chunks)
     for rows, found, valid in ports.in_order(_staging_rows, jobs):
         problems.extend(found)
         staged.add(rows)
@@ -101,24 +113,44 @@ def _stage(ports: Ports, file: InputFile, staged: Staging, problems: Problems) -
     return valid_rows
 
 
+def _chunks(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
+    while chunk := list(islice(entries, CHUNK_ROWS)):
+        yield chunk
+
+
 def _staging_rows(
-    ports: Ports, job: tuple[str, list[Entry], datetime]
+    ports: Ports, job: tuple[str, list[Entry], datetime, bool]
 ) -> tuple[list[tuple[Any, ...]], list[str], int]:
     """A chunk of the file checked: its rows as staged, its problem lines, how many are
-    valid."""
-    name, chunk, now = job
+    valid. `bank`: entries of a bank's file, with the amount each moved."""
+    name, chunk, now, bank = job
+    model = BankSettlementRow if bank else SettlementRow
     valid, refused, found = check_entries(
-        name, chunk, SettlementRow, now=now, keep=("payment_id", "status")
+        name,
+        chunk,
+        model,
+        now=now,
+        keep=("payment_id", "status", "amount"),
+        unit="entry" if bank else "row",
     )
-    rows = [
-        (number, 1, *row.model_dump().values(), *values.payment_list_of(row.payment_id))
-        for number, row in valid
-    ]
+    rows = []
+    for number, row in valid:
+        fields = row.model_dump()
+        rows.append(
+            (
+                number,
+                1,
+                *(fields[c] for c in SETTLEMENT_COLUMNS),
+                int(fields["amount"]) if fields.get("amount") else None,
+                *values.payment_list_of(row.payment_id),
+            )
+        )
     rows += [
         (
             number,
             0,
             *(f.get(c) or None for c in SETTLEMENT_COLUMNS),
+            int(f["amount"]) if f.get("amount") else None,
             *(values.payment_list_of(f["payment_id"]) if f.get("payment_id") else (None, None)),
         )
         for number, f in refused
@@ -182,6 +214,7 @@ class _Row(NamedTuple):
     total_amount: Any
     funeral_amount: Any
     current: Any  # its status now
+    amount: Any  # what a bank's file says it moved (None: a CSV)
     settlement: dict[str, Any]  # the row's fields (SETTLEMENT_COLUMNS)
 
 
@@ -194,7 +227,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
         "SELECT f.row_number, f.applicable, f.period, f.province_code,"
         " COALESCE(d.first, f.row_number),"
         " i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
-        " COALESCE(c.status, i.status),"
+        " COALESCE(c.status, i.status), f.amount,"
         f" {columns}"
         f" FROM {{staged}} f LEFT JOIN {lines.table} i ON i.payment_id = f.payment_id"
         " AND i.seq = 0"
@@ -208,7 +241,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
         "  ON d.payment_id = f.payment_id"
         " WHERE f.period IS NOT NULL ORDER BY f.period, f.province_code, f.row_number"
     ):
-        yield _Row._make([*row[:10], dict(zip(SETTLEMENT_COLUMNS, row[10:], strict=True))])
+        yield _Row._make([*row[:11], dict(zip(SETTLEMENT_COLUMNS, row[11:], strict=True))])
 
 
 class _Outcome:
@@ -220,7 +253,7 @@ class _Outcome:
 
 def _settled(
     lists: dict[tuple[str, str], PaymentList],
-    name: str,
+    where: tuple[str, str],
     staged: Staging,
     lines: Staging,
     digest: str,
@@ -233,7 +266,8 @@ def _settled(
     while the file has none, the settlements of each list, a chunk of rows at a time, for one
     transaction. The save runs this whole before it takes the store's lock: a problem found
     at any row refuses the file with nothing recorded."""
-    moves = _checked_moves(name, _rows_with_lines(staged, lines), problems, outcome)
+    name = where[0]
+    moves = _checked_moves(where, _rows_with_lines(staged, lines), problems, outcome)
     for key, of_list in groupby(moves, key=lambda move: move[0]):
         payment_list = lists[key]
         settlements = (settlement for _, settlement in of_list)
@@ -246,23 +280,32 @@ def _settled(
 
 
 def _checked_moves(
-    name: str, rows: Iterator[_Row], problems: Problems, outcome: _Outcome
+    where: tuple[str, str], rows: Iterator[_Row], problems: Problems, outcome: _Outcome
 ) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
-    """Each named payment against its line: unknown payments, repeated rows, and moves the
-    line's status does not allow (rule 7). What each valid row that changes its line records,
-    with its list."""
+    """Each named payment against its line: unknown payments, repeated rows (or entries),
+    amounts a bank's file says it moved other than the line's, and moves the line's status
+    does not allow (rule 7). What each valid row that changes its line records, with its
+    list. `where`: the file's name, and what its numbers count (row, entry)."""
+    name, unit = where
     for row in rows:
         number, first = row.number, row.first
         pid, status = row.settlement["payment_id"], row.settlement["status"]
+        at = f"{name}: {unit} {number}"
         if number != first:
-            problems.append(f"{name}: row {number}: payment_id: {pid} is already on row {first}")
+            problems.append(f"{at}: payment_id: {pid} is already on {unit} {first}")
         if row.personal_id is None:
-            problems.append(f"{name}: row {number}: payment_id: unknown payment {pid}")
-        elif number == first and status is not None:
+            problems.append(f"{at}: payment_id: unknown payment {pid}")
+            continue
+        if row.amount is not None and int(row.amount) != int(row.total_amount):
+            problems.append(
+                f"{at}: amount: {int(row.amount):,} VND moved, but payment {pid} pays "
+                f"{int(row.total_amount):,} VND"
+            )
+        if number == first and status is not None:
             try:
                 previous = settlement_move(pid, row.current, status)
             except RuleViolation as err:
-                problems.append(f"{name}: row {number}: status: {err}")
+                problems.append(f"{at}: status: {err}")
                 continue
             if previous is None:
                 outcome.unchanged += 1

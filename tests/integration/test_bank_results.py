@@ -1,0 +1,220 @@
+"""`ledger settle` reads the banks' own answers: a pain.002 status report, a camt.054 debit
+notification and an MT940 statement, each built here as a bank would send it, told apart by
+their content, matched on the payment id, and applied whole or not at all, with one line per
+bad entry (file, entry, field): a payment we never sent, an amount other than the line's, a
+status that is not one. Each gives the lines the CSV with the same results gives. On both
+stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.inputs import InputRejected
+from tests.conftest import Files, enrolment, settlement
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = [f"0060{n:08d}" for n in range(6)]
+PAY = [f"2025-07-01-{p}" for p in PEOPLE]
+AMOUNT = 3_500_000  # each line: July and the arrears since January, coefficient 1.0
+
+
+def _approved(ledger: Ledger, files: Files) -> None:
+    rows = [
+        enrolment(p, channel="BANK", bank_code="VCB", account_number=f"{9000000 + n}")
+        for n, p in enumerate(PEOPLE)
+    ]
+    ledger.enrol(files.enrolments(rows), "maker")
+    ledger.run_payroll("2025-07", "01", "maker")
+    ledger.approve_payroll("2025-07", "01", "checker")
+
+
+def _statuses(ledger: Ledger) -> dict[str, tuple[str, str | None]]:
+    return {
+        str(pid): (str(status), reason)
+        for pid, status, reason in ledger.db.query(
+            "SELECT payment_id, status, reason FROM payment_lines ORDER BY payment_id"
+        )
+    }
+
+
+def pain002(transactions: list[tuple[str, str, str, int]]) -> bytes:
+    """A status report: (payment id, TxSts, reason code, amount) each."""
+    body = "".join(
+        f"<TxInfAndSts><StsId>S{n}</StsId><OrgnlEndToEndId>{pid}</OrgnlEndToEndId>"
+        f"<TxSts>{status}</TxSts>"
+        + (f"<StsRsnInf><Rsn><Cd>{reason}</Cd></Rsn></StsRsnInf>" if reason else "")
+        + "<AccptncDtTm>2025-08-05T09:30:00+07:00</AccptncDtTm>"
+        + f'<OrgnlTxRef><Amt><InstdAmt Ccy="VND">{amount}</InstdAmt></Amt></OrgnlTxRef>'
+        "</TxInfAndSts>"
+        for n, (pid, status, reason, amount) in enumerate(transactions)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt>'
+        "<GrpHdr><MsgId>RPT-1</MsgId><CreDtTm>2025-08-05T10:00:00+07:00</CreDtTm></GrpHdr>"
+        "<OrgnlGrpInfAndSts><OrgnlMsgId>2025-07-01-x</OrgnlMsgId>"
+        "<OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId></OrgnlGrpInfAndSts>"
+        f"<OrgnlPmtInfAndSts><OrgnlPmtInfId>2025-07-01-VCB</OrgnlPmtInfId>{body}"
+        "</OrgnlPmtInfAndSts></CstmrPmtStsRpt></Document>\n"
+    ).encode()
+
+
+def camt054(entries: list[tuple[list[tuple[str, int]], bool]]) -> bytes:
+    """A debit notification: entries of (transactions (payment id, amount), reversal)."""
+    body = ""
+    for n, (transactions, reversal) in enumerate(entries):
+        details = "".join(
+            f"<TxDtls><Refs><EndToEndId>{pid}</EndToEndId><AcctSvcrRef>B{n}-{pid[-4:]}"
+            f'</AcctSvcrRef></Refs><Amt Ccy="VND">{amount}</Amt>'
+            + ("<RtrInf><Rsn><Cd>AC04</Cd></Rsn></RtrInf>" if reversal else "")
+            + "</TxDtls>"
+            for pid, amount in transactions
+        )
+        body += (
+            f'<Ntry><Amt Ccy="VND">{sum(a for _, a in transactions)}</Amt>'
+            f"<CdtDbtInd>{'CRDT' if reversal else 'DBIT'}</CdtDbtInd>"
+            + ("<RvslInd>true</RvslInd>" if reversal else "")
+            + "<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2025-08-06</Dt></BookgDt>"
+            f"<NtryDtls>{details}</NtryDtls></Ntry>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">'
+        "<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>N-1</MsgId>"
+        "<CreDtTm>2025-08-06T18:00:00+07:00</CreDtTm></GrpHdr>"
+        f"<Ntfctn><Id>N-1</Id>{body}</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>\n"
+    ).encode()
+
+
+def mt940(lines: list[tuple[str, str, int]]) -> bytes:
+    """A statement: (mark D or RD, payment id, amount) each."""
+    body = "".join(
+        f":61:2508070807{mark}{amount},NTRFNONREF//BR{n}\n:86:{pid} tro cap\n"
+        for n, (mark, pid, amount) in enumerate(lines)
+    )
+    return (
+        f":20:STMT-1\n:25:1500201012345\n:28C:1/1\n:60F:C250731VND900000000,\n{body}"
+        ":62F:C250807VND879000000,\n"
+    ).encode()
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_each_bank_format_gives_the_lines_the_csv_gives(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    _approved(ledger, files)
+    report = pain002(
+        [
+            (PAY[0], "ACSC", "", AMOUNT),
+            (PAY[1], "RJCT", "AC04", AMOUNT),
+            (PAY[2], "ACSP", "", AMOUNT),  # on its way: settles nothing yet
+            (PAY[3], "ACCC", "", AMOUNT),
+        ]
+    )
+    applied = ledger.settle(_write(tmp_path, "status.xml", report), "bank")
+    assert (applied.applied, applied.unchanged) == (3, 0)
+    notice = camt054([([(PAY[2], AMOUNT), (PAY[4], AMOUNT)], False), ([(PAY[0], AMOUNT)], True)])
+    assert ledger.settle(_write(tmp_path, "notice.xml", notice), "bank").applied == 3
+    statement = mt940([("D", PAY[5], AMOUNT), ("RD", PAY[3], AMOUNT)])
+    assert ledger.settle(_write(tmp_path, "statement.sta", statement), "bank").applied == 2
+    # the same file again changes nothing
+    again = ledger.settle(_write(tmp_path, "again.sta", statement), "bank")
+    assert (again.applied, again.unchanged) == (0, 2)
+
+    assert _statuses(ledger) == {
+        PAY[0]: ("RETURNED", "AC04"),
+        PAY[1]: ("FAILED", "AC04"),
+        PAY[2]: ("PAID", ""),
+        PAY[3]: ("RETURNED", "reversed"),
+        PAY[4]: ("PAID", ""),
+        PAY[5]: ("PAID", ""),
+    }
+
+
+def test_the_csv_path_gives_the_same_lines(ledger: Ledger, files: Files) -> None:
+    """The CSV a bank could have sent instead, the same results in the same order."""
+    _approved(ledger, files)
+    paid = {"status": "PAID", "reference": "R"}
+    for rows in (
+        [
+            settlement(PAY[0], **paid),
+            settlement(PAY[1], status="FAILED", reason="AC04"),
+            settlement(PAY[3], **paid),
+        ],
+        [
+            settlement(PAY[2], **paid),
+            settlement(PAY[4], **paid),
+            settlement(PAY[0], status="RETURNED", reason="AC04"),
+        ],
+        [settlement(PAY[5], **paid), settlement(PAY[3], status="RETURNED", reason="reversed")],
+    ):
+        ledger.settle(files.settlements(rows), "bank")
+    assert [s for s, _ in _statuses(ledger).values()] == [
+        "RETURNED",
+        "FAILED",
+        "PAID",
+        "RETURNED",
+        "PAID",
+        "PAID",
+    ]
+
+
+def test_a_bad_entry_refuses_the_whole_file_one_line_each(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    _approved(ledger, files)
+    report = pain002(
+        [
+            (PAY[0], "ACSC", "", AMOUNT),  # fine on its own: not applied with the others
+            ("2025-07-01-006099999999", "ACSC", "", AMOUNT),  # never sent
+            (PAY[1], "ACSC", "", AMOUNT - 1),  # not the line's amount
+            (PAY[2], "XXXX", "", AMOUNT),
+            (PAY[3], "RJCT", "", AMOUNT),  # a failure says why
+            ("2025-07-01-٠٠٦٠٠٠٠٠٠٠٠٤", "ACSC", "", AMOUNT),  # Arabic-Indic digits
+        ]
+    )
+    with pytest.raises(InputRejected) as refused:
+        ledger.settle(_write(tmp_path, "status.xml", report), "bank")
+    assert refused.value.problems == [
+        "status.xml: entry 2: payment_id: unknown payment 2025-07-01-006099999999",
+        f"status.xml: entry 3: amount: 3,499,999 VND moved, but payment {PAY[1]} pays "
+        "3,500,000 VND",
+        "status.xml: entry 4: TxSts 'XXXX' is not a status of a payment (ACSC, ACCC or RJCT)",
+        "status.xml: entry 5: reason: is required for FAILED",
+        "status.xml: entry 6: payment_id: must be a payment id such as 2025-07-27-001234567890 "
+        "(F appended for a funeral line), got '2025-07-01-٠٠٦٠٠٠٠٠٠٠٠٤'",
+    ]
+    assert {s for s, _ in _statuses(ledger).values()} == {"PENDING"}  # nothing applied
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # an entity that expands a thousandfold at each level
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10">&b;</Document>',
+        # a file the system would read for the bank
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">&x;</Document>',
+        b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"><Ntfctn>',
+    ],
+)
+def test_hostile_xml_is_refused_in_one_line(
+    ledger: Ledger, files: Files, tmp_path: Path, data: bytes
+) -> None:
+    _approved(ledger, files)
+    with pytest.raises(InputRejected) as refused:
+        ledger.settle(_write(tmp_path, "hostile.xml", data), "bank")
+    (line,) = refused.value.problems
+    assert line.startswith("hostile.xml: not readable as XML (")
+    assert "root:" not in line
