@@ -208,6 +208,7 @@ class _Row(NamedTuple):
     period: str
     province_code: str
     first: int  # the row its payment is first on
+    repeated: int  # 1: its payment is on other rows too
     # the line: all None when no approved list has it
     personal_id: Any
     channel: Any
@@ -225,7 +226,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
     columns = ", ".join(f"f.{c}" for c in SETTLEMENT_COLUMNS)
     for row in staged.stream(
         "SELECT f.row_number, f.applicable, f.period, f.province_code,"
-        " COALESCE(d.first, f.row_number),"
+        " COALESCE(d.first, f.row_number), CASE WHEN d.first IS NULL THEN 0 ELSE 1 END,"
         " i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
         " COALESCE(c.status, i.status), f.amount,"
         f" {columns}"
@@ -241,7 +242,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
         "  ON d.payment_id = f.payment_id"
         " WHERE f.period IS NOT NULL ORDER BY f.period, f.province_code, f.row_number"
     ):
-        yield _Row._make([*row[:11], dict(zip(SETTLEMENT_COLUMNS, row[11:], strict=True))])
+        yield _Row._make([*row[:12], dict(zip(SETTLEMENT_COLUMNS, row[12:], strict=True))])
 
 
 class _Outcome:
@@ -270,13 +271,27 @@ def _settled(
     moves = _checked_moves(where, _rows_with_lines(staged, lines), problems, outcome)
     for key, of_list in groupby(moves, key=lambda move: move[0]):
         payment_list = lists[key]
-        settlements = (settlement for _, settlement in of_list)
-        while batch := list(islice(settlements, chunk)):
+        for batch in _batches((settlement for _, settlement in of_list), chunk):
             if not problems:
                 payment_list.settle(batch, digest, actor, name)
                 yield [payment_list], {}
     if problems:
         raise InputRejected(sorted_problems(problems))
+
+
+def _batches(settlements: Iterator[dict[str, Any]], chunk: int) -> Iterator[list[dict[str, Any]]]:
+    """The settlements `chunk` at a time, a payment at most once in each: a bank's payment
+    and its reversal in one file are two events, applied in their order."""
+    batch: list[dict[str, Any]] = []
+    held: set[str] = set()
+    for settlement in settlements:
+        if len(batch) >= chunk or settlement["payment_id"] in held:
+            yield batch
+            batch, held = [], set()
+        batch.append(settlement)
+        held.add(settlement["payment_id"])
+    if batch:
+        yield batch
 
 
 def _checked_moves(
@@ -287,11 +302,14 @@ def _checked_moves(
     does not allow (rule 7). What each valid row that changes its line records, with its
     list. `where`: the file's name, and what its numbers count (row, entry)."""
     name, unit = where
+    # a bank's file may pay and then return one payment: its entries are moves one after the
+    # other (the status each leaves, for the next); a CSV names a payment once
+    after: dict[str, str] = {}
     for row in rows:
         number, first = row.number, row.first
         pid, status = row.settlement["payment_id"], row.settlement["status"]
         at = f"{name}: {unit} {number}"
-        if number != first:
+        if number != first and unit == "row":
             problems.append(f"{at}: payment_id: {pid} is already on {unit} {first}")
         if row.personal_id is None:
             problems.append(f"{at}: payment_id: unknown payment {pid}")
@@ -301,12 +319,15 @@ def _checked_moves(
                 f"{at}: amount: {int(row.amount):,} VND moved, but payment {pid} pays "
                 f"{int(row.total_amount):,} VND"
             )
-        if number == first and status is not None:
+        if (number == first or unit != "row") and status is not None:
+            current = after.get(pid, row.current)
             try:
-                previous = settlement_move(pid, row.current, status)
+                previous = settlement_move(pid, current, status)
             except RuleViolation as err:
                 problems.append(f"{at}: status: {err}")
                 continue
+            if row.repeated:
+                after[pid] = status
             if previous is None:
                 outcome.unchanged += 1
             else:

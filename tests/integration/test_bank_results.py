@@ -13,6 +13,8 @@ import pytest
 
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
+from replay.explain import explain
+from tests.bank_messages import camt054, mt940, pain002
 from tests.conftest import Files, enrolment, settlement
 
 pytestmark = pytest.mark.integration
@@ -39,67 +41,6 @@ def _statuses(ledger: Ledger) -> dict[str, tuple[str, str | None]]:
             "SELECT payment_id, status, reason FROM payment_lines ORDER BY payment_id"
         )
     }
-
-
-def pain002(transactions: list[tuple[str, str, str, int]]) -> bytes:
-    """A status report: (payment id, TxSts, reason code, amount) each."""
-    body = "".join(
-        f"<TxInfAndSts><StsId>S{n}</StsId><OrgnlEndToEndId>{pid}</OrgnlEndToEndId>"
-        f"<TxSts>{status}</TxSts>"
-        + (f"<StsRsnInf><Rsn><Cd>{reason}</Cd></Rsn></StsRsnInf>" if reason else "")
-        + "<AccptncDtTm>2025-08-05T09:30:00+07:00</AccptncDtTm>"
-        + f'<OrgnlTxRef><Amt><InstdAmt Ccy="VND">{amount}</InstdAmt></Amt></OrgnlTxRef>'
-        "</TxInfAndSts>"
-        for n, (pid, status, reason, amount) in enumerate(transactions)
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt>'
-        "<GrpHdr><MsgId>RPT-1</MsgId><CreDtTm>2025-08-05T10:00:00+07:00</CreDtTm></GrpHdr>"
-        "<OrgnlGrpInfAndSts><OrgnlMsgId>2025-07-01-x</OrgnlMsgId>"
-        "<OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId></OrgnlGrpInfAndSts>"
-        f"<OrgnlPmtInfAndSts><OrgnlPmtInfId>2025-07-01-VCB</OrgnlPmtInfId>{body}"
-        "</OrgnlPmtInfAndSts></CstmrPmtStsRpt></Document>\n"
-    ).encode()
-
-
-def camt054(entries: list[tuple[list[tuple[str, int]], bool]]) -> bytes:
-    """A debit notification: entries of (transactions (payment id, amount), reversal)."""
-    body = ""
-    for n, (transactions, reversal) in enumerate(entries):
-        details = "".join(
-            f"<TxDtls><Refs><EndToEndId>{pid}</EndToEndId><AcctSvcrRef>B{n}-{pid[-4:]}"
-            f'</AcctSvcrRef></Refs><Amt Ccy="VND">{amount}</Amt>'
-            + ("<RtrInf><Rsn><Cd>AC04</Cd></Rsn></RtrInf>" if reversal else "")
-            + "</TxDtls>"
-            for pid, amount in transactions
-        )
-        body += (
-            f'<Ntry><Amt Ccy="VND">{sum(a for _, a in transactions)}</Amt>'
-            f"<CdtDbtInd>{'CRDT' if reversal else 'DBIT'}</CdtDbtInd>"
-            + ("<RvslInd>true</RvslInd>" if reversal else "")
-            + "<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2025-08-06</Dt></BookgDt>"
-            f"<NtryDtls>{details}</NtryDtls></Ntry>"
-        )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">'
-        "<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>N-1</MsgId>"
-        "<CreDtTm>2025-08-06T18:00:00+07:00</CreDtTm></GrpHdr>"
-        f"<Ntfctn><Id>N-1</Id>{body}</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>\n"
-    ).encode()
-
-
-def mt940(lines: list[tuple[str, str, int]]) -> bytes:
-    """A statement: (mark D or RD, payment id, amount) each."""
-    body = "".join(
-        f":61:2508070807{mark}{amount},NTRFNONREF//BR{n}\n:86:{pid} tro cap\n"
-        for n, (mark, pid, amount) in enumerate(lines)
-    )
-    return (
-        f":20:STMT-1\n:25:1500201012345\n:28C:1/1\n:60F:C250731VND900000000,\n{body}"
-        ":62F:C250807VND879000000,\n"
-    ).encode()
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -218,3 +159,20 @@ def test_hostile_xml_is_refused_in_one_line(
     (line,) = refused.value.problems
     assert line.startswith("hostile.xml: not readable as XML (")
     assert "root:" not in line
+
+
+def test_a_payment_and_its_reversal_in_one_file_are_two_steps(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    """A bank's day: a transfer booked, then reversed. Both are recorded, in their order, each
+    in an event of its own; the line ends RETURNED, and the person is owed the month again."""
+    _approved(ledger, files)
+    notice = camt054([([(PAY[0], AMOUNT), (PAY[1], AMOUNT)], False), ([(PAY[0], AMOUNT)], True)])
+
+    applied = ledger.settle(_write(tmp_path, "notice.xml", notice), "bank")
+
+    assert (applied.applied, applied.unchanged) == (3, 0)
+    assert _statuses(ledger)[PAY[0]] == ("RETURNED", "AC04")
+    steps = [(s.previous_status, s.status) for s in explain(ledger, PEOPLE[0]).lines[0].settlements]
+    assert steps == [("PENDING", "PAID"), ("PAID", "RETURNED")]
+    assert explain(ledger, PEOPLE[0]).balance.owed == AMOUNT
