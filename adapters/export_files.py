@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from adapters.chain import ChainHead
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
@@ -87,16 +87,22 @@ def _cells(row: Sequence[Any]) -> tuple[list[Any], bool]:
 def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
     """A payment file as the contract gives it, from lines ordered by payment_id: its bytes,
     its row count and its total amount."""
-    writer = _PaymentFile()
+    out = io.BytesIO()
+    writer = _PaymentFile(out)
     for row in rows:
         writer.add(row)
-    return writer.finish()
+    count, total = writer.finish()  # the last block written
+    return out.getvalue(), count, total
 
 
 class _PaymentFile:
-    """A payment file written a line at a time (several of a list at once)."""
+    """A payment file written a line at a time (several of a list at once) into `out`, a
+    block of lines at a time."""
 
-    def __init__(self) -> None:
+    BLOCK = 1 << 16  # characters of lines kept before they are written
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\n")
         # Python's writer quotes a cell only for the characters of its line terminator: a
@@ -119,9 +125,17 @@ class _PaymentFile:
             self.writer.writerow(cells)
         self.count += 1
         self.total += int(row[TOTAL])
+        if self.buffer.tell() >= self.BLOCK:
+            self._flush()
 
-    def finish(self) -> tuple[bytes, int, int]:
-        return self.buffer.getvalue().encode("utf-8"), self.count, self.total
+    def _flush(self) -> None:
+        self.out.write(self.buffer.getvalue().encode("utf-8"))
+        self.buffer.seek(0)
+        self.buffer.truncate()
+
+    def finish(self) -> tuple[int, int]:
+        self._flush()
+        return self.count, self.total
 
 
 # The formats a list's files are written in, each with the channel it is for (None: every
@@ -132,7 +146,8 @@ FORMATS = {CSV: (None, ".csv"), PAIN001: ("BANK", ".pain001.xml"), XLSX: ("POST"
 
 @dataclass(frozen=True)
 class ListFile:
-    """One payment file of an approved list, as the recorded lines give it."""
+    """One payment file of an approved list, as the recorded lines give it: its bytes, or
+    (written into a folder) the temporary file that holds them, and their SHA-256."""
 
     approval: Approval
     channel: str
@@ -140,6 +155,8 @@ class ListFile:
     rows: int
     total_amount: int
     format: str = CSV
+    path: Path | None = None
+    digest: str = ""
 
     @property
     def stem(self) -> str:
@@ -157,7 +174,7 @@ class ListFile:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return self.digest or hashlib.sha256(self.data).hexdigest()
 
     def manifest(self, chain_head: ChainHead | None = None) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -190,22 +207,26 @@ def list_files(
     rows: Iterable[Sequence[Any]],
     formats: Sequence[str] = (CSV,),
     debtor: PayingAccount | None = None,
+    folder: Path | None = None,
 ) -> list[ListFile]:
     """An approved list's payment files from its recorded lines (LINE_FIELDS order, any
     order), in each of `formats` (FORMATS) for each channel that has lines and the format is
     for, each ordered by payment_id; `debtor`: the province's paying account, which a pain.001
     file needs. Lines recorded in payment-id order (as approvals issue them) are written as
-    they are read, the list never held; others are sorted first."""
+    they are read, the list never held; others are sorted first. `folder`: the files are
+    written there under temporary names (`.NAME.tmp`), a block at a time, never held whole
+    (a national province's are tens of megabytes); else they are kept in memory."""
     if iter(rows) is rows:  # read once only: kept, to be read again if out of order
         rows = list(rows)
     try:
-        return _list_files(approval, rows, formats, debtor, ordered=True)
+        return _list_files(approval, rows, formats, debtor, folder, ordered=True)
     except _OutOfOrder:
         return _list_files(
             approval,
             sorted(rows, key=lambda r: str(r[LINE["payment_id"]])),
             formats,
             debtor,
+            folder,
             ordered=False,
         )
 
@@ -215,20 +236,32 @@ class _OutOfOrder(Exception):
 
 
 class _Writer(Protocol):
+    """A file of one format written a line at a time into its `out`; `finish` completes it
+    and gives its line count and total amount."""
+
     def add(self, row: Sequence[Any]) -> None: ...
-    def finish(self) -> tuple[bytes, int, int]: ...
+    def finish(self) -> tuple[int, int]: ...
 
 
-def _writer(form: str, approval: Approval, debtor: PayingAccount | None) -> _Writer:
+def _writer(form: str, approval: Approval, debtor: PayingAccount | None, out: BinaryIO) -> _Writer:
     # imported here: the spreadsheet writes the cells this module gives (`export_row`)
     from adapters.pain001 import CreditTransfers
     from adapters.post_sheet import PostSheet
 
     if form == PAIN001:
-        return CreditTransfers(approval, debtor)
+        return CreditTransfers(approval, debtor, out)
     if form == XLSX:
-        return PostSheet(approval)
-    return _PaymentFile()
+        return PostSheet(approval, out)
+    return _PaymentFile(out)
+
+
+@dataclass
+class _Open:
+    """A file being written: its writer, where its bytes go, and its temporary path."""
+
+    writer: _Writer
+    out: BinaryIO
+    path: Path | None
 
 
 def _list_files(
@@ -236,27 +269,63 @@ def _list_files(
     rows: Iterable[Sequence[Any]],
     formats: Sequence[str],
     debtor: PayingAccount | None,
+    folder: Path | None,
     ordered: bool,
 ) -> list[ListFile]:
-    files: dict[tuple[str, str], _Writer] = {}
-    last = ""
-    for row in rows:
-        payment = str(row[LINE["payment_id"]])
-        if ordered and payment <= last:
-            raise _OutOfOrder
-        last = payment
-        channel = row[LINE["channel"]]
-        for form in formats:
-            if FORMATS[form][0] not in (None, channel):
-                continue
-            writer = files.get((channel, form))
-            if writer is None:
-                writer = files[(channel, form)] = _writer(form, approval, debtor)
-            writer.add(row)
-    return [
-        ListFile(approval, channel, *files[(channel, form)].finish(), format=form)
-        for channel, form in sorted(files)
-    ]
+    files: dict[tuple[str, str], _Open] = {}
+    try:
+        last = ""
+        for row in rows:
+            payment = str(row[LINE["payment_id"]])
+            if ordered and payment <= last:
+                raise _OutOfOrder
+            last = payment
+            channel = row[LINE["channel"]]
+            for form in formats:
+                if FORMATS[form][0] not in (None, channel):
+                    continue
+                held = files.get((channel, form))
+                if held is None:
+                    held = files[(channel, form)] = _open(form, approval, debtor, channel, folder)
+                held.writer.add(row)
+        return [
+            _finished(approval, channel, form, files[(channel, form)])
+            for channel, form in sorted(files)
+        ]
+    except BaseException:  # nothing half-written is left behind
+        for held in files.values():
+            held.out.close()
+            if held.path is not None:
+                held.path.unlink(missing_ok=True)
+        raise
+
+
+def _open(
+    form: str, approval: Approval, debtor: PayingAccount | None, channel: str, folder: Path | None
+) -> _Open:
+    if folder is None:
+        out: BinaryIO = io.BytesIO()
+        return _Open(_writer(form, approval, debtor, out), out, None)
+    folder.mkdir(parents=True, exist_ok=True)  # not before there is a file to write
+    name = f"{approval.period}_{approval.province_code}_{channel}{FORMATS[form][1]}"
+    path = folder / f".{name}.tmp"
+    out = path.open("wb")
+    return _Open(_writer(form, approval, debtor, out), out, path)
+
+
+def _finished(approval: Approval, channel: str, form: str, held: _Open) -> ListFile:
+    count, total = held.writer.finish()
+    if held.path is None:
+        assert isinstance(held.out, io.BytesIO)
+        return ListFile(approval, channel, held.out.getvalue(), count, total, form)
+    held.out.flush()
+    os.fsync(held.out.fileno())
+    held.out.close()
+    digest = hashlib.sha256()
+    with held.path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return ListFile(approval, channel, b"", count, total, form, held.path, digest.hexdigest())
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -292,7 +361,11 @@ class StagedExport:
         return final
 
     def _add(self, file: ListFile) -> ExportedFile:
-        path = self._stage(file.name, file.data)
+        if file.path is not None:  # written in place, under its temporary name
+            path = self.out_dir / file.name
+            self.staged.append((file.path, path))
+        else:
+            path = self._stage(file.name, file.data)
         # its manifest without the file's bytes: a national export is 700 MB of them
         self.manifests.append((file.manifest_name, file.manifest()))
         return ExportedFile(path, file.rows, file.total_amount, file.sha256)
@@ -310,8 +383,10 @@ class StagedExport:
         formats: Sequence[str] = (CSV,),
         debtor: PayingAccount | None = None,
     ) -> list[ExportedFile]:
-        """Every file of an approved list, from its recorded lines (`list_files`)."""
-        return [self._add(file) for file in list_files(approval, rows, formats, debtor)]
+        """Every file of an approved list, from its recorded lines (`list_files`), written
+        into the folder a block at a time."""
+        written = list_files(approval, rows, formats, debtor, self.out_dir)
+        return [self._add(file) for file in written]
 
     def handover(self) -> tuple[list[tuple[Path, Path]], list[tuple[str, dict[str, Any]]]]:
         """What is staged here (the files' temporary and final paths, the manifests to

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 from xml.sax.saxutils import escape
 
 from ledger.rules import LINE, RuleViolation
@@ -61,12 +61,14 @@ class _Bank:
 
 
 class CreditTransfers:
-    """A list's BANK lines (LINE_FIELDS rows, in payment-id order) as a pain.001 file, a line at
-    a time; `finish` gives its bytes, its number of transfers and their total."""
+    """A list's BANK lines (LINE_FIELDS rows, in payment-id order) as a pain.001 file written
+    into `out`, a line at a time; `finish` writes it and gives its number of transfers and
+    their total."""
 
-    def __init__(self, approval: Approval, debtor: PayingAccount | None) -> None:
+    def __init__(self, approval: Approval, debtor: PayingAccount | None, out: BinaryIO) -> None:
         self.approval = approval
         self.debtor = debtor
+        self.out = out
         self.banks: dict[str, _Bank] = {}
         self.count = self.total = 0
 
@@ -99,34 +101,34 @@ class CreditTransfers:
         self.count += 1
         self.total += int(amount)
 
-    def finish(self) -> tuple[bytes, int, int]:
-        a, debtor = self.approval, self.debtor
-        out = bytearray()
-        out += (
+    def finish(self) -> tuple[int, int]:
+        a, debtor, out = self.approval, self.debtor, self.out
+        out.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<Document xmlns="{NAMESPACE}"><CstmrCdtTrfInitn>\n'
             f"<GrpHdr><MsgId>{a.period}-{a.province_code}-{a.lines_digest[:16]}</MsgId>"
             f"<CreDtTm>{escape(a.approved_at)}</CreDtTm>"
             f"<NbOfTxs>{self.count}</NbOfTxs><CtrlSum>{self.total}</CtrlSum>"
-            f"<InitgPty><Nm>{_debtor_name(debtor)}</Nm></InitgPty></GrpHdr>\n"
-        ).encode()
+            f"<InitgPty><Nm>{_debtor_name(debtor)}</Nm></InitgPty></GrpHdr>\n".encode()
+        )
         for code, bank in sorted(self.banks.items()):
             assert debtor is not None  # a bank's transfers were added with one
-            out += (
+            out.write(
                 f"<PmtInf><PmtInfId>{a.period}-{a.province_code}-{escape(code)}</PmtInfId>"
                 f"<PmtMtd>TRF</PmtMtd><NbOfTxs>{bank.count}</NbOfTxs>"
                 f"<CtrlSum>{bank.total}</CtrlSum>"
                 f"<ReqdExctnDt><Dt>{escape(a.approved_at[:10])}</Dt></ReqdExctnDt>"
                 f"<Dbtr><Nm>{_debtor_name(debtor)}</Nm></Dbtr>"
                 f"<DbtrAcct>{_account(debtor.account_number)}</DbtrAcct>"
-                f"<DbtrAgt>{_agent(debtor.bank_code)}</DbtrAgt>\n"
-            ).encode()
+                f"<DbtrAgt>{_agent(debtor.bank_code)}</DbtrAgt>\n".encode()
+            )
             bank.transfers.seek(0)
-            out += bank.transfers.read()
+            while block := bank.transfers.read(1 << 20):
+                out.write(block)
             bank.transfers.close()
-            out += b"</PmtInf>\n"
-        out += b"</CstmrCdtTrfInitn></Document>\n"
-        return bytes(out), self.count, self.total
+            out.write(b"</PmtInf>\n")
+        out.write(b"</CstmrCdtTrfInitn></Document>\n")
+        return self.count, self.total
 
 
 def _debtor_name(debtor: PayingAccount | None) -> str:

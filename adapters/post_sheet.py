@@ -11,11 +11,10 @@ depend only on the approval and its lines (the workbook's creation time is the a
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import xlsxwriter
 
@@ -36,12 +35,12 @@ _OPTIONS = {
 
 
 class PostSheet:
-    """A list's POST lines (LINE_FIELDS rows, in payment-id order) as an xlsx file, a line at a
-    time; `finish` gives its bytes, its row count and its total amount."""
+    """A list's POST lines (LINE_FIELDS rows, in payment-id order) as an xlsx file written into
+    `out` (seekable), a line at a time; `finish` writes it and gives its row count and total
+    amount."""
 
-    def __init__(self, approval: Approval) -> None:
-        self.buffer = io.BytesIO()
-        self.book = xlsxwriter.Workbook(self.buffer, _OPTIONS)
+    def __init__(self, approval: Approval, out: BinaryIO) -> None:
+        self.book = xlsxwriter.Workbook(out, _OPTIONS)
         created = datetime.fromisoformat(approval.approved_at).replace(tzinfo=None)
         self.book.set_properties({"created": created, "author": approval.approved_by[:255]})
         self.sheet = self.book.add_worksheet(f"{approval.period} {approval.province_code}")
@@ -59,10 +58,10 @@ class PostSheet:
             elif value not in (None, ""):  # an empty cell is left blank
                 self.sheet.write_string(self.count, column, str(value))
 
-    def finish(self) -> tuple[bytes, int, int]:
+    def finish(self) -> tuple[int, int]:
         last = self.count + 1
         self.sheet.write_string(last, 0, f"total of {self.count:,} lines")
         for column in sorted(_AMOUNTS):
             self.sheet.write_number(last, column, self.sums[column])
         self.book.close()
-        return self.buffer.getvalue(), self.count, self.sums[_TOTAL]
+        return self.count, self.sums[_TOTAL]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +112,12 @@ class _Record:
             issued = self.of(period, province).issued
             assert issued is not None
             try:
-                self.files[key] = {
-                    f.channel: f.manifest() for f in self._files(period, province, issued, form)
-                }
+                # written to a folder of its own, never held whole, and removed
+                with tempfile.TemporaryDirectory(prefix="ledger-exports-check-") as scratch:
+                    self.files[key] = {
+                        f.channel: f.manifest()
+                        for f in self._files(period, province, issued, form, Path(scratch))
+                    }
             except RuleViolation as err:
                 self.files[key] = str(err)
         return self.files[key]
@@ -126,9 +130,16 @@ class _Record:
         found = [f for f in self._files(period, province, issued, form) if f.channel == channel]
         return found[0].data if found else b""
 
-    def _files(self, period: str, province: str, issued: IssuedList, form: str) -> list[Any]:
+    def _files(
+        self,
+        period: str,
+        province: str,
+        issued: IssuedList,
+        form: str,
+        folder: Path | None = None,
+    ) -> list[Any]:
         approval = Approval(period, province, issued.approved_by, issued.approved_at, issued.digest)
-        return list_files(approval, issued.rows, (form,), self.accounts.get(province))
+        return list_files(approval, issued.rows, (form,), self.accounts.get(province), folder)
 
 
 def _sha256_of(path: Path) -> str:

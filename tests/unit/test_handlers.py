@@ -18,7 +18,13 @@ from ledger.inputs import ENROLMENT_COLUMNS, SETTLEMENT_COLUMNS, InputFile, Inpu
 from ledger.months import VIETNAM
 from ledger.rules import RuleViolation
 from ledger.service_layer import enrolment, payroll, settlement
-from ledger.service_layer.ports import Approval, ExportedFile, FixedDay, VietnamClock
+from ledger.service_layer.ports import (
+    Approval,
+    ExportedFile,
+    FixedDay,
+    PayingAccount,
+    VietnamClock,
+)
 from tests.conftest import enrolment as enrolment_row
 from tests.conftest import settlement as settlement_row
 
@@ -43,10 +49,16 @@ class MemoryExport:
         self.out_dir = out_dir
         self.staged: dict[str, tuple[bytes, Approval]] = {}
 
-    def add_list(self, approval: Approval, rows: Iterable[Sequence[Any]]) -> list[ExportedFile]:
+    def add_list(
+        self,
+        approval: Approval,
+        rows: Iterable[Sequence[Any]],
+        formats: Sequence[str] = ("csv",),
+        debtor: PayingAccount | None = None,
+    ) -> list[ExportedFile]:
         files = []
-        for file in list_files(approval, rows):
-            name = f"{approval.period}_{approval.province_code}_{file.channel}.csv"
+        for file in list_files(approval, rows, formats, debtor):
+            name = file.name
             self.staged[name] = (file.data, approval)
             files.append(ExportedFile(self.out_dir / name, file.rows, file.total_amount, ""))
         return files
