@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from typing import IO, Any, BinaryIO
 from xml.sax.saxutils import escape
 
-from ledger.rules import LINE, RuleViolation
+from ledger.rules import LINE, RuleViolation, transfer_message_id
 from ledger.service_layer.ports import Approval, PayingAccount
+from ledger.values import vietnam_day
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 MAX_TEXT = 140  # Max140Text: a longer name is cut there (the account number is the key)
@@ -106,7 +107,8 @@ class CreditTransfers:
         out.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<Document xmlns="{NAMESPACE}"><CstmrCdtTrfInitn>\n'
-            f"<GrpHdr><MsgId>{a.period}-{a.province_code}-{a.lines_digest[:16]}</MsgId>"
+            f"<GrpHdr><MsgId>{transfer_message_id(a.period, a.province_code, a.lines_digest)}"
+            "</MsgId>"
             f"<CreDtTm>{escape(a.approved_at)}</CreDtTm>"
             f"<NbOfTxs>{self.count}</NbOfTxs><CtrlSum>{self.total}</CtrlSum>"
             f"<InitgPty><Nm>{_debtor_name(debtor)}</Nm></InitgPty></GrpHdr>\n".encode()
@@ -117,7 +119,7 @@ class CreditTransfers:
                 f"<PmtInf><PmtInfId>{a.period}-{a.province_code}-{escape(code)}</PmtInfId>"
                 f"<PmtMtd>TRF</PmtMtd><NbOfTxs>{bank.count}</NbOfTxs>"
                 f"<CtrlSum>{bank.total}</CtrlSum>"
-                f"<ReqdExctnDt><Dt>{escape(a.approved_at[:10])}</Dt></ReqdExctnDt>"
+                f"<ReqdExctnDt><Dt>{vietnam_day(a.approved_at)}</Dt></ReqdExctnDt>"
                 f"<Dbtr><Nm>{_debtor_name(debtor)}</Nm></Dbtr>"
                 f"<DbtrAcct>{_account(debtor.account_number)}</DbtrAcct>"
                 f"<DbtrAgt>{_agent(debtor.bank_code)}</DbtrAgt>\n".encode()

@@ -19,10 +19,11 @@ from typing import Any, BinaryIO
 import xlsxwriter
 
 from adapters.export_files import AMOUNT_FIELDS, export_row
-from ledger.rules import LINE, LINE_FIELDS
+from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from ledger.service_layer.ports import Approval
 
 _AMOUNTS = {LINE[name] for name in AMOUNT_FIELDS}
+MAX_ROWS = 1_048_576  # a worksheet's rows
 _TOTAL = LINE["total_amount"]
 _OPTIONS = {
     "constant_memory": True,
@@ -50,6 +51,11 @@ class PostSheet:
         self.count = 0
 
     def add(self, row: Sequence[Any]) -> None:
+        if self.count + 2 >= MAX_ROWS:  # the header, the lines, and the totals row
+            raise RuleViolation(
+                f"a sheet holds at most {MAX_ROWS:,} rows: a list of more post-office lines "
+                "than that is exported as CSV (`--format csv`); nothing was written"
+            )
         self.count += 1
         for column, value in enumerate(export_row(row)):
             if column in _AMOUNTS:

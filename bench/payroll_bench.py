@@ -77,6 +77,12 @@ def make_store(owner: str, follow: bool = True) -> None:
     projector: on PostgreSQL without Kafka the commands wait for it. From then on a command
     given `owner` runs as the role it needs (its actor: that role)."""
     succeeded(finish(start(owner, "init", "--role-prefix", _prefix(owner))))
+    attach(owner, follow)
+
+
+def attach(owner: str, follow: bool = True) -> None:
+    """The logins of a store `make_store` made (a password of this run's given to each), and
+    (unless not `follow`) `ledger project` following it: a kept store opened again."""
     password = secrets.token_urlsafe(18)
     with tempfile.NamedTemporaryFile("w", suffix=".password") as file:
         file.write(password + "\n")

@@ -905,6 +905,7 @@ class PaymentList(Aggregate):
         self.drafted_by: set[str] = set()  # everyone who drew up the current draft
         self.draft_facts: DraftFacts | None = None  # what the latest draft was computed from
         self.approved_by: str | None = None
+        self.approved_digest: str | None = None
         # Its lines are not kept here: a national list is hundreds of thousands of them, and
         # the one command that needs their state (settle) reads it from the LinesIssued and
         # LinesSettled events themselves, set-based (EventStore.line_states).
@@ -1046,6 +1047,7 @@ class PaymentList(Aggregate):
         source: str,
     ) -> None:
         self.approved_by = actor
+        self.approved_digest = digest  # its bank transfers' message id is made from it
 
     @event("LinesIssued")
     def _lines_issued(

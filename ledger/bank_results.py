@@ -33,34 +33,51 @@ from ledger.inputs import Entry, InputFile, InputRejected
 
 CSV, PAIN002, CAMT054, MT940 = "csv", "pain.002", "camt.054", "MT940"
 # the fields each entry gives: the settlement file's, and the amount moved
-FIELDS = ("payment_id", "status", "settled_at", "reference", "reason", "amount")
+FIELDS = ("payment_id", "status", "settled_at", "reference", "reason", "amount", "instruction")
 NOT_FINAL = frozenset({"ACTC", "ACCP", "ACSP", "ACWC", "ACWP", "PDNG", "RCVD", "PART"})
-_PAYMENT_ID = re.compile(r"\d{4}-\d{2}-\d{2}-\d{12}F?", re.ASCII)
+# a payment id standing alone in a statement's text (not a part of a longer number)
+_PAYMENT_ID = re.compile(r"(?<![0-9-])\d{4}-\d{2}-\d{2}-\d{12}F?(?![0-9A-Za-z])", re.ASCII)
 _MT940_START = re.compile(rb"\s*(\{1:|:20:)")
+_NAMESPACE = re.compile(r"\{urn:iso:std:iso:20022:tech:xsd:(pain\.002|camt\.054)\.\d{3}\.\d{2}\}")
+MT940_MAX_BYTES = 64 * 2**20  # a statement is read whole: one account's days, not a country's
+_BAD_FILE = (SyntaxError, DefusedXmlException, LookupError, ValueError, ArithmeticError)
 
 
 def detect(file: InputFile) -> str:
-    """The file's format, from its first bytes."""
-    head = file.head(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"<"):
-        for namespace, form in ((b":xsd:pain.002.", PAIN002), (b":xsd:camt.054.", CAMT054)):
-            if namespace in head:
-                return form
-        raise InputRejected(
-            [
-                f"{file.name}: an XML file that is neither a pain.002 status report nor a "
-                "camt.054 notification (ISO 20022): nothing was read"
-            ]
-        )
+    """The file's format, from its first bytes: an XML file by its root element's namespace
+    (comments and all before it skipped), MT940 by its first block."""
+    head = file.head(64 * 1024)
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        parser = XMLPullParser(events=("start",), _parser=_parser())
+        try:
+            parser.feed(head)
+            started: Iterator[Any] = parser.read_events()
+            root = next((e for _, e in started), None)
+        except _BAD_FILE as err:
+            raise InputRejected([f"{file.name}: not readable as XML ({err})"]) from None
+        found = _NAMESPACE.fullmatch(str(getattr(root, "tag", "")).split("}")[0] + "}")
+        if found is None:
+            raise InputRejected(
+                [
+                    f"{file.name}: an XML file that is neither a pain.002 status report nor a "
+                    "camt.054 notification (ISO 20022): nothing was read"
+                ]
+            )
+        return PAIN002 if found[1] == "pain.002" else CAMT054
     if _MT940_START.match(head):
         return MT940
     return CSV
 
 
+def _parser() -> Any:
+    return DefusedXMLParser(forbid_dtd=True, forbid_entities=True)
+
+
 class Counted:
-    """What a bank file held besides settlements: entries that settle nothing yet."""
+    """What a bank file held: its entries, and those that settle nothing yet."""
 
     def __init__(self) -> None:
+        self.entries = 0
         self.not_final = 0
 
 
@@ -68,10 +85,18 @@ def entries(file: InputFile, form: str, counted: Counted) -> Iterator[Entry]:
     """The file's settlements as numbered entries of FIELDS (text, as a CSV row gives them), or
     an entry's problem as a whole."""
     if form == MT940:
-        yield from _mt940(file)
-        return
-    reader = _pain002 if form == PAIN002 else _camt054
-    yield from reader(_elements(file, "TxInfAndSts" if form == PAIN002 else "Ntry"), counted)
+        found = _mt940(file)
+    elif form == PAIN002:
+        found = _pain002(_elements(file, "TxInfAndSts"), counted)
+    else:
+        found = _camt054(_elements(file, "Ntry"), counted)
+    for entry in found:
+        counted.entries += 1
+        yield entry
+    if not counted.entries and not counted.not_final:
+        raise InputRejected(
+            [f"{file.name}: a {form} file of no payment's entry: nothing to settle in it"]
+        )
 
 
 def _local(tag: str) -> str:
@@ -79,25 +104,39 @@ def _local(tag: str) -> str:
 
 
 def _elements(file: InputFile, wanted: str) -> Iterator[tuple[Element, dict[str, str]]]:
-    """Each `wanted` element of an XML file, complete, with the group header's fields read
-    before it (MsgId, CreDtTm); each is dropped once given."""
-    parser = XMLPullParser(
-        events=("end",), _parser=DefusedXMLParser(forbid_dtd=True, forbid_entities=True)
-    )
+    """Each `wanted` element of an XML file, complete, with what the file said before it: the
+    group header's fields (MsgId, CreDtTm) and the original message's id (OrgnlMsgId). Every
+    element outside a wanted one is dropped from its parent once it ends, and each wanted one
+    once given: the tree never grows with the file."""
+    parser = XMLPullParser(events=("start", "end"), _parser=_parser())
     header: dict[str, str] = {}
+    path: list[Element] = []  # the open elements, the root first
+    inside = 0  # how deep in a wanted element
     try:
         for block in file.blocks():
             parser.feed(block)
             events: Iterator[Any] = parser.read_events()
-            for _, element in events:  # each an Element: only "end" events are asked for
+            for event, element in events:
+                if event == "start":
+                    path.append(element)
+                    inside += inside > 0 or _local(element.tag) == wanted
+                    continue
+                path.pop()
                 name = _local(element.tag)
+                if inside > 1:  # a part of a wanted element: kept with it
+                    inside -= 1
+                    continue
                 if name == "GrpHdr":
-                    header = {_local(c.tag): (c.text or "").strip() for c in element}
-                elif name == wanted:
+                    header.update({_local(c.tag): (c.text or "").strip() for c in element})
+                elif name == "OrgnlMsgId":
+                    header["OrgnlMsgId"] = (element.text or "").strip()
+                elif inside:
+                    inside = 0
                     yield element, header
-                    element.clear()
+                if path:  # ended, complete: nothing refers to it any more
+                    del path[-1][-1]
         parser.close()
-    except (SyntaxError, DefusedXmlException) as err:  # ParseError is a SyntaxError
+    except _BAD_FILE as err:  # ParseError is a SyntaxError
         raise InputRejected([f"{file.name}: not readable as XML ({err})"]) from None
 
 
@@ -127,6 +166,10 @@ def _pain002(
         reason = " ".join(
             t for t in (_find(tx, "StsRsnInf/Rsn/Cd"), _find(tx, "StsRsnInf/AddtlInf")) if t
         )
+        wrong = _not_vnd(tx, "OrgnlTxRef/Amt/InstdAmt")
+        if wrong:
+            yield number, wrong
+            continue
         yield (
             number,
             {
@@ -140,6 +183,7 @@ def _pain002(
                 else "",
                 "reason": reason if settled == "FAILED" else "",
                 "amount": _find(tx, "OrgnlTxRef/Amt/InstdAmt"),
+                "instruction": header.get("OrgnlMsgId", ""),
             },
         )
 
@@ -154,10 +198,30 @@ def _camt054(
         debit = _find(entry, "CdtDbtInd")
         day = _find(entry, "BookgDt/DtTm") or _find(entry, "BookgDt/Dt")
         details = [d for d in entry.iter() if _local(d.tag) == "TxDtls"]
-        for tx in details or [entry]:
+        amounts = [_find(tx, "Amt") or _find(tx, "AmtDtls/TxAmt/Amt") for tx in details]
+        if len(details) == 1 and not amounts[0]:
+            amounts = [_find(entry, "Amt")]  # the entry's one transaction moved its amount
+        # the transactions' amounts add up to the entry's, or none of them is believed
+        sums = _adds_up(_find(entry, "Amt"), amounts)
+        wrong = _not_vnd(entry, "Amt") or next(
+            (w for tx in details if (w := _not_vnd(tx, "Amt"))), ""
+        )
+        for i, tx in enumerate(details or [entry]):
             number += 1
             if booked != "BOOK":
                 counted.not_final += 1
+                continue
+            if wrong:
+                yield number, wrong
+                continue
+            if not sums:
+                yield (
+                    number,
+                    (
+                        f"amount: the entry's transactions add up to other than its Amt "
+                        f"{_find(entry, 'Amt')}: none of them is believed"
+                    ),
+                )
                 continue
             # a debit pays; a reversal of one (booked as a credit) returns it
             if debit != ("CRDT" if reversal else "DBIT"):
@@ -173,9 +237,32 @@ def _camt054(
                     if reversal
                     else (_find(tx, "Refs/AcctSvcrRef") or _find(entry, "AcctSvcrRef")),
                     "reason": (_find(tx, "RtrInf/Rsn/Cd") or "reversed") if reversal else "",
-                    "amount": _find(tx, "Amt") or (_find(entry, "Amt") if not details else ""),
+                    "amount": amounts[i] if details else "",
                 },
             )
+
+
+def _adds_up(total: str, amounts: list[str]) -> bool:
+    """Whether an entry's transactions add up to its amount: else none of them is believed.
+    (An amount that is not one is each entry's own problem, named by its check.)"""
+    given = [total, *amounts]
+    if not all(_AMOUNT.fullmatch(a) for a in given):
+        return True
+    whole = [int(a.replace(",", ".").split(".")[0]) for a in given]
+    return not amounts or sum(whole[1:]) == whole[0]
+
+
+_AMOUNT = re.compile(r"\d{1,15}(?:[.,]0*)?", re.ASCII)
+
+
+def _not_vnd(element: Element, path: str) -> str:
+    """Why an amount at `path` is not one in VND (empty: it is, or there is none)."""
+    found: Element | None = element
+    for step in path.split("/"):
+        if found is not None:
+            found = next((c for c in found if _local(c.tag) == step), None)
+    currency = found.get("Ccy", "VND") if found is not None else "VND"
+    return "" if currency == "VND" else f"{path}: in {currency!r}, not VND: the ledger pays in VND"
 
 
 def _moment(text: str) -> str:
@@ -184,17 +271,38 @@ def _moment(text: str) -> str:
 
 
 def _mt940(file: InputFile) -> Iterator[Entry]:
+    import logging
+
     import mt940  # type: ignore[import-untyped]
 
+    logging.getLogger("mt940").setLevel(logging.CRITICAL)  # its own dump of a line it misreads
+    blocks = []
+    size = 0
+    for block in file.blocks():
+        size += len(block)
+        if size > MT940_MAX_BYTES:
+            raise InputRejected(
+                [
+                    f"{file.name}: an MT940 statement of more than {MT940_MAX_BYTES // 2**20} "
+                    "MiB: send one account's statements a day at a time"
+                ]
+            )
+        blocks.append(block)
     try:
-        text = file.data.decode("utf-8")
         statement = mt940.models.Transactions()
-        statement.parse(text)
-    except (UnicodeDecodeError, ValueError, KeyError, RuntimeError) as err:
+        statement.parse(b"".join(blocks).decode("utf-8"))
+    except (*_BAD_FILE, KeyError, RuntimeError, IndexError) as err:
         raise InputRejected([f"{file.name}: not readable as an MT940 statement ({err})"]) from None
+    currency = str(statement.data.get("currency") or "")
     for number, tx in enumerate(statement, start=1):
         data: dict[str, Any] = tx.data
         mark = str(data.get("status", ""))
+        if (data.get("currency") or currency) != "VND":
+            yield (
+                number,
+                f"in {data.get('currency') or currency!r}, not VND: the ledger pays in VND",
+            )
+            continue
         if mark not in ("D", "RD"):
             yield number, f"{mark!r} line: not a payment made (D) or returned (RD)"
             continue

@@ -721,6 +721,11 @@ def cmd_settle(args: argparse.Namespace) -> None:
         f"{args.file}: {result.applied:,} settlements applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
     )
+    if result.not_final:
+        say(
+            f"{args.file}: {result.not_final:,} entries of payments on their way settle "
+            "nothing yet: the bank's final report or statement settles them"
+        )
 
 
 def warn_if_unguarded(ledger: Any) -> None:

@@ -52,12 +52,11 @@ def row_order(problem: str) -> tuple[int, str]:
     """A problem line's sort key: its row (or record) number, then its text; a problem of the
     whole file comes first."""
     try:
-        rest = (
-            problem.split(": row ", 1)[1]
-            if ": row " in problem
-            else problem.split(": record ", 1)[1]
-        )
+        unit = next(u for u in (": row ", ": record ", ": entry ") if u in problem)
+        rest = problem.split(unit, 1)[1]
         return int(rest.split(":", 1)[0]), problem
+    except StopIteration:
+        return 0, problem
     except (IndexError, ValueError):
         return 0, problem
 
@@ -378,9 +377,18 @@ class PayingAccountRow(_Row):
 
 class BankSettlementRow(SettlementRow):
     """A settlement read from a bank's file (ledger.bank_results): the amount it moved too,
-    which must be the line's."""
+    in VND, which must be the line's (required but for a rejection, which moved nothing), and
+    the id of the transfer message it answers, when the file names it."""
 
     amount: Annotated[Text, _value(values.bank_amount, optional=True)]
+    instruction: Text = ""
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        found = super().cross_field(raw, bad)
+        if not raw.get("amount") and raw.get("status") != "FAILED" and "amount" not in bad:
+            found.append(("amount", "is required: the amount the bank moved, in VND"))
+        return found
 
 
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)

@@ -351,6 +351,13 @@ def payment_id(period: int, province_code: str, personal_id: str, kind: str) -> 
     return f"{format_month(period)}-{province_code}-{personal_id}{suffix}"
 
 
+def transfer_message_id(period: str, province_code: str, lines_digest: str) -> str:
+    """The id of a list's bank transfers as one message (pain.001's MsgId, which a bank's
+    status report names back): from the approval alone, so the file written again is the
+    same message."""
+    return f"{period}-{province_code}-{lines_digest[:16]}"
+
+
 class Assessment(Struct, frozen=True):
     """One beneficiary's position for a period: the line to pay, or why there is none."""
 

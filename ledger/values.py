@@ -364,6 +364,13 @@ _NOT_IN_TEXT = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _NFC_SHRINK = 4  # NFC composes at most 4 code points into 1: longer text is too long anyway
 
 
+def _NONCHARACTER(c: str) -> bool:  # noqa: N802  (a character class, read as one)
+    """Unicode's non-characters (U+FDD0 to U+FDEF, and the last two of every plane): never
+    text, and no XML file may hold U+FFFE or U+FFFF."""
+    n = ord(c)
+    return 0xFDD0 <= n <= 0xFDEF or n & 0xFFFE == 0xFFFE
+
+
 def free_text(text: str, max_len: int) -> str:
     """Text as recorded: trimmed, in NFC, at most `max_len` characters, without a control,
     format or line-break character. May be empty (the caller says whether it is required)."""
@@ -377,6 +384,10 @@ def free_text(text: str, max_len: int) -> str:
             raise InvalidValue(
                 f"must not contain control, format or line-break characters "
                 f"(U+{ord(c):04X} at character {i + 1})"
+            )
+        if _NONCHARACTER(c):
+            raise InvalidValue(
+                f"must not contain a non-character (U+{ord(c):04X} at character {i + 1})"
             )
     if len(value) > max_len:
         raise InvalidValue(f"must be at most {max_len:,} characters, got {len(value):,}")

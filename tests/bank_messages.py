@@ -3,9 +3,14 @@ report, a camt.054 debit notification and an MT940 statement."""
 
 from __future__ import annotations
 
+from typing import Any
 
-def pain002(transactions: list[tuple[str, str, str, int]]) -> bytes:
-    """A status report: (payment id, TxSts, reason code, amount) each."""
+from ledger.rules import transfer_message_id
+
+
+def pain002(transactions: list[tuple[str, str, str, int]], original: str) -> bytes:
+    """A status report of the transfers of message `original`: (payment id, TxSts, reason
+    code, amount) each."""
     body = "".join(
         f"<TxInfAndSts><StsId>S{n}</StsId><OrgnlEndToEndId>{pid}</OrgnlEndToEndId>"
         f"<TxSts>{status}</TxSts>"
@@ -19,7 +24,7 @@ def pain002(transactions: list[tuple[str, str, str, int]]) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"><CstmrPmtStsRpt>'
         "<GrpHdr><MsgId>RPT-1</MsgId><CreDtTm>2025-08-05T10:00:00+07:00</CreDtTm></GrpHdr>"
-        "<OrgnlGrpInfAndSts><OrgnlMsgId>2025-07-01-x</OrgnlMsgId>"
+        f"<OrgnlGrpInfAndSts><OrgnlMsgId>{original}</OrgnlMsgId>"
         "<OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId></OrgnlGrpInfAndSts>"
         f"<OrgnlPmtInfAndSts><OrgnlPmtInfId>2025-07-01-VCB</OrgnlPmtInfId>{body}"
         "</OrgnlPmtInfAndSts></CstmrPmtStsRpt></Document>\n"
@@ -63,3 +68,12 @@ def mt940(lines: list[tuple[str, str, int]]) -> bytes:
         f":20:STMT-1\n:25:1500201012345\n:28C:1/1\n:60F:C250731VND900000000,\n{body}"
         ":62F:C250807VND879000000,\n"
     ).encode()
+
+
+def message_id(store: Any, period: str, province: str) -> str:
+    """The id of a list's transfers (pain.001's MsgId), from its approved digest."""
+    ((digest,),) = store(
+        "SELECT digest FROM payment_lists WHERE period = ? AND province_code = ?",
+        (period, province),
+    )
+    return transfer_message_id(period, province, str(digest))

@@ -15,6 +15,8 @@ from ledger.inputs import InputRejected, Problems, row_order
 class ImportResult:
     applied: int
     unchanged: int
+    # a bank's file: its entries of payments on their way, which settle nothing yet
+    not_final: int = 0
 
 
 def check_values(checks: Iterable[tuple[str, Callable[[str], object], str | None]]) -> None:

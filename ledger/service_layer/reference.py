@@ -251,6 +251,17 @@ def approve_reference_changes(
         raise RuleViolation(
             "no reference-data change is pending: propose one with `ledger rates set`"
         )
+    if proposal_ids is None:  # an account money leaves from is approved by its name only
+        named = [p for p in pending if p.kind == PAYING_ACCOUNT]
+        if named:
+            raise InputRejected(
+                [
+                    f"{describe(p)}: paying accounts are approved by the proposal's id, once "
+                    f"read in `ledger reference pending`: `ledger reference approve --proposal "
+                    f"{p.proposal_id} --by USER`"
+                    for p in named
+                ]
+            )
     problems = []
     for p in pending:
         try:

@@ -31,7 +31,7 @@ from ledger.inputs import (
     check_entries,
     entry_chunks,
 )
-from ledger.rules import RuleViolation, settlement_move
+from ledger.rules import RuleViolation, settlement_move, transfer_message_id
 from ledger.service_layer.common import ImportResult, sorted_problems
 from ledger.service_layer.ports import Ports, Staging
 
@@ -43,6 +43,7 @@ STAGED = (
     ("applicable", "INTEGER"),
     *((column, "TEXT") for column in SETTLEMENT_COLUMNS),
     ("amount", "BIGINT"),
+    ("instruction", "TEXT"),
     ("period", "TEXT"),
     ("province_code", "TEXT"),
 )
@@ -60,12 +61,13 @@ def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) 
     staged = ports.stage("settlement", STAGED)
     try:
         problems = Problems()
-        rows = _stage(ports, file, form, staged, problems)
+        counted = bank_results.Counted()
+        rows = _stage(ports, file, form, staged, problems, counted)
         digest = file.sha256
         if not problems and ports.db.query(
             "SELECT 1 FROM settlement_files WHERE file_sha256 = ?", (digest,)
         ):
-            return ImportResult(0, rows)
+            return ImportResult(0, rows, counted.not_final)
         lists = _lists(ports, staged)
         lines = _stage_lines(ports, lists)
         outcome = _Outcome()
@@ -92,10 +94,17 @@ def settle(ports: Ports, file: InputFile, actor: str, check_only: bool = False) 
         staged.close()
     if not check_only:
         ports.show_saved()
-    return ImportResult(outcome.applied, outcome.unchanged)
+    return ImportResult(outcome.applied, outcome.unchanged, counted.not_final)
 
 
-def _stage(ports: Ports, file: InputFile, form: str, staged: Staging, problems: Problems) -> int:
+def _stage(
+    ports: Ports,
+    file: InputFile,
+    form: str,
+    staged: Staging,
+    problems: Problems,
+    counted: bank_results.Counted,
+) -> int:
     """Check the file's rows (or a bank file's entries) into the staging table (a chunk
     checked by the workers while the next is read); how many are valid."""
     valid_rows = 0
@@ -103,7 +112,7 @@ def _stage(ports: Ports, file: InputFile, form: str, staged: Staging, problems: 
     if form == bank_results.CSV:
         chunks = entry_chunks(file, SettlementRow)
     else:
-        chunks = _chunks(bank_results.entries(file, form, bank_results.Counted()))
+        chunks = _chunks(bank_results.entries(file, form, counted))
     jobs = ((file.name, chunk, now, form != bank_results.CSV) for chunk in chunks)
     for rows, found, valid in ports.in_order(_staging_rows, jobs):
         problems.extend(found)
@@ -142,6 +151,7 @@ def _staging_rows(
                 1,
                 *(fields[c] for c in SETTLEMENT_COLUMNS),
                 int(fields["amount"]) if fields.get("amount") else None,
+                fields.get("instruction") or None,
                 *values.payment_list_of(row.payment_id),
             )
         )
@@ -151,6 +161,7 @@ def _staging_rows(
             0,
             *(f.get(c) or None for c in SETTLEMENT_COLUMNS),
             int(f["amount"]) if f.get("amount") else None,
+            None,
             *(values.payment_list_of(f["payment_id"]) if f.get("payment_id") else (None, None)),
         )
         for number, f in refused
@@ -216,6 +227,7 @@ class _Row(NamedTuple):
     funeral_amount: Any
     current: Any  # its status now
     amount: Any  # what a bank's file says it moved (None: a CSV)
+    instruction: Any  # the transfer message a bank's status report answers (None: not named)
     settlement: dict[str, Any]  # the row's fields (SETTLEMENT_COLUMNS)
 
 
@@ -228,7 +240,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
         "SELECT f.row_number, f.applicable, f.period, f.province_code,"
         " COALESCE(d.first, f.row_number), CASE WHEN d.first IS NULL THEN 0 ELSE 1 END,"
         " i.personal_id, i.channel, i.total_amount, i.funeral_amount,"
-        " COALESCE(c.status, i.status), f.amount,"
+        " COALESCE(c.status, i.status), f.amount, f.instruction,"
         f" {columns}"
         f" FROM {{staged}} f LEFT JOIN {lines.table} i ON i.payment_id = f.payment_id"
         " AND i.seq = 0"
@@ -242,7 +254,7 @@ def _rows_with_lines(staged: Staging, lines: Staging) -> Iterator[_Row]:
         "  ON d.payment_id = f.payment_id"
         " WHERE f.period IS NOT NULL ORDER BY f.period, f.province_code, f.row_number"
     ):
-        yield _Row._make([*row[:12], dict(zip(SETTLEMENT_COLUMNS, row[12:], strict=True))])
+        yield _Row._make([*row[:13], dict(zip(SETTLEMENT_COLUMNS, row[13:], strict=True))])
 
 
 class _Outcome:
@@ -268,7 +280,11 @@ def _settled(
     transaction. The save runs this whole before it takes the store's lock: a problem found
     at any row refuses the file with nothing recorded."""
     name = where[0]
-    moves = _checked_moves(where, _rows_with_lines(staged, lines), problems, outcome)
+    messages = {
+        key: transfer_message_id(*key, payment_list.approved_digest or "")
+        for key, payment_list in lists.items()
+    }
+    moves = _checked_moves(where, _rows_with_lines(staged, lines), problems, outcome, messages)
     for key, of_list in groupby(moves, key=lambda move: move[0]):
         payment_list = lists[key]
         for batch in _batches((settlement for _, settlement in of_list), chunk):
@@ -295,7 +311,11 @@ def _batches(settlements: Iterator[dict[str, Any]], chunk: int) -> Iterator[list
 
 
 def _checked_moves(
-    where: tuple[str, str], rows: Iterator[_Row], problems: Problems, outcome: _Outcome
+    where: tuple[str, str],
+    rows: Iterator[_Row],
+    problems: Problems,
+    outcome: _Outcome,
+    messages: dict[tuple[str, str], str],
 ) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
     """Each named payment against its line: unknown payments, repeated rows (or entries),
     amounts a bank's file says it moved other than the line's, and moves the line's status
@@ -319,12 +339,29 @@ def _checked_moves(
                 f"{at}: amount: {int(row.amount):,} VND moved, but payment {pid} pays "
                 f"{int(row.total_amount):,} VND"
             )
+        if unit != "row" and row.channel != "BANK":
+            problems.append(
+                f"{at}: payment_id: {pid} is paid by the post office, not a bank: the post "
+                "office's results settle it"
+            )
+        expected = messages.get((row.period, row.province_code))
+        if row.instruction is not None and row.instruction != expected:
+            problems.append(
+                f"{at}: instruction: it answers the transfers {row.instruction!r}, and those "
+                f"of list {row.period} {row.province_code} are {expected!r}"
+            )
         if (number == first or unit != "row") and status is not None:
             current = after.get(pid, row.current)
             try:
                 previous = settlement_move(pid, current, status)
             except RuleViolation as err:
                 problems.append(f"{at}: status: {err}")
+                continue
+            if pid in after and previous is None:
+                problems.append(
+                    f"{at}: status: {pid} is already {status} by an entry before in this "
+                    "file: a bank pays (or returns) a payment once"
+                )
                 continue
             if row.repeated:
                 after[pid] = status

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bank_messages import camt054, mt940, pain002
+from tests.bank_messages import camt054, message_id, mt940, pain002
 from tests.conftest import Files, enrolment, settlement
 from tests.e2e.support import Cli
 
@@ -42,7 +42,10 @@ def _bank_answers(form: str, root: Path, files: Files) -> list[Path]:
             ),
             files.settlements([settlement(b2, "RETURNED", reason="AC04")]),
         ]
-    report = pain002([(b1, "RJCT", "AC04", AMOUNT), (b0, "ACSP", "", AMOUNT)])
+    report = pain002(
+        [(b1, "RJCT", "AC04", AMOUNT), (b0, "ACSP", "", AMOUNT)],
+        message_id(Cli(root).query, "2025-07", "01"),
+    )
     if form == "camt054":
         rest = camt054(
             [([(b0, AMOUNT), (b2, AMOUNT)], False), ([(b3, AMOUNT)], False), ([(b2, AMOUNT)], True)]
@@ -66,7 +69,7 @@ def _two_months(root: Path, form: str) -> tuple[dict[str, str], dict[str, bytes]
     for step in (
         ("enrol", files.enrolments(people)),
         ("paying-accounts", "import", write_csv_text(root / "accounts.csv", ACCOUNTS)),
-        ("reference", "approve", "--by", "checker"),
+        ("reference", "approve", "--proposal", "1", "--by", "checker"),
         ("payroll", "run", "--period", "2025-07", "--by", "maker"),
         ("payroll", "approve", "--period", "2025-07", "--by", "checker"),
         (

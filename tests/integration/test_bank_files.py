@@ -69,8 +69,9 @@ def _account_row(values: list[str]) -> dict[str, str]:
 
 def _accounts(ledger: Ledger, tmp_path: Path, rows: list[list[str]]) -> None:
     path = write_csv(tmp_path / "accounts.csv", ACCOUNT_COLUMNS, [_account_row(r) for r in rows])
-    ledger.import_paying_accounts(path, "olga")
-    ledger.approve_reference_changes("anh")
+    proposed = ledger.import_paying_accounts(path, "olga").proposal
+    assert proposed is not None
+    ledger.approve_reference_changes("anh", [proposed.proposal_id])
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -202,8 +203,12 @@ def test_bank_transfers_without_a_paying_account_are_refused_whole(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
     with pytest.raises(InputRejected, match="olga proposed it and cannot approve it"):
-        ledger.approve_reference_changes("olga")
-    ledger.approve_reference_changes("anh")
+        ledger.approve_reference_changes("olga", ["1"])
+    # never in a sweep of every pending change: by its id, once read
+    with pytest.raises(InputRejected, match="approved by the proposal's id, once read"):
+        ledger.approve_reference_changes("anh")
+    assert ledger.paying_accounts() == {}
+    ledger.approve_reference_changes("anh", ["1"])
     assert [a.account_number for a in ledger.paying_accounts().values()] == [HANOI[3]]
     ledger.export_payroll("2025-07", "01", tmp_path / "out", ["pain001"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -244,7 +249,7 @@ def test_a_paying_accounts_file_is_reported_whole_and_imported_once(
     assert first.proposal is not None and first.unchanged is None
     again = ledger.import_paying_accounts(good, "oanh")
     assert again.unchanged == "already proposed, waiting for approval"
-    ledger.approve_reference_changes("anh")
+    ledger.approve_reference_changes("anh", [first.proposal.proposal_id])
     assert ledger.import_paying_accounts(good, "olga").unchanged == "already in force"
 
 

@@ -14,7 +14,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from replay.explain import explain
-from tests.bank_messages import camt054, mt940, pain002
+from tests.bank_messages import camt054, message_id, mt940, pain002
 from tests.conftest import Files, enrolment, settlement
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,8 @@ def test_each_bank_format_gives_the_lines_the_csv_gives(
             (PAY[1], "RJCT", "AC04", AMOUNT),
             (PAY[2], "ACSP", "", AMOUNT),  # on its way: settles nothing yet
             (PAY[3], "ACCC", "", AMOUNT),
-        ]
+        ],
+        message_id(ledger.db.query, "2025-07", "01"),
     )
     applied = ledger.settle(_write(tmp_path, "status.xml", report), "bank")
     assert (applied.applied, applied.unchanged) == (3, 0)
@@ -121,7 +122,8 @@ def test_a_bad_entry_refuses_the_whole_file_one_line_each(
             (PAY[2], "XXXX", "", AMOUNT),
             (PAY[3], "RJCT", "", AMOUNT),  # a failure says why
             ("2025-07-01-٠٠٦٠٠٠٠٠٠٠٠٤", "ACSC", "", AMOUNT),  # Arabic-Indic digits
-        ]
+        ],
+        message_id(ledger.db.query, "2025-07", "01"),
     )
     with pytest.raises(InputRejected) as refused:
         ledger.settle(_write(tmp_path, "status.xml", report), "bank")
@@ -176,3 +178,111 @@ def test_a_payment_and_its_reversal_in_one_file_are_two_steps(
     steps = [(s.previous_status, s.status) for s in explain(ledger, PEOPLE[0]).lines[0].settlements]
     assert steps == [("PENDING", "PAID"), ("PAID", "RETURNED")]
     assert explain(ledger, PEOPLE[0]).balance.owed == AMOUNT
+
+
+def _notice(entries: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!-- urn:iso:std:iso:20022:tech:xsd:pain.002.'
+        '001.10 -->\n<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">'
+        "<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>N</MsgId><CreDtTm>2025-08-06T18:00:00+07:00"
+        f"</CreDtTm></GrpHdr><Ntfctn><Id>N</Id>{entries}</Ntfctn></BkToCstmrDbtCdtNtfctn>"
+        "</Document>\n"
+    ).encode()
+
+
+def _entry(amount: str, details: str, currency: str = "VND") -> str:
+    return (
+        f'<Ntry><Amt Ccy="{currency}">{amount}</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts><Cd>BOOK'
+        f"</Cd></Sts><BookgDt><Dt>2025-08-06</Dt></BookgDt><NtryDtls>{details}</NtryDtls>"
+        "</Ntry>"
+    )
+
+
+def _tx(pid: str, amount: str | None) -> str:
+    moved = f'<Amt Ccy="VND">{amount}</Amt>' if amount is not None else ""
+    return (
+        f"<TxDtls><Refs><EndToEndId>{pid}</EndToEndId><AcctSvcrRef>R-{pid[-4:]}</AcctSvcrRef>"
+        f"</Refs>{moved}</TxDtls>"
+    )
+
+
+def test_what_a_bank_could_slip_through_is_refused(
+    ledger: Ledger, files: Files, tmp_path: Path
+) -> None:
+    """Each a way a bank's file could settle what it should not: transfers without their
+    amounts, amounts that do not add up to their entry's, another currency, a post-office
+    line, one payment paid twice, and a report of another message's transfers. (The comment
+    naming another format does not fool the detection: the root element does.)"""
+    ledger.enrol(files.enrolments([enrolment("006100000001"), enrolment("006100000002")]), "maker")
+    _approved(ledger, files)
+    post = "2025-07-01-006100000001"
+    notice = _notice(
+        _entry(str(2 * AMOUNT), _tx(PAY[0], None) + _tx(PAY[1], None))
+        + _entry(str(AMOUNT), _tx(PAY[2], str(AMOUNT)) + _tx(PAY[3], str(AMOUNT)))
+        + _entry(str(AMOUNT), _tx(PAY[4], str(AMOUNT)), currency="USD")
+        + _entry(str(AMOUNT), _tx(post, str(AMOUNT)))
+        + _entry(str(AMOUNT), _tx(PAY[5], str(AMOUNT)))
+        + _entry(str(AMOUNT), _tx(PAY[5], str(AMOUNT)))
+    )
+    with pytest.raises(InputRejected) as refused:
+        ledger.settle(_write(tmp_path, "notice.xml", notice), "bank")
+    found = refused.value.problems
+    assert found[:2] == [
+        "notice.xml: entry 1: amount: is required: the amount the bank moved, in VND",
+        "notice.xml: entry 2: amount: is required: the amount the bank moved, in VND",
+    ]
+    assert found[2].startswith("notice.xml: entry 3: amount: the entry's transactions add up")
+    assert found[3].startswith("notice.xml: entry 4: amount: the entry's transactions add up")
+    assert found[4] == "notice.xml: entry 5: Amt: in 'USD', not VND: the ledger pays in VND"
+    assert found[5] == (
+        f"notice.xml: entry 6: payment_id: {post} is paid by the post office, not a bank: the "
+        "post office's results settle it"
+    )
+    assert found[6] == (
+        f"notice.xml: entry 8: status: {PAY[5]} is already PAID by an entry before in this "
+        "file: a bank pays (or returns) a payment once"
+    )
+    assert len(found) == 7
+    report = pain002([(PAY[0], "ACSC", "", AMOUNT)], "2025-07-01-0000000000000000")
+    with pytest.raises(InputRejected, match=r"entry 1: instruction: it answers the transfers"):
+        ledger.settle(_write(tmp_path, "status.xml", report), "bank")
+    assert {s for s, _ in _statuses(ledger).values()} == {"PENDING"}
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "said"),
+    [
+        (
+            "digits.sta",  # a payment id inside a longer number is none
+            mt940([("D", PAY[0] + "9", AMOUNT)]),
+            "digits.sta: entry 1: no payment id in its reference or :86: text",
+        ),
+        (
+            "amount.sta",
+            b":20:S\n:25:1\n:28C:1/1\n:60F:C250731VND1,\n:61:2508070807D1,,,NTRFX//Y\n:86:x\n",
+            "amount.sta: not readable as an MT940 statement (",
+        ),
+        (
+            "empty.sta",
+            b":20:S\n:25:1\n:28C:1/1\n:60F:C250731VND1,\n:62F:C250731VND1,\n",
+            "empty.sta: a MT940 file of no payment's entry: nothing to settle in it",
+        ),
+        (
+            "euro.sta",
+            mt940([("D", PAY[0], AMOUNT)]).replace(b"VND", b"EUR"),
+            "euro.sta: entry 1: in 'EUR', not VND: the ledger pays in VND",
+        ),
+        (
+            "encoding.xml",
+            b'<?xml version="1.0" encoding="x-unknown"?><Document/>',
+            "encoding.xml: not readable as XML (",
+        ),
+    ],
+)
+def test_a_statement_that_cannot_be_read_is_one_line(
+    ledger: Ledger, files: Files, tmp_path: Path, name: str, data: bytes, said: str
+) -> None:
+    _approved(ledger, files)
+    with pytest.raises(InputRejected) as refused:
+        ledger.settle(_write(tmp_path, name, data), "bank")
+    assert refused.value.problems[0].startswith(said), refused.value.problems

@@ -176,8 +176,10 @@ def test_what_a_proposal_may_not_be(ledger: Ledger) -> None:
         propose(ledger.ports, "standard_level", "2020-01", 300_000, PROPOSER)
     with pytest.raises(RuleViolation, match="already so"):
         propose(ledger.ports, "standard_level", "2024-07", 500_000, PROPOSER)
-    with pytest.raises(RuleViolation, match="not implemented yet"):
+    with pytest.raises(RuleViolation, match="paying accounts are 1 to 100 rows"):
         propose(ledger.ports, "paying_account", "2025-01", {"province_code": "01"}, PROPOSER)
+    with pytest.raises(RuleViolation, match="paying accounts are 1 to 100 rows"):
+        propose(ledger.ports, "paying_account", "2025-01", [["01", "A", "VCB", "12"]], PROPOSER)
     with pytest.raises(RuleViolation, match="unknown kind"):
         propose(ledger.ports, "pension", "2025-01", 1, PROPOSER)
     with pytest.raises(InputRejected, match="--from"):
