@@ -10,6 +10,8 @@ for it:
 - `enrol` of the whole file (a migration);
 - for each of --months months: `payroll run`, `payroll approve`, `payroll export` of every
   province, and `settle` of one file with an outcome for every line (one in fifty FAILED);
+- the last month's export in each of the three formats (CSV, pain.001, xlsx) and the import of
+  a camt.054 of every bank transfer of the last two months (bench/bank_files.py);
 - `ledger publish` of the history so far to a topic of its own, and `ledger project` making a
   new store's read models from it (from offset 0);
 - a day's death registrations (one for every twentieth person) consumed from Kafka by
@@ -52,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bank_files import measure as bank_files  # noqa: E402
 from cipher_cost import measure as cipher_cost  # noqa: E402
 from deaths_during_payroll import measure as deaths_during_payroll  # noqa: E402
 from payroll_bench import (  # noqa: E402  (one process, timed, with its peak memory)
@@ -403,6 +406,10 @@ def main() -> None:
                 "--jobs",
                 str(args.jobs),
             )
+        if args.months >= 2:  # the banks' and the post office's files of the last month
+            for name, s, m, what, note in bank_files(url, period, str(args.jobs), work):
+                steps.append(Step(f"{period} {name}", s, m, n, f"flat memory; {what}, {note}"))
+                print(f"{period} {name}: {s:.1f} s, {m:.0f} MiB", file=sys.stderr)
         if not args.months_only:  # the steps over the whole history
             deaths_month = format_month(parse_month(FIRST_PERIOD) + args.months)
             events = n * history  # about: the people, then each month's lines and outcomes

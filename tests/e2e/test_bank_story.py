@@ -8,6 +8,7 @@ pain.001, from the province's paying account, and for the post office as xlsx.""
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.e2e
 BANK = [f"0070{n:08d}" for n in range(4)]
 POST = [f"0071{n:08d}" for n in range(2)]
 PAY = {p: f"2025-07-01-{p}" for p in BANK + POST}
-AMOUNT = 3_500_000  # July and the arrears since January, coefficient 1.0
+NS = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 ACCOUNTS = (
     "province_code,debtor_name,bank_code,account_number\n01,Sở LĐTBXH Hà Nội,VCB,1234567890\n"
 )
@@ -42,17 +43,32 @@ def _bank_answers(form: str, root: Path, files: Files) -> list[Path]:
             ),
             files.settlements([settlement(b2, "RETURNED", reason="AC04")]),
         ]
-    report = pain002(
-        [(b1, "RJCT", "AC04", AMOUNT), (b0, "ACSP", "", AMOUNT)],
-        message_id(Cli(root).query, "2025-07", "01"),
+    # the bank answers the transfers it was sent: the message, each transfer and its amount,
+    # read from the pain.001 the export wrote
+    sent = ElementTree.parse(root / "july" / "2025-07_01_BANK.pain001.xml").getroot()
+    message = sent.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:MsgId", namespaces=NS) or ""
+    amount = {
+        tx.findtext("p:PmtId/p:EndToEndId", namespaces=NS): int(
+            tx.findtext("p:Amt/p:InstdAmt", namespaces=NS) or ""
+        )
+        for tx in sent.iterfind("p:CstmrCdtTrfInitn/p:PmtInf/p:CdtTrfTxInf", NS)
+    }
+    assert sorted(amount) == [b0, b1, b2, b3] and message == message_id(
+        Cli(root).query, "2025-07", "01"
     )
+    report = pain002([(b1, "RJCT", "AC04", amount[b1]), (b0, "ACSP", "", amount[b0])], message)
     if form == "camt054":
         rest = camt054(
-            [([(b0, AMOUNT), (b2, AMOUNT)], False), ([(b3, AMOUNT)], False), ([(b2, AMOUNT)], True)]
+            [
+                ([(b0, amount[b0]), (b2, amount[b2])], False),
+                ([(b3, amount[b3])], False),
+                ([(b2, amount[b2])], True),
+            ]
         )
         name = "notice.xml"
     else:
-        rest = mt940([("D", b0, AMOUNT), ("D", b2, AMOUNT), ("D", b3, AMOUNT), ("RD", b2, AMOUNT)])
+        rest = mt940([("D", b0, amount[b0]), ("D", b2, amount[b2]), ("D", b3, amount[b3])])
+        rest += mt940([("RD", b2, amount[b2])])  # the next day's statement
         name = "statement.sta"
     (root / "status.xml").write_bytes(report)
     (root / name).write_bytes(rest)
