@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from adapters.chain import ChainHead
-from ledger.rules import LINE, LINE_FIELDS, RuleViolation
+from adapters.pain001 import CreditTransfers
+from adapters.payment_cells import (
+    TOTAL,
+    cells_of,
+)
+from adapters.post_sheet import PostSheet
+from ledger.rules import LINE, LINE_FIELDS
 from ledger.service_layer.ports import Approval, ExportedFile, PayingAccount
 
-TOTAL = LINE["total_amount"]
-AMOUNT_FIELDS = ("regular_amount", "funeral_amount", "arrears_amount", "total_amount")
-_AMOUNTS = tuple(LINE[name] for name in AMOUNT_FIELDS)
-_TEXTS = tuple(i for i, name in enumerate(LINE_FIELDS) if name not in AMOUNT_FIELDS)
-# what makes a spreadsheet read a cell as a formula (OWASP, CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MANIFEST_SUFFIX = ".manifest.json"
 # the manifest's keys, in the order written; `chain_head` when the export was given one
 MANIFEST_KEYS = (
@@ -43,45 +43,6 @@ MANIFEST_KEYS = (
     "approved_at",
     "lines_digest",
 )
-
-
-def safe_cell(value: str) -> str:
-    """A text cell as written: with a leading `'` when it begins with a character that makes
-    a spreadsheet evaluate it (=, +, -, @, tab, carriage return); otherwise unchanged."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def export_row(row: Sequence[Any]) -> list[Any]:
-    """A recorded line (LINE_FIELDS order) as its cells are written: every text cell through
-    `safe_cell`; the amounts as they are, integers that are never negative."""
-    return _cells(row)[0]
-
-
-def _cells(row: Sequence[Any]) -> tuple[list[Any], bool]:
-    """`export_row`, and whether a text cell holds a carriage return. Written for a million
-    lines a minute: no call per cell but the checks themselves."""
-    cells = list(row)
-    for i in _AMOUNTS:
-        amount = cells[i]
-        if amount.__class__ is not int or amount < 0:  # a bool is not an amount either
-            raise RuleViolation(
-                f"payment {cells[LINE['payment_id']]}: {LINE_FIELDS[i]} is {amount!r}, not an "
-                "amount a line can pay (a whole number of VND, never negative): nothing was "
-                "written; run `ledger verify`"
-            )
-    returns = False
-    for i in _TEXTS:
-        value = cells[i]
-        if value is None:
-            continue
-        if value.__class__ is not str:
-            value = str(value)
-        if value.startswith(FORMULA_STARTS):
-            value = "'" + value
-        if "\r" in value:
-            returns = True
-        cells[i] = value
-    return cells, returns
 
 
 def export_bytes(rows: Iterable[Sequence[Any]]) -> tuple[bytes, int, int]:
@@ -115,7 +76,7 @@ class _PaymentFile:
         self.count = self.total = 0
 
     def add(self, row: Sequence[Any]) -> None:
-        cells, returns = _cells(row)
+        cells, returns = cells_of(row)
         if returns:
             self.one.seek(0)
             self.one.truncate()
@@ -244,10 +205,6 @@ class _Writer(Protocol):
 
 
 def _writer(form: str, approval: Approval, debtor: PayingAccount | None, out: BinaryIO) -> _Writer:
-    # imported here: the spreadsheet writes the cells this module gives (`export_row`)
-    from adapters.pain001 import CreditTransfers
-    from adapters.post_sheet import PostSheet
-
     if form == PAIN001:
         return CreditTransfers(approval, debtor, out)
     if form == XLSX:

@@ -91,6 +91,12 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
                 )
                 admin.create_topics([topic])
         described = admin.describe_topics([settings.name])[0]
+        # a topic created a moment ago may not have its partitions in the metadata yet
+        for _ in range(20):
+            if described["partitions"]:
+                break
+            time.sleep(0.25)
+            described = admin.describe_topics([settings.name])[0]
         found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.name)])[
             "topic"
         ][settings.name]
@@ -106,7 +112,7 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
             )
     if len(described["partitions"]) < 1:
         problems.append("it has no partitions")
-    replicas = min(len(p["replica_nodes"]) for p in described["partitions"])
+    replicas = min((len(p["replica_nodes"]) for p in described["partitions"]), default=0)
     if replicas < settings.replication_factor:
         problems.append(f"replication factor {replicas}, expected {settings.replication_factor}")
     if problems:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import xlsxwriter
 
-from adapters.export_files import AMOUNT_FIELDS, export_row
+from adapters.payment_cells import AMOUNT_FIELDS, export_row
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from ledger.service_layer.ports import Approval
 

@@ -11,7 +11,8 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.export_files import AMOUNT_FIELDS, FORMULA_STARTS, export_bytes
+from adapters.export_files import export_bytes
+from adapters.payment_cells import AMOUNT_FIELDS, FORMULA_STARTS
 from ledger.rules import LINE_FIELDS
 
 TEXT_COLUMNS = [name for name in LINE_FIELDS if name not in AMOUNT_FIELDS]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from adapters.export_files import FORMULA_STARTS
+from adapters.payment_cells import FORMULA_STARTS
 from ledger.application import Ledger
 from ledger.inputs import InputRejected
 from ledger.terminal import print_table

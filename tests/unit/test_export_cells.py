@@ -17,12 +17,8 @@ import replay.as_of
 import replay.exports_check
 from adapters import export_files
 from adapters.chain import ChainHead
-from adapters.export_files import (
-    StagedExport,
-    export_bytes,
-    list_files,
-    safe_cell,
-)
+from adapters.export_files import StagedExport, export_bytes, list_files
+from adapters.payment_cells import safe_cell
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
 from ledger.service_layer.ports import Approval
 
