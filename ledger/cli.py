@@ -358,38 +358,41 @@ def pending_table(pending: Sequence[Any]) -> SafeTable:
 
 
 def cmd_units_import(args: argparse.Namespace) -> None:
-    from ledger.service_layer.reference import describe
-
     with open_ledger(args) as ledger:
         result = ledger.import_units(Path(args.file), actor(args))
-    if result.proposal is None or result.unchanged:
-        say(
-            f"{args.file}: nothing changed: this reorganisation from {result.effective_month} "
-            f"({result.rows:,} row{'' if result.rows == 1 else 's'}) is {result.unchanged}"
-        )
-        return
-    say(f"proposed: {describe(result.proposal)}")
-    say(
-        "nothing changes until another person approves: `ledger reference approve --by USER`; "
-        "lists already approved keep their codes"
+    rows = f"{result.rows:,} row{'' if result.rows == 1 else 's'}"
+    _say_proposed(
+        args.file,
+        result,
+        f"this reorganisation from {result.effective_month} ({rows}) is",
+        "lists already approved keep their codes",
     )
 
 
 def cmd_paying_accounts_import(args: argparse.Namespace) -> None:
-    from ledger.service_layer.reference import describe
-
     with open_ledger(args) as ledger:
         result = ledger.import_paying_accounts(Path(args.file), actor(args))
+    provinces = f"{result.rows:,} province{'' if result.rows == 1 else 's'}"
+    _say_proposed(
+        args.file,
+        result,
+        f"these paying accounts ({provinces}) are",
+        "`ledger reference pending` shows the accounts in full",
+    )
+
+
+def _say_proposed(file: str, result: Any, what: str, note: str) -> None:
+    """What a file of reference data (units, paying accounts) became: a proposal that waits
+    for another person, approved by its id, or nothing when the record already holds it."""
+    from ledger.service_layer.reference import describe
+
     if result.proposal is None or result.unchanged:
-        say(
-            f"{args.file}: nothing changed: these paying accounts ({result.rows:,} "
-            f"province{'' if result.rows == 1 else 's'}) are {result.unchanged}"
-        )
+        say(f"{file}: nothing changed: {what} {result.unchanged}")
         return
     say(f"proposed: {describe(result.proposal)}")
     say(
-        "nothing changes until another person approves: `ledger reference pending` shows "
-        "the accounts, `ledger reference approve --by USER` puts them in force"
+        "nothing changes until another person approves: `ledger reference approve --proposal "
+        f"{result.proposal.proposal_id} --by USER`; {note}"
     )
 
 

@@ -106,6 +106,8 @@ def _two_months(root: Path, form: str) -> tuple[dict[str, str], dict[str, bytes]
     ):
         done = cli(*step, *(("--by", "maker") if step[0] in ("enrol", "paying-accounts") else ()))
         assert done.code == 0, done
+        if step[0] == "paying-accounts":  # the operator is told the approval that is taken
+            assert "`ledger reference approve --proposal 1 --by USER`" in done.stdout + done.stderr
     post = files.settlements(
         [settlement(PAY[POST[0]], "PAID"), settlement(PAY[POST[1]], "RETURNED", reason="absent")]
     )
