@@ -187,3 +187,35 @@ def write_container(path: Path, rows: list[DeathRow]) -> None:
     schema = avro.latest(SUBJECT).schema
     with path.open("wb") as f:
         fastavro.writer(f, schema, [avro_record(r) for r in rows])
+
+
+class TopicDelivery:
+    """Registrations a registry notified over HTTP, put on the deaths topic keyed by personal
+    id (in the notification's order), marked with the sending registry; returns once every
+    in-sync replica has each (an idempotent producer: a retry inside it writes nothing twice)."""
+
+    ACK_TIMEOUT = 30.0
+
+    def __init__(self, bootstrap: str, topic: str = TOPIC) -> None:
+        from kafka import KafkaProducer
+
+        ensure_topics(bootstrap, [topic])
+        self.topic = topic
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+        )
+
+    def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
+        futures = [
+            self.producer.send(
+                self.topic,
+                key=row.personal_id.encode(),
+                value=avro.encode(SUBJECT, {**avro_record(row), "registry_system": sender}),
+            )
+            for _, row in rows
+        ]
+        for future in futures:
+            future.get(timeout=self.ACK_TIMEOUT)  # raises: not delivered, not acknowledged
+
+    def close(self) -> None:
+        self.producer.close()

@@ -1489,6 +1489,70 @@ def cmd_console(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_registry_serve(args: argparse.Namespace) -> None:
+    """The civil registry's endpoint: on the embedded store its registrations are applied
+    at once; on PostgreSQL they go to the deaths topic, which `ledger deaths consume` applies
+    (the endpoint then never connects to the store)."""
+    import contextlib
+
+    import uvicorn
+
+    from adapters.civil_registry import TopicDelivery
+    from adapters.dci_notify import load_keys
+    from adapters.registry_http import (
+        Limits,
+        RegistryEndpoint,
+        StoreDelivery,
+        load_tokens,
+        make_registry_app,
+    )
+    from adapters.store import StoreLocation
+    from ledger.service_layer.ports import VietnamClock
+
+    config = settings()
+    if config.registry_keys is None or config.registry_tokens is None:
+        raise RuleViolation(
+            "registry serve needs LEDGER_REGISTRY_KEYS (the registries' public keys, a JWKS "
+            "file) and LEDGER_REGISTRY_TOKENS (a line `SENDER_ID SHA256_OF_TOKEN` per bearer "
+            "token)"
+        )
+    keys, tokens = load_keys(config.registry_keys), load_tokens(config.registry_tokens)
+    clock = VietnamClock()
+    with contextlib.ExitStack() as stack:
+        if StoreLocation.parse(args.store).kind == "postgresql":
+            bootstrap = kafka_bootstrap("registry serve on a PostgreSQL store")
+            topic = TopicDelivery(bootstrap, config.deaths_topic)
+            stack.callback(topic.close)
+            deliver: Any = topic
+            where = f"the topic {config.deaths_topic} on {bootstrap}"
+        else:
+            ledger = stack.enter_context(open_ledger(args))
+            deliver = StoreDelivery(ledger, actor(args))
+            where = f"the store {args.store}"
+        endpoint = RegistryEndpoint(
+            keys,
+            tokens,
+            deliver,
+            clock.now,
+            Limits(max_body=config.registry_max_body, window=config.registry_window),
+        )
+        say(
+            f"the civil registry's endpoint on http://{args.host}:{args.port}/registry/notify:"
+            f" {len(keys)} keys of {len({k.sender_id for k in keys.values()})} registries, "
+            f"{len(tokens)} bearer tokens; registrations to {where}; Ctrl-C stops"
+        )
+        uvicorn.run(
+            make_registry_app(endpoint),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            server_header=False,
+            timeout_keep_alive=30,
+        )
+        counted = ", ".join(f"{n:,} {reason}" for reason, n in sorted(endpoint.counts.items()))
+        say(f"notifications answered: {counted or 'none'}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ledger.demo import run_demo
 
@@ -1705,6 +1769,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send the session cookie over HTTPS only (behind a TLS proxy)",
     )
+    registry = commands.add_parser("registry", help="the civil registry's notifications over HTTP")
+    registry_commands = registry.add_subparsers(
+        dest="registry_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        registry_commands,
+        "serve",
+        cmd_registry_serve,
+        "take signed DCI death notifications over HTTP (POST /registry/notify): to the deaths "
+        "topic on PostgreSQL (LEDGER_KAFKA), applied at once on the embedded store",
+        NO_STORE,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    p.add_argument("--port", type=bounded(1, 65535), default=8443)
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)

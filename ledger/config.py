@@ -48,6 +48,18 @@ class Settings(BaseSettings):
         description="a hex key a line, oldest first, mode 0600 (`ledger init`)",
     )
 
+    # the civil registry's endpoint (`ledger registry serve`)
+    registry_keys: Path | None = Field(
+        default=None, description="the registries' Ed25519 public keys, a JWKS file"
+    )
+    registry_tokens: Path | None = Field(
+        default=None, description="a line `SENDER_ID SHA256_HEX` per bearer token"
+    )
+    registry_max_body: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    registry_window: int = Field(
+        default=300, ge=10, le=86_400, description="seconds a notification's signature is fresh"
+    )
+
 
 class BadSettings(RuleViolation):
     """An environment variable holds a value the ledger cannot use."""
