@@ -212,3 +212,30 @@ def test_the_endpoint_refuses_to_start_without_keys(tmp_path: Path) -> None:
     assert done.code != 0
     assert "LEDGER_REGISTRY_KEYS" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("jwks", "said"),
+    [
+        ("{not json", "not a readable JWKS file"),
+        ('{"keys": []}', "at least one key"),
+        ('{"keys": [{"kty": "RSA", "kid": "a", "sender_id": "b"}]}', "only Ed25519 keys"),
+        ('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "a"}]}',
+         "kid and sender_id are required"),
+        ('{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "a", "sender_id": "b"}]}',
+         "not a base64url Ed25519 public key"),
+    ],
+)  # fmt: skip
+def test_a_keys_file_it_cannot_use_stops_the_endpoint_with_one_line(
+    tmp_path: Path, jwks: str, said: str
+) -> None:
+    keys = tmp_path / "keys.jwks"
+    keys.write_text(jwks, encoding="utf-8")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(HANOI.token_line() + "\n", encoding="utf-8")
+    cli = Cli(tmp_path)
+    cli.env.update(LEDGER_REGISTRY_KEYS=str(keys), LEDGER_REGISTRY_TOKENS=str(tokens))
+    done = cli("registry", "serve", "--port", "1")
+    assert done.code == 1
+    assert said in done.stderr and str(keys) in done.stderr
+    assert "Traceback" not in done.stderr
