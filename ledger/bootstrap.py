@@ -20,12 +20,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from adapters import audit_summaries, kept_drafts, read_model_guards, roles, verify_runs
+from adapters import (
+    audit_summaries,
+    kept_drafts,
+    population_register,
+    read_model_guards,
+    roles,
+    verify_runs,
+)
 from adapters.civil_registry import registrations_in
 from adapters.event_store import EventStore, store_exists
 from adapters.export_files import StagedExport
 from adapters.kafka_log import PUBLISHER_POSITION
 from adapters.kept_drafts import KeptDrafts
+from adapters.population_register import RegisterTables
 from adapters.read_model_sync import (
     InProcessReadModels,
     KafkaReadModels,
@@ -48,6 +56,7 @@ from ledger.service_layer import (
     entitlement,
     paying_accounts,
     payroll,
+    population,
     reference,
     settlement,
     units,
@@ -56,6 +65,7 @@ from ledger.service_layer.common import ImportResult, check_month
 from ledger.service_layer.deaths import DeathDecision, Registration
 from ledger.service_layer.ports import (
     ExportResult,
+    Extract,
     FixedDay,
     Job,
     OneAfterAnother,
@@ -275,6 +285,7 @@ class Ledger:
             read_registrations=registrations_in,
             stage=functools.partial(StagingTable, self.db),
             drafts=KeptDrafts(self._connect),
+            population=RegisterTables(self.db),
             clock=self.clock,
             progress=self.progress,
             workers=self.workers,
@@ -291,6 +302,7 @@ class Ledger:
             Projector.create_schema(cursor)
             kept_drafts.create_schema(cursor)
             verify_runs.create_schema(cursor)
+            population_register.create_schema(cursor)
             cursor.execute(PUBLISHER_POSITION)
 
     def complete_store(self) -> list[str]:
@@ -405,6 +417,13 @@ class Ledger:
 
     def import_deaths(self, path: Path, actor: str) -> ImportResult:
         return deaths.import_deaths(self.ports, InputFile.read(path), actor)
+
+    def import_population(self, path: Path, extract_date: str, actor: str) -> tuple[Extract, bool]:
+        return population.import_population(self.ports, InputFile.read(path), extract_date, actor)
+
+    def population_extract(self) -> Extract | None:
+        """The latest population-register extract loaded (None: identities are not checked)."""
+        return self.ports.population.latest()
 
     def apply_death_registrations(
         self, registrations: Sequence[Registration], actor: str

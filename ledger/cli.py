@@ -262,7 +262,18 @@ def summary_table(title: str, summaries: Sequence[Any]) -> SafeTable:
 def cmd_enrol(args: argparse.Namespace) -> None:
     with open_ledger(args, workers=args.jobs) as ledger:
         count = ledger.enrol(Path(args.file), actor(args))
+        extract = ledger.population_extract()
     say(f"enrolled {count:,} beneficiaries from {args.file}")
+    if extract is None:
+        warn(
+            "identities were not checked: no population register extract is loaded "
+            "(`ledger population import`)"
+        )
+    else:
+        say(
+            f"identities checked against the population register (extract "
+            f"{extract.extract_no} of {extract.extract_date})"
+        )
 
 
 def cmd_rates_set(args: argparse.Namespace) -> None:
@@ -502,6 +513,22 @@ def cmd_deaths_import(args: argparse.Namespace) -> None:
     say(
         f"{args.file}: {result.applied:,} registrations applied, "
         f"{result.unchanged:,} already applied before (unchanged)"
+    )
+
+
+def cmd_population_import(args: argparse.Namespace) -> None:
+    with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
+        extract, before = ledger.import_population(Path(args.file), args.date, actor(args))
+    if before:
+        say(
+            f"{args.file}: nothing changed: loaded before as extract {extract.extract_no} of "
+            f"{extract.extract_date} ({extract.rows_read:,} people)"
+        )
+        return
+    say(
+        f"{args.file}: extract {extract.extract_no} of {extract.extract_date} loaded: "
+        f"{extract.rows_read:,} people, {extract.added:,} added to the register, "
+        f"{extract.changed:,} changed; enrolment now checks identities against it"
     )
 
 
@@ -1902,6 +1929,26 @@ def build_parser() -> argparse.ArgumentParser:
         NO_STORE,
     )
     p.add_argument("file")
+
+    population_parser = commands.add_parser(
+        "population", help="the national population register, to check identities against"
+    )
+    population_commands = population_parser.add_subparsers(
+        dest="population_command", required=True, metavar="COMMAND"
+    )
+    p = command(
+        population_commands,
+        "import",
+        cmd_population_import,
+        "load an extract of the population register (personal_id,full_name,date_of_birth,sex,"
+        "date_of_death): every row or none; enrolment then checks identities against it",
+        OWNER,
+    )
+    p.add_argument("file")
+    p.add_argument(
+        "--date", required=True, metavar="YYYY-MM-DD", help="the day the register made the extract"
+    )
+    checked_by_jobs(p)
 
     p = command(commands, "hold", cmd_hold, "hold a beneficiary's payments")
     p.add_argument("id")

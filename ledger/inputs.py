@@ -391,11 +391,30 @@ class BankSettlementRow(SettlementRow):
         return found
 
 
+class PopulationRow(_Row):
+    """A person as the national population register's extract holds them
+    (`ledger population import`)."""
+
+    personal_id: PersonalId
+    full_name: Name
+    date_of_birth: PastDate
+    sex: Literal["M", "F"]
+    date_of_death: Annotated[Text, _value(values.iso_date, dated=True, optional=True)]
+
+    @classmethod
+    def cross_field(cls, raw: dict[str, str], bad: set[str]) -> list[Problem]:
+        died, born = raw["date_of_death"], raw["date_of_birth"]
+        if died and not bad & {"date_of_death", "date_of_birth"} and died < born:
+            return [("date_of_death", f"{died} is before the date of birth {born}")]
+        return []
+
+
 ENROLMENT_COLUMNS = tuple(EnrolmentRow.model_fields)
 DEATH_COLUMNS = tuple(DeathRow.model_fields)
 SETTLEMENT_COLUMNS = tuple(SettlementRow.model_fields)
 UNIT_COLUMNS = tuple(UnitRow.model_fields)
 PAYING_ACCOUNT_COLUMNS = tuple(PayingAccountRow.model_fields)
+POPULATION_COLUMNS = tuple(PopulationRow.model_fields)
 
 RowModel = TypeVar("RowModel", bound=_Row)
 

@@ -399,6 +399,13 @@ def person_name(text: str) -> str:
     return free_text(text, NAME_MAX)
 
 
+def name_key(name: str) -> str:
+    """A person's name as the population register's check compares it: in NFC, case folded
+    and its spacing aside (`Nguyễn  văn AN` is `nguyễn văn an`); never a letter's accent."""
+    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+    return " ".join(folded.split())
+
+
 def office_name(text: str) -> str:
     """A registry office's name: free text of at most NAME_MAX characters."""
     return free_text(text, NAME_MAX)

@@ -94,6 +94,9 @@ def decide_death_registrations(
     records: dict[str, DeathRecord | None] = {p: loaded.get(ids[p]) for p in pids}
     changed: dict[str, DeathRecord] = {}
     outcomes: list[RegistrationOutcome] = []
+    # with a register extract loaded, a death of someone it does not hold is refused
+    register = ports.population.latest()
+    unknown = None if register is None else set(pids) - ports.population.held(pids)
     for source, where, row in registrations:
         record = records[row.personal_id]
         owner = owners.get(row.event_id)
@@ -106,6 +109,19 @@ def decide_death_registrations(
                 outcomes.append(RegistrationOutcome(where, UNCHANGED))
             else:
                 outcomes.append(_reused(where, row, "with other content"))
+            continue
+        if register is not None and unknown and row.personal_id in unknown:
+            outcomes.append(
+                RegistrationOutcome(
+                    where,
+                    REFUSED,
+                    "unknown-person",
+                    f"{row.personal_id} is not in the population register (extract "
+                    f"{register.extract_no} of {register.extract_date}): check the id with the "
+                    "registry",
+                    field="personal_id",
+                )
+            )
             continue
         born = births.get(row.personal_id)
         if row.event_type != "REVOKED" and born is not None and row.date_of_death < born:

@@ -28,6 +28,7 @@ from ledger.inputs import (
 from ledger.months import month_of
 from ledger.rules import RuleViolation
 from ledger.service_layer.common import check_month, check_values, sorted_problems
+from ledger.service_layer.population import identity_problems
 from ledger.service_layer.ports import ConcurrentChange, Fence, Ports, Staging
 from ledger.values import shown
 
@@ -37,6 +38,7 @@ STAGED = (
     ("row_number", "BIGINT"),
     ("applicable", "INTEGER"),
     *((column, "TEXT") for column in ENROLMENT_COLUMNS),
+    ("name_key", "TEXT"),  # the name as the population register's check compares it
 )
 APPLY_CHUNK = 5000  # people per chunk of the save (one transaction for the whole file)
 
@@ -139,6 +141,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
             f"{name}: row {number}: effective_month: no standard level in "
             f"force for {month} (the first is from {earliest})"
         )
+    problems.extend(identity_problems(ports, name, staged))
     return problems
 
 
@@ -160,8 +163,13 @@ def _staging_rows(
         for number, code in provinces
         if code not in known
     ]
-    rows = [(number, 1, *row.model_dump().values()) for number, row in valid]
-    rows += [(number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS)) for number, f in refused]
+    rows = [
+        (number, 1, *row.model_dump().values(), values.name_key(row.full_name))
+        for number, row in valid
+    ]
+    rows += [
+        (number, 0, *(f.get(c) or None for c in ENROLMENT_COLUMNS), None) for number, f in refused
+    ]
     named = [(row[0], row[2]) for row in rows if row[2]]  # (row number, personal_id)
     dead = deaths_in_record(ports, sorted({pid for _, pid in named}))
     found += [

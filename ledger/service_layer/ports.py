@@ -10,7 +10,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 from ledger.inputs import DeathRow, InputFile
@@ -125,6 +125,31 @@ class Staging(Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterable[tuple[Any, ...]]: ...
     def close(self) -> None: ...
+
+
+class Extract(NamedTuple):
+    """An extract of the national population register, as loaded."""
+
+    extract_no: int
+    extract_date: str
+    file_sha256: str
+    file_name: str
+    rows_read: int
+    added: int
+    changed: int
+    loaded_at: str
+    loaded_by: str
+
+
+class PopulationRegister(Protocol):
+    """The people of the population register's extracts loaded, each as the latest extract
+    naming them gives them (adapters/population_register.py)."""
+
+    def latest(self) -> Extract | None: ...
+    def extract_of(self, digest: str) -> Extract | None: ...
+    def load(self, staged: Staging, loaded: Extract) -> Extract: ...
+    def mismatches(self, staged: Staging) -> Iterable[tuple[Any, ...]]: ...
+    def held(self, personal_ids: Sequence[str]) -> set[str]: ...
 
 
 class KeptDrafts(Protocol):
@@ -298,6 +323,7 @@ class Ports:
     read_registrations: RegistrationsReader
     stage: Callable[[str, Sequence[tuple[str, str]]], Staging]  # (name, [(column, SQL type)])
     drafts: KeptDrafts
+    population: PopulationRegister
     clock: Clock = field(default_factory=VietnamClock)
     progress: Progress = no_progress
     workers: Workers = field(default_factory=OneAfterAnother)
