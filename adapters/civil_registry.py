@@ -201,8 +201,15 @@ class TopicDelivery:
 
         ensure_topics(bootstrap, [topic])
         self.topic = topic
+        # a send not acknowledged within the delivery timeout fails rather than go on being
+        # retried after the registry was told to send again
         self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=10_000,
+            delivery_timeout_ms=int(self.ACK_TIMEOUT * 1000),
         )
 
     def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
@@ -214,8 +221,8 @@ class TopicDelivery:
             )
             for _, row in rows
         ]
-        for future in futures:
-            future.get(timeout=self.ACK_TIMEOUT)  # raises: not delivered, not acknowledged
+        for future in futures:  # raises: not delivered, not acknowledged
+            future.get(timeout=self.ACK_TIMEOUT + 5)
 
     def close(self) -> None:
         self.producer.close()

@@ -8,8 +8,10 @@ The DCI text leaves open what exactly is signed; this is ours, and the contracts
 created="{unix seconds}", expires="{unix seconds}", headers="(created) (expires) digest",
 signature="{base64}"`, over the three lines `(created): C`, `(expires): E` and
 `digest: SHA-256={base64 of the SHA-256 of the canonical JSON of {"header", "message"}}`, the
-canonical JSON being sorted keys, no spaces, UTF-8 (RFC 8785 for the strings, integers and
-booleans a notification holds: a number with a fraction is refused)."""
+canonical JSON being keys sorted by code point, no spaces, UTF-8 unescaped. It is what RFC 8785
+gives for what a notification may hold: strings with keys of the Basic Multilingual Plane,
+integers of at most 15 digits, booleans and null (a fraction, a longer integer, NaN or a key
+given twice is refused)."""
 
 from __future__ import annotations
 
@@ -117,24 +119,33 @@ def parse(body: bytes) -> dict[str, Any]:
         obj = dict(items)
         if len(obj) != len(items):
             raise ValueError("an object names a key twice")
+        if not all(key.isascii() or max(map(ord, key)) <= 0xFFFF for key in obj):
+            raise ValueError("a key outside the Basic Multilingual Plane")
         return obj
+
+    def bounded_int(text: str) -> int:
+        if len(text.lstrip("-")) > 15:  # beyond 2**53 a signer's JSON may write it otherwise
+            raise ValueError(f"an integer of {len(text)} digits has no place here")
+        return int(text)
 
     try:
         envelope = json.loads(
             body.decode("utf-8"),
             parse_float=no_fraction,
+            parse_int=bounded_int,
             parse_constant=no_constant,
             object_pairs_hook=pairs,
         )
-    except (UnicodeDecodeError, ValueError) as err:
+        if not isinstance(envelope, dict):
+            raise malformed('the body is a JSON object {"signature", "header", "message"}')
+        for part in ("header", "message"):
+            if not isinstance(envelope.get(part), dict):
+                raise malformed(f"{part}: an object is required")
+        canonical(envelope)  # what the signature covers can be written (no lone surrogate)
+    except (UnicodeError, ValueError) as err:
         raise malformed(f"the body is not a notification's JSON: {err}") from None
     except RecursionError:
         raise malformed("the body is nested deeper than any notification") from None
-    if not isinstance(envelope, dict):
-        raise malformed('the body is a JSON object {"signature", "header", "message"}')
-    for part in ("header", "message"):
-        if not isinstance(envelope.get(part), dict):
-            raise malformed(f"{part}: an object is required")
     return envelope
 
 
@@ -152,6 +163,7 @@ def signing_text(created: int, expires: int, envelope_digest: str) -> bytes:
     return f"(created): {created}\n(expires): {expires}\ndigest: SHA-256={envelope_digest}".encode()
 
 
+_EVENT_TYPE = re.compile(r"(?:[A-Za-z0-9._-]+:RegistryEventType:)?([A-Za-z_]{1,40})")
 _PARAM = re.compile(r'\s*([a-zA-Z]+)="([^"]*)"\s*(?:,|$)')
 
 
@@ -223,24 +235,33 @@ def check_fresh(signed: Signed, now: datetime, window: int) -> None:
     captured and sent again is refused (one sent again by its registry is answered as before,
     which the caller decides first)."""
     at = int(now.timestamp())
-    if not (at - window <= signed.created <= at + 60) or not (at < signed.expires):
-        made = datetime.fromtimestamp(signed.created, UTC).isoformat() if signed.created else "?"
+    fresh = at - window <= signed.created <= at + 60 and signed.created < signed.expires
+    if not fresh or not at < signed.expires:
         raise Refused(
             "expired",
             "err.request.bad",
             400,
-            f"signature: created {made}, expires after {signed.expires}: outside the "
-            f"{window} s window around the receiver's clock ({now.astimezone(UTC).isoformat()})",
+            f"signature: created {signed.created}, expires {signed.expires} (unix seconds): "
+            f"not within {window} s before the receiver's clock ({at}, "
+            f"{now.astimezone(UTC).isoformat(timespec='seconds')}), or expired",
         )
 
 
-def registrations(envelope: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+def registrations(
+    envelope: dict[str, Any], receiver: str = "ansinh"
+) -> list[tuple[str, dict[str, str]]]:
     """Each event of the notification as (where, the contract's death-registration fields,
-    still to be validated), or every problem of its shape at once."""
+    still to be validated), or every problem of its shape at once. `receiver`: the ledger's
+    id, which `receiver_id` must be when given (a notification meant for another system is
+    not taken here)."""
     header, message = envelope["header"], envelope["message"]
     problems: list[str] = []
     if header.get("action") != "notify":
         problems.append('header.action: "notify" is required')
+    if header.get("receiver_id") not in (None, receiver):
+        problems.append(f"header.receiver_id: must be {receiver} when given")
+    if header.get("is_msg_encrypted") not in (None, False):
+        problems.append("header.is_msg_encrypted: encrypted messages are not taken: send it signed")
     if not _token(header.get("message_id")):
         problems.append("header.message_id: required (letters, digits, . _ -, at most 100)")
     if not isinstance(message.get("transaction_id"), str) or not message["transaction_id"]:
@@ -249,6 +270,9 @@ def registrations(envelope: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
     if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
         problems.append(f"message.notify_event: a list of 1 to {MAX_EVENTS} events is required")
         events = []
+    count = header.get("total_count")
+    if count is not None and events and count != len(events):
+        problems.append(f"header.total_count: {count} but the message has {len(events)} events")
     found: list[tuple[str, dict[str, str]]] = []
     for n, event in enumerate(events):
         where = f"message.notify_event[{n}]"
@@ -265,9 +289,14 @@ def _event_fields(event: Any, where: str, problems: list[str]) -> dict[str, str]
     if not isinstance(data, dict):
         problems.append(f"{where}.data: an object is required")
         return None
-    kind = str(data.get("reg_event_type") or "").rsplit(":", 1)[-1].lower()
+    given = data.get("reg_event_type")
+    found = _EVENT_TYPE.fullmatch(given) if isinstance(given, str) else None
+    kind = found.group(1).lower() if found else ""
     if kind not in EVENT_TYPES:
-        problems.append(f"{where}.data.reg_event_type: one of {', '.join(EVENT_TYPES)}")
+        problems.append(
+            f"{where}.data.reg_event_type: one of {', '.join(EVENT_TYPES)}, alone or as "
+            "PREFIX:RegistryEventType:TYPE"
+        )
     records = data.get("reg_records")
     if isinstance(records, list) and len(records) == 1:
         records = records[0]
@@ -281,6 +310,8 @@ def _event_fields(event: Any, where: str, problems: list[str]) -> dict[str, str]
     for identifier in identifiers if isinstance(identifiers, list) else []:
         if isinstance(identifier, dict):
             kind_of = str(identifier.get("identifier_type") or "")
+            if kind_of in ids and kind_of in ("UIN", "DRN"):
+                problems.append(f"{where}.data.reg_records.identifier: {kind_of} given twice")
             ids.setdefault(kind_of, _text(identifier.get("identifier_value")))
     name = records.get("name")
     full = (

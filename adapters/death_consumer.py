@@ -41,6 +41,7 @@ from adapters.kafka_log import caught_up
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, validate_each
 from ledger.rules import RuleViolation
+from ledger.service_layer.deaths import Registration
 
 GROUP = "ledger-deaths"  # LEDGER_DEATHS_GROUP: one group per store that consumes the topic
 
@@ -78,15 +79,18 @@ def where(record: Any) -> str:
     return f"{record.topic} partition {record.partition} offset {record.offset}"
 
 
-def registration_of(record: Any, now: datetime | None = None) -> tuple[DeathRow, str] | Rejection:
+def registration_of(
+    record: Any, now: datetime | None = None
+) -> tuple[DeathRow, str, str | None] | Rejection:
     """A message as a validated registration with its source for the audit trail, or why
-    it cannot be one. `now`: the ledger's clock, for the dates that may not be in the future."""
+    it cannot be one, with the registry system that sent it when the message names it. `now`:
+    the ledger's clock, for the dates that may not be in the future."""
     return registrations_of([record], now)[0]
 
 
 def registrations_of(
     records: Sequence[Any], now: datetime | None = None
-) -> list[tuple[DeathRow, str] | Rejection]:
+) -> list[tuple[DeathRow, str, str | None] | Rejection]:
     """What registration_of gives each message, the messages' fields checked together."""
     values = [_decoded(record) for record in records]
     fields = [row_fields(v) for v in values if not isinstance(v, Rejection)]
@@ -106,7 +110,7 @@ def _decoded(record: Any) -> dict[str, Any] | Rejection:
 
 def _registration(
     record: Any, value: dict[str, Any], result: DeathRow | list[tuple[str, str]]
-) -> tuple[DeathRow, str] | Rejection:
+) -> tuple[DeathRow, str, str | None] | Rejection:
     if isinstance(result, list):
         fields = [f for f, _ in result]
         reason = "invalid-personal-id" if "personal_id" in fields else "invalid-field"
@@ -120,7 +124,7 @@ def _registration(
             f"must share a partition to keep their order), got {key!r}",
         )
     system = value.get("registry_system")  # from version 2 on
-    return result, f"{where(record)} ({system})" if system else where(record)
+    return result, f"{where(record)} ({system})" if system else where(record), system or None
 
 
 @dataclass
@@ -242,15 +246,15 @@ class DeathRegistrationConsumer:
 
     def _handle(self, tp: Any, records: Sequence[Any]) -> int:
         rejections: list[tuple[Any, Rejection]] = []
-        registrations: list[tuple[str, str, DeathRow]] = []
+        registrations: list[Registration] = []
         registered: list[Any] = []
         now = self.ledger.clock.now()
         for record, got in zip(records, registrations_of(records, now), strict=True):
             if isinstance(got, Rejection):
                 rejections.append((record, got))
             else:
-                row, source = got
-                registrations.append((source, where(record), row))
+                row, source, system = got
+                registrations.append(Registration(source, where(record), row, system))
                 registered.append(record)
         decision = self.ledger.decide_death_registrations(registrations, self.actor)
         outcomes = Counter(o.outcome for o in decision.outcomes)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,18 @@ ANSWERS_KEPT = 100_000  # notifications whose answer is kept to give again (the 
 _CORRELATION = uuid.UUID("6f1f6a52-3c3e-4c55-9d0e-5a1b2f0d7e21")
 
 
+_log = logging.getLogger("ledger.registry")
+
+
+def _reused(key: tuple[str, str]) -> Refused:
+    return Refused(
+        "reused-message-id",
+        "err.request.bad",
+        409,
+        f"header.message_id: {key[1]} was given to other content",
+    )
+
+
 class Undeliverable(Exception):
     """The record refuses the registrations (the embedded store's rules): a NACK."""
 
@@ -51,6 +65,7 @@ class Undeliverable(Exception):
 class Limits:
     max_body: int = 256 * 1024  # bytes
     window: int = 300  # seconds a signature is fresh
+    receiver: str = "ansinh"  # the ledger's id: a notification's receiver_id, when given
 
 
 class RegistryEndpoint:
@@ -73,6 +88,7 @@ class RegistryEndpoint:
             limits,
         )
         self.answers: OrderedDict[tuple[str, str], tuple[str, int, bytes]] = OrderedDict()
+        self.pending: dict[tuple[str, str], str] = {}
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -96,13 +112,15 @@ class RegistryEndpoint:
                 return before
             check_fresh(signed, self.now(), self.limits.window)
             checked = self._checked(envelope)
-            await run_in_threadpool(self.deliver, key[0], key[1], checked)
+            with self._delivering(key, signed.digest):
+                await run_in_threadpool(self.deliver, key[0], key[1], checked)
         except Refused as refused:
             return self._answer("ERR", refused)
         except Undeliverable as refused:
             nack = Refused("refused-by-record", "err.request.bad", 200, str(refused))
             return self._answer("NACK", nack, kept=(key, signed.digest))
         except Exception as err:  # the topic or the store is not there: the registry retries
+            _log.exception("a notification was not delivered")  # the server's log, not the answer
             down = Refused(
                 "unavailable",
                 "err.service.unavailable",
@@ -153,7 +171,7 @@ class RegistryEndpoint:
     def _checked(self, envelope: dict[str, Any]) -> list[tuple[str, DeathRow]]:
         """Each event as a registration checked as a CSV row or a Kafka message is; every
         problem of the notification at once."""
-        events = registrations(envelope)
+        events = registrations(envelope, self.limits.receiver)
         checked = validate_each(DeathRow, [fields for _, fields in events], self.now())
         problems = [
             f"{where}: {field}: {message}"
@@ -165,18 +183,36 @@ class RegistryEndpoint:
             raise Refused("invalid-registration", "err.request.bad", 400, "; ".join(problems))
         return [(where, row) for (where, _), row in zip(events, checked, strict=True)]  # type: ignore[misc]
 
+    @contextmanager
+    def _delivering(self, key: tuple[str, str], body_digest: str) -> Iterator[None]:
+        """The message id held while its notification is delivered: another notification
+        under it meanwhile is refused, not delivered beside it."""
+        with self.lock:
+            held = self.pending.get(key)
+            if held is None:
+                self.pending[key] = body_digest
+        if held is not None:
+            if held != body_digest:
+                raise _reused(key)
+            raise Refused(
+                "unavailable",
+                "err.service.unavailable",
+                503,
+                "the same notification is being delivered: send it again in a moment",
+            )
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.pending.pop(key, None)
+
     def _answered(self, key: tuple[str, str], body_digest: str) -> Response | None:
         with self.lock:
             kept = self.answers.get(key)
         if kept is None:
             return None
         if kept[0] != body_digest:
-            raise Refused(
-                "reused-message-id",
-                "err.request.bad",
-                409,
-                f"header.message_id: {key[1]} was answered for other content",
-            )
+            raise _reused(key)
         self.counts["answered-again"] += 1
         return Response(kept[2], status_code=kept[1], media_type="application/json")
 
@@ -211,6 +247,11 @@ class RegistryEndpoint:
         return Response(body, status_code=status, media_type="application/json")
 
     async def counts_page(self, request: Request) -> Response:
+        """The counts, for a registry's or an operator's token (not for anyone who asks)."""
+        try:
+            self._bearer(request)
+        except Refused as refused:
+            return self._answer("ERR", refused)
         return JSONResponse(dict(sorted(self.counts.items())))
 
 
@@ -249,15 +290,24 @@ class StoreDelivery:
         self.lock = threading.Lock()
 
     def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
-        from ledger.inputs import InputRejected
+        from ledger.service_layer.deaths import REFUSED, Registration
 
         source = f"{sender} notification {message_id}"
-        registrations = [(f"{source} {where}", f"{source}: {where}", row) for where, row in rows]
+        registrations = [
+            Registration(f"{source} {where}", f"{source}: {where}", row, sender)
+            for where, row in rows
+        ]
         with self.lock:
-            try:
-                self.ledger.apply_death_registrations(registrations, self.actor)
-            except InputRejected as refused:
-                raise Undeliverable("; ".join(refused.problems)) from None
+            decision = self.ledger.decide_death_registrations(registrations, self.actor)
+            refused = [o for o in decision.outcomes if o.outcome == REFUSED]
+            if refused:
+                # each event's reason code, not the sentence: that names what the record
+                # holds (a date of birth, another registration's number), which is not the
+                # registry's to read
+                raise Undeliverable(
+                    "; ".join(f"{o.where.split(': ', 1)[-1]}: {o.reason}" for o in refused)
+                )
+            self.ledger.ports.save(*decision.records)
 
 
 def make_registry_app(endpoint: RegistryEndpoint) -> Starlette:

@@ -200,6 +200,7 @@ class DeathRecord(Aggregate):
         claimant: dict[str, str] | None,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
         """The first registration of a person's death opens the record (one event, not two:
         a day of registrations is mostly first ones)."""
@@ -218,6 +219,7 @@ class DeathRecord(Aggregate):
             registered_at,
             registry_office,
             claimant,
+            system,
         )
 
     def _put_in_force(
@@ -229,6 +231,7 @@ class DeathRecord(Aggregate):
         registered_at: str,
         registry_office: str,
         claimant: dict[str, str] | None,
+        system: str | None,
     ) -> None:
         self._remember(
             event_id,
@@ -244,6 +247,7 @@ class DeathRecord(Aggregate):
             "date_of_death": date_of_death,
             "claimant": claimant,
             "revoked": False,
+            "system": system,  # None: registered from a file or a message naming no system
         }
         self.in_force = registration_number
 
@@ -310,6 +314,7 @@ class DeathRecord(Aggregate):
         claimant: dict[str, str] | None,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
         if self.in_force is not None and self.in_force != registration_number:
             raise RegistrationRefused(
@@ -332,6 +337,7 @@ class DeathRecord(Aggregate):
             claimant=claimant,
             actor=actor,
             source=source,
+            system=system,
         )
 
     @event("RegisteredAgain")  # after the registration in force was revoked
@@ -346,6 +352,7 @@ class DeathRecord(Aggregate):
         claimant: dict[str, str] | None,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
         self._put_in_force(
             event_id,
@@ -355,9 +362,10 @@ class DeathRecord(Aggregate):
             registered_at,
             registry_office,
             claimant,
+            system,
         )
 
-    def _known(self, registration_number: str, what: str) -> dict[str, Any]:
+    def _known(self, registration_number: str, what: str, system: str | None) -> dict[str, Any]:
         reg = self.registrations.get(registration_number)
         if reg is None:
             raise RegistrationRefused(
@@ -366,6 +374,15 @@ class DeathRecord(Aggregate):
         if reg["revoked"]:
             raise RegistrationRefused(
                 "revoked-registration", f"{what} of revoked registration {registration_number}"
+            )
+        registered_by = reg.get("system")
+        if registered_by and system and system != registered_by:
+            # one registry's notification may not change what another registered (its
+            # claimant's account included)
+            raise RegistrationRefused(
+                "other-registry",
+                f"{what} of registration {registration_number} by {system}: only the registry "
+                f"system that registered it ({registered_by}) may change it",
             )
         return reg
 
@@ -380,8 +397,9 @@ class DeathRecord(Aggregate):
         claimant: dict[str, str] | None,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
-        self._known(registration_number, "correction")
+        self._known(registration_number, "correction", system)
         self._corrected(
             event_id=event_id,
             registration_number=registration_number,
@@ -391,6 +409,7 @@ class DeathRecord(Aggregate):
             claimant=claimant,
             actor=actor,
             source=source,
+            system=system,
         )
 
     @event("Corrected")
@@ -404,6 +423,7 @@ class DeathRecord(Aggregate):
         claimant: dict[str, str] | None,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
         self._remember(
             event_id,
@@ -428,8 +448,9 @@ class DeathRecord(Aggregate):
         registry_office: str,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
-        self._known(registration_number, "revocation")
+        self._known(registration_number, "revocation", system)
         self._revoked(
             event_id=event_id,
             registration_number=registration_number,
@@ -437,6 +458,7 @@ class DeathRecord(Aggregate):
             registry_office=registry_office,
             actor=actor,
             source=source,
+            system=system,
         )
 
     @event("Revoked")
@@ -448,6 +470,7 @@ class DeathRecord(Aggregate):
         registry_office: str,
         actor: str,
         source: str,
+        system: str | None = None,
     ) -> None:
         self._remember(
             event_id,

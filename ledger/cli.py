@@ -1561,7 +1561,11 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
             tokens,
             deliver,
             clock.now,
-            Limits(max_body=config.registry_max_body, window=config.registry_window),
+            Limits(
+                max_body=config.registry_max_body,
+                window=config.registry_window,
+                receiver=config.registry_receiver,
+            ),
         )
         say(
             f"the civil registry's endpoint on http://{args.host}:{args.port}/registry/notify:"
@@ -1575,6 +1579,9 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
             log_level="warning",
             server_header=False,
             timeout_keep_alive=30,
+            # beyond this many connections at once, new ones are answered 503 at once; slow
+            # clients are a TLS proxy's to cut off in front of it
+            limit_concurrency=512,
         )
         counted = ", ".join(f"{n:,} {reason}" for reason, n in sorted(endpoint.counts.items()))
         say(f"notifications answered: {counted or 'none'}")

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     registry_window: int = Field(
         default=300, ge=10, le=86_400, description="seconds a notification's signature is fresh"
     )
+    registry_receiver: str = Field(
+        default="ansinh",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="the ledger's id, which a notification's receiver_id must be when given",
+    )
 
 
 class BadSettings(RuleViolation):

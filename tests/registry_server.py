@@ -1,5 +1,6 @@
 """`ledger registry serve` as a real HTTP server for the tests: started on a free port with the
-registries' keys and tokens, answered once it serves its counts, stopped after the test."""
+registries' keys and tokens, taken as up once it refuses its counts to a client without a
+token, stopped after the test."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def registry_server(
                     f"the endpoint stopped: {proc.stdout.read() if proc.stdout else ''}"
                 )
             try:
-                if httpx.get(f"{base}/registry/counts", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/registry/counts", timeout=2).status_code == 401:
                     break
             except httpx.HTTPError:
                 pass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.aggregates import DeathRecord, RegistrationRefused, death_record_id
@@ -38,8 +38,15 @@ class DeathDecision:
         return sum(1 for o in self.outcomes if o.outcome == outcome)
 
 
-# (source for the audit trail, where to point an error, the registration)
-Registration = tuple[str, str, DeathRow]
+class Registration(NamedTuple):
+    """A registration to decide: its source for the audit trail, where an error points, the
+    registration, and the registry system that sent it when known (a v2 message, the HTTP
+    endpoint): a registration is corrected or revoked only by the system that registered it."""
+
+    source: str
+    where: str
+    row: DeathRow
+    system: str | None = None
 
 
 def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
@@ -52,7 +59,8 @@ def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     unit, records = ports.read_registrations(file, problems, ports.clock.now())
     ports.read_models.catch_up()  # the guards are checked where the decision is made, below
     registrations = [
-        (f"{file.name} {unit} {n}", f"{file.name}: {unit} {n}", row) for n, row in records
+        Registration(f"{file.name} {unit} {n}", f"{file.name}: {unit} {n}", row)
+        for n, row in records
     ]
     if not problems:
         return apply_death_registrations(ports, registrations, actor)
@@ -86,8 +94,8 @@ def decide_death_registrations(
     (a registry that reused an id), so its guards are checked first: a consumer of the
     registry's topic refuses, rather than take a death for one already applied."""
     ports.guards.check()
-    owners = _record_of_event_ids(ports, [row.event_id for _, _, row in registrations])
-    pids = list(dict.fromkeys(row.personal_id for _, _, row in registrations))
+    owners = _record_of_event_ids(ports, [row.event_id for _, _, row, *_ in registrations])
+    pids = list(dict.fromkeys(row.personal_id for _, _, row, *_ in registrations))
     births = _births(ports, pids)
     ids = {p: death_record_id(p) for p in pids}  # a name-based UUID: a hash, made once
     loaded = ports.events.load_many(list(ids.values()))
@@ -97,7 +105,9 @@ def decide_death_registrations(
     # with a register extract loaded, a death of someone it does not hold is refused
     register = ports.population.latest()
     unknown = None if register is None else set(pids) - ports.population.held(pids)
-    for source, where, row in registrations:
+    for registration in registrations:
+        source, where, row = registration[:3]
+        system = registration[3] if len(registration) > 3 else None
         record = records[row.personal_id]
         owner = owners.get(row.event_id)
         applied = record.applied_content(row.event_id) if record is not None else None
@@ -137,7 +147,7 @@ def decide_death_registrations(
             )
             continue
         try:
-            record = _apply(record, row, actor, source)
+            record = _apply(record, row, actor, source, system)
         except RegistrationRefused as refused:
             outcomes.append(RegistrationOutcome(where, REFUSED, refused.reason, str(refused)))
             continue
@@ -209,9 +219,12 @@ def _record_of_event_ids(ports: Ports, event_ids: Sequence[str]) -> dict[str, An
     return found
 
 
-def _apply(record: DeathRecord | None, row: DeathRow, actor: str, source: str) -> DeathRecord:
+def _apply(
+    record: DeathRecord | None, row: DeathRow, actor: str, source: str, system: str | None
+) -> DeathRecord:
     """One registration on a person's death record (a new record for a first one)."""
     facts: dict[str, Any] = {
+        "system": system,
         "event_id": row.event_id,
         "registration_number": row.registration_number,
         "registered_at": row.registered_at,

@@ -63,7 +63,10 @@ def deaths(store: str) -> list[tuple[Any, ...]]:
 
 
 def counts(base: str) -> dict[str, int]:
-    return dict(httpx.get(f"{base}/registry/counts", timeout=10).json())
+    answer = httpx.get(
+        f"{base}/registry/counts", headers={"Authorization": f"Bearer {HANOI.token}"}, timeout=10
+    )
+    return dict(answer.json())
 
 
 def refused(answer: httpx.Response, status: int, code: str, reason: str) -> None:
@@ -111,8 +114,47 @@ def test_a_registration_the_record_refuses_is_a_nack_with_its_reason(
     assert answer.status_code == 200, answer.text
     message = answer.json()["message"]
     assert message["ack_status"] == "NACK"
-    assert "before the person's date of birth" in message["error"]["message"]
+    # the event and its reason, not what the record holds (the date of birth enrolled)
+    assert message["error"]["message"] == (
+        "refused-by-record: message.notify_event[0]: death-before-birth"
+    )
     assert YOUNG not in {d[0] for d in deaths(store)}
+
+
+def test_only_the_registry_that_registered_a_death_may_correct_or_revoke_it(
+    served: tuple[str, str],
+) -> None:
+    base, store = served
+    registered = send(base, HANOI.notification(death_event(ALIVE, registration_number="KT-HN-9")))
+    assert registered.json()["message"]["ack_status"] == "ACK", registered.text
+    thief = {"personal_id": "001000009999", "name": "Kẻ Gian", "channel": "BANK",
+             "bank_code": "VCB", "account_number": "123456789"}  # fmt: skip
+    for kind in ("death_correction", "death_revocation"):
+        claimant = thief if kind == "death_correction" else None
+        other = OTHER.notification(
+            death_event(ALIVE, registration_number="KT-HN-9", kind=kind, claimant=claimant)
+        )
+        answer = send(base, other, OTHER)
+        message = answer.json()["message"]
+        assert message["ack_status"] == "NACK", answer.text
+        assert message["error"]["message"].endswith("message.notify_event[0]: other-registry")
+    assert query_store(
+        store,
+        "SELECT registration_number, in_force, claimant_account_number FROM deaths"
+        " WHERE personal_id = ?",
+        (ALIVE,),
+    ) == [("KT-HN-9", 1, None)]
+    # the registry that registered it may
+    revoked = send(
+        base,
+        HANOI.notification(
+            death_event(ALIVE, registration_number="KT-HN-9", kind="death_revocation")
+        ),
+    )
+    assert revoked.json()["message"]["ack_status"] == "ACK", revoked.text
+    assert query_store(store, "SELECT in_force FROM deaths WHERE personal_id = ?", (ALIVE,)) == [
+        (0,)
+    ]
 
 
 def tampered(notification: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +173,25 @@ def posing_as_hanoi() -> dict[str, Any]:
     notification = OTHER.notification(death_event(ALIVE))
     notification["header"]["sender_id"] = HANOI.sender_id
     return OTHER.sign(notification["header"], notification["message"])
+
+
+def with_event_type(kind: str) -> dict[str, Any]:
+    event = death_event(ALIVE)
+    event["data"]["reg_event_type"] = kind
+    return HANOI.notification(event)
+
+
+def two_personal_ids() -> dict[str, Any]:
+    event = death_event(ALIVE)
+    identifiers = event["data"]["reg_records"]["identifier"]
+    identifiers.append({"identifier_type": "UIN", "identifier_value": DEAD})
+    return HANOI.notification(event)
+
+
+def with_header(**fields: Any) -> dict[str, Any]:
+    notification = HANOI.notification(death_event(ALIVE))
+    notification["header"].update(fields)
+    return HANOI.sign(notification["header"], notification["message"])
 
 
 CASES = [
@@ -160,6 +221,24 @@ CASES = [
      HANOI, 400, "err.request.bad", "invalid-registration"),
     ("not a death", lambda: HANOI.notification(death_event(ALIVE, kind="LiveBirth")),
      HANOI, 400, "err.request.bad", "malformed"),
+    ("a death behind another prefix", lambda: with_event_type("birth:death"),
+     HANOI, 400, "err.request.bad", "malformed"),
+    ("two personal ids", two_personal_ids, HANOI, 400, "err.request.bad", "malformed"),
+    ("meant for another system", lambda: with_header(receiver_id="another-programme"),
+     HANOI, 400, "err.request.bad", "malformed"),
+    ("encrypted", lambda: with_header(is_msg_encrypted=True),
+     HANOI, 400, "err.request.bad", "malformed"),
+    ("counting other events", lambda: with_header(total_count=99),
+     HANOI, 400, "err.request.bad", "malformed"),
+    ("a lone surrogate", lambda: b'{"signature": "x", "header": {"v": "\\ud800"}, "message": {}}',
+     HANOI, 400, "err.request.bad", "malformed"),
+    ("an integer past 2**53", lambda: b'{"signature": "x", "header": {"n": 9007199254740993},'
+     b' "message": {}}', HANOI, 400, "err.request.bad", "malformed"),
+    ("created in milliseconds", lambda: HANOI.notification(
+        death_event(ALIVE), created=int(__import__("time").time() * 1000)),
+     HANOI, 400, "err.request.bad", "expired"),
+    ("expiring before it was made", lambda: HANOI.notification(death_event(ALIVE), lifetime=-10),
+     HANOI, 400, "err.request.bad", "expired"),
 ]  # fmt: skip
 
 
@@ -182,6 +261,8 @@ def test_each_refusal_has_its_reason_is_counted_and_records_nothing(
 
 def test_without_a_bearer_token_nothing_is_read(served: tuple[str, str]) -> None:
     base, store = served
+    refused(httpx.get(f"{base}/registry/counts", timeout=10), 401, "err.request.unauthorized",
+            "unauthorized")  # fmt: skip
     before = deaths(store)
     answer = httpx.post(
         f"{base}/registry/notify",

@@ -21,6 +21,7 @@ from adapters.civil_registry import SUBJECT, avro_record
 from adapters.death_consumer import Rejection, registration_of, tracking_name
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, InputRejected
+from ledger.service_layer.deaths import Registration
 from tests.conftest import REVOKE, Files, death, enrolment, query_store
 
 TOPIC = "civil-registry.deaths"
@@ -158,6 +159,35 @@ def test_each_registration_is_decided_in_order(ledger: Ledger) -> None:
         (APPLIED, ""),
         (REFUSED, "revoked-registration"),
         (REFUSED, "registration-number-taken"),
+        (APPLIED, ""),
+    ]
+
+
+def test_a_registration_is_changed_only_by_the_registry_system_that_registered_it(
+    ledger: Ledger,
+) -> None:
+    """A system's registration: another system's correction or revocation is refused; one
+    that names no system (a file an operator imports, a v1 message) is taken."""
+    pid = "001000000001"
+    sent = [
+        (death(pid, registration_number="KT-1"), "HTTP-CR-HN"),
+        (death(pid, event_type="CORRECTED", registration_number="KT-1"), "HTTP-CR-HCM"),
+        (death(pid, registration_number="KT-1") | REVOKE, "HTTP-CR-HCM"),
+        (death(pid, event_type="CORRECTED", registration_number="KT-1"), "HTTP-CR-HN"),
+        (death(pid, event_type="CORRECTED", registration_number="KT-1"), None),
+        (death(pid, registration_number="KT-1") | REVOKE, None),
+    ]
+    registrations = [
+        Registration(f"src {n}", f"row {n}", DeathRow.model_validate(row), system)
+        for n, (row, system) in enumerate(sent)
+    ]
+    decision = ledger.decide_death_registrations(registrations, "registry-bot")
+    assert [(o.outcome, o.reason) for o in decision.outcomes] == [
+        (APPLIED, ""),
+        (REFUSED, "other-registry"),
+        (REFUSED, "other-registry"),
+        (APPLIED, ""),
+        (APPLIED, ""),
         (APPLIED, ""),
     ]
 
