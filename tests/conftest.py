@@ -47,6 +47,26 @@ def chain_key() -> Iterator[str]:
         yield TEST_CHAIN_KEY
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _followers_of_the_module() -> Iterator[None]:
+    """The `ledger project` followers of the stores a module made, stopped when it ends."""
+    from tests import roles as test_roles
+
+    mark = services.databases_made()
+    yield
+    test_roles.stop_followers_of(services.made_since(mark))
+
+
+@pytest.fixture(autouse=True)
+def _followers_of_the_test() -> Iterator[None]:
+    """And those of the stores a test made, stopped when it ends."""
+    from tests import roles as test_roles
+
+    mark = services.databases_made()
+    yield
+    test_roles.stop_followers_of(services.made_since(mark))
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of a database on the real PostgreSQL server, to create test databases from."""

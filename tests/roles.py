@@ -119,6 +119,21 @@ def stop_follower(owner_url: str) -> None:
             process.wait(timeout=10)
 
 
+def stop_followers_of(databases: set[str]) -> None:
+    """Stop the followers of the stores in these databases: their tests are done with them.
+    (Left running until the session ends, a follower per store polled its store: hundreds of
+    them, by the end of a run, took the machine's cores from the tests.)"""
+    done = [url for url in _followers if urlsplit(url).path.lstrip("/") in databases]
+    for url in done:
+        process = _followers[url]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for url in done:
+        process = _followers.pop(url)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
 def stop_followers() -> None:
     for process in _followers.values():
         if process.poll() is None:

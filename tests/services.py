@@ -98,6 +98,16 @@ def kafka() -> Iterator[str]:
 _created: list[str] = []
 
 
+def databases_made() -> int:
+    """How many databases the tests have made so far: a mark for `made_since`."""
+    return len(_created)
+
+
+def made_since(mark: int) -> set[str]:
+    """The names of the databases made after `mark`."""
+    return set(_created[mark:])
+
+
 def drop_test_databases(server_url: str) -> None:
     import psycopg
 
