@@ -78,7 +78,34 @@ def postgres_server() -> Iterator[str]:
 def kafka_bootstrap() -> Iterator[str]:
     """host:port of the real Kafka broker."""
     with services.kafka() as bootstrap:
+        _broker_in_use.append(bootstrap)
         yield bootstrap
+
+
+_broker_in_use: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _topics_of_the_module() -> Iterator[None]:
+    """The topics a module made, deleted when it ends (each test names its own): a broker
+    that keeps thousands of partitions spends its cores on them, and the tests after wait."""
+    yield
+    if not _broker_in_use:
+        return
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=_broker_in_use[0], request_timeout_ms=30_000)
+    except Exception:  # the broker is gone (a fault test stopped it): nothing to tidy
+        return
+    try:
+        made = [t for t in admin.list_topics() if not t.startswith("__")]
+        if made:
+            admin.delete_topics(made)
+    except Exception:  # tidying only: a test's result never depends on it
+        pass
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
