@@ -4,6 +4,7 @@ that every way in is validated by the same pydantic model."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from collections.abc import Iterator, Sequence
@@ -211,9 +212,10 @@ class TopicDelivery:
             request_timeout_ms=10_000,
             delivery_timeout_ms=int(self.ACK_TIMEOUT * 1000),
         )
+        self.producer.partitions_for(topic)  # the topic's metadata now, not in the first send
 
-    def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
-        futures = [
+    def _send(self, sender: str, rows: Sequence[tuple[str, DeathRow]]) -> list[Any]:
+        return [
             self.producer.send(
                 self.topic,
                 key=row.personal_id.encode(),
@@ -221,8 +223,33 @@ class TopicDelivery:
             )
             for _, row in rows
         ]
-        for future in futures:  # raises: not delivered, not acknowledged
+
+    def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
+        for future in self._send(sender, rows):  # raises: not delivered, not acknowledged
             future.get(timeout=self.ACK_TIMEOUT + 5)
+
+    async def deliver_async(
+        self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]
+    ) -> None:
+        """The same, awaited by the endpoint's event loop rather than a thread held per
+        notification: each send's acknowledgement (or failure) is handed to the loop by the
+        producer's own thread."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for future in self._send(sender, rows):
+            done: asyncio.Future[None] = loop.create_future()
+            future.add_callback(lambda _, d=done: loop.call_soon_threadsafe(_settle, d, None))
+            future.add_errback(lambda err, d=done: loop.call_soon_threadsafe(_settle, d, err))
+            waits.append(done)
+        await asyncio.wait_for(asyncio.gather(*waits), timeout=self.ACK_TIMEOUT + 5)
 
     def close(self) -> None:
         self.producer.close()
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if not done.done():
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)

@@ -113,7 +113,11 @@ class RegistryEndpoint:
             check_fresh(signed, self.now(), self.limits.window)
             checked = self._checked(envelope)
             with self._delivering(key, signed.digest):
-                await run_in_threadpool(self.deliver, key[0], key[1], checked)
+                deliver_async = getattr(self.deliver, "deliver_async", None)
+                if deliver_async is not None:  # the topic's: awaited, no thread held
+                    await deliver_async(key[0], key[1], checked)
+                else:  # the embedded store's: a transaction, in a thread of its own
+                    await run_in_threadpool(self.deliver, key[0], key[1], checked)
         except Refused as refused:
             return self._answer("ERR", refused)
         except Undeliverable as refused:

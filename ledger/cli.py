@@ -1510,6 +1510,8 @@ def cmd_console(args: argparse.Namespace) -> None:
         port=args.port,
         log_level="warning",
         server_header=False,
+        http="h11",  # the console's pages: the pure-Python parser, as they were tested
+        loop="asyncio",
         # a browser keeps its connection between pages: closed while idle under a minute, a
         # request sent as it closes is reset
         timeout_keep_alive=60,
@@ -1578,6 +1580,8 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
             port=args.port,
             log_level="warning",
             server_header=False,
+            http="httptools",  # thousands of notifications a second: parsed in C
+            loop="uvloop",
             timeout_keep_alive=30,
             # beyond this many connections at once, new ones are answered 503 at once; slow
             # clients are a TLS proxy's to cut off in front of it
