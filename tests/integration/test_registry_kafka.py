@@ -1,7 +1,8 @@
 """The endpoint on a PostgreSQL store: an acknowledged notification is on the deaths topic
 (keyed by personal id, in the wire format, marked with its registry) before the answer, and
-`ledger deaths consume` applies it to the store; a notification sent again adds nothing to
-the topic, and a refused one puts nothing on it. Real broker, real server, real client."""
+`ledger deaths consume` applies it to the store, whose next list no longer pays the person; a
+notification sent again adds nothing to the topic, and a refused one puts nothing on it. Real
+broker, real server, real client."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.registry_server import registry_server
 
 pytestmark = pytest.mark.integration
 
-PERSON = "002000000077"
+PERSON, NEIGHBOUR = "002000000077", "002000000078"
 
 
 def test_an_acknowledged_notification_is_on_the_topic_and_consumed_into_the_store(
@@ -32,7 +33,8 @@ def test_an_acknowledged_notification_is_on_the_topic_and_consumed_into_the_stor
 ) -> None:
     store = new_store("postgresql", tmp_path, request)
     with Ledger(store) as ledger:
-        ledger.enrol(Files(tmp_path).enrolments([enrolment(PERSON)]), "officer")
+        people = [enrolment(PERSON), enrolment(NEIGHBOUR)]
+        ledger.enrol(Files(tmp_path).enrolments(people), "officer")
     topic = f"civil-registry.deaths.test-{uuid.uuid4().hex[:8]}"
     hanoi = Registry()
     env = {"LEDGER_KAFKA": kafka_bootstrap, "LEDGER_DEATHS_TOPIC": topic}
@@ -63,3 +65,11 @@ def test_an_acknowledged_notification_is_on_the_topic_and_consumed_into_the_stor
         record = ledger.events.get(death_record_id(PERSON))
         assert record.in_force == "KT-HN-77"
         assert record.has_applied(str(value["event_id"]))
+        # and on the lists: August pays the neighbour, not the person who died in July
+        ledger.run_payroll("2025-08", None, "maker")
+        ledger.approve_payroll("2025-08", None, "checker")
+        paid = ledger.db.query(
+            "SELECT personal_id, kind FROM payment_lines WHERE period = '2025-08'"
+        )
+    assert (NEIGHBOUR, "REGULAR") in paid
+    assert all(pid != PERSON for pid, _ in paid), paid
