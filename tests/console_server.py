@@ -26,22 +26,23 @@ def free_port() -> int:
 def console(store: str, files: Path | None = None) -> Iterator[str]:
     """The console's base URL, for `store`, its exports written under `files` (a new folder
     of its own by default)."""
-    port = free_port()
     files = files or Path(tempfile.mkdtemp(prefix="console-files-"))
+    env = {k: v for k, v in os.environ.items() if k != "LEDGER_USER"}
+    args = ["console", "--store", store, "--files", str(files)]
+    with served("the console", args, env, "/login", 200) as base:
+        yield base
+
+
+@contextmanager
+def served(
+    what: str, args: list[str], env: dict[str, str], probe: str, ready: int
+) -> Iterator[str]:
+    """`ledger ARGS --port P` running on a free port until the test is done; its base URL
+    once `probe` answers with the status `ready`."""
+    port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ledger.cli",
-            "console",
-            "--port",
-            str(port),
-            "--store",
-            store,
-            "--files",
-            str(files),
-        ],  # fmt: skip
-        env={k: v for k, v in os.environ.items() if k != "LEDGER_USER"},
+        [sys.executable, "-m", "ledger.cli", *args, "--port", str(port)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -51,16 +52,14 @@ def console(store: str, files: Path | None = None) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise AssertionError(
-                    f"the console stopped: {proc.stdout.read() if proc.stdout else ''}"
-                )
+                raise AssertionError(f"{what} stopped: {proc.stdout.read() if proc.stdout else ''}")
             try:
-                if httpx.get(f"{base}/login", timeout=2).status_code == 200:
+                if httpx.get(f"{base}{probe}", timeout=2).status_code == ready:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("the console did not answer within 60 s")
+                raise AssertionError(f"{what} did not answer within 60 s")
             time.sleep(0.2)
         yield base
     finally:

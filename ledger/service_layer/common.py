@@ -9,6 +9,7 @@ from datetime import datetime
 
 from ledger import values
 from ledger.inputs import InputRejected, Problems, row_order
+from ledger.service_layer.ports import Staging
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,20 @@ def repeated(
         else:
             first[value] = number
     return first, problems
+
+
+def repeated_in_staged(file: str, staged: Staging, field: str = "personal_id") -> list[str]:
+    """`repeated` for a file too large to hold, asked of its staging table (indexed on the
+    field): a problem line for every later row that names a value again."""
+    return [
+        f"{file}: row {number}: {field}: {value} is already on row {first}"
+        for number, value, first in staged.stream(
+            f"SELECT s.row_number, s.{field}, f.first FROM {{staged}} s JOIN ("
+            f" SELECT {field}, MIN(row_number) AS first FROM {{staged}}"
+            f" WHERE {field} IS NOT NULL GROUP BY {field} HAVING COUNT(*) > 1"
+            f") f ON f.{field} = s.{field} WHERE s.row_number > f.first"
+        )
+    ]
 
 
 def sorted_problems(problems: list[str]) -> list[str]:

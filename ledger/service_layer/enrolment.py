@@ -27,7 +27,12 @@ from ledger.inputs import (
 )
 from ledger.months import month_of
 from ledger.rules import RuleViolation
-from ledger.service_layer.common import check_month, check_values, sorted_problems
+from ledger.service_layer.common import (
+    check_month,
+    check_values,
+    repeated_in_staged,
+    sorted_problems,
+)
 from ledger.service_layer.population import identity_problems
 from ledger.service_layer.ports import ConcurrentChange, Fence, Ports, Staging
 from ledger.values import shown
@@ -115,13 +120,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> Problems:
         done += len(rows)
         ports.progress(f"checking {name}", done, max(done, expected))
     staged.index("personal_id")
-    for number, pid, first in staged.stream(
-        "SELECT s.row_number, s.personal_id, f.first FROM {staged} s JOIN ("
-        " SELECT personal_id, MIN(row_number) AS first FROM {staged}"
-        " WHERE personal_id IS NOT NULL GROUP BY personal_id HAVING COUNT(*) > 1"
-        ") f ON f.personal_id = s.personal_id WHERE s.row_number > f.first"
-    ):
-        problems.append(f"{name}: row {number}: personal_id: {pid} is already on row {first}")
+    problems.extend(repeated_in_staged(name, staged))
     for number, pid in staged.stream(
         "SELECT s.row_number, s.personal_id FROM {staged} s"
         " JOIN beneficiaries b ON b.personal_id = s.personal_id"

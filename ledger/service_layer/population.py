@@ -20,7 +20,7 @@ from ledger.inputs import (
     entry_chunks,
 )
 from ledger.rules import RuleViolation
-from ledger.service_layer.common import sorted_problems
+from ledger.service_layer.common import repeated_in_staged, sorted_problems
 from ledger.service_layer.ports import Extract, Ports, Staging
 from ledger.values import shown
 
@@ -77,13 +77,7 @@ def _check(ports: Ports, file: InputFile, staged: Staging) -> int:
         done += len(rows)
         ports.progress(f"checking {file.name}", done, max(done, expected))
     staged.index("personal_id")
-    for number, pid, first in staged.stream(
-        "SELECT s.row_number, s.personal_id, f.first FROM {staged} s JOIN ("
-        " SELECT personal_id, MIN(row_number) AS first FROM {staged}"
-        " WHERE personal_id IS NOT NULL GROUP BY personal_id HAVING COUNT(*) > 1"
-        ") f ON f.personal_id = s.personal_id WHERE s.row_number > f.first"
-    ):
-        problems.append(f"{file.name}: row {number}: personal_id: {pid} is already on row {first}")
+    problems.extend(repeated_in_staged(file.name, staged))
     if problems:
         raise InputRejected(sorted_problems(problems))
     return done
