@@ -83,19 +83,28 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 _broker_in_use: list[str] = []
+_module_used_the_broker: list[bool] = []
+
+
+@pytest.fixture(autouse=True)
+def _marks_a_module_using_the_broker(request: pytest.FixtureRequest) -> None:
+    if "kafka_bootstrap" in request.fixturenames:
+        _module_used_the_broker.append(True)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _topics_of_the_module() -> Iterator[None]:
     """The topics a module made, deleted when it ends (each test names its own): a broker
-    that keeps thousands of partitions spends its cores on them, and the tests after wait."""
+    that keeps thousands of partitions spends its cores on them, and the tests after wait.
+    Only after a module that used the broker."""
+    _module_used_the_broker.clear()
     yield
-    if not _broker_in_use:
+    if not _broker_in_use or not _module_used_the_broker:
         return
     from kafka.admin import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=_broker_in_use[0], request_timeout_ms=30_000)
+        admin = KafkaAdminClient(bootstrap_servers=_broker_in_use[0], request_timeout_ms=10_000)
     except Exception:  # the broker is gone (a fault test stopped it): nothing to tidy
         return
     try:
