@@ -208,7 +208,7 @@ class TopicDelivery:
             bootstrap_servers=bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=10,
+            linger_ms=25,
             request_timeout_ms=10_000,
             delivery_timeout_ms=int(self.ACK_TIMEOUT * 1000),
         )
