@@ -20,8 +20,8 @@ import re
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,10 +314,51 @@ class StoreDelivery:
             self.ledger.ports.save(*decision.records)
 
 
-def make_registry_app(endpoint: RegistryEndpoint) -> Starlette:
+def make_registry_app(
+    endpoint: RegistryEndpoint, on_shutdown: Sequence[Callable[[], Any]] = ()
+) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for stop in on_shutdown:
+            stop()
+
     return Starlette(
         routes=[
             Route("/registry/notify", endpoint.notify, methods=["POST"]),
             Route("/registry/counts", endpoint.counts_page, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
+
+
+def configured_endpoint(deliver: Deliver) -> RegistryEndpoint:
+    """The endpoint as the environment configures it (LEDGER_REGISTRY_*), delivering to
+    `deliver`."""
+    from adapters.dci_notify import load_keys
+    from ledger.config import settings
+    from ledger.service_layer.ports import VietnamClock
+
+    config = settings()
+    if config.registry_keys is None or config.registry_tokens is None:
+        from ledger.rules import RuleViolation
+
+        raise RuleViolation(
+            "registry serve needs LEDGER_REGISTRY_KEYS (the registries' public keys, a JWKS "
+            "file) and LEDGER_REGISTRY_TOKENS (a line `SENDER_ID SHA256_OF_TOKEN` per bearer "
+            "token)"
+        )
+    limits = Limits(config.registry_max_body, config.registry_window, config.registry_receiver)
+    keys, tokens = load_keys(config.registry_keys), load_tokens(config.registry_tokens)
+    return RegistryEndpoint(keys, tokens, deliver, VietnamClock().now, limits)
+
+
+def topic_app() -> Starlette:
+    """The endpoint of a PostgreSQL deployment, made in each worker process (`ledger registry
+    serve --workers N`): its own producer to the deaths topic, its own answers kept."""
+    from adapters.civil_registry import TopicDelivery
+    from ledger.config import settings
+
+    config = settings()
+    topic = TopicDelivery(str(config.kafka), config.deaths_topic)
+    return make_registry_app(configured_endpoint(topic), on_shutdown=[topic.close])

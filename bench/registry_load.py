@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--notifications", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="the endpoint's processes")
     args = parser.parse_args()
     bootstrap = os.environ.get("LEDGER_KAFKA") or os.environ.get("LEDGER_TEST_KAFKA")
     if not bootstrap:
@@ -143,14 +144,15 @@ def main() -> None:
     store = "postgresql://registry@127.0.0.1:1/ledger"
     with (
         tempfile.TemporaryDirectory() as folder,
-        registry_server(store, Path(folder), registry, env=env) as base,
+        registry_server(store, Path(folder), registry, env=env, workers=args.workers) as base,
     ):
         seconds, latencies, answers = asyncio.run(
             load(base, registry.token, bodies, args.in_flight, args.seconds)
         )
     floor_seconds, floor_latencies = broker_floor(bootstrap, len(latencies), args.in_flight)
     print(
-        f"\nregistry endpoint under load: {args.in_flight} in flight, loopback, "
+        f"\nregistry endpoint under load: {args.workers} worker processes, {args.in_flight} in "
+        "flight, loopback, "
         f"{os.cpu_count()} cores (client, endpoint and broker on this machine)"
     )
     print(

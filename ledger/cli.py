@@ -1526,67 +1526,50 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
 
     import uvicorn
 
-    from adapters.civil_registry import TopicDelivery
-    from adapters.dci_notify import load_keys
     from adapters.registry_http import (
-        Limits,
-        RegistryEndpoint,
         StoreDelivery,
-        load_tokens,
+        configured_endpoint,
         make_registry_app,
     )
     from adapters.store import StoreLocation
-    from ledger.service_layer.ports import VietnamClock
 
     config = settings()
-    if config.registry_keys is None or config.registry_tokens is None:
-        raise RuleViolation(
-            "registry serve needs LEDGER_REGISTRY_KEYS (the registries' public keys, a JWKS "
-            "file) and LEDGER_REGISTRY_TOKENS (a line `SENDER_ID SHA256_OF_TOKEN` per bearer "
-            "token)"
-        )
-    keys, tokens = load_keys(config.registry_keys), load_tokens(config.registry_tokens)
-    clock = VietnamClock()
-    with contextlib.ExitStack() as stack:
-        if StoreLocation.parse(args.store).kind == "postgresql":
-            bootstrap = kafka_bootstrap("registry serve on a PostgreSQL store")
-            topic = TopicDelivery(bootstrap, config.deaths_topic)
-            stack.callback(topic.close)
-            deliver: Any = topic
-            where = f"the topic {config.deaths_topic} on {bootstrap}"
-        else:
-            ledger = stack.enter_context(open_ledger(args))
-            deliver = StoreDelivery(ledger, actor(args))
-            where = f"the store {args.store}"
-        endpoint = RegistryEndpoint(
-            keys,
-            tokens,
-            deliver,
-            clock.now,
-            Limits(
-                max_body=config.registry_max_body,
-                window=config.registry_window,
-                receiver=config.registry_receiver,
-            ),
-        )
+    configured_endpoint(lambda *_: None)  # the keys and tokens read, or refused, here
+    serve: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "server_header": False,
+        "http": "httptools",  # thousands of notifications a second: parsed in C
+        "loop": "uvloop",
+        "timeout_keep_alive": 30,
+        # beyond this many connections at once, new ones are answered 503 at once; slow
+        # clients are a TLS proxy's to cut off in front of it
+        "limit_concurrency": 512,
+    }
+    url = f"http://{args.host}:{args.port}/registry/notify"
+    if StoreLocation.parse(args.store).kind == "postgresql":
+        bootstrap = kafka_bootstrap("registry serve on a PostgreSQL store")
         say(
-            f"the civil registry's endpoint on http://{args.host}:{args.port}/registry/notify:"
-            f" {len(keys)} keys of {len({k.sender_id for k in keys.values()})} registries, "
-            f"{len(tokens)} bearer tokens; registrations to {where}; Ctrl-C stops"
+            f"the civil registry's endpoint on {url}, {args.workers} worker process"
+            f"{'es' if args.workers > 1 else ''}: registrations to the topic "
+            f"{config.deaths_topic} on {bootstrap}; Ctrl-C stops"
         )
-        uvicorn.run(
-            make_registry_app(endpoint),
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            server_header=False,
-            http="httptools",  # thousands of notifications a second: parsed in C
-            loop="uvloop",
-            timeout_keep_alive=30,
-            # beyond this many connections at once, new ones are answered 503 at once; slow
-            # clients are a TLS proxy's to cut off in front of it
-            limit_concurrency=512,
+        uvicorn.run("adapters.registry_http:topic_app", factory=True, workers=args.workers, **serve)
+        return
+    if args.workers > 1:
+        raise RuleViolation(
+            "--workers: the embedded store takes one writer at a time: give --workers 1"
         )
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(open_ledger(args))
+        endpoint = configured_endpoint(StoreDelivery(ledger, actor(args)))
+        say(
+            f"the civil registry's endpoint on {url}: {len(endpoint.keys)} keys, "
+            f"{len(endpoint.tokens)} bearer tokens; registrations to the store {args.store}; "
+            "Ctrl-C stops"
+        )
+        uvicorn.run(make_registry_app(endpoint), **serve)
         counted = ", ".join(f"{n:,} {reason}" for reason, n in sorted(endpoint.counts.items()))
         say(f"notifications answered: {counted or 'none'}")
 
@@ -1821,6 +1804,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     p.add_argument("--port", type=bounded(1, 65535), default=8443)
+    p.add_argument(
+        "--workers",
+        type=bounded(1, 64),
+        default=1,
+        help="processes serving the endpoint, on PostgreSQL (each keeps its own answers)",
+    )
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)

@@ -15,7 +15,11 @@ from tests.registry_messages import Registry, keys_file, tokens_file
 
 @contextmanager
 def registry_server(
-    store: str, folder: Path, *registries: Registry, env: dict[str, str] | None = None
+    store: str,
+    folder: Path,
+    *registries: Registry,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[str]:
     """The endpoint's base URL, trusting `registries` (their keys and tokens in `folder`)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("LEDGER_USER", "LEDGER_KAFKA")}
@@ -24,7 +28,7 @@ def registry_server(
         LEDGER_REGISTRY_TOKENS=str(tokens_file(folder / "registries.tokens", *registries)),
         **(env or {}),
     )
-    args = ["registry", "serve", "--store", store, "--by", "registry"]
+    args = ["registry", "serve", "--store", store, "--by", "registry", "--workers", str(workers)]
     # up once it refuses its counts to a client without a token
     with served("the endpoint", args, environment, "/registry/counts", 401) as base:
         yield base
