@@ -517,8 +517,27 @@ def cmd_deaths_import(args: argparse.Namespace) -> None:
 
 
 def cmd_population_import(args: argparse.Namespace) -> None:
-    with progress_bar() as report, open_ledger(args, report, workers=args.jobs) as ledger:
-        extract, before = ledger.import_population(Path(args.file), args.date, actor(args))
+    """The owner's (on PostgreSQL only the owner writes the register): the store opened as
+    `init` opens it, without the read models, which the register is not."""
+    from adapters.event_store import store_exists
+    from adapters.store import StoreLocation
+    from ledger.application import Ledger
+
+    location = StoreLocation.parse(args.store)
+    if not store_exists(location):
+        raise StoreUrlError(f"no ledger store at {args.store}: run `ledger init` first")
+    with (
+        progress_bar() as report,
+        Ledger(
+            args.store, create=False, read_models="none", progress=report, workers=args.jobs
+        ) as ledger,
+    ):
+        who = (
+            str(ledger.db.query("SELECT session_user")[0][0])
+            if location.kind == "postgresql"
+            else actor(args)
+        )
+        extract, before = ledger.import_population(Path(args.file), args.date, who)
     if before:
         say(
             f"{args.file}: nothing changed: loaded before as extract {extract.extract_no} of "
