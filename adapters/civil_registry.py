@@ -226,16 +226,12 @@ class TopicDelivery:
             for _, row in rows
         ]
 
-    def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
-        for future in self._send(sender, rows):  # raises: not delivered, not acknowledged
-            future.get(timeout=self.ACK_TIMEOUT + 5)
-
-    async def deliver_async(
+    async def __call__(
         self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]
     ) -> None:
-        """The same, awaited by the endpoint's event loop rather than a thread held per
-        notification: each send's acknowledgement (or failure) is handed to the loop by the
-        producer's own thread."""
+        """Awaited by the endpoint's event loop rather than a thread held per notification:
+        each send's acknowledgement (or failure) is handed to the loop by the producer's own
+        thread; raises when one is not delivered or not acknowledged."""
         loop = asyncio.get_running_loop()
         waits = []
         for future in self._send(sender, rows):

@@ -85,7 +85,7 @@ def load_keys(path: Path) -> dict[str, SenderKey]:
         if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
             raise BadKeys(f'{where}: only Ed25519 keys ("kty": "OKP", "crv": "Ed25519")')
         kid, sender = str(jwk.get("kid", "")), str(jwk.get("sender_id", ""))
-        if not _token(kid) or not _token(sender):
+        if not is_identifier(kid) or not is_identifier(sender):
             raise BadKeys(f"{where}: kid and sender_id are required (letters, digits, . _ -)")
         if kid in keys:
             raise BadKeys(f"{where}: kid {kid} is given twice")
@@ -101,7 +101,8 @@ def load_keys(path: Path) -> dict[str, SenderKey]:
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
-def _token(value: Any) -> bool:
+def is_identifier(value: Any) -> bool:
+    """A sender, key or message id: letters, digits, `.` `_` `-`, at most 100."""
     return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
 
 
@@ -262,7 +263,7 @@ def registrations(
         problems.append(f"header.receiver_id: must be {receiver} when given")
     if header.get("is_msg_encrypted") not in (None, False):
         problems.append("header.is_msg_encrypted: encrypted messages are not taken: send it signed")
-    if not _token(header.get("message_id")):
+    if not is_identifier(header.get("message_id")):
         problems.append("header.message_id: required (letters, digits, . _ -, at most 100)")
     if not isinstance(message.get("transaction_id"), str) or not message["transaction_id"]:
         problems.append("message.transaction_id: required")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.service_layer.ports import Extract
+from ledger.views import in_chunks, marks
 
 EXTRACTS = "population_extracts"
 REGISTER = "population_register"
@@ -54,15 +55,15 @@ class RegisterTables:
         everyone else as before. The extract, numbered and counted."""
         s = staged.table
         differs = (
-            "r.full_name <> s.full_name OR r.date_of_birth <> s.date_of_birth OR r.sex <> s.sex"
-            " OR COALESCE(r.date_of_death, '') <> COALESCE(s.date_of_death, '')"
+            "(r.full_name <> s.full_name OR r.date_of_birth <> s.date_of_birth OR r.sex <> s.sex"
+            " OR COALESCE(r.date_of_death, '') <> COALESCE(s.date_of_death, ''))"
         )
         with self.db.transaction(lock=REGISTER) as cursor:
             cursor.execute(f"SELECT COALESCE(MAX(extract_no), 0) + 1 FROM {EXTRACTS}")
             number = int(cursor.fetchone()[0])
             cursor.execute(
                 f"SELECT COUNT(*) FROM {s} s JOIN {REGISTER} r ON r.personal_id = s.personal_id"
-                f" WHERE s.applicable = 1 AND ({differs})"
+                f" WHERE s.applicable = 1 AND {differs}"
             )
             changed = int(cursor.fetchone()[0])
             cursor.execute(
@@ -71,11 +72,11 @@ class RegisterTables:
             )
             added = int(cursor.fetchone()[0])
             cursor.execute(
-                f"UPDATE {REGISTER} SET full_name = s.full_name, name_key = s.name_key,"
+                f"UPDATE {REGISTER} AS r SET full_name = s.full_name, name_key = s.name_key,"
                 " date_of_birth = s.date_of_birth, sex = s.sex,"
                 " date_of_death = NULLIF(s.date_of_death, ''), extract_no = ?"
-                f" FROM {s} s WHERE {REGISTER}.personal_id = s.personal_id AND s.applicable = 1"
-                f" AND ({differs.replace('r.', REGISTER + '.')})",
+                f" FROM {s} s WHERE r.personal_id = s.personal_id AND s.applicable = 1"
+                f" AND {differs}",
                 (number,),
             )
             cursor.execute(
@@ -86,17 +87,7 @@ class RegisterTables:
                 f" (SELECT 1 FROM {REGISTER} r WHERE r.personal_id = s.personal_id)",
                 (number,),
             )
-            done = Extract(
-                number,
-                loaded.extract_date,
-                loaded.file_sha256,
-                loaded.file_name,
-                loaded.rows_read,
-                added,
-                changed,
-                loaded.loaded_at,
-                loaded.loaded_by,
-            )
+            done = loaded._replace(extract_no=number, added=added, changed=changed)
             cursor.execute(
                 f"INSERT INTO {EXTRACTS} ({_EXTRACT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 tuple(done),
@@ -118,14 +109,10 @@ class RegisterTables:
 
     def held(self, personal_ids: Sequence[str]) -> set[str]:
         """Which of these people the register holds."""
-        found: set[str] = set()
-        for start in range(0, len(personal_ids), 1000):
-            part = list(personal_ids[start : start + 1000])
-            marks = ", ".join("?" for _ in part)
-            found.update(
-                str(r[0])
-                for r in self.db.query(
-                    f"SELECT personal_id FROM {REGISTER} WHERE personal_id IN ({marks})", part
-                )
+        return {
+            str(r[0])
+            for chunk in in_chunks(personal_ids)
+            for r in self.db.query(
+                f"SELECT personal_id FROM {REGISTER} WHERE personal_id IN ({marks(chunk)})", chunk
             )
-        return found
+        }

@@ -20,7 +20,7 @@ import re
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,14 +33,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.dci_notify import Refused, SenderKey, check_fresh, malformed, parse, registrations
+from adapters.dci_notify import (
+    Refused,
+    SenderKey,
+    check_fresh,
+    is_identifier,
+    malformed,
+    parse,
+    registrations,
+)
 from adapters.dci_notify import verify as verify_signature
 from ledger.inputs import DeathRow, validate_each
 
-# what delivers a notification's checked registrations: returns when they are durable, raises
-# Undeliverable (NACK: the record refuses them) or anything else (ERR: try again later)
-# (sender, message id, [(where in the notification, registration)])
-Deliver = Callable[[str, str, Sequence[tuple[str, DeathRow]]], None]
+# what delivers a notification's checked registrations (sender, message id, [(where in the
+# notification, registration)]): awaited until they are durable; raises Undeliverable (NACK:
+# the record refuses them) or anything else (ERR: try again later)
+Deliver = Callable[[str, str, Sequence[tuple[str, DeathRow]]], Awaitable[None]]
 ANSWERS_KEPT = 100_000  # notifications whose answer is kept to give again (the newest)
 _CORRELATION = uuid.UUID("6f1f6a52-3c3e-4c55-9d0e-5a1b2f0d7e21")
 
@@ -113,11 +121,7 @@ class RegistryEndpoint:
             check_fresh(signed, self.now(), self.limits.window)
             checked = self._checked(envelope)
             with self._delivering(key, signed.digest):
-                deliver_async = getattr(self.deliver, "deliver_async", None)
-                if deliver_async is not None:  # the topic's: awaited, no thread held
-                    await deliver_async(key[0], key[1], checked)
-                else:  # the embedded store's: a transaction, in a thread of its own
-                    await run_in_threadpool(self.deliver, key[0], key[1], checked)
+                await self.deliver(key[0], key[1], checked)
         except Refused as refused:
             return self._answer("ERR", refused)
         except Undeliverable as refused:
@@ -273,7 +277,7 @@ def load_tokens(path: Path) -> dict[str, str]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2 or not _SHA256.fullmatch(parts[1]) or not _SENDER.fullmatch(parts[0]):
+        if len(parts) != 2 or not _SHA256.fullmatch(parts[1]) or not is_identifier(parts[0]):
             raise BadKeys(f"{path}: line {n}: `SENDER_ID SHA256_HEX` (64 hex digits) expected")
         tokens[parts[1].lower()] = parts[0]
     if not tokens:
@@ -282,36 +286,43 @@ def load_tokens(path: Path) -> dict[str, str]:
 
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_SENDER = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 class StoreDelivery:
     """The embedded store's way: the registrations applied at once, all or none, one
-    notification at a time (one writer); a refusal of the record is a NACK with its lines."""
+    notification at a time (one writer), in a thread of its own; a refusal of the record is a
+    NACK naming each refused event's reason code."""
 
     def __init__(self, ledger: Any, actor: str) -> None:
         self.ledger, self.actor = ledger, actor
         self.lock = threading.Lock()
 
-    def __call__(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
-        from ledger.service_layer.deaths import REFUSED, Registration
+    async def __call__(
+        self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]
+    ) -> None:
+        await run_in_threadpool(self._apply, sender, message_id, rows)
+
+    def _apply(self, sender: str, message_id: str, rows: Sequence[tuple[str, DeathRow]]) -> None:
+        from ledger.service_layer.deaths import REFUSED, Registration, RegistrationsRefused
 
         source = f"{sender} notification {message_id}"
         registrations = [
             Registration(f"{source} {where}", f"{source}: {where}", row, sender)
             for where, row in rows
         ]
-        with self.lock:
-            decision = self.ledger.decide_death_registrations(registrations, self.actor)
-            refused = [o for o in decision.outcomes if o.outcome == REFUSED]
-            if refused:
-                # each event's reason code, not the sentence: that names what the record
-                # holds (a date of birth, another registration's number), which is not the
-                # registry's to read
-                raise Undeliverable(
-                    "; ".join(f"{o.where.split(': ', 1)[-1]}: {o.reason}" for o in refused)
+        try:
+            with self.lock:
+                self.ledger.apply_death_registrations(registrations, self.actor)
+        except RegistrationsRefused as refused:
+            # each event's reason code, not the sentence: that names what the record holds
+            # (a date of birth, another registration's number), which is not the registry's
+            raise Undeliverable(
+                "; ".join(
+                    f"{where}: {outcome.reason}"
+                    for (where, _), outcome in zip(rows, refused.outcomes, strict=True)
+                    if outcome.outcome == REFUSED
                 )
-            self.ledger.ports.save(*decision.records)
+            ) from None
 
 
 def make_registry_app(
@@ -332,12 +343,10 @@ def make_registry_app(
     )
 
 
-def configured_endpoint(deliver: Deliver) -> RegistryEndpoint:
-    """The endpoint as the environment configures it (LEDGER_REGISTRY_*), delivering to
-    `deliver`."""
+def configuration() -> tuple[dict[str, SenderKey], dict[str, str], Limits]:
+    """The keys, tokens and limits the environment gives (LEDGER_REGISTRY_*), or why not."""
     from adapters.dci_notify import load_keys
     from ledger.config import settings
-    from ledger.service_layer.ports import VietnamClock
 
     config = settings()
     if config.registry_keys is None or config.registry_tokens is None:
@@ -349,7 +358,14 @@ def configured_endpoint(deliver: Deliver) -> RegistryEndpoint:
             "token)"
         )
     limits = Limits(config.registry_max_body, config.registry_window, config.registry_receiver)
-    keys, tokens = load_keys(config.registry_keys), load_tokens(config.registry_tokens)
+    return load_keys(config.registry_keys), load_tokens(config.registry_tokens), limits
+
+
+def configured_endpoint(deliver: Deliver) -> RegistryEndpoint:
+    """The endpoint as the environment configures it, delivering to `deliver`."""
+    from ledger.service_layer.ports import VietnamClock
+
+    keys, tokens, limits = configuration()
     return RegistryEndpoint(keys, tokens, deliver, VietnamClock().now, limits)
 
 

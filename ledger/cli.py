@@ -1547,13 +1547,14 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
 
     from adapters.registry_http import (
         StoreDelivery,
+        configuration,
         configured_endpoint,
         make_registry_app,
     )
     from adapters.store import StoreLocation
 
     config = settings()
-    configured_endpoint(lambda *_: None)  # the keys and tokens read, or refused, here
+    configuration()  # the keys and tokens read, or refused, before anything starts
     serve: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

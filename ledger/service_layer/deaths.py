@@ -69,6 +69,15 @@ def import_deaths(ports: Ports, file: InputFile, actor: str) -> ImportResult:
     raise InputRejected(sorted_problems(problems))
 
 
+class RegistrationsRefused(InputRejected):
+    """Registrations the record refuses: a line each, and every registration's outcome, in
+    their order (a caller that must not show the record's facts reads their reason codes)."""
+
+    def __init__(self, problems: Sequence[str], outcomes: Sequence[RegistrationOutcome]) -> None:
+        super().__init__(problems)
+        self.outcomes = list(outcomes)
+
+
 def apply_death_registrations(
     ports: Ports, registrations: Sequence[Registration], actor: str
 ) -> ImportResult:
@@ -76,7 +85,7 @@ def apply_death_registrations(
     decision = decide_death_registrations(ports, registrations, actor)
     refused = _refusals(decision)
     if refused:
-        raise InputRejected(refused)
+        raise RegistrationsRefused(refused, decision.outcomes)
     ports.save(*decision.records)
     return ImportResult(decision.count(APPLIED), decision.count(UNCHANGED))
 
@@ -94,8 +103,9 @@ def decide_death_registrations(
     (a registry that reused an id), so its guards are checked first: a consumer of the
     registry's topic refuses, rather than take a death for one already applied."""
     ports.guards.check()
-    owners = _record_of_event_ids(ports, [row.event_id for _, _, row, *_ in registrations])
-    pids = list(dict.fromkeys(row.personal_id for _, _, row, *_ in registrations))
+    registrations = [Registration(*r) for r in registrations]  # a plain (source, where, row) too
+    owners = _record_of_event_ids(ports, [r.row.event_id for r in registrations])
+    pids = list(dict.fromkeys(r.row.personal_id for r in registrations))
     births = _births(ports, pids)
     ids = {p: death_record_id(p) for p in pids}  # a name-based UUID: a hash, made once
     loaded = ports.events.load_many(list(ids.values()))
@@ -105,9 +115,7 @@ def decide_death_registrations(
     # with a register extract loaded, a death of someone it does not hold is refused
     register = ports.population.latest()
     unknown = None if register is None else set(pids) - ports.population.held(pids)
-    for registration in registrations:
-        source, where, row = registration[:3]
-        system = registration[3] if len(registration) > 3 else None
+    for source, where, row, system in registrations:
         record = records[row.personal_id]
         owner = owners.get(row.event_id)
         applied = record.applied_content(row.event_id) if record is not None else None
