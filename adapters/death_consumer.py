@@ -37,6 +37,7 @@ from kafka.errors import KafkaError
 
 from adapters import avro
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
+from adapters.kafka_client import connection
 from adapters.kafka_log import caught_up
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, validate_each
@@ -165,7 +166,7 @@ class DeathRegistrationConsumer:
         self.tally = Tally()
         ensure_topics(bootstrap, [self.topic, self.rejected_topic])
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **connection(bootstrap),
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -178,7 +179,7 @@ class DeathRegistrationConsumer:
         )
         self.consumer.subscribe([self.topic])
         self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            **connection(bootstrap), acks="all", enable_idempotence=True, linger_ms=5
         )
         self.positioned: set[Any] = set()
         self.next_offsets: dict[Any, int] = {}

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from adapters import avro
+from adapters.kafka_client import connection
 from ledger.config import settings
 
 SUBJECT = "ledger.events-value"
@@ -78,7 +79,7 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = KafkaAdminClient(**connection(bootstrap), request_timeout_ms=30_000)
     try:
         if settings.name not in admin.list_topics():
             # another process may create it a moment before us: then check it as any other
@@ -167,7 +168,7 @@ class Publisher:
         ensure_topic(bootstrap, self.settings)
         self.progress = progress or (lambda sent: None)
         self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
+            **connection(bootstrap),
             enable_idempotence=True,  # no duplicate or reordering from the producer's retries
             acks="all",
             linger_ms=5,

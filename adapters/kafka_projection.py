@@ -19,6 +19,7 @@ import psycopg
 
 from adapters import avro
 from adapters.cipher_keys import CipherKeyError, load_key_ring
+from adapters.kafka_client import connection
 from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
 from adapters.personal_data import PersonalData
 from adapters.store import StoreUrlError
@@ -111,7 +112,7 @@ class ProjectionWorker:
                 "the database owner (it adds what an earlier version did not make)"
             )
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **connection(bootstrap),
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -6,6 +6,7 @@ the variable's name, never half-used."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,16 @@ class Settings(BaseSettings):
     events_topic: str = Field(default="ledger.events", min_length=1, max_length=249)
     events_partitions: int = Field(default=12, ge=1, le=10_000)
     kafka_replication: int = Field(default=1, ge=1, le=32)
+    # how the Kafka clients connect (adapters/kafka_client.py); passwords only from files
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = Field(default=None, description="the brokers' CA, PEM")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="client certificate, PEM")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="client key, PEM")
+    kafka_ssl_key_password_file: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = Field(default=None, max_length=255)
+    kafka_sasl_password_file: Path | None = None
     # the key of the hash chain (adapters/chain_key.py): hex, at least 32 bytes; kept out of
     # the store, so that nobody who can only write the store can recompute the chain
     chain_key: SecretStr | None = Field(default=None, description="hex; else the key file")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.kafka_client import connection
 from adapters.kafka_projection import APPLY_BYTES
 from adapters.sql import PostgresScratch, SQLiteDatabase
 from ledger.application import Ledger
@@ -329,7 +330,7 @@ def merged_partitions(
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connection(bootstrap),
         enable_auto_commit=False,
         fetch_max_bytes=max(ahead_bytes, 1024 * 1024),
     )
@@ -431,7 +432,7 @@ def whole_topic(bootstrap: str, topic: str) -> Iterator[Any]:
     """Every record of a topic from offset 0 to its end as of now."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**connection(bootstrap), enable_auto_commit=False)
     try:
         partitions, ends = _from_the_beginning(consumer, topic)
         read = _Reader(consumer, topic, ends)
