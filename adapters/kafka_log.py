@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from adapters import avro
+from adapters import avro, store_identity
 from adapters.kafka_client import connection
 from ledger.config import settings
 
@@ -148,6 +148,104 @@ def payload_text(payload: dict[str, Any]) -> str:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+class TopicOfAnotherStore(TopicMisconfigured):
+    """The topic holds events published from another store."""
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Where a key goes: the Java client's default partitioner (murmur2 of the key's bytes),
+    as every client of these topics must place it; given explicitly, so that the publisher
+    knows which partition each event went to."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The last message of a partition of ledger.events: whose store, which notification."""
+
+    partition: int
+    offset: int
+    store_id: str | None
+    notification_id: int
+    chain_hash: str | None
+
+
+def header(record: Any, name: str) -> str | None:
+    """A header's value as text; the last one when a header is repeated."""
+    found = [value for key, value in (record.headers or []) if key == name]
+    return found[-1].decode("utf-8", "replace") if found else None
+
+
+def tails(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Tail]:
+    """The last message of every partition of the topic that has one."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**connection(bootstrap), enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        firsts = consumer.beginning_offsets(partitions)
+        wanted = {tp: ends[tp] - 1 for tp in partitions if ends[tp] > firsts[tp]}
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        consumer.pause(*(tp for tp in partitions if tp not in wanted))
+        found: dict[Any, Any] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(wanted):
+            if time.monotonic() > deadline:
+                raise TopicMisconfigured(
+                    f"topic {topic}: the last message of each partition could not be read "
+                    f"within {timeout:.0f} s: is the broker reachable?"
+                )
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    if r.offset >= wanted[tp]:
+                        found[tp] = r
+                        consumer.pause(tp)
+    finally:
+        consumer.close()
+    return [tail_of(r) for r in found.values()]
+
+
+def tail_of(record: Any) -> Tail:
+    notification = header(record, "notification_id")
+    try:
+        chain_hash = avro.decode(SUBJECT, record.value).get("chain_hash")
+    except avro.UndecodableMessage:
+        chain_hash = None
+    return Tail(
+        partition=record.partition,
+        offset=record.offset,
+        store_id=header(record, store_identity.HEADER),
+        notification_id=int(notification) if notification and notification.isdigit() else -1,
+        chain_hash=chain_hash,
+    )
+
+
+def check_store(topic: str, found: list[Tail], mine: str, link_at: Callable[[int], Any]) -> None:
+    """Refuse a topic whose messages were published from another store. A message of an
+    earlier version, which carried no store id, is this store's when its chain link is the
+    one this store holds at its notification id."""
+    for tail in found:
+        if tail.store_id == mine:
+            continue
+        if (
+            tail.store_id is None
+            and tail.chain_hash
+            and link_at(tail.notification_id) == (tail.chain_hash)
+        ):
+            continue
+        theirs = f"store {tail.store_id}" if tail.store_id else "a store that is not this one"
+        raise TopicOfAnotherStore(
+            f"topic {topic} holds the events of {theirs} (partition {tail.partition}, offset "
+            f"{tail.offset}); this is store {mine}: give each store a topic of its own "
+            "(LEDGER_EVENTS_TOPIC)"
+        )
+
+
 class Publisher:
     """Produces the ledger's notification log to Kafka, from where it last got to."""
 
@@ -165,8 +263,15 @@ class Publisher:
 
         self.ledger = ledger
         self.settings = settings or TopicSettings.from_env()
-        ensure_topic(bootstrap, self.settings)
+        self.partitions = ensure_topic(bootstrap, self.settings)
+        self.store_id = store_identity.store_id(ledger.db)
         self.progress = progress or (lambda sent: None)
+        # What a publisher killed after Kafka took its messages, but before it recorded its
+        # position, sent already: each partition's last message names its notification, and
+        # the events of that partition up to it are there (one producer sends in order).
+        found = tails(bootstrap, self.settings.name)
+        check_store(self.settings.name, found, self.store_id, ledger.events.link_at)
+        self.on_topic = {t.partition: t.notification_id for t in found}
         self.producer = KafkaProducer(
             **connection(bootstrap),
             enable_idempotence=True,  # no duplicate or reordering from the producer's retries
@@ -197,6 +302,7 @@ class Publisher:
         app = self.ledger.app
         sent = 0
         position = self.position()
+        headers = [(store_identity.HEADER, self.store_id.encode())]
         while True:
             notes = app.recorder.select_notifications(
                 start=position,
@@ -214,14 +320,19 @@ class Publisher:
             )
             futures = []
             for n in notes:
+                key = str(n.originator_id).encode()
+                partition = partition_of(key, self.partitions)
+                if n.id <= self.on_topic.get(partition, 0):
+                    continue  # on the topic already, sent before a kill
                 state = app.mapper.transcoder.decode_stored(n.state)  # sealed, as stored
                 value = avro.encode(SUBJECT, event_record(n, state, chain.get(n.id)))
                 futures.append(
                     self.producer.send(
                         self.settings.name,
-                        key=str(n.originator_id).encode(),
+                        key=key,
                         value=value,
-                        headers=[("notification_id", str(n.id).encode())],
+                        partition=partition,
+                        headers=[("notification_id", str(n.id).encode()), *headers],
                     )
                 )
             self.producer.flush(timeout=self.ACK_TIMEOUT)
@@ -230,7 +341,7 @@ class Publisher:
             # everything up to here is acknowledged by the brokers, before the position says so
             position = notes[-1].id
             self._record_position(position)
-            sent += len(notes)
+            sent += len(futures)
             self.progress(sent)
 
     def run(self, once: bool = False, poll_seconds: float = 0.5) -> int:

@@ -17,10 +17,19 @@ from typing import Any
 import orjson
 import psycopg
 
-from adapters import avro
+from adapters import avro, store_identity
 from adapters.cipher_keys import CipherKeyError, load_key_ring
 from adapters.kafka_client import connection
-from adapters.kafka_log import SUBJECT, TopicSettings, caught_up, ensure_topic
+from adapters.kafka_log import (
+    SUBJECT,
+    TopicOfAnotherStore,
+    TopicSettings,
+    caught_up,
+    check_store,
+    ensure_topic,
+    header,
+    tail_of,
+)
 from adapters.personal_data import PersonalData
 from adapters.store import StoreUrlError
 from ledger.personal import SEALED
@@ -101,6 +110,7 @@ class ProjectionWorker:
         self.settings = settings or TopicSettings.from_env()
         self.group = group
         self.projector = Projector()
+        self.store_id = store_identity.store_id(db)
         self.personal = PersonalData(load_key_ring)
         self.progress = progress or (lambda applied: None)
         ensure_topic(bootstrap, self.settings)
@@ -201,6 +211,7 @@ class ProjectionWorker:
             seen: set[int] = set()
             ledger_moves: dict[str, list[int]] = {}
             for part in within_bytes(records, APPLY_BYTES):
+                self._check_store(cursor, part)
                 events = [recorded_event(r, self.personal) for r in part]
                 already = self._applied(cursor, [e.notification_id for e in events])
                 new = []
@@ -221,6 +232,34 @@ class ProjectionWorker:
                 [(self.group, self.settings.name, p, o) for p, o in next_offsets.items()],
             )
         return applied
+
+    def _check_store(self, cursor: Any, records: list[Any]) -> None:
+        """Every message was published from this worker's store: refused otherwise, before
+        anything of the poll is applied (the read models of one store, from another's
+        events, would be wrong without a word)."""
+        unmarked = []
+        for r in records:
+            theirs = header(r, store_identity.HEADER)
+            if theirs is None:
+                unmarked.append(r)
+            elif theirs != self.store_id:
+                raise TopicOfAnotherStore(
+                    f"topic {r.topic} holds the events of store {theirs} (partition "
+                    f"{r.partition}, offset {r.offset}); this worker's store is {self.store_id}: "
+                    "give each store a topic of its own (LEDGER_EVENTS_TOPIC)"
+                )
+        if unmarked:  # an earlier version's messages: this store's if their links are its own
+            found = [tail_of(r) for r in unmarked]
+            links = self._links(cursor, [t.notification_id for t in found])
+            check_store(self.settings.name, found, self.store_id, links.get)
+
+    @staticmethod
+    def _links(cursor: Any, ids: list[int]) -> dict[int, str]:
+        cursor.execute(
+            "SELECT notification_id, chain_hash FROM event_chain WHERE notification_id = ANY(?)",
+            (ids,),
+        )
+        return dict(cursor.fetchall())
 
     @staticmethod
     def _applied(cursor: Any, ids: list[int]) -> set[int]:

@@ -26,6 +26,7 @@ from adapters import (
     population_register,
     read_model_guards,
     roles,
+    store_identity,
     verify_runs,
 )
 from adapters.civil_registry import registrations_in
@@ -304,6 +305,7 @@ class Ledger:
             verify_runs.create_schema(cursor)
             population_register.create_schema(cursor)
             cursor.execute(PUBLISHER_POSITION)
+            store_identity.create_schema(cursor)
 
     def complete_store(self) -> list[str]:
         """What the owner's `ledger init` adds to a store made by an earlier version: the

@@ -230,7 +230,8 @@ def test_read_models_are_applied_exactly_once_by_workers_that_come_and_go(
 
     env = kafka_env(kafka_bootstrap, url, f"ledger.events.workers-{uuid.uuid4().hex[:8]}")
     assert ledger_cli(env, "publish", "--once").returncode == 0
-    # the publisher crashed after sending, before recording how far it got: all sent again
+    # the publisher crashed after sending, before recording how far it got: it finds its
+    # events on the topic and sends none of them again
     with psycopg.connect(url, autocommit=True) as con:
         con.execute("DELETE FROM publisher_position")
     assert ledger_cli(env, "publish", "--once").returncode == 0
