@@ -62,6 +62,7 @@ DETAIL = "ledger.rejected.detail"
 SOURCE_TOPIC = "ledger.source.topic"
 SOURCE_PARTITION = "ledger.source.partition"
 SOURCE_OFFSET = "ledger.source.offset"
+OUR_HEADERS = ("ledger.rejected.", "ledger.source.")
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,8 @@ class DeathRegistrationConsumer:
         futures = []
         for record, rejection in rejections:
             headers = [
-                *(record.headers or []),
+                # a message copied back from the rejected topic keeps one set of them: ours
+                *((k, v) for k, v in record.headers or [] if not k.startswith(OUR_HEADERS)),
                 (REASON, rejection.reason.encode()),
                 (DETAIL, rejection.detail.encode()),
                 (SOURCE_TOPIC, record.topic.encode()),
