@@ -35,7 +35,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 from kafka.errors import KafkaError
 
-from adapters import avro
+from adapters import avro, logs, observability
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
 from adapters.kafka_client import connection
 from adapters.kafka_log import caught_up
@@ -55,6 +55,7 @@ OUTAGES: tuple[type[Exception], ...] = (
     sqlite3.OperationalError,
 )
 REJECTED_SUFFIX = ".rejected"
+PROCESS = "deaths-consume"  # the metrics' and the logs' name of this process
 
 # headers added to a rejected message; the received ones are kept before them
 REASON = "ledger.rejected.reason"
@@ -165,6 +166,7 @@ class DeathRegistrationConsumer:
         self.progress = progress or (lambda tally: None)
         self.notice = notice or (lambda text: None)
         self.tally = Tally()
+        self.beat: Callable[[], None] = lambda: None  # the process's loop came round
         ensure_topics(bootstrap, [self.topic, self.rejected_topic])
         self.consumer = KafkaConsumer(
             **connection(bootstrap),
@@ -228,7 +230,9 @@ class DeathRegistrationConsumer:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         if self._position_new_partitions():
             return 0  # fetched again, from where the store says
+        self._note_lag()
         handled = 0
+        started = time.perf_counter()
         for tp, records in batch.items():
             start = self.next_offsets.get(tp, 0)
             records = [r for r in records if r.offset >= start]
@@ -241,10 +245,19 @@ class DeathRegistrationConsumer:
                     self.reposition()
                     return handled
         if handled:
+            observability.BATCH.labels(PROCESS).observe(time.perf_counter() - started)
             with contextlib.suppress(Exception):  # monitoring only
                 self.consumer.commit_async()
             self.progress(self.tally)
         return handled
+
+    def _note_lag(self) -> None:
+        behind = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                behind[tp.partition] = end - self.consumer.position(tp)
+        observability.set_lag(PROCESS, self.topic, behind)
 
     def _handle(self, tp: Any, records: Sequence[Any]) -> int:
         rejections: list[tuple[Any, Rejection]] = []
@@ -274,7 +287,33 @@ class DeathRegistrationConsumer:
         self.tally.unchanged += outcomes[UNCHANGED]
         self.tally.rejected.update(r.reason for _, r in rejections)
         self.tally.next_offsets[tp.partition] = next_offset
+        self._count(tp, records, outcomes, rejections)
         return len(records)
+
+    def _count(
+        self,
+        tp: Any,
+        records: Sequence[Any],
+        outcomes: Counter[str],
+        rejections: Sequence[tuple[Any, Rejection]],
+    ) -> None:
+        """The metrics and the log of what was recorded (never a message's content: its
+        place on the topic and the reason)."""
+        topic = tp.topic
+        observability.CONSUMED.labels(PROCESS, topic).inc(len(records))
+        observability.APPLIED.labels(PROCESS, topic).inc(outcomes[APPLIED])
+        observability.UNCHANGED.labels(PROCESS, topic).inc(outcomes[UNCHANGED])
+        for record, rejection in rejections:
+            observability.REJECTED.labels(PROCESS, topic, rejection.reason).inc()
+            logs.log().warning(
+                "a death registration was rejected and put on the rejected topic",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "reason": rejection.reason,
+                },
+            )
 
     def _reject(self, rejections: Sequence[tuple[Any, Rejection]]) -> None:
         """Send every rejection and wait until the broker has each: only then may the
@@ -326,6 +365,7 @@ class DeathRegistrationConsumer:
         started = time.monotonic()
         outage_since: float | None = None
         while True:
+            self.beat()
             try:
                 n = self.poll_once()
                 done = once and n == 0 and self.consumer.assignment() and self.caught_up()
@@ -336,6 +376,7 @@ class DeathRegistrationConsumer:
                 now = time.monotonic()
                 if outage_since is None:
                     outage_since = now
+                    observability.OUTAGES.labels(PROCESS, type(err).__name__).inc()
                     self.notice(f"waiting for {type(err).__name__}: {err}")
                 if once and now - outage_since > outage_timeout:
                     raise RuleViolation(

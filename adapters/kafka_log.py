@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from adapters import avro, store_identity
+from adapters import avro, observability, store_identity
 from adapters.kafka_client import connection
 from ledger.config import settings
 
@@ -266,6 +266,7 @@ class Publisher:
         self.partitions = ensure_topic(bootstrap, self.settings)
         self.store_id = store_identity.store_id(ledger.db)
         self.progress = progress or (lambda sent: None)
+        self.beat: Callable[[], None] = lambda: None  # the process's loop came round
         # What a publisher killed after Kafka took its messages, but before it recorded its
         # position, sent already: each partition's last message names its notification, and
         # the events of that partition up to it are there (one producer sends in order).
@@ -310,7 +311,10 @@ class Publisher:
                 inclusive_of_start=False,
             )
             if not notes:
+                observability.LAST_PUBLISHED.labels(self.settings.name).set(position)
+                observability.set_lag("publish", self.settings.name, {0: 0})
                 return sent
+            started = time.perf_counter()
             chain = dict(
                 self.ledger.db.query(
                     "SELECT notification_id, chain_hash FROM event_chain"
@@ -342,11 +346,18 @@ class Publisher:
             position = notes[-1].id
             self._record_position(position)
             sent += len(futures)
+            observability.PUBLISHED.labels(self.settings.name).inc(len(futures))
+            observability.LAST_PUBLISHED.labels(self.settings.name).set(position)
+            observability.BATCH.labels("publish").observe(time.perf_counter() - started)
+            latest = self.ledger.events.latest_notification_id()
+            observability.set_lag("publish", self.settings.name, {0: latest - position})
             self.progress(sent)
+            self.beat()
 
     def run(self, once: bool = False, poll_seconds: float = 0.5) -> int:
         sent = 0
         while True:
+            self.beat()
             sent += self.publish_available()
             if once:
                 return sent

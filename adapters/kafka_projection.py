@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from adapters import avro, store_identity
+from adapters import avro, observability, store_identity
 from adapters.cipher_keys import CipherKeyError, load_key_ring
 from adapters.kafka_client import connection
 from adapters.kafka_log import (
@@ -132,6 +132,8 @@ class ProjectionWorker:
         )
         self.consumer.subscribe([self.settings.name])
         self.positioned: set[Any] = set()
+        self.last_projected = 0
+        self.beat: Callable[[], None] = lambda: None  # the process's loop came round
         self.deadlocks = 0  # polls PostgreSQL rolled back for a deadlock, and fetched again
 
     def stored_offsets(self, cursor: Any | None = None) -> dict[int, int]:
@@ -167,8 +169,10 @@ class ProjectionWorker:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         if self._position_new_partitions():
             return 0  # what was fetched is fetched again, from the right place
+        self._note_lag()
         if not batch:
             return 0
+        started = time.perf_counter()
         try:
             applied = self._apply(batch)
         except psycopg.errors.DeadlockDetected:
@@ -180,8 +184,19 @@ class ProjectionWorker:
             self.deadlocks += 1
             return 0
         self.consumer.commit_async()  # for monitoring only: the database is the truth
+        observability.BATCH.labels("project").observe(time.perf_counter() - started)
         self.progress(applied)
         return applied
+
+    def _note_lag(self) -> None:
+        """Each assigned partition's distance to its end, as the last fetch saw it (no round
+        trip to the broker)."""
+        behind = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                behind[tp.partition] = end - self.consumer.position(tp)
+        observability.set_lag("project", self.settings.name, behind)
 
     def partition_lock(self, partition: int) -> str:
         """The lock a poll of this partition is applied under, instead of the read models'
@@ -209,6 +224,7 @@ class ProjectionWorker:
             # approval's events is a hundred MiB, ten times that once decoded (the read
             # models do not depend on how the events are sliced)
             seen: set[int] = set()
+            highest = 0
             ledger_moves: dict[str, list[int]] = {}
             for part in within_bytes(records, APPLY_BYTES):
                 self._check_store(cursor, part)
@@ -224,6 +240,7 @@ class ProjectionWorker:
                         cursor, new, move_position=False, ledger_moves=ledger_moves
                     )
                 applied += len(new)
+                highest = max([highest, *(e.notification_id for e in new)])
             self.projector.post_general_ledger(cursor, ledger_moves)
             cursor.executemany(
                 "INSERT INTO projection_offsets (consumer_group, topic, kafka_partition,"
@@ -231,6 +248,12 @@ class ProjectionWorker:
                 " kafka_partition) DO UPDATE SET next_offset = excluded.next_offset",
                 [(self.group, self.settings.name, p, o) for p, o in next_offsets.items()],
             )
+        self.last_projected = max(self.last_projected, highest)  # committed: now it counts
+        topic = self.settings.name
+        observability.CONSUMED.labels("project", topic).inc(len(records))
+        observability.APPLIED.labels("project", topic).inc(applied)
+        observability.UNCHANGED.labels("project", topic).inc(len(records) - applied)
+        observability.LAST_PROJECTED.labels("project").set(self.last_projected)
         return applied
 
     def _check_store(self, cursor: Any, records: list[Any]) -> None:
@@ -281,6 +304,7 @@ class ProjectionWorker:
         quiet = 0
         started = time.monotonic()
         while True:
+            self.beat()
             n = self.poll_once()
             applied += n
             if once:

@@ -29,6 +29,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,6 +44,7 @@ from adapters.dci_notify import (
     registrations,
 )
 from adapters.dci_notify import verify as verify_signature
+from adapters.observability import Check, Health, RequestMetrics, broker_answers, health_routes
 from ledger.inputs import DeathRow, validate_each
 
 # what delivers a notification's checked registrations (sender, message id, [(where in the
@@ -326,8 +328,15 @@ class StoreDelivery:
 
 
 def make_registry_app(
-    endpoint: RegistryEndpoint, on_shutdown: Sequence[Callable[[], Any]] = ()
+    endpoint: RegistryEndpoint,
+    on_shutdown: Sequence[Callable[[], Any]] = (),
+    checks: Sequence[Check] = (),
 ) -> Starlette:
+    """The endpoint's routes, counted and timed by route and status, with `/healthz` and
+    `/readyz` (ready: what it delivers to answers, `checks`)."""
+    health = Health("registry", stale_after=None)
+    health.checks.extend(checks)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -338,7 +347,9 @@ def make_registry_app(
         routes=[
             Route("/registry/notify", endpoint.notify, methods=["POST"]),
             Route("/registry/counts", endpoint.counts_page, methods=["GET"]),
+            *health_routes(health),
         ],
+        middleware=[Middleware(RequestMetrics, process="registry")],
         lifespan=lifespan,
     )
 
@@ -377,4 +388,8 @@ def topic_app() -> Starlette:
 
     config = settings()
     topic = TopicDelivery(str(config.kafka), config.deaths_topic)
-    return make_registry_app(configured_endpoint(topic), on_shutdown=[topic.close])
+    return make_registry_app(
+        configured_endpoint(topic),
+        on_shutdown=[topic.close],
+        checks=[broker_answers(str(config.kafka))],
+    )

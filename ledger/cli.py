@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,8 +52,59 @@ def say(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    """A line for the operator on stderr, escaped."""
+    """A line for the operator on stderr, escaped; in a long-running process, a log line."""
+    from adapters import logs
+
+    if logs.configured():
+        failed = text.startswith(("refused:", "failed:"))
+        logs.log().log(logging.ERROR if failed else logging.INFO, text)
+        return
     print_line(err, text)
+
+
+def metrics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=bounded(1, 65535),
+        help="serve Prometheus metrics (/metrics) and health (/healthz, /readyz) on this port",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="the address the metrics are served on"
+    )
+
+
+@contextmanager
+def observed(
+    args: argparse.Namespace, process: str, checks: Sequence[Any], loop: bool = True
+) -> Iterator[Any]:
+    """A long-running process: its log lines as the configuration says (JSON by default), and
+    with --metrics-port its metrics and health served; yields its Health (`loop`: alive only
+    while the process's loop comes round; else while it serves)."""
+    from adapters import logs, observability
+
+    logs.configure(process)
+    health = observability.Health(process, stale_after=300.0 if loop else None)
+    health.checks.extend(checks)
+    stop = None
+    if getattr(args, "metrics_port", None):
+        stop = observability.serve(health, args.metrics_port, args.metrics_host)
+        logs.log().info(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
+    try:
+        yield health
+    finally:
+        if stop is not None:
+            stop()
+
+
+def standard_checks(process: str, store: str | None, bootstrap: str | None) -> list[Any]:
+    """Ready: the store and the broker answer, and the process is not too far behind."""
+    from adapters import observability
+
+    checks = [observability.store_answers(store or settings().store)]
+    if bootstrap:
+        checks.append(observability.broker_answers(bootstrap))
+    checks.append(observability.lag_under(process, settings().ready_lag))
+    return checks
 
 
 def vnd(amount: int) -> str:
@@ -586,7 +638,11 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
 
     location = StoreLocation.parse(args.store)
     read_models = "none" if location.kind == "postgresql" else "in-process"
-    with open_ledger(args, read_models=read_models) as ledger:
+    checks = standard_checks("deaths-consume", args.store, bootstrap)
+    with (
+        observed(args, "deaths-consume", checks) as health,
+        open_ledger(args, read_models=read_models) as ledger,
+    ):
         consumer = DeathRegistrationConsumer(
             ledger,
             bootstrap,
@@ -596,6 +652,7 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
             progress=report,
             notice=lambda text: warn(text),
         )
+        consumer.beat = health.beat
         try:
             follow(
                 f"consuming death registrations from {topic} on {bootstrap}",
@@ -1047,8 +1104,13 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from adapters.kafka_log import Publisher
 
     bootstrap = kafka_bootstrap("publish")
-    with open_ledger(args, read_models="none", report=True) as ledger:
+    checks = standard_checks("publish", args.store, bootstrap)
+    with (
+        observed(args, "publish", checks) as health,
+        open_ledger(args, read_models="none", report=True) as ledger,
+    ):
         publisher = Publisher(ledger, bootstrap)
+        publisher.beat = health.beat
         try:
             sent = follow(
                 f"publishing to {publisher.settings.name} on {bootstrap}", publisher.run, args.once
@@ -1084,17 +1146,25 @@ def cmd_project(args: argparse.Namespace) -> None:
         partitions = ensure_topic(bootstrap, topic)
         if partitions < args.jobs:  # a worker without a partition would only wait
             warn(f"{topic.name} has {partitions} partitions: {partitions} workers, not {args.jobs}")
-        project_side_by_side(min(args.jobs, partitions), args.store, args.once)
-        return
-    db = PostgresDatabase(location.url)
-    worker = ProjectionWorker(db, bootstrap)
-    try:
-        applied = follow(
-            f"projecting {worker.settings.name} into the read models", worker.run, args.once
+        project_side_by_side(
+            min(args.jobs, partitions), args.store, args.once, args.metrics_port, args.metrics_host
         )
-    finally:
-        worker.close()
-        db.close()
+        return
+    with observed(args, "project", standard_checks("project", args.store, bootstrap)) as health:
+        db = PostgresDatabase(location.url)
+        try:
+            worker = ProjectionWorker(db, bootstrap)
+        except BaseException:
+            db.close()
+            raise
+        worker.beat = health.beat
+        try:
+            applied = follow(
+                f"projecting {worker.settings.name} into the read models", worker.run, args.once
+            )
+        finally:
+            worker.close()
+            db.close()
     say(f"{worker.settings.name}: {applied:,} events applied to the read models")
 
 
@@ -1109,8 +1179,12 @@ def follow_store(args: argparse.Namespace) -> None:
             "one `ledger project` applies the events in their order (give --jobs 1, or set "
             "LEDGER_KAFKA)"
         )
-    with open_ledger(args, read_models="none", report=True) as ledger:
+    with (
+        observed(args, "project", standard_checks("project", args.store, None)) as health,
+        open_ledger(args, read_models="none", report=True) as ledger,
+    ):
         follower = StoreFollower(ledger)
+        follower.beat = health.beat
         try:
             applied = follow(
                 "projecting the store's events into the read models", follower.run, args.once
@@ -1123,7 +1197,9 @@ def follow_store(args: argparse.Namespace) -> None:
         )
 
 
-def project_side_by_side(jobs: int, store: str | None, once: bool) -> None:
+def project_side_by_side(
+    jobs: int, store: str | None, once: bool, metrics_port: int | None, metrics_host: str
+) -> None:
     """`ledger project --jobs N`: N workers of the consumer group, each a `ledger project` process
     of its own sharing the topic's partitions (their lines are theirs). Ctrl-C (which reaches
     them all) or a SIGTERM to this process stops them all; so does one of them failing, and
@@ -1135,9 +1211,18 @@ def project_side_by_side(jobs: int, store: str | None, once: bool) -> None:
     command = [sys.executable, "-m", "ledger.cli", "project", *(["--once"] if once else [])]
     if store is not None:
         command += ["--store", store]
+
+    def metrics(worker: int) -> list[str]:  # each worker its own port: the given one, then on
+        if metrics_port is None:
+            return []
+        return ["--metrics-port", str(metrics_port + worker), "--metrics-host", metrics_host]
+
     workers = {
         w.pid: w
-        for w in (subprocess.Popen(command, preexec_fn=_stopped_with_parent) for _ in range(jobs))
+        for w in (
+            subprocess.Popen([*command, *metrics(i)], preexec_fn=_stopped_with_parent)
+            for i in range(jobs)
+        )
     }
 
     def stop(*_: object) -> None:
@@ -1511,14 +1596,22 @@ def cmd_exports_check(args: argparse.Namespace) -> None:
 
 
 def cmd_console(args: argparse.Namespace) -> None:
-    import uvicorn
 
     from adapters.event_store import store_exists
+    from adapters.observability import store_answers
     from adapters.store import StoreLocation
-    from ledger.console.app import make_app
 
     if not store_exists(StoreLocation.parse(args.store)):
         raise StoreUrlError(f"no ledger store at {args.store}: make one with `ledger init` first")
+    with observed(args, "console", [store_answers(args.store)], loop=False):
+        serve_console(args)
+
+
+def serve_console(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from ledger.console.app import make_app
+
     say(
         f"the console on http://{args.host}:{args.port}/ for the store {args.store}: each "
         "person logs in as themselves; Ctrl-C stops"
@@ -1543,19 +1636,37 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
     (the endpoint then never connects to the store)."""
     import contextlib
 
-    import uvicorn
-
-    from adapters.registry_http import (
-        StoreDelivery,
-        configuration,
-        configured_endpoint,
-        make_registry_app,
-    )
+    from adapters.observability import broker_answers, store_answers
+    from adapters.registry_http import configuration
     from adapters.store import StoreLocation
 
-    config = settings()
     configuration()  # the keys and tokens read, or refused, before anything starts
-    serve: dict[str, Any] = {
+    on_postgres = StoreLocation.parse(args.store).kind == "postgresql"
+    if not on_postgres and args.workers > 1:
+        raise RuleViolation(
+            "--workers: the embedded store takes one writer at a time: give --workers 1"
+        )
+    bootstrap = kafka_bootstrap("registry serve on a PostgreSQL store") if on_postgres else ""
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and args.metrics_port:
+            # every worker's counts, gathered where the metrics are served (prometheus_client's
+            # multiprocess mode: each worker writes a file of its own there)
+            import os
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="ledger-metrics-")
+            )
+        checks = [broker_answers(bootstrap)] if on_postgres else [store_answers(args.store)]
+        stack.enter_context(observed(args, "registry", checks, loop=False))
+        if on_postgres:
+            serve_registry_to_topic(args, bootstrap)
+        else:
+            serve_registry_to_store(args, stack, checks)
+
+
+def registry_server(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
@@ -1567,31 +1678,41 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
         # clients are a TLS proxy's to cut off in front of it
         "limit_concurrency": 512,
     }
+
+
+def serve_registry_to_topic(args: argparse.Namespace, bootstrap: str) -> None:
+    import uvicorn
+
     url = f"http://{args.host}:{args.port}/registry/notify"
-    if StoreLocation.parse(args.store).kind == "postgresql":
-        bootstrap = kafka_bootstrap("registry serve on a PostgreSQL store")
-        say(
-            f"the civil registry's endpoint on {url}, {args.workers} worker process"
-            f"{'es' if args.workers > 1 else ''}: registrations to the topic "
-            f"{config.deaths_topic} on {bootstrap}; Ctrl-C stops"
-        )
-        uvicorn.run("adapters.registry_http:topic_app", factory=True, workers=args.workers, **serve)
-        return
-    if args.workers > 1:
-        raise RuleViolation(
-            "--workers: the embedded store takes one writer at a time: give --workers 1"
-        )
-    with contextlib.ExitStack() as stack:
-        ledger = stack.enter_context(open_ledger(args))
-        endpoint = configured_endpoint(StoreDelivery(ledger, actor(args)))
-        say(
-            f"the civil registry's endpoint on {url}: {len(endpoint.keys)} keys, "
-            f"{len(endpoint.tokens)} bearer tokens; registrations to the store {args.store}; "
-            "Ctrl-C stops"
-        )
-        uvicorn.run(make_registry_app(endpoint), **serve)
-        counted = ", ".join(f"{n:,} {reason}" for reason, n in sorted(endpoint.counts.items()))
-        say(f"notifications answered: {counted or 'none'}")
+    say(
+        f"the civil registry's endpoint on {url}, {args.workers} worker process"
+        f"{'es' if args.workers > 1 else ''}: registrations to the topic "
+        f"{settings().deaths_topic} on {bootstrap}; Ctrl-C stops"
+    )
+    uvicorn.run(
+        "adapters.registry_http:topic_app",
+        factory=True,
+        workers=args.workers,
+        **registry_server(args),
+    )
+
+
+def serve_registry_to_store(args: argparse.Namespace, stack: Any, checks: list[Any]) -> None:
+    import uvicorn
+
+    from adapters.registry_http import StoreDelivery, configured_endpoint, make_registry_app
+
+    ledger = stack.enter_context(open_ledger(args))
+    endpoint = configured_endpoint(StoreDelivery(ledger, actor(args)))
+    url = f"http://{args.host}:{args.port}/registry/notify"
+    say(
+        f"the civil registry's endpoint on {url}: {len(endpoint.keys)} keys, "
+        f"{len(endpoint.tokens)} bearer tokens; registrations to the store {args.store}; "
+        "Ctrl-C stops"
+    )
+    uvicorn.run(make_registry_app(endpoint, checks=checks), **registry_server(args))
+    counted = ", ".join(f"{n:,} {reason}" for reason, n in sorted(endpoint.counts.items()))
+    say(f"notifications answered: {counted or 'none'}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -1810,6 +1931,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send the session cookie over HTTPS only (behind a TLS proxy)",
     )
+    metrics_options(p)
     registry = commands.add_parser("registry", help="the civil registry's notifications over HTTP")
     registry_commands = registry.add_subparsers(
         dest="registry_command", required=True, metavar="COMMAND"
@@ -1830,6 +1952,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes serving the endpoint, on PostgreSQL (each keeps its own answers)",
     )
+    metrics_options(p)
     p = command(commands, "demo", cmd_demo, "the whole story on a synthetic data set", OWNER)
     p.add_argument("--beneficiaries", type=bounded(10, 4_000_000), default=20_000)
     p.add_argument("--months", type=bounded(1, 60), default=8)
@@ -1941,6 +2064,7 @@ def build_parser() -> argparse.ArgumentParser:
         PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
+    metrics_options(p)
     p = command(
         deaths_commands,
         "publish",
@@ -2026,6 +2150,7 @@ def build_parser() -> argparse.ArgumentParser:
         PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
+    metrics_options(p)
 
     p = command(
         commands,
@@ -2036,6 +2161,7 @@ def build_parser() -> argparse.ArgumentParser:
         PROJECTOR,
     )
     p.add_argument("--once", action="store_true", help="stop when caught up")
+    metrics_options(p)
     jobs_option(
         p,
         8,

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     events_topic: str = Field(default="ledger.events", min_length=1, max_length=249)
     events_partitions: int = Field(default=12, ge=1, le=10_000)
     kafka_replication: int = Field(default=1, ge=1, le=32)
+    # the long-running processes' log lines (adapters/logs.py): JSON objects, or plain text
+    log_format: Literal["json", "text"] | None = None
+    # /readyz says "not ready" beyond this many messages or events behind
+    ready_lag: int = Field(default=100_000, ge=0)
     # how the Kafka clients connect (adapters/kafka_client.py); passwords only from files
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_ssl_cafile: Path | None = Field(default=None, description="the brokers' CA, PEM")

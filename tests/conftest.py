@@ -130,6 +130,22 @@ def new_store(kind: str, directory: Path, request: pytest.FixtureRequest) -> str
     return services.new_database(request.getfixturevalue("postgres_server"))
 
 
+def read_models_of_topic(bootstrap: str, topic: str, url: str) -> None:
+    """A database made to hold the read models of the store whose events are on a topic (as
+    tests that project one history into several databases do): given that store's identity,
+    which a projection worker checks every message against."""
+    import psycopg
+
+    from adapters import store_identity
+    from adapters.kafka_log import tails
+
+    (store_id,) = {t.store_id for t in tails(bootstrap, topic)}
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute(store_identity.SCHEMA)
+        con.execute(f"DELETE FROM {store_identity.TABLE}")
+        con.execute(f"INSERT INTO {store_identity.TABLE} VALUES (%s)", (store_id,))
+
+
 @pytest.fixture
 def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return new_store(store_kind, tmp_path, request)

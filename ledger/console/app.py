@@ -30,6 +30,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from adapters import logs
+from adapters.observability import Health, RequestMetrics, health_routes, store_answers
 from adapters.store import StoreUrlError
 from ledger import values
 from ledger.access import APPROVER, AUDITOR, OPERATOR, PEOPLES_ROLES, READER, may, wanted
@@ -756,6 +758,7 @@ class Guarded(BaseHTTPMiddleware):
         except (RuleViolation, StoreUrlError) as refused:
             response = console.page(request, "refused.html", 400, message=str(refused))
         except Exception:  # noqa: BLE001  (said, not shown: the operator sees what to do)
+            logs.log().error("a console page failed", exc_info=True)  # one line, masked
             response = console.page(
                 request,
                 "refused.html",
@@ -769,6 +772,8 @@ class Guarded(BaseHTTPMiddleware):
 
 
 def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette:
+    health = Health("console", stale_after=None)
+    health.checks.append(store_answers(store))
     app = Starlette(
         routes=[
             Route("/", lambda request: RedirectResponse("/payroll", status_code=303)),
@@ -791,8 +796,9 @@ def make_app(store: str, files: Path, secure_cookies: bool = False) -> Starlette
             Route("/receivables/again", receivables_again, methods=["POST"]),
             Route("/audit", audit, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+            *health_routes(health),
         ],
-        middleware=[Middleware(Guarded)],
+        middleware=[Middleware(RequestMetrics, process="console"), Middleware(Guarded)],
     )
     app.state.console = Console(store, files, secure_cookies)
     return app

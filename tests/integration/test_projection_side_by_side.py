@@ -24,7 +24,7 @@ from adapters.sql import PostgresDatabase
 from adapters.store import StoreUrlError
 from projections.readmodels import Projector
 from replay.rebuild import differences
-from tests.conftest import Files, new_store, query_store
+from tests.conftest import Files, new_store, query_store, read_models_of_topic
 from tests.integration.test_kafka_path import kafka_env, ledger_cli
 from tests.integration.test_projection_slices import projected
 from tests.integration.test_publish import published
@@ -54,6 +54,7 @@ def projected_later(
     target = new_store("postgresql", tmp_path, request)
     env = kafka_env(bootstrap, target, settings.name, LEDGER_EVENTS_PARTITIONS="3")
     assert ledger_cli(env, "init").returncode == 0
+    read_models_of_topic(bootstrap, settings.name, target)
     return settings, stored, target, env
 
 
@@ -104,6 +105,7 @@ def test_a_poll_rolled_back_for_a_deadlock_is_applied_again(
     db = PostgresDatabase(target)
     with db.transaction() as cursor:  # the tables are the owner's to make (`ledger init`)
         Projector.create_schema(cursor)
+    read_models_of_topic(kafka_bootstrap, settings.name, target)
     worker = ProjectionWorker(db, kafka_bootstrap, TopicSettings(settings.name, 3), "g-deadlock")
     other = psycopg.connect(target)  # another worker's transaction, as PostgreSQL sees it
     try:

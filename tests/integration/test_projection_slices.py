@@ -16,7 +16,7 @@ from adapters.kafka_projection import ProjectionWorker
 from adapters.sql import PostgresDatabase
 from projections.readmodels import Projector
 from replay.rebuild import differences
-from tests.conftest import Files, new_store
+from tests.conftest import Files, new_store, read_models_of_topic
 from tests.integration.test_publish import consume_all, published
 
 pytestmark = pytest.mark.integration
@@ -29,6 +29,7 @@ def projected(
     db = PostgresDatabase(url)
     with db.transaction() as cursor:  # the tables are the owner's to make (`ledger init`)
         Projector.create_schema(cursor)
+    read_models_of_topic(bootstrap, topic, url)
     worker = ProjectionWorker(db, bootstrap, TopicSettings(topic, 3), f"g-{uuid.uuid4().hex}")
     try:
         worker.run(once=True)
