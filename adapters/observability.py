@@ -122,17 +122,21 @@ class Health:
         return found
 
 
-def store_answers(url: str | None) -> Check:
-    """The store's database answers a query within a few seconds."""
+def store_answers(store: str | None) -> Check:
+    """The store's database answers a query within a few seconds (`store`: as given to the
+    command, None for the configured one)."""
+    from adapters.store import StoreLocation
+
+    location = StoreLocation.parse(store)
 
     def check() -> str | None:
-        if url is None or url.startswith("sqlite:///"):
-            path = (url or "sqlite:///./.ledger/ledger.sqlite")[len("sqlite:///") :]
-            return None if os.path.exists(path) else f"the store {path} is missing"
+        if location.path is not None:
+            exists = location.path.exists()
+            return None if exists else f"the store {location.path} is missing"
         import psycopg
 
         try:
-            with psycopg.connect(url, connect_timeout=3) as con:
+            with psycopg.connect(location.url, connect_timeout=3) as con:
                 con.execute("SELECT 1")
         except psycopg.Error as err:
             return f"the store does not answer: {str(err).strip().splitlines()[0]}"

@@ -100,7 +100,7 @@ def standard_checks(process: str, store: str | None, bootstrap: str | None) -> l
     """Ready: the store and the broker answer, and the process is not too far behind."""
     from adapters import observability
 
-    checks = [observability.store_answers(store or settings().store)]
+    checks = [observability.store_answers(store)]
     if bootstrap:
         checks.append(observability.broker_answers(bootstrap))
     checks.append(observability.lag_under(process, settings().ready_lag))
