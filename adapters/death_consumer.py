@@ -37,7 +37,7 @@ from kafka.errors import KafkaError
 
 from adapters import avro, logs, observability
 from adapters.civil_registry import SUBJECT, TOPIC, ensure_topics, row_fields
-from adapters.kafka_client import connection
+from adapters.kafka_client import UNREADABLE, connection, unreadable
 from adapters.kafka_log import caught_up
 from ledger.application import APPLIED, REFUSED, UNCHANGED, Ledger
 from ledger.inputs import DeathRow, validate_each
@@ -369,6 +369,8 @@ class DeathRegistrationConsumer:
             try:
                 n = self.poll_once()
                 done = once and n == 0 and self.consumer.assignment() and self.caught_up()
+            except UNREADABLE as err:  # no wait makes it readable: stop, and say why
+                raise RuleViolation(unreadable(self.topic, err)) from None
             except OUTAGES as err:
                 # the broker did not confirm the rejections, or the store could not be
                 # reached: nothing was recorded; read again from the store's position

@@ -9,11 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import CorruptRecordError, UnsupportedCodecError
+
 from ledger.config import settings
 from ledger.rules import RuleViolation
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+# what a poll raises for bytes no client of this installation can read
+UNREADABLE: tuple[type[Exception], ...] = (UnsupportedCodecError, CorruptRecordError)
+
+
+def unreadable(topic: str, err: Exception) -> str:
+    return (
+        f"{topic}: a batch of messages cannot be read ({type(err).__name__}: {err}); nothing "
+        "past it was applied: install the codec it needs (the ledger installs gzip, snappy, "
+        "lz4 and zstd) or have the producer's operators look at the batch, then run it again"
+    )
 
 
 class KafkaSecurityError(RuleViolation):

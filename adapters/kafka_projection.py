@@ -19,7 +19,7 @@ import psycopg
 
 from adapters import avro, observability, store_identity
 from adapters.cipher_keys import CipherKeyError, load_key_ring
-from adapters.kafka_client import connection
+from adapters.kafka_client import UNREADABLE, connection, unreadable
 from adapters.kafka_log import (
     SUBJECT,
     TopicOfAnotherStore,
@@ -305,7 +305,10 @@ class ProjectionWorker:
         started = time.monotonic()
         while True:
             self.beat()
-            n = self.poll_once()
+            try:
+                n = self.poll_once()
+            except UNREADABLE as err:  # no wait makes it readable: stop, and say why
+                raise PoisonEvent(unreadable(self.settings.name, err)) from None
             applied += n
             if once:
                 if not self.consumer.assignment() and time.monotonic() - started > 60:
