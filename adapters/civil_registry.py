@@ -5,7 +5,6 @@ that every way in is validated by the same pydantic model."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -127,23 +126,16 @@ def publish(
 
 
 def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) -> None:
-    """Create the registry's topics if the broker does not have them yet (a new installation).
-    Their retention is the broker's: the ledger keeps what it applied, and the rejected topic
-    is for people to read and act on."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    """Create the registry's topics if the broker does not have them yet (a new installation)
+    and refuse ones set up otherwise (adapters/kafka_log.py). The rejected registrations are
+    kept forever, as the ledger's own log is: a refusal is evidence for years; the input
+    topic's retention is the broker's (what the ledger applied, it keeps)."""
+    from adapters.kafka_log import TopicSettings, ensure_topic
 
     replication = settings().kafka_replication
-    admin = KafkaAdminClient(**connection(bootstrap), request_timeout_ms=30_000)
-    try:
-        existing = set(admin.list_topics())
-        for topic in topics:
-            if topic not in existing:
-                # another process may create it a moment before us
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics([NewTopic(topic, partitions, replication)])
-    finally:
-        admin.close()
+    for topic in topics:
+        kept = topic.endswith(".rejected")
+        ensure_topic(bootstrap, TopicSettings(topic, partitions, replication, kept_forever=kept))
 
 
 def read_container(

@@ -50,7 +50,9 @@ def connection(bootstrap: str) -> dict[str, Any]:
             if path is not None:
                 found[option] = str(_readable(path, option))
         if config.kafka_ssl_key_password_file is not None:
-            found["ssl_password"] = _secret(config.kafka_ssl_key_password_file, "ssl key")
+            found["ssl_password"] = _secret(
+                config.kafka_ssl_key_password_file, "LEDGER_KAFKA_SSL_KEY_PASSWORD_FILE"
+            )
     if protocol.startswith("SASL_"):
         if not config.kafka_sasl_username or config.kafka_sasl_password_file is None:
             raise KafkaSecurityError(
@@ -59,7 +61,9 @@ def connection(bootstrap: str) -> dict[str, Any]:
             )
         found["sasl_mechanism"] = config.kafka_sasl_mechanism
         found["sasl_plain_username"] = config.kafka_sasl_username
-        found["sasl_plain_password"] = _secret(config.kafka_sasl_password_file, "SASL")
+        found["sasl_plain_password"] = _secret(
+            config.kafka_sasl_password_file, "LEDGER_KAFKA_SASL_PASSWORD_FILE"
+        )
     return found
 
 
@@ -69,11 +73,13 @@ def _readable(path: Path, what: str) -> Path:
     return path
 
 
-def _secret(path: Path, what: str) -> str:
+def _secret(path: Path, variable: str) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise KafkaSecurityError(f"{variable}: no file {path}") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise KafkaSecurityError(f"the {what} password file {path}: {err}") from None
+        raise KafkaSecurityError(f"{variable}: {path} cannot be read ({err})") from None
     if not text:
-        raise KafkaSecurityError(f"the {what} password file {path} is empty")
+        raise KafkaSecurityError(f"{variable}: {path} is empty")
     return text

@@ -38,11 +38,14 @@ class TopicMisconfigured(RuntimeError):
 
 @dataclass(frozen=True)
 class TopicSettings:
-    """How `ledger.events` must be set up: kept forever, partitioned by aggregate."""
+    """How a topic of the ledger must be set up: replicated so that one broker lost loses
+    nothing, never led by a replica that missed writes, and (`ledger.events` and the rejected
+    registrations) kept forever."""
 
     name: str = "ledger.events"
     partitions: int = 12
     replication_factor: int = 1
+    kept_forever: bool = True
 
     @classmethod
     def from_env(cls) -> TopicSettings:
@@ -55,11 +58,11 @@ class TopicSettings:
 
     @property
     def configs(self) -> dict[str, str]:
+        kept = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
         return {
-            "retention.ms": "-1",
-            "retention.bytes": "-1",
-            "cleanup.policy": "delete",
+            **(kept if self.kept_forever else {}),
             "min.insync.replicas": str(min(2, self.replication_factor)),
+            "unclean.leader.election.enable": "false",
         }
 
 
@@ -81,6 +84,12 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
 
     admin = KafkaAdminClient(**connection(bootstrap), request_timeout_ms=30_000)
     try:
+        brokers = len(admin.describe_cluster()["brokers"])
+        if settings.replication_factor > brokers:
+            raise TopicMisconfigured(
+                f"topic {settings.name}: {settings.replication_factor} replicas asked for "
+                f"(LEDGER_KAFKA_REPLICATION) on a cluster of {brokers} broker(s)"
+            )
         if settings.name not in admin.list_topics():
             # another process may create it a moment before us: then check it as any other
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -103,24 +112,57 @@ def ensure_topic(bootstrap: str, settings: TopicSettings) -> int:
         ][settings.name]
     finally:
         admin.close()
-    problems = []
-    broker_defaults = {"cleanup.policy": "delete", "retention.bytes": "-1"}
-    for key in ("retention.ms", "retention.bytes", "cleanup.policy"):
-        value = found.get(key, {}).get("value", broker_defaults.get(key))
-        if value != settings.configs[key]:
-            problems.append(
-                f"{key} is {value or 'the broker default'}, must be {settings.configs[key]}"
-            )
-    if len(described["partitions"]) < 1:
-        problems.append("it has no partitions")
     replicas = min((len(p["replica_nodes"]) for p in described["partitions"]), default=0)
-    if replicas < settings.replication_factor:
-        problems.append(f"replication factor {replicas}, expected {settings.replication_factor}")
+    problems = topic_problems(settings, found, replicas, brokers)
+    if not described["partitions"]:
+        problems.append("it has no partitions")
     if problems:
         raise TopicMisconfigured(
-            f"topic {settings.name} cannot hold the ledger's events: " + "; ".join(problems)
+            f"topic {settings.name} cannot hold the ledger's records: "
+            + "; ".join(problems)
+            + " (a topic's settings are changed with the broker's kafka-configs tool: --alter "
+            f"--entity-type topics --entity-name {settings.name} --add-config KEY=VALUE)"
         )
     return len(described["partitions"])
+
+
+def topic_problems(
+    settings: TopicSettings, found: dict[str, Any], replicas: int, brokers: int
+) -> list[str]:
+    """What is wrong with a topic's configuration and replicas (a phrase each)."""
+    problems = []
+    broker_defaults = {
+        "cleanup.policy": "delete",
+        "retention.bytes": "-1",
+        "unclean.leader.election.enable": "false",
+        "min.insync.replicas": "1",
+    }
+    wanted = settings.configs
+    for key in ("retention.ms", "retention.bytes", "cleanup.policy"):
+        if key in wanted:
+            value = found.get(key, {}).get("value", broker_defaults.get(key))
+            if value != wanted[key]:
+                problems.append(f"{key} is {value or 'the broker default'}, must be {wanted[key]}")
+    unclean = found.get("unclean.leader.election.enable", {}).get("value", "false")
+    if str(unclean).lower() != "false":
+        problems.append(
+            "unclean.leader.election.enable is true: a replica that missed writes could lead "
+            "and lose them; must be false"
+        )
+    insync = int(found.get("min.insync.replicas", {}).get("value") or 1)
+    if insync < int(wanted["min.insync.replicas"]):
+        problems.append(
+            f"min.insync.replicas is {insync}, must be at least {wanted['min.insync.replicas']} "
+            f"with {settings.replication_factor} replicas"
+        )
+    if replicas < settings.replication_factor:
+        problems.append(f"replication factor {replicas}, expected {settings.replication_factor}")
+    if replicas < min(3, brokers):
+        problems.append(
+            f"{replicas} replica(s) on a cluster of {brokers} brokers: one broker lost would "
+            f"lose records; give it {min(3, brokers)} (LEDGER_KAFKA_REPLICATION)"
+        )
+    return problems
 
 
 def event_record(notification: Any, state: dict[str, Any], chain_hash: str | None) -> dict:
