@@ -6,6 +6,7 @@ line, where `ps` and crash reports show them)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,37 @@ def unreadable(topic: str, err: Exception) -> str:
         f"{topic}: a batch of messages cannot be read ({type(err).__name__}: {err}); nothing "
         "past it was applied: install the codec it needs (the ledger installs gzip, snappy, "
         "lz4 and zstd) or have the producer's operators look at the batch, then run it again"
+    )
+
+
+class _LastProblem(logging.Handler):
+    """What kafka-python last warned of (a refused login, a certificate it could not verify):
+    kept to name the cause when a client gives up, instead of its retries filling the log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from adapters.logs import masked
+
+        self.last = " ".join(masked(record.getMessage()).split())[:300]
+
+
+_PROBLEMS = _LastProblem()
+_client_log = logging.getLogger("kafka")
+_client_log.addHandler(_PROBLEMS)
+_client_log.propagate = False  # the ledger's own lines say what happened, once
+
+
+def failure(err: Exception) -> str:
+    """A Kafka client's failure as one line: its error and what the client last warned of."""
+    name = type(err).__name__
+    text = str(err).removeprefix(f"{name}: ") or name
+    said = f"; the client last said: {_PROBLEMS.last}" if _PROBLEMS.last else ""
+    return (
+        f"Kafka did not answer as it must ({name}: {text}){said}; check LEDGER_KAFKA and, "
+        "with TLS or SASL, the CA file and the credentials"
     )
 
 

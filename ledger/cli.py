@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
+from kafka.errors import KafkaError
 from msgspec import structs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -2295,6 +2296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except TopicMisconfigured as problem:
         warn(f"refused: {problem}")
+        return 1
+    except KafkaError as problem:  # a broker not reached, a login refused: not a fault of ours
+        from adapters.kafka_client import failure
+
+        warn(f"refused: {failure(problem)}; what was recorded stands: run it again")
         return 1
     except IntegrityError:
         # optimistic concurrency: another command recorded events for the same aggregate
