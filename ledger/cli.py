@@ -1106,22 +1106,58 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
     bootstrap = kafka_bootstrap("publish")
     checks = standard_checks("publish", args.store, bootstrap)
-    with (
-        observed(args, "publish", checks) as health,
-        open_ledger(args, read_models="none", report=True) as ledger,
-    ):
-        publisher = Publisher(ledger, bootstrap)
-        publisher.beat = health.beat
+
+    def session() -> tuple[str, int, int]:
+        with open_ledger(args, read_models="none", report=True) as ledger:
+            publisher = Publisher(ledger, bootstrap)
+            publisher.beat = health.beat
+            try:
+                sent = follow(
+                    f"publishing to {publisher.settings.name} on {bootstrap}",
+                    publisher.run,
+                    args.once,
+                )
+            finally:
+                publisher.close()
+            return publisher.settings.name, sent, publisher.position()
+
+    with observed(args, "publish", checks) as health:
+        topic, sent, position = through_outages("publish", args.once, session)
+    say(f"{topic}: {sent:,} events published, up to notification {position:,}")
+
+
+OUTAGE_LIMIT = 300.0  # seconds a long-running process waits for its store and broker
+
+
+def through_outages(process: str, once: bool, session: Callable[[], Any]) -> Any:
+    """A long-running process's session, started again from its recorded position when the
+    store or the broker stops answering (a restart, a network cut): one line a time, and a
+    clear stop after OUTAGE_LIMIT seconds without them. With `once`, a stop at the first."""
+    import time
+
+    from adapters import observability
+    from adapters.death_consumer import OUTAGES
+
+    waiting_since: float | None = None
+    while True:
+        started = time.monotonic()
         try:
-            sent = follow(
-                f"publishing to {publisher.settings.name} on {bootstrap}", publisher.run, args.once
-            )
-        finally:
-            publisher.close()
-        say(
-            f"{publisher.settings.name}: {sent:,} events published, "
-            f"up to notification {publisher.position():,}"
-        )
+            return session()
+        except OUTAGES as err:
+            if once:
+                raise
+            now = time.monotonic()
+            if waiting_since is None or now - started > 60:  # it ran a while: a new outage
+                waiting_since = now
+            observability.OUTAGES.labels(process, type(err).__name__).inc()
+            cause = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+            if now - waiting_since > OUTAGE_LIMIT:
+                raise RuleViolation(
+                    f"the store or the broker did not answer for {OUTAGE_LIMIT:.0f} s ({cause}); "
+                    "nothing was lost: start it again once they answer"
+                ) from None
+            warn(f"the store or the broker stopped answering ({cause}): starting again in 5 s")
+            time.sleep(5)
 
 
 def cmd_project(args: argparse.Namespace) -> None:
@@ -1151,22 +1187,27 @@ def cmd_project(args: argparse.Namespace) -> None:
             min(args.jobs, partitions), args.store, args.once, args.metrics_port, args.metrics_host
         )
         return
-    with observed(args, "project", standard_checks("project", args.store, bootstrap)) as health:
+
+    def session() -> tuple[str, int]:
         db = PostgresDatabase(location.url)
         try:
             worker = ProjectionWorker(db, bootstrap)
-        except BaseException:
-            db.close()
-            raise
-        worker.beat = health.beat
-        try:
-            applied = follow(
-                f"projecting {worker.settings.name} into the read models", worker.run, args.once
-            )
+            worker.beat = health.beat
+            try:
+                applied = follow(
+                    f"projecting {worker.settings.name} into the read models",
+                    worker.run,
+                    args.once,
+                )
+            finally:
+                worker.close()
         finally:
-            worker.close()
             db.close()
-    say(f"{worker.settings.name}: {applied:,} events applied to the read models")
+        return worker.settings.name, applied
+
+    with observed(args, "project", standard_checks("project", args.store, bootstrap)) as health:
+        topic, applied = through_outages("project", args.once, session)
+    say(f"{topic}: {applied:,} events applied to the read models")
 
 
 def follow_store(args: argparse.Namespace) -> None:
@@ -1180,22 +1221,22 @@ def follow_store(args: argparse.Namespace) -> None:
             "one `ledger project` applies the events in their order (give --jobs 1, or set "
             "LEDGER_KAFKA)"
         )
-    with (
-        observed(args, "project", standard_checks("project", args.store, None)) as health,
-        open_ledger(args, read_models="none", report=True) as ledger,
-    ):
-        follower = StoreFollower(ledger)
-        follower.beat = health.beat
-        try:
-            applied = follow(
-                "projecting the store's events into the read models", follower.run, args.once
-            )
-        finally:
-            follower.close()
-        say(
-            f"{applied:,} events applied to the read models, up to notification "
-            f"{ledger.sync.through():,}"
-        )
+
+    def session() -> tuple[int, int]:
+        with open_ledger(args, read_models="none", report=True) as ledger:
+            follower = StoreFollower(ledger)
+            follower.beat = health.beat
+            try:
+                applied = follow(
+                    "projecting the store's events into the read models", follower.run, args.once
+                )
+            finally:
+                follower.close()
+            return applied, ledger.sync.through()
+
+    with observed(args, "project", standard_checks("project", args.store, None)) as health:
+        applied, through = through_outages("project", args.once, session)
+    say(f"{applied:,} events applied to the read models, up to notification {through:,}")
 
 
 def project_side_by_side(
