@@ -93,3 +93,22 @@ def test_only_store_init_connects_as_the_owner() -> None:
     script = c["services"]["store-init"]["command"][0]
     for kind in ("projector", "operator", "approver", "auditor"):
         assert f"ledger users add ledger_{kind} --role {kind}" in script
+
+
+def test_every_long_running_process_serves_metrics_and_is_checked_for_readiness() -> None:
+    from ledger.cli import build_parser
+
+    c = compose()
+    parser = build_parser()
+    running = {n: s for n, s in c["services"].items() if s.get("restart") == "unless-stopped"}
+    assert {"ledger-publish", "ledger-project", "ledger-deaths", "registry", "console"} <= set(
+        running
+    )
+    for name, service in running.items():
+        if "image" in service and service["image"].startswith(("postgres", "apache/kafka")):
+            continue
+        args = parser.parse_args(service["command"])
+        assert args.metrics_port == 9100 and args.metrics_host == "0.0.0.0", name
+        probe = " ".join(service["healthcheck"]["test"])
+        own_port = getattr(args, "port", None) if name in ("registry", "console") else None
+        assert f"http://127.0.0.1:{own_port or args.metrics_port}/readyz" in probe, name
