@@ -1283,7 +1283,7 @@ def project_side_by_side(
             break
         if pid in workers:
             workers[pid].returncode = code = os.waitstatus_to_exitcode(status)
-            if code != 0:
+            if code not in (0, INTERRUPTED):  # a Ctrl-C as it started is a stop, not a fault
                 failed += 1
                 stop()  # the group without one of its workers is not what was asked for
     if failed:
@@ -2306,6 +2306,7 @@ def desk_store(args: argparse.Namespace) -> bool:
 
 
 SHOWN_PROBLEMS = 100  # a bad file of a million rows is reported, not printed whole
+INTERRUPTED = 130  # the shells' status for a command stopped by Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2332,6 +2333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuleViolation, StoreUrlError) as problem:
         warn(f"refused: {problem}")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before a command's loop took it: each records whole
+        warn("stopped: interrupted; what was recorded before stands")
+        return INTERRUPTED
     except RecordedButNotVisible as warning:
         warn(f"warning: {warning}")
         return 0

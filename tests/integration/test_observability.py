@@ -342,3 +342,53 @@ def test_readiness_names_what_is_wrong(tmp_path: Path) -> None:
     assert "no Kafka broker answers at 127.0.0.1:1" in problems[0]
     assert problems[1].startswith("the store does not answer")
     assert problems[2] == "11 messages behind, more than 10"
+
+
+def test_the_endpoints_workers_are_counted_together(
+    postgres_server: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`registry serve --workers 2`: each worker counts its own requests; the parent serves
+    their sum."""
+    hanoi = Registry()
+    store = new_database(postgres_server)
+    env = kafka_env(
+        kafka_bootstrap,
+        store,
+        f"ledger.events.workers-{uuid.uuid4().hex[:8]}",
+        LEDGER_DEATHS_TOPIC=f"civil-registry.deaths.workers-{uuid.uuid4().hex[:8]}",
+        LEDGER_REGISTRY_KEYS=str(keys_file(tmp_path / "keys.jwks", hanoi)),
+        LEDGER_REGISTRY_TOKENS=str(tokens_file(tmp_path / "tokens", hanoi)),
+    )
+    run = Run(store, "", "")
+    port = free_port()
+    process = start(
+        run,
+        tmp_path,
+        "registry",
+        env,
+        *("registry", "serve", "--workers", "2", "--port", str(port), "--store", store),
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for("the workers answer", lambda: _answers(f"{base}/healthz"))
+        sent = [
+            send(
+                base,
+                hanoi.notification(death_event(f"0041{i:08d}", registration_number=f"W{i}")),
+                hanoi,
+            )
+            for i in range(12)
+        ]
+        assert all(answer.status_code == 200 for answer in sent)
+        metrics = scrape(process.metrics)
+    finally:
+        process.proc.send_signal(signal.SIGINT)
+        process.proc.wait(timeout=30)
+    assert value(metrics, "ansinh_http_requests_total", route="/registry/notify") == 12
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
