@@ -6,6 +6,7 @@ line, where `ps` and crash reports show them)."""
 
 from __future__ import annotations
 
+import collections
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,24 @@ class _LastProblem(logging.Handler):
     """What kafka-python last warned of (a refused login, a certificate it could not verify):
     kept to name the cause when a client gives up, instead of its retries filling the log."""
 
+    CAUSES = ("authentication", "certificate", "verify failed", "unauthorized", "not authorized")
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.last: str | None = None
+        self.said: collections.deque[str] = collections.deque(maxlen=50)
 
     def emit(self, record: logging.LogRecord) -> None:
         from adapters.logs import masked
 
-        self.last = " ".join(masked(record.getMessage()).split())[:300]
+        self.said.append(" ".join(masked(record.getMessage()).split())[:300])
+
+    @property
+    def last(self) -> str | None:
+        """The last thing said that names a cause (a login, a certificate), else the last."""
+        for said in reversed(self.said):
+            if any(cause in said.lower() for cause in self.CAUSES):
+                return said
+        return self.said[-1] if self.said else None
 
 
 _PROBLEMS = _LastProblem()
