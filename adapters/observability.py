@@ -9,7 +9,6 @@ the process is not too far behind."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -190,11 +189,14 @@ def set_lag(process: str, topic: str, behind: dict[int, int]) -> None:
 def registry() -> CollectorRegistry:
     """The metrics to serve: this process's, or every worker's when the work is shared by
     worker processes (prometheus_client's multiprocess mode, `PROMETHEUS_MULTIPROC_DIR`)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    from ledger.config import settings
+
+    shared = settings().prometheus_multiproc_dir
+    if shared is not None:
         from prometheus_client import multiprocess
 
         gathered = CollectorRegistry()
-        multiprocess.MultiProcessCollector(gathered)
+        multiprocess.MultiProcessCollector(gathered, path=str(shared))
         return gathered
     return REGISTRY
 

@@ -1693,12 +1693,12 @@ def cmd_registry_serve(args: argparse.Namespace) -> None:
         if args.workers > 1 and args.metrics_port:
             # every worker's counts, gathered where the metrics are served (prometheus_client's
             # multiprocess mode: each worker writes a file of its own there)
-            import os
             import tempfile
 
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="ledger-metrics-")
-            )
+            from ledger.config import share_with_workers
+
+            shared = stack.enter_context(tempfile.TemporaryDirectory(prefix="ledger-metrics-"))
+            share_with_workers(Path(shared))
         checks = [broker_answers(bootstrap)] if on_postgres else [store_answers(args.store)]
         stack.enter_context(observed(args, "registry", checks, loop=False))
         if on_postgres:

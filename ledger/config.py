@@ -5,6 +5,7 @@ the variable's name, never half-used."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,19 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
         description="the ledger's id, which a notification's receiver_id must be when given",
     )
+
+
+    # prometheus_client's own variable: where worker processes write their metrics, set by
+    # `registry serve --workers N` for its workers (share_with_workers) and read back here
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+
+
+def share_with_workers(directory: Path) -> None:
+    """Name the folder where the worker processes about to be started write their metrics:
+    in the environment they inherit, which their metrics library reads as it starts."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 class BadSettings(RuleViolation):
