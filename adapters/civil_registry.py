@@ -235,7 +235,7 @@ class TopicDelivery:
         await asyncio.wait_for(asyncio.gather(*waits), timeout=self.ACK_TIMEOUT + 5)
 
     def close(self) -> None:
-        self.producer.close()
+        self.producer.close(timeout=10)  # a broker gone: no wait for ever on the way out
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:

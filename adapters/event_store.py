@@ -614,7 +614,7 @@ class EventStore:
         hex for the server to write and this process to read back."""
         if self.location.kind == "sqlite":
             return self.db.query(sql, params)
-        with self.db.conn.cursor() as cursor:  # type: ignore[attr-defined]
+        with self.db.connection.cursor() as cursor:  # type: ignore[attr-defined]
             return cursor.execute(_placeholders(sql), params, binary=True).fetchall()  # type: ignore[no-any-return]
 
     def _unchained(self, stored: Iterable[tuple[int, StoredEvent]]) -> Iterator[str]:
@@ -722,7 +722,7 @@ class EventStore:
         the bytes come in binary. Empty at `through`."""
         while after < through:
             upto = min(after + span, through)
-            rows = self._select_stored(self.db.conn, after, upto, where, span)  # type: ignore[attr-defined]
+            rows = self._select_stored(self.db.connection, after, upto, where, span)  # type: ignore[attr-defined]
             if rows:
                 return rows
             after = upto

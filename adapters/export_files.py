@@ -310,10 +310,14 @@ class StagedExport:
         self.out_dir.mkdir(parents=True, exist_ok=True)  # not before there is a file to write
         final = self.out_dir / name
         tmp = final.with_name(f".{final.name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # a full disk: no part of a file left behind
+            tmp.unlink(missing_ok=True)
+            raise
         self.staged.append((tmp, final))
         return final
 

@@ -315,6 +315,7 @@ class Publisher:
         found = tails(bootstrap, self.settings.name)
         check_store(self.settings.name, found, self.store_id, ledger.events.link_at)
         self.on_topic = {t.partition: t.notification_id for t in found}
+        self._check_nothing_lost()
         self.producer = KafkaProducer(
             **connection(bootstrap),
             enable_idempotence=True,  # no duplicate or reordering from the producer's retries
@@ -324,6 +325,25 @@ class Publisher:
             compression_type="lz4",
             max_request_size=16 * 1024 * 1024,
         )
+
+    def _check_nothing_lost(self) -> None:
+        """The last event Kafka acknowledged is still on the topic: one deleted and made
+        again would otherwise get the events from the position on, and never those before."""
+        position = self.position()
+        if not position:
+            return
+        notes = self.ledger.app.recorder.select_notifications(start=position, limit=1)
+        if not notes or notes[0].id != position:
+            return  # not this store's position (checked elsewhere)
+        partition = partition_of(str(notes[0].originator_id).encode(), self.partitions)
+        if self.on_topic.get(partition, 0) < position:
+            raise TopicMisconfigured(
+                f"topic {self.settings.name} does not hold event {position:,}, which the "
+                f"brokers acknowledged before (its partition {partition} ends at notification "
+                f"{self.on_topic.get(partition, 0):,}): it was deleted and made again, or lost "
+                "records; nothing was sent: publish the store to a new topic "
+                "(LEDGER_EVENTS_TOPIC), which begins with the first event"
+            )
 
     def position(self) -> int:
         rows = self.ledger.db.query(
@@ -406,4 +426,6 @@ class Publisher:
             time.sleep(poll_seconds)
 
     def close(self) -> None:
-        self.producer.close()
+        # a broker gone: not a wait for ever on the way out (what was not acknowledged is
+        # not in the recorded position, and is sent again)
+        self.producer.close(timeout=10)

@@ -22,6 +22,7 @@ from adapters.cipher_keys import CipherKeyError, load_key_ring
 from adapters.kafka_client import UNREADABLE, connection, unreadable
 from adapters.kafka_log import (
     SUBJECT,
+    TopicMisconfigured,
     TopicOfAnotherStore,
     TopicSettings,
     caught_up,
@@ -156,11 +157,20 @@ class ProjectionWorker:
         if assigned == self.positioned:
             return False
         stored = self.stored_offsets()
+        ends = self.consumer.end_offsets(list(assigned)) if assigned else {}
+        firsts = self.consumer.beginning_offsets(list(assigned)) if assigned else {}
         for tp in assigned:
-            if tp.partition in stored:
-                self.consumer.seek(tp, stored[tp.partition])
-            else:
-                self.consumer.seek_to_beginning(tp)
+            at = stored.get(tp.partition, firsts[tp])
+            if not firsts[tp] <= at <= ends[tp] or (at == 0 < firsts[tp]):
+                # the topic no longer holds what the read models were applied from: going on
+                # would wait for ever (past its end) or skip events (before its start)
+                raise TopicMisconfigured(
+                    f"{tp.topic} partition {tp.partition}: the read models were applied up to "
+                    f"offset {at:,}, but the topic holds offsets {firsts[tp]:,} to {ends[tp]:,} "
+                    "(it was deleted and made again, or lost records): nothing was applied; "
+                    "publish the store to a new topic (LEDGER_EVENTS_TOPIC) and project it"
+                )
+            self.consumer.seek(tp, at)
         self.positioned = assigned
         return True
 

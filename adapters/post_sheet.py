@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 import xlsxwriter
+from xlsxwriter.exceptions import FileCreateError
 
 from adapters.payment_cells import AMOUNT_FIELDS, export_row
 from ledger.rules import LINE, LINE_FIELDS, RuleViolation
@@ -69,5 +70,9 @@ class PostSheet:
         self.sheet.write_string(last, 0, f"total of {self.count:,} lines")
         for column in sorted(_AMOUNTS):
             self.sheet.write_number(last, column, self.sums[column])
-        self.book.close()
+        try:
+            self.book.close()
+        except FileCreateError as err:  # a full disk, as any file's: the OSError it wraps
+            cause = err.args[0] if err.args and isinstance(err.args[0], OSError) else None
+            raise cause or OSError(str(err)) from None
         return self.count, self.sums[_TOTAL]

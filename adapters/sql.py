@@ -90,16 +90,32 @@ class PostgresDatabase:
     postgres = True  # a reader's SQL may differ (collations)
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = self._connect()
+        self.column_types: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+
+    def _connect(self) -> Any:
         import psycopg
 
         # No JIT: it spends most of a second compiling each province's accounts query, which
         # then runs in a fraction of that. Custom plans only: psycopg prepares a statement run
         # five times, and PostgreSQL's generic plan for `notification_id > $1 LIMIT 1` is a
         # scan of the whole audit trail (every command's catch-up ran it, slower each month).
-        self.conn = psycopg.connect(
-            url, autocommit=True, options="-c jit=off -c plan_cache_mode=force_custom_plan"
+        return psycopg.connect(
+            self.url, autocommit=True, options="-c jit=off -c plan_cache_mode=force_custom_plan"
         )
-        self.column_types: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+
+    @property
+    def connection(self) -> Any:
+        """The session, for what the ports do not say (COPY, binary results)."""
+        return self._live()
+
+    def _live(self) -> Any:
+        """The connection, made again when the server closed the last one (a restart): a
+        long-running process goes on once the server is back, instead of failing for ever."""
+        if self.conn.closed:
+            self.conn = self._connect()
+        return self.conn
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -110,7 +126,8 @@ class PostgresDatabase:
         """`lock`: None for the read models' one; a name, or several names (taken in their
         sorted order, so that two transactions never wait for each other's), for a table or
         a part of the read models with a lock of its own; an empty tuple for none."""
-        with self.conn.transaction(), self.conn.cursor() as cursor:
+        conn = self._live()
+        with conn.transaction(), conn.cursor() as cursor:
             if lock is None:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_KEY,))
             else:
@@ -119,13 +136,14 @@ class PostgresDatabase:
             yield _PostgresCursor(cursor, self.column_types)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cursor:
+        with self._live().cursor() as cursor:
             cursor.execute(self._sql(sql), params)
             return cursor.fetchall()
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """Rows one at a time through a server-side cursor, for tables too large to hold."""
-        with self.conn.transaction(), self.conn.cursor(name="ledger_stream") as cursor:
+        conn = self._live()
+        with conn.transaction(), conn.cursor(name="ledger_stream") as cursor:
             cursor.itersize = 5000
             cursor.execute(self._sql(sql), params)
             yield from cursor
@@ -158,6 +176,9 @@ class PostgresScratch(PostgresDatabase):
         self.live_schema = str(row[0]) if row else "public"
         # tables created and named without a schema are the session's temporary ones
         self.conn.execute("SET search_path = pg_temp")
+
+    def _live(self) -> Any:
+        return self.conn  # its tables and snapshot are the session's: never made again
 
     @contextmanager
     def transaction(self, lock: Lock = None) -> Iterator[_PostgresCursor]:

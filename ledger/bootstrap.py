@@ -11,6 +11,7 @@ import functools
 import gc
 import itertools
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -166,7 +167,11 @@ class WorkerProcesses:
                 # a new interpreter, not a fork: nothing of this process's connections
                 mp_context=get_context("spawn"),
                 initializer=_open_worker,
-                initargs=(self.store, self.read_models),
+                initargs=(
+                    self.store,
+                    self.read_models,
+                    threading.current_thread() is threading.main_thread(),
+                ),
             )
         return self._pool
 
@@ -177,12 +182,33 @@ class WorkerProcesses:
 
 
 _worker: Ledger | None = None  # in a worker process: its own ledger
+_not_opened: str | None = None  # in a worker process: why its ledger could not be opened
 
 
-def _open_worker(store: str | None, read_models: str) -> None:
-    global _worker
-    _worker = Ledger(store, read_models=read_models, create=False)
+def _open_worker(store: str | None, read_models: str, from_main_thread: bool) -> None:
+    """A worker's ledger. A failure is kept and said by the worker's first job, in the
+    command's words: raised here, the process pool would print a traceback and break."""
+    global _worker, _not_opened
+    try:
+        _worker = Ledger(store, read_models=read_models, create=False)
+    except Exception as err:  # the store unreachable as the worker starts, a key missing...
+        _not_opened = f"a worker process could not open the store ({type(err).__name__}: "
+        _not_opened += " ".join(str(err).split())[:300] + "): nothing more was recorded by it"
+    if from_main_thread:  # the signal follows the thread that started it (a console's ends)
+        stopped_with_parent()
     collect_rarely()
+
+
+def stopped_with_parent() -> None:
+    """In a worker, before it works: a SIGTERM when the process that started it dies (even by
+    kill -9), so that no worker is left running unseen, holding the store's connections."""
+    import contextlib
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: they outlive a kill -9
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # A command makes and drops millions of rows (tuples, lists, dicts of decoded events) and
@@ -199,7 +225,8 @@ def collect_rarely() -> None:
 
 
 def _work(work: Callable[[Ports, Job], Result], job: Job) -> Result:
-    assert _worker is not None
+    if _worker is None:
+        raise RuleViolation(_not_opened or "a worker process has no store")
     return work(_worker.ports, job)
 
 

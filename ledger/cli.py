@@ -640,29 +640,31 @@ def cmd_deaths_consume(args: argparse.Namespace) -> None:
     location = StoreLocation.parse(args.store)
     read_models = "none" if location.kind == "postgresql" else "in-process"
     checks = standard_checks("deaths-consume", args.store, bootstrap)
-    with (
-        observed(args, "deaths-consume", checks) as health,
-        open_ledger(args, read_models=read_models) as ledger,
-    ):
-        consumer = DeathRegistrationConsumer(
-            ledger,
-            bootstrap,
-            actor(args),
-            topic,
-            group=settings().deaths_group,
-            progress=report,
-            notice=lambda text: warn(text),
-        )
-        consumer.beat = health.beat
-        try:
-            follow(
-                f"consuming death registrations from {topic} on {bootstrap}",
-                lambda once: consumer.run(once=once).messages,
-                args.once,
+
+    def session() -> tuple[Any, list[int]]:
+        with open_ledger(args, read_models=read_models) as ledger:
+            consumer = DeathRegistrationConsumer(
+                ledger,
+                bootstrap,
+                actor(args),
+                topic,
+                group=settings().deaths_group,
+                progress=report,
+                notice=lambda text: warn(text),
             )
-            unassigned = consumer.unassigned if args.once else []
-        finally:
-            consumer.close()
+            consumer.beat = health.beat
+            try:
+                follow(
+                    f"consuming death registrations from {topic} on {bootstrap}",
+                    lambda once: consumer.run(once=once).messages,
+                    args.once,
+                )
+                return consumer, consumer.unassigned if args.once else []
+            finally:
+                consumer.close()
+
+    with observed(args, "deaths-consume", checks) as health:
+        consumer, unassigned = through_outages("deaths-consume", args.once, session)
     tally = consumer.tally
     table = SafeTable(title=f"death registrations from {topic}")
     table.add_column("outcome")
@@ -1174,11 +1176,11 @@ def cmd_project(args: argparse.Namespace) -> None:
     if not settings().kafka:
         follow_store(args)  # authenticated as it opens the ledger
         return
-    authenticate(args)  # as the projector, the one role that writes read models
     bootstrap = kafka_bootstrap("project")
     if args.jobs > 1:
         from adapters.kafka_log import TopicSettings, ensure_topic
 
+        authenticate(args)  # as the projector, the one role that writes read models
         topic = TopicSettings.from_env()
         partitions = ensure_topic(bootstrap, topic)
         if partitions < args.jobs:  # a worker without a partition would only wait
@@ -1189,6 +1191,7 @@ def cmd_project(args: argparse.Namespace) -> None:
         return
 
     def session() -> tuple[str, int]:
+        authenticate(args)  # as the projector, the one role that writes read models
         db = PostgresDatabase(location.url)
         try:
             worker = ProjectionWorker(db, bootstrap)
@@ -1250,6 +1253,8 @@ def project_side_by_side(
     import signal
     import subprocess
 
+    from ledger.bootstrap import stopped_with_parent
+
     command = [sys.executable, "-m", "ledger.cli", "project", *(["--once"] if once else [])]
     if store is not None:
         command += ["--store", store]
@@ -1262,7 +1267,7 @@ def project_side_by_side(
     workers = {
         w.pid: w
         for w in (
-            subprocess.Popen([*command, *metrics(i)], preexec_fn=_stopped_with_parent)
+            subprocess.Popen([*command, *metrics(i)], preexec_fn=stopped_with_parent)
             for i in range(jobs)
         )
     }
@@ -1292,18 +1297,6 @@ def project_side_by_side(
             "says which above), and the others were stopped; what they applied stands: run "
             "the command again"
         )
-
-
-def _stopped_with_parent() -> None:
-    """In a worker, before it runs: a SIGTERM when the process that started it dies (even by
-    kill -9), so that no worker of the group is left running unseen."""
-    import contextlib
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: they outlive a kill -9
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def ensure_chain_key() -> str | None:
@@ -2309,7 +2302,13 @@ SHOWN_PROBLEMS = 100  # a bad file of a million rows is reported, not printed wh
 INTERRUPTED = 130  # the shells' status for a command stopped by Ctrl-C
 
 
+def _unraisable(unraisable: Any) -> None:
+    """An error Python cannot raise (a half-written file's zip closed by the collector after
+    the command already said what failed): not printed as a traceback to the operator."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.unraisablehook = _unraisable
     parser = build_parser()
     args = parser.parse_args(argv)
     approving = (args.command == "payroll" and args.payroll_command == "approve") or (

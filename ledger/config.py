@@ -81,7 +81,6 @@ class Settings(BaseSettings):
         description="the ledger's id, which a notification's receiver_id must be when given",
     )
 
-
     # prometheus_client's own variable: where worker processes write their metrics, set by
     # `registry serve --workers N` for its workers (share_with_workers) and read back here
     prometheus_multiproc_dir: Path | None = Field(
