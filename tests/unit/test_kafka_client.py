@@ -234,7 +234,8 @@ def test_a_password_file_that_is_not_text_is_refused(
     binary = tmp_path / "password"
     binary.write_bytes(b"\xff\xfe\x00secret")
     monkeypatch.setenv("LEDGER_KAFKA_SASL_PASSWORD_FILE", str(binary))
-    with pytest.raises(KafkaSecurityError, match="LEDGER_KAFKA_SASL_PASSWORD_FILE: .* cannot be read"):
+    refused = "LEDGER_KAFKA_SASL_PASSWORD_FILE: .* cannot be read"
+    with pytest.raises(KafkaSecurityError, match=refused):
         connection(BOOTSTRAP)
 
 
