@@ -66,4 +66,3 @@ def test_a_container_file_in_every_avro_codec_is_read(
             fastavro.writer(f, avro.latest(SUBJECT).schema, [avro_record(row)], codec=codec)
         ledger.import_deaths(path, "registry")
     assert query_store(store, "SELECT personal_id FROM deaths") == [(person,)]
-
