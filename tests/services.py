@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -129,3 +130,22 @@ def new_database(server_url: str) -> str:
         unavailable("PostgreSQL", str(err).strip())
     parts = urlsplit(server_url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def free_ports(count: int) -> int:
+    """A port p with p .. p + count - 1 free (the broker's controller and its secured
+    listeners take the ports after its own)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + count > 65535:
+            continue
+        try:
+            for p in range(port + 1, port + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise AssertionError(f"no {count} adjacent free ports")

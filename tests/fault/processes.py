@@ -17,7 +17,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -96,25 +95,6 @@ class Tally:
 # The private services ----------------------------------------------------------------------
 
 
-def free_ports(count: int) -> int:
-    """A port p with p .. p + count - 1 free (the broker's controller and its secured
-    listeners take the ports after its own)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + count > 65535:
-            continue
-        try:
-            for p in range(port + 1, port + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise AssertionError(f"no {count} adjacent free ports")
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -135,8 +115,8 @@ class PrivateServices:
     def __init__(self) -> None:
         self.state = Path(tempfile.mkdtemp(prefix="ansinh-fault-", dir="/var/tmp"))
         self.state.chmod(0o755)
-        self.pg_port = free_ports(1)
-        self.kafka_port = free_ports(4)
+        self.pg_port = services.free_ports(1)
+        self.kafka_port = services.free_ports(4)
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.server_url = f"postgresql://ledger@127.0.0.1:{self.pg_port}/ledger"
         self.env = {

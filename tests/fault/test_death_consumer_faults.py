@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -735,28 +734,11 @@ def test_kill_9_at_random_points_then_rerun_gives_the_uninterrupted_outcome(
 # The broker restarts -------------------------------------------------------------------------
 
 
-def free_port_pair() -> int:
-    """A port p with p + 1 free too (the broker's controller listens there)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return int(port)
-    raise AssertionError("no two adjacent free ports")
-
-
 class PrivateBroker:
     """A single-node broker of its own (scripts/services kafka-up), to stop and start."""
 
     def __init__(self, state: Path) -> None:
-        self.port = free_port_pair()
+        self.port = services.free_ports(4)  # its controller, TLS and SASL_SSL listeners after it
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
