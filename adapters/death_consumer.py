@@ -230,7 +230,7 @@ class DeathRegistrationConsumer:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         if self._position_new_partitions():
             return 0  # fetched again, from where the store says
-        self._note_lag()
+        observability.note_lag(PROCESS, self.topic, self.consumer)
         handled = 0
         started = time.perf_counter()
         for tp, records in batch.items():
@@ -250,14 +250,6 @@ class DeathRegistrationConsumer:
                 self.consumer.commit_async()
             self.progress(self.tally)
         return handled
-
-    def _note_lag(self) -> None:
-        behind = {}
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                behind[tp.partition] = end - self.consumer.position(tp)
-        observability.set_lag(PROCESS, self.topic, behind)
 
     def _handle(self, tp: Any, records: Sequence[Any]) -> int:
         rejections: list[tuple[Any, Rejection]] = []

@@ -280,12 +280,18 @@ def check_store(topic: str, found: list[Tail], mine: str, link_at: Callable[[int
             and link_at(tail.notification_id) == (tail.chain_hash)
         ):
             continue
-        theirs = f"store {tail.store_id}" if tail.store_id else "a store that is not this one"
-        raise TopicOfAnotherStore(
-            f"topic {topic} holds the events of {theirs} (partition {tail.partition}, offset "
-            f"{tail.offset}); this is store {mine}: give each store a topic of its own "
-            "(LEDGER_EVENTS_TOPIC)"
-        )
+        raise another_store(topic, tail.store_id, tail.partition, tail.offset, mine)
+
+
+def another_store(
+    topic: str, theirs: str | None, partition: int, offset: int, mine: str
+) -> TopicOfAnotherStore:
+    """The refusal of a topic holding another store's message, naming both stores."""
+    whose = f"store {theirs}" if theirs else "a store that is not this one"
+    return TopicOfAnotherStore(
+        f"topic {topic} holds the events of {whose} (partition {partition}, offset {offset}); "
+        f"this is store {mine}: give each store a topic of its own (LEDGER_EVENTS_TOPIC)"
+    )
 
 
 class Publisher:

@@ -23,8 +23,8 @@ from adapters.kafka_client import UNREADABLE, connection, unreadable
 from adapters.kafka_log import (
     SUBJECT,
     TopicMisconfigured,
-    TopicOfAnotherStore,
     TopicSettings,
+    another_store,
     caught_up,
     check_store,
     ensure_topic,
@@ -179,7 +179,7 @@ class ProjectionWorker:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         if self._position_new_partitions():
             return 0  # what was fetched is fetched again, from the right place
-        self._note_lag()
+        observability.note_lag("project", self.settings.name, self.consumer)
         if not batch:
             return 0
         started = time.perf_counter()
@@ -197,16 +197,6 @@ class ProjectionWorker:
         observability.BATCH.labels("project").observe(time.perf_counter() - started)
         self.progress(applied)
         return applied
-
-    def _note_lag(self) -> None:
-        """Each assigned partition's distance to its end, as the last fetch saw it (no round
-        trip to the broker)."""
-        behind = {}
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                behind[tp.partition] = end - self.consumer.position(tp)
-        observability.set_lag("project", self.settings.name, behind)
 
     def partition_lock(self, partition: int) -> str:
         """The lock a poll of this partition is applied under, instead of the read models'
@@ -276,11 +266,7 @@ class ProjectionWorker:
             if theirs is None:
                 unmarked.append(r)
             elif theirs != self.store_id:
-                raise TopicOfAnotherStore(
-                    f"topic {r.topic} holds the events of store {theirs} (partition "
-                    f"{r.partition}, offset {r.offset}); this worker's store is {self.store_id}: "
-                    "give each store a topic of its own (LEDGER_EVENTS_TOPIC)"
-                )
+                raise another_store(r.topic, theirs, r.partition, r.offset, self.store_id)
         if unmarked:  # an earlier version's messages: this store's if their links are its own
             found = [tail_of(r) for r in unmarked]
             links = self._links(cursor, [t.notification_id for t in found])

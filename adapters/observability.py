@@ -181,6 +181,17 @@ def lag_of(process: str) -> int:
     return total
 
 
+def note_lag(process: str, topic: str, consumer: Any) -> None:
+    """Each partition assigned to a consumer: its distance to its end, as the consumer's last
+    fetch saw it (no round trip to the broker)."""
+    behind = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is not None:
+            behind[tp.partition] = end - consumer.position(tp)
+    set_lag(process, topic, behind)
+
+
 def set_lag(process: str, topic: str, behind: dict[int, int]) -> None:
     for partition, messages in behind.items():
         LAG.labels(process, topic, str(partition)).set(max(messages, 0))

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from payroll_bench import Running, _as_role  # noqa: E402  (a command as the role it needs)
 
+from tests import services  # noqa: E402
 from tests.console_server import logged_in  # noqa: E402
 from tests.registry_messages import Registry, death_event  # noqa: E402
 
@@ -36,26 +36,6 @@ Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 # --- the long-running processes ------------------------------------------------------------
-
-
-def free_ports(count: int = 1) -> int:
-    """The first of `count` consecutive ports free on loopback (`ledger project --jobs N`
-    serves its workers' metrics on the given port and the next ones)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first + count > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as held:
-                for port in range(first, first + count):
-                    s = held.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 def _stopped_with_parent() -> None:
@@ -123,7 +103,7 @@ def start_service(
     """`ledger ARGS --metrics-port P` in a process group of its own (Ctrl-C reaches only this
     benchmark, which stops it in order), its output to logs/NAME.log; returned once its
     health answers (and its `probe`, when it serves HTTP)."""
-    metrics = free_ports(workers)
+    metrics = services.free_ports(workers)
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -184,22 +164,12 @@ class PrivateKafka:
     when a module that used it ends (tests/conftest.py), this run's among them."""
 
     def __init__(self, state: Path) -> None:
-        self.port = free_ports(4)  # the listener, the controller, TLS and SASL_SSL
+        self.port = services.free_ports(4)  # the listener, the controller, TLS and SASL_SSL
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LEDGER_STATE_DIR": str(state),
-                    "LEDGER_KAFKA_PORT": str(self.port)}  # fmt: skip
-        libs = ROOT / ".state" / "kafka" / "libs"
-        if (libs / ".complete").exists():
-            self.env["LEDGER_KAFKA_LIBS"] = str(libs)
+        self.env = services.private_services(state, self.port)
 
     def _services(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "services"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        return services.run_services(self.env, command)
 
     def up(self) -> None:
         done = self._services("kafka-up")

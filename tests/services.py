@@ -149,3 +149,26 @@ def free_ports(count: int) -> int:
             continue
         return port
     raise AssertionError(f"no {count} adjacent free ports")
+
+
+def private_services(state: Path, kafka_port: int, pg_port: int | None = None) -> dict[str, str]:
+    """The environment of `scripts/services` for services of their own: a state directory and
+    ports apart from the shared ones, the broker's jars reused when they are complete."""
+    env = {**os.environ, "LEDGER_STATE_DIR": str(state), "LEDGER_KAFKA_PORT": str(kafka_port)}
+    if pg_port is not None:
+        env["LEDGER_PG_PORT"] = str(pg_port)
+    libs = ROOT / ".state" / "kafka" / "libs"
+    if (libs / ".complete").exists():
+        env["LEDGER_KAFKA_LIBS"] = str(libs)
+    return env
+
+
+def run_services(env: dict[str, str], command: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/services COMMAND` in that environment."""
+    return subprocess.run(
+        [str(ROOT / "scripts" / "services"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

@@ -119,24 +119,10 @@ class PrivateServices:
         self.kafka_port = services.free_ports(4)
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.server_url = f"postgresql://ledger@127.0.0.1:{self.pg_port}/ledger"
-        self.env = {
-            **os.environ,
-            "LEDGER_STATE_DIR": str(self.state),
-            "LEDGER_PG_PORT": str(self.pg_port),
-            "LEDGER_KAFKA_PORT": str(self.kafka_port),
-        }
-        libs = ROOT / ".state" / "kafka" / "libs"
-        if (libs / ".complete").exists():
-            self.env["LEDGER_KAFKA_LIBS"] = str(libs)
+        self.env = services.private_services(self.state, self.kafka_port, self.pg_port)
 
     def _services(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "services"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        return services.run_services(self.env, command)
 
     @property
     def pg_dir(self) -> Path:

@@ -740,23 +740,10 @@ class PrivateBroker:
     def __init__(self, state: Path) -> None:
         self.port = services.free_ports(4)  # its controller, TLS and SASL_SSL listeners after it
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "LEDGER_STATE_DIR": str(state),
-            "LEDGER_KAFKA_PORT": str(self.port),
-        }
-        libs = ROOT / ".state" / "kafka" / "libs"
-        if (libs / ".complete").exists():
-            self.env["LEDGER_KAFKA_LIBS"] = str(libs)
+        self.env = services.private_services(state, self.port)
 
     def _services(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "services"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        return services.run_services(self.env, command)
 
     def up(self) -> None:
         done = self._services("kafka-up")
